@@ -1,0 +1,263 @@
+#include "arch/x86_64/acpi.h"
+
+#include "arch/x86_64/aml.h"
+#include "arch/x86_64/bytes.h"
+#include "arch/x86_64/cpu.h"
+#include "vmm/core/error.h"
+
+namespace vmm::arch::x86 {
+
+using namespace acpi;
+
+namespace {
+
+constexpr std::string_view kOemId = "VMM";          // 6 bytes, space padded
+constexpr std::string_view kCreatorId = "VMM ";     // 4 bytes
+constexpr uint32_t kOemRevision = 1;
+constexpr uint32_t kCreatorRevision = 1;
+
+// Standard 36-byte description header; the checksum is computed last by
+// the caller (fix_checksum) once the body is complete.
+std::vector<uint8_t> new_table(std::string_view sig, std::size_t size, uint8_t revision) {
+    std::vector<uint8_t> t(size, 0);
+    std::span<uint8_t> s(t);
+    put_str(s, 0, sig, 4);
+    put_le32(s, 4, static_cast<uint32_t>(size));
+    put_u8(s, 8, revision);
+    put_str(s, 10, kOemId, 6);
+    // OEM table ID: "VMM" + signature, so each table is identifiable.
+    put_str(s, 16, std::string(kOemId) + std::string(sig), 8);
+    put_le32(s, 24, kOemRevision);
+    put_str(s, 28, kCreatorId, 4);
+    put_le32(s, 32, kCreatorRevision);
+    return t;
+}
+
+void put_gas(std::span<uint8_t> t, std::size_t off, uint8_t space, uint8_t bit_width,
+             uint8_t access_size, uint64_t addr) {
+    put_u8(t, off, space);
+    put_u8(t, off + 1, bit_width);
+    put_u8(t, off + 2, 0);  // bit offset
+    put_u8(t, off + 3, access_size);  // 1 byte, 2 word, 3 dword, 4 qword
+    put_le64(t, off + 4, addr);
+}
+
+void check_ncpus(uint32_t ncpus) {
+    if (ncpus == 0 || ncpus > kMaxCpus) {
+        fail("acpi: {} vCPUs requested; 1..{} are supported", ncpus, kMaxCpus);
+    }
+}
+
+}  // namespace
+
+std::vector<uint8_t> build_fadt(const AcpiConfig& cfg) {
+    auto t = new_table("FACP", kFadtSize, 6);
+    std::span<uint8_t> s(t);
+    // FIRMWARE_CTRL / DSDT / X_DSDT are pointers: filled in by layout_acpi().
+    put_u8(s, 45, 0);  // Preferred_PM_Profile: unspecified
+    put_le16(s, kFadtSciInt, cfg.sci_irq);
+    // SMI_CMD = 0 with ACPI_ENABLE/ACPI_DISABLE = 0 declares a machine that
+    // is always in ACPI mode: the PM device must report SCI_EN set in
+    // PM1_CNT from reset.
+    put_le32(s, kFadtSmiCmd, 0);
+    const uint32_t pm1_evt = cfg.pm_io_base;
+    const uint32_t pm1_cnt = cfg.pm_io_base + 4u;
+    const uint32_t pm_tmr = cfg.pm_io_base + 8u;
+    put_le32(s, kFadtPm1aEvtBlk, pm1_evt);
+    put_le32(s, kFadtPm1aCntBlk, pm1_cnt);
+    put_le32(s, kFadtPmTmrBlk, pm_tmr);
+    put_u8(s, kFadtPm1EvtLen, 4);
+    put_u8(s, kFadtPm1CntLen, 2);
+    put_u8(s, kFadtPmTmrLen, 4);
+    // Latencies above 100 / 1000 us mean "C2 / C3 not supported": there is
+    // no P_BLK, so C1 (HLT) is the only idle state.
+    put_le16(s, kFadtPLvl2Lat, 101);
+    put_le16(s, kFadtPLvl3Lat, 1001);
+    put_u8(s, kFadtCentury, cfg.rtc_century_index);
+    put_le16(s, kFadtIapcBootArch, kBootArchLegacyDevices | kBootArch8042);
+    put_le32(s, kFadtFlags,
+             kFadtWbinvd | kFadtProcC1 | kFadtSlpButton | kFadtTmrValExt | kFadtResetRegSup);
+    put_gas(s, kFadtResetReg, kGasSystemIo, 8, 1, cfg.reset_port);
+    put_u8(s, kFadtResetValue, cfg.reset_value);
+    put_u8(s, kFadtMinorVersion, 0);  // ACPI 6.0
+    // The 64-bit GAS forms of the same blocks. PM1 event and control are
+    // made of 16-bit registers (status/enable halves), the timer is 32-bit.
+    put_gas(s, kFadtXPm1aEvtBlk, kGasSystemIo, 32, 2, pm1_evt);
+    put_gas(s, kFadtXPm1aCntBlk, kGasSystemIo, 16, 2, pm1_cnt);
+    put_gas(s, kFadtXPmTmrBlk, kGasSystemIo, 32, 3, pm_tmr);
+    fix_checksum(s, kChecksumOff);
+    return t;
+}
+
+std::vector<uint8_t> build_facs() {
+    // Required whenever the FADT is not hardware-reduced (it holds the
+    // global lock and waking vector). No checksum field.
+    std::vector<uint8_t> t(kFacsSize, 0);
+    std::span<uint8_t> s(t);
+    put_str(s, 0, "FACS", 4);
+    put_le32(s, 4, kFacsSize);
+    put_le32(s, 8, 0);   // hardware signature
+    put_le32(s, 12, 0);  // firmware waking vector: no S3
+    put_le32(s, 16, 0);  // global lock
+    put_le32(s, 20, 0);  // flags: no S4BIOS, no 64-bit wake
+    put_u8(s, 32, 2);    // version
+    return t;
+}
+
+std::vector<uint8_t> build_dsdt(const AcpiConfig& cfg) {
+    // \_S5: the SLP_TYP values OSPM writes to PM1a_CNT / PM1b_CNT to power
+    // off; the last two elements are reserved.
+    Aml body = Aml::name("_S5_", Aml::package({Aml::integer(cfg.s5_sleep_type),
+                                               Aml::integer(cfg.s5_sleep_type), Aml::zero(),
+                                               Aml::zero()}));
+    // Revision 2: integers are 64-bit in this definition block.
+    auto t = new_table("DSDT", kHeaderSize + body.size(), 2);
+    std::copy(body.bytes().begin(), body.bytes().end(), t.begin() + kHeaderSize);
+    fix_checksum(t, kChecksumOff);
+    return t;
+}
+
+std::vector<uint8_t> build_madt(const AcpiConfig& cfg) {
+    check_ncpus(cfg.ncpus);
+    constexpr std::size_t kLapicLen = 8, kIoapicLen = 12, kIsoLen = 10, kNmiLen = 6;
+    const std::size_t size = kHeaderSize + 8 + cfg.ncpus * kLapicLen + kIoapicLen + kIsoLen + kNmiLen;
+    auto t = new_table("APIC", size, 4);
+    std::span<uint8_t> s(t);
+    put_le32(s, 36, static_cast<uint32_t>(kLapicAddr));
+    // PCAT_COMPAT: dual 8259s are present too (the OS must mask them).
+    put_le32(s, 40, kMadtPcatCompat);
+    std::size_t off = kHeaderSize + 8;
+    for (uint32_t i = 0; i < cfg.ncpus; ++i) {
+        put_u8(s, off, kMadtLocalApic);
+        put_u8(s, off + 1, kLapicLen);
+        put_u8(s, off + 2, static_cast<uint8_t>(i));  // ACPI processor UID
+        put_u8(s, off + 3, static_cast<uint8_t>(i));  // APIC ID
+        put_le32(s, off + 4, 1);                      // enabled
+        off += kLapicLen;
+    }
+    put_u8(s, off, kMadtIoApic);
+    put_u8(s, off + 1, kIoapicLen);
+    put_u8(s, off + 2, static_cast<uint8_t>(cfg.ncpus));  // IOAPIC ID after the LAPIC IDs
+    put_u8(s, off + 3, 0);
+    put_le32(s, off + 4, static_cast<uint32_t>(kIoapicAddr));
+    put_le32(s, off + 8, 0);  // GSI base
+    off += kIoapicLen;
+
+    // The SCI is level-triggered; ISA IRQs default to edge, so say so.
+    // Flags: polarity [1:0] = 01 active high, trigger [3:2] = 11 level.
+    put_u8(s, off, kMadtIntSrcOverride);
+    put_u8(s, off + 1, kIsoLen);
+    put_u8(s, off + 2, 0);  // bus: ISA
+    put_u8(s, off + 3, cfg.sci_irq);
+    put_le32(s, off + 4, cfg.sci_irq);
+    put_le16(s, off + 8, 0x1 | (0x3 << 2));
+    off += kIsoLen;
+
+    put_u8(s, off, kMadtLocalApicNmi);
+    put_u8(s, off + 1, kNmiLen);
+    put_u8(s, off + 2, 0xff);  // all processors
+    put_le16(s, off + 3, 0);   // conforming polarity/trigger
+    put_u8(s, off + 5, 1);     // LINT1
+    off += kNmiLen;
+    if (off != size) fail("internal: MADT size mismatch ({} != {})", off, size);
+    fix_checksum(s, kChecksumOff);
+    return t;
+}
+
+AcpiTableSet generate_acpi_tables(const AcpiConfig& cfg) {
+    check_ncpus(cfg.ncpus);
+    AcpiTableSet t;
+    t.fadt = build_fadt(cfg);
+    t.facs = build_facs();
+    t.dsdt = build_dsdt(cfg);
+    t.others.push_back(build_madt(cfg));
+    return t;
+}
+
+AcpiTables layout_acpi(const AcpiTableSet& tables, uint64_t base) {
+    if (base % 16 != 0) fail("acpi: RSDP address {:#x} is not 16-byte aligned", base);
+    if (base >= (uint64_t{1} << 32)) fail("acpi: tables at {:#x} must lie below 4 GiB", base);
+    const std::size_t nentries = 1 + tables.others.size();  // FADT + others
+    const std::size_t rsdt_size = kHeaderSize + 4 * nentries;
+    const std::size_t xsdt_size = kHeaderSize + 8 * nentries;
+
+    // Assign addresses: 16-byte alignment for every table, 64 for the FACS
+    // as the spec requires.
+    uint64_t cur = base;
+    auto place = [&](std::size_t size, uint64_t align) {
+        cur = align_up(cur, align);
+        const uint64_t at = cur;
+        cur += size;
+        return at;
+    };
+    const uint64_t rsdp_at = place(kRsdpSize, 16);
+    const uint64_t rsdt_at = place(rsdt_size, 16);
+    const uint64_t xsdt_at = place(xsdt_size, 16);
+    const uint64_t fadt_at = place(tables.fadt.size(), 16);
+    const uint64_t facs_at = place(tables.facs.size(), 64);
+    const uint64_t dsdt_at = place(tables.dsdt.size(), 16);
+    std::vector<uint64_t> other_at;
+    for (const auto& o : tables.others) other_at.push_back(place(o.size(), 16));
+    const uint64_t end = cur;
+    if (base < kMpTableAddr && end > kMpTableAddr) {
+        fail("acpi: tables need {} bytes from {:#x} and would overlap the MP table at {:#x}", end - base, base,
+             kMpTableAddr);
+    }
+    if (base < kHighMemStart && end > kHighMemStart) {
+        fail("acpi: tables need {} bytes from {:#x} and cross 1 MiB (end {:#x})", end - base, base,
+             end);
+    }
+    if (end > (uint64_t{1} << 32)) fail("acpi: tables at {:#x} must end below 4 GiB", base);
+
+    // FADT pointers to FACS and DSDT.
+    std::vector<uint8_t> fadt = tables.fadt;
+    put_le32(fadt, kFadtFirmwareCtrl, static_cast<uint32_t>(facs_at));
+    // X_FIRMWARE_CTRL must stay zero when FIRMWARE_CTRL is used.
+    put_le64(fadt, kFadtXFirmwareCtrl, 0);
+    put_le32(fadt, kFadtDsdt, static_cast<uint32_t>(dsdt_at));
+    put_le64(fadt, kFadtXDsdt, dsdt_at);
+    fix_checksum(fadt, kChecksumOff);
+
+    // RSDT (32-bit entries, for ACPI 1.0 guests) and XSDT (64-bit).
+    std::vector<uint64_t> entries{fadt_at};
+    entries.insert(entries.end(), other_at.begin(), other_at.end());
+    auto rsdt = new_table("RSDT", rsdt_size, 1);
+    auto xsdt = new_table("XSDT", xsdt_size, 1);
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        put_le32(rsdt, kHeaderSize + 4 * i, static_cast<uint32_t>(entries[i]));
+        put_le64(xsdt, kHeaderSize + 8 * i, entries[i]);
+    }
+    fix_checksum(rsdt, kChecksumOff);
+    fix_checksum(xsdt, kChecksumOff);
+
+    std::vector<uint8_t> rsdp(kRsdpSize, 0);
+    put_str(rsdp, 0, "RSD PTR ", 8);
+    put_str(rsdp, 9, kOemId, 6);
+    put_u8(rsdp, 15, 2);  // revision 2: ACPI 2.0+ with XSDT
+    put_le32(rsdp, kRsdpRsdtOff, static_cast<uint32_t>(rsdt_at));
+    put_le32(rsdp, 20, kRsdpSize);
+    put_le64(rsdp, kRsdpXsdtOff, xsdt_at);
+    // The first checksum covers the ACPI 1.0 part (bytes 0..19) and must be
+    // fixed before the extended one, which covers all 36 bytes.
+    fix_checksum(std::span<uint8_t>(rsdp).subspan(0, 20), kRsdpChecksumOff);
+    fix_checksum(rsdp, kRsdpExtChecksumOff);
+
+    AcpiTables out;
+    out.rsdp_gpa = rsdp_at;
+    out.blobs.push_back({rsdp_at, std::move(rsdp)});
+    out.blobs.push_back({rsdt_at, std::move(rsdt)});
+    out.blobs.push_back({xsdt_at, std::move(xsdt)});
+    out.blobs.push_back({fadt_at, std::move(fadt)});
+    out.blobs.push_back({facs_at, tables.facs});
+    out.blobs.push_back({dsdt_at, tables.dsdt});
+    for (std::size_t i = 0; i < tables.others.size(); ++i) {
+        out.blobs.push_back({other_at[i], tables.others[i]});
+    }
+    return out;
+}
+
+AcpiTables build_acpi(const AcpiConfig& cfg, uint64_t base) {
+    return layout_acpi(generate_acpi_tables(cfg), base);
+}
+
+}  // namespace vmm::arch::x86

@@ -1,0 +1,123 @@
+// ACPI tables for a PC-compatible (not hardware-reduced) machine: RSDP,
+// RSDT/XSDT, FADT (+FACS), DSDT and MADT.
+//
+// Generation and placement are separate steps: generate_acpi_tables()
+// produces address-independent byte vectors (pointer fields zero), and
+// layout_acpi() assigns addresses, fills the pointers and checksums. The
+// zero-page/PVH boot path uses both via build_acpi(); a later fw_cfg path
+// can take the generated tables and let the firmware place them (the
+// pointer field offsets are below for its ADD_POINTER commands).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "arch/x86_64/layout.h"
+
+namespace vmm::arch::x86 {
+
+struct AcpiConfig {
+    uint32_t ncpus;
+    // PM1a_EVT at base (4 bytes), PM1a_CNT at base+4 (2 bytes), PM_TMR at
+    // base+8 (4 bytes, 32-bit counter).
+    uint16_t pm_io_base = 0x600;
+    uint8_t sci_irq = 9;
+    uint16_t reset_port = 0xcf9;
+    uint8_t reset_value = 0x06;
+    uint8_t s5_sleep_type = 5;  // SLP_TYP written to PM1a_CNT for soft-off
+    uint8_t rtc_century_index = 0x32;
+};
+
+struct AcpiTables {
+    uint64_t rsdp_gpa;
+    std::vector<Blob> blobs;
+};
+
+// The tables before placement. Every table is complete and checksummed
+// except for the pointers layout_acpi() fills in.
+struct AcpiTableSet {
+    std::vector<uint8_t> fadt;  // FIRMWARE_CTRL, DSDT and X_DSDT still 0
+    std::vector<uint8_t> facs;  // no checksum, 64-byte aligned when placed
+    std::vector<uint8_t> dsdt;
+    // Further tables listed in the RSDT/XSDT after the FADT (the MADT
+    // today; MCFG, HPET, SRAT... later).
+    std::vector<std::vector<uint8_t>> others;
+};
+
+AcpiTableSet generate_acpi_tables(const AcpiConfig& cfg);
+
+// Places RSDP at `base` (16-byte aligned) followed by RSDT, XSDT, FADT,
+// FACS, DSDT and the other tables, and fixes up pointers and checksums.
+// Throws if base is misaligned or the tables would cross 1 MiB (when base
+// is below it; the guest finds the RSDP by scanning 0xe0000..0xfffff) or
+// 4 GiB (the RSDT and FADT hold 32-bit pointers).
+AcpiTables layout_acpi(const AcpiTableSet& tables, uint64_t base);
+
+// generate + layout. Throws if ncpus is 0 or above 254.
+AcpiTables build_acpi(const AcpiConfig& cfg, uint64_t base = kBiosAreaStart);
+
+// Individual tables, exposed for tests and for the fw_cfg path.
+std::vector<uint8_t> build_fadt(const AcpiConfig& cfg);
+std::vector<uint8_t> build_facs();
+std::vector<uint8_t> build_dsdt(const AcpiConfig& cfg);
+std::vector<uint8_t> build_madt(const AcpiConfig& cfg);
+
+namespace acpi {
+inline constexpr std::size_t kHeaderSize = 36;
+inline constexpr std::size_t kChecksumOff = 9;  // in every table header
+inline constexpr std::size_t kRsdpSize = 36;
+inline constexpr std::size_t kRsdpChecksumOff = 8;     // over bytes 0..19
+inline constexpr std::size_t kRsdpRsdtOff = 16;
+inline constexpr std::size_t kRsdpXsdtOff = 24;
+inline constexpr std::size_t kRsdpExtChecksumOff = 32;  // over all 36 bytes
+inline constexpr std::size_t kFacsSize = 64;
+
+// FADT (revision 6) field offsets.
+inline constexpr std::size_t kFadtSize = 276;
+inline constexpr std::size_t kFadtFirmwareCtrl = 36;
+inline constexpr std::size_t kFadtDsdt = 40;
+inline constexpr std::size_t kFadtSciInt = 46;
+inline constexpr std::size_t kFadtSmiCmd = 48;
+inline constexpr std::size_t kFadtPm1aEvtBlk = 56;
+inline constexpr std::size_t kFadtPm1aCntBlk = 64;
+inline constexpr std::size_t kFadtPmTmrBlk = 76;
+inline constexpr std::size_t kFadtPm1EvtLen = 88;
+inline constexpr std::size_t kFadtPm1CntLen = 89;
+inline constexpr std::size_t kFadtPmTmrLen = 91;
+inline constexpr std::size_t kFadtPLvl2Lat = 96;
+inline constexpr std::size_t kFadtPLvl3Lat = 98;
+inline constexpr std::size_t kFadtCentury = 108;
+inline constexpr std::size_t kFadtIapcBootArch = 109;
+inline constexpr std::size_t kFadtFlags = 112;
+inline constexpr std::size_t kFadtResetReg = 116;
+inline constexpr std::size_t kFadtResetValue = 128;
+inline constexpr std::size_t kFadtMinorVersion = 131;
+inline constexpr std::size_t kFadtXFirmwareCtrl = 132;
+inline constexpr std::size_t kFadtXDsdt = 140;
+inline constexpr std::size_t kFadtXPm1aEvtBlk = 148;
+inline constexpr std::size_t kFadtXPm1aCntBlk = 172;
+inline constexpr std::size_t kFadtXPmTmrBlk = 208;
+
+inline constexpr uint32_t kFadtWbinvd = 1u << 0;
+inline constexpr uint32_t kFadtProcC1 = 1u << 2;
+inline constexpr uint32_t kFadtSlpButton = 1u << 5;
+inline constexpr uint32_t kFadtTmrValExt = 1u << 8;
+inline constexpr uint32_t kFadtResetRegSup = 1u << 10;
+inline constexpr uint32_t kFadtHwReducedAcpi = 1u << 20;
+inline constexpr uint16_t kBootArchLegacyDevices = 1u << 0;
+inline constexpr uint16_t kBootArch8042 = 1u << 1;
+
+// Generic Address Structure: space id, bit width, bit offset, access size,
+// 64-bit address.
+inline constexpr std::size_t kGasSize = 12;
+inline constexpr uint8_t kGasSystemIo = 1;
+
+// MADT.
+inline constexpr uint32_t kMadtPcatCompat = 1;
+inline constexpr uint8_t kMadtLocalApic = 0;
+inline constexpr uint8_t kMadtIoApic = 1;
+inline constexpr uint8_t kMadtIntSrcOverride = 2;
+inline constexpr uint8_t kMadtLocalApicNmi = 4;
+}  // namespace acpi
+
+}  // namespace vmm::arch::x86

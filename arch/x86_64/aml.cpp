@@ -1,0 +1,248 @@
+#include "arch/x86_64/aml.h"
+
+#include "vmm/core/error.h"
+
+namespace vmm::arch::x86 {
+
+namespace {
+
+// Opcodes (ACPI spec 20.3 "AML Byte Stream Byte Values").
+constexpr uint8_t kZeroOp = 0x00;
+constexpr uint8_t kOneOp = 0x01;
+constexpr uint8_t kNameOp = 0x08;
+constexpr uint8_t kBytePrefix = 0x0a;
+constexpr uint8_t kWordPrefix = 0x0b;
+constexpr uint8_t kDWordPrefix = 0x0c;
+constexpr uint8_t kStringPrefix = 0x0d;
+constexpr uint8_t kQWordPrefix = 0x0e;
+constexpr uint8_t kScopeOp = 0x10;
+constexpr uint8_t kBufferOp = 0x11;
+constexpr uint8_t kPackageOp = 0x12;
+constexpr uint8_t kMethodOp = 0x14;
+constexpr uint8_t kDualNamePrefix = 0x2e;
+constexpr uint8_t kMultiNamePrefix = 0x2f;
+constexpr uint8_t kExtOpPrefix = 0x5b;
+constexpr uint8_t kDeviceOp = 0x82;  // after ExtOpPrefix
+constexpr uint8_t kRootChar = '\\';
+constexpr uint8_t kParentPrefixChar = '^';
+constexpr uint8_t kReturnOp = 0xa4;
+constexpr uint8_t kOnesOp = 0xff;
+
+void put_le(std::vector<uint8_t>& out, uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+bool lead_char(char c) { return (c >= 'A' && c <= 'Z') || c == '_'; }
+bool name_char(char c) { return lead_char(c) || (c >= '0' && c <= '9'); }
+
+// opcode(s) PkgLength <contents>
+Aml with_pkg_length(std::initializer_list<uint8_t> ops, const std::vector<uint8_t>& contents) {
+    std::vector<uint8_t> out(ops);
+    const auto len = aml_pkg_length(contents.size());
+    out.insert(out.end(), len.begin(), len.end());
+    out.insert(out.end(), contents.begin(), contents.end());
+    return Aml(std::move(out));
+}
+
+std::vector<uint8_t> concat(std::initializer_list<const std::vector<uint8_t>*> parts,
+                            const std::vector<Aml>& tail = {}) {
+    std::vector<uint8_t> out;
+    for (const auto* p : parts) out.insert(out.end(), p->begin(), p->end());
+    for (const auto& t : tail) out.insert(out.end(), t.bytes().begin(), t.bytes().end());
+    return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> aml_encode_pkg_length(uint32_t value) {
+    // One byte: bits 7:6 = 0, bits 5:0 = value. Longer: bits 7:6 = number
+    // of following bytes, bits 3:0 = low nibble, following bytes = the
+    // remaining bits, least significant first.
+    if (value < (1u << 6)) return {static_cast<uint8_t>(value)};
+    int extra;
+    if (value < (1u << 12)) {
+        extra = 1;
+    } else if (value < (1u << 20)) {
+        extra = 2;
+    } else if (value < (1u << 28)) {
+        extra = 3;
+    } else {
+        fail("aml: package length {} exceeds the 28-bit PkgLength limit", value);
+    }
+    std::vector<uint8_t> out;
+    out.push_back(static_cast<uint8_t>((extra << 6) | (value & 0xf)));
+    for (int i = 0; i < extra; ++i) out.push_back(static_cast<uint8_t>(value >> (4 + 8 * i)));
+    return out;
+}
+
+std::vector<uint8_t> aml_pkg_length(std::size_t payload) {
+    // The encoded value includes the encoding's own 1..4 bytes, so try each
+    // width and keep the first whose maximum covers payload + width.
+    static constexpr uint64_t kMax[] = {(1u << 6) - 1, (1u << 12) - 1, (1u << 20) - 1,
+                                        (1u << 28) - 1};
+    for (uint64_t width = 1; width <= 4; ++width) {
+        if (payload + width <= kMax[width - 1]) {
+            return aml_encode_pkg_length(static_cast<uint32_t>(payload + width));
+        }
+    }
+    fail("aml: package of {} bytes exceeds the 28-bit PkgLength limit", payload);
+}
+
+Aml& Aml::append(const Aml& other) {
+    bytes_.insert(bytes_.end(), other.bytes_.begin(), other.bytes_.end());
+    return *this;
+}
+
+Aml Aml::zero() { return Aml(std::vector<uint8_t>{kZeroOp}); }
+Aml Aml::one() { return Aml(std::vector<uint8_t>{kOneOp}); }
+Aml Aml::ones() { return Aml(std::vector<uint8_t>{kOnesOp}); }
+
+Aml Aml::byte(uint8_t v) { return Aml(std::vector<uint8_t>{kBytePrefix, v}); }
+Aml Aml::word(uint16_t v) {
+    std::vector<uint8_t> b{kWordPrefix};
+    put_le(b, v, 2);
+    return Aml(std::move(b));
+}
+Aml Aml::dword(uint32_t v) {
+    std::vector<uint8_t> b{kDWordPrefix};
+    put_le(b, v, 4);
+    return Aml(std::move(b));
+}
+Aml Aml::qword(uint64_t v) {
+    std::vector<uint8_t> b{kQWordPrefix};
+    put_le(b, v, 8);
+    return Aml(std::move(b));
+}
+
+Aml Aml::integer(uint64_t v) {
+    if (v == 0) return zero();
+    if (v == 1) return one();
+    if (v <= 0xff) return byte(static_cast<uint8_t>(v));
+    if (v <= 0xffff) return word(static_cast<uint16_t>(v));
+    if (v <= 0xffffffff) return dword(static_cast<uint32_t>(v));
+    return qword(v);
+}
+
+Aml Aml::string(std::string_view s) {
+    std::vector<uint8_t> b{kStringPrefix};
+    for (char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u == 0 || u > 0x7f) fail("aml: string \"{}\" must be ASCII without NUL", s);
+        b.push_back(u);
+    }
+    b.push_back(0);
+    return Aml(std::move(b));
+}
+
+Aml Aml::eisa_id(std::string_view id) {
+    auto hex = [&](char c) -> uint32_t {
+        if (c >= '0' && c <= '9') return static_cast<uint32_t>(c - '0');
+        if (c >= 'A' && c <= 'F') return static_cast<uint32_t>(c - 'A' + 10);
+        fail("aml: invalid EISA ID \"{}\"", id);
+    };
+    if (id.size() != 7) fail("aml: invalid EISA ID \"{}\"", id);
+    for (int i = 0; i < 3; ++i) {
+        if (id[i] < 'A' || id[i] > 'Z') fail("aml: invalid EISA ID \"{}\"", id);
+    }
+    // Three letters as 5-bit values (A = 1) and four hex digits, stored
+    // most significant byte first.
+    const uint32_t vendor = (uint32_t(id[0] - 0x40) << 10) | (uint32_t(id[1] - 0x40) << 5) |
+                            uint32_t(id[2] - 0x40);
+    const uint32_t product = (hex(id[3]) << 12) | (hex(id[4]) << 8) | (hex(id[5]) << 4) | hex(id[6]);
+    const uint32_t be = (vendor << 16) | product;
+    const uint32_t le = ((be & 0xff) << 24) | ((be & 0xff00) << 8) | ((be >> 8) & 0xff00) | (be >> 24);
+    return dword(le);
+}
+
+Aml Aml::buffer(std::span<const uint8_t> data) {
+    const auto size = integer(data.size()).bytes();
+    std::vector<uint8_t> contents(size);
+    contents.insert(contents.end(), data.begin(), data.end());
+    return with_pkg_length({kBufferOp}, contents);
+}
+
+Aml Aml::package(const std::vector<Aml>& elements) {
+    if (elements.size() > 255) fail("aml: package of {} elements exceeds 255", elements.size());
+    std::vector<uint8_t> contents{static_cast<uint8_t>(elements.size())};
+    for (const auto& e : elements) contents.insert(contents.end(), e.bytes().begin(), e.bytes().end());
+    return with_pkg_length({kPackageOp}, contents);
+}
+
+Aml Aml::name_string(std::string_view path) {
+    std::vector<uint8_t> out;
+    std::size_t i = 0;
+    if (i < path.size() && path[i] == '\\') {
+        out.push_back(kRootChar);
+        ++i;
+    } else {
+        while (i < path.size() && path[i] == '^') {
+            out.push_back(kParentPrefixChar);
+            ++i;
+        }
+    }
+    std::vector<std::string_view> segs;
+    std::string_view rest = path.substr(i);
+    while (!rest.empty()) {
+        const auto dot = rest.find('.');
+        segs.push_back(rest.substr(0, dot));
+        if (dot == std::string_view::npos) break;
+        rest = rest.substr(dot + 1);
+        if (rest.empty()) fail("aml: invalid name \"{}\"", path);
+    }
+    if (segs.size() > 255) fail("aml: name \"{}\" has too many segments", path);
+    if (segs.empty()) {
+        out.push_back(0);  // NullName, e.g. "\" alone
+        return Aml(std::move(out));
+    }
+    if (segs.size() == 2) out.push_back(kDualNamePrefix);
+    if (segs.size() > 2) {
+        out.push_back(kMultiNamePrefix);
+        out.push_back(static_cast<uint8_t>(segs.size()));
+    }
+    for (auto seg : segs) {
+        if (seg.empty() || seg.size() > 4 || !lead_char(seg[0])) {
+            fail("aml: invalid name segment \"{}\" in \"{}\"", seg, path);
+        }
+        for (std::size_t k = 0; k < 4; ++k) {
+            const char c = k < seg.size() ? seg[k] : '_';
+            if (!name_char(c)) fail("aml: invalid name segment \"{}\" in \"{}\"", seg, path);
+            out.push_back(static_cast<uint8_t>(c));
+        }
+    }
+    return Aml(std::move(out));
+}
+
+Aml Aml::name(std::string_view path, const Aml& value) {
+    const auto n = name_string(path).bytes();
+    std::vector<uint8_t> out{kNameOp};
+    out.insert(out.end(), n.begin(), n.end());
+    out.insert(out.end(), value.bytes().begin(), value.bytes().end());
+    return Aml(std::move(out));
+}
+
+Aml Aml::scope(std::string_view path, const std::vector<Aml>& body) {
+    const auto n = name_string(path).bytes();
+    return with_pkg_length({kScopeOp}, concat({&n}, body));
+}
+
+Aml Aml::device(std::string_view path, const std::vector<Aml>& body) {
+    const auto n = name_string(path).bytes();
+    return with_pkg_length({kExtOpPrefix, kDeviceOp}, concat({&n}, body));
+}
+
+Aml Aml::method(std::string_view path, uint8_t nargs, bool serialized,
+                const std::vector<Aml>& body) {
+    if (nargs > 7) fail("aml: method {} has {} arguments; at most 7", path, nargs);
+    const auto n = name_string(path).bytes();
+    // MethodFlags: bits 2:0 ArgCount, bit 3 SerializeFlag, bits 7:4 SyncLevel (0).
+    const std::vector<uint8_t> flags{static_cast<uint8_t>(nargs | (serialized ? 0x08 : 0))};
+    return with_pkg_length({kMethodOp}, concat({&n, &flags}, body));
+}
+
+Aml Aml::return_value(const Aml& value) {
+    std::vector<uint8_t> out{kReturnOp};
+    out.insert(out.end(), value.bytes().begin(), value.bytes().end());
+    return Aml(std::move(out));
+}
+
+}  // namespace vmm::arch::x86

@@ -1,0 +1,48 @@
+#include "arch/x86_64/layout.h"
+
+#include <fmt/format.h>
+
+#include "vmm/core/error.h"
+
+namespace vmm::arch::x86 {
+
+namespace {
+// 64 TiB: far above any RAM a host will give one VM, low enough that
+// 4 GiB + mem cannot overflow and stays within a 48-bit guest physical
+// address space.
+constexpr uint64_t kMaxMemBytes = uint64_t{64} << 40;
+}  // namespace
+
+std::vector<RamRegion> ram_layout(uint64_t mem_bytes) {
+    if (mem_bytes < MiB) {
+        fail("memory size {} is too small; at least 1 MiB is needed", human_size(mem_bytes));
+    }
+    if (mem_bytes % (4 * KiB) != 0) {
+        fail("memory size {} bytes is not a multiple of 4 KiB", mem_bytes);
+    }
+    if (mem_bytes > kMaxMemBytes) {
+        fail("memory size {} is too large; at most 64 TiB is supported", human_size(mem_bytes));
+    }
+    const uint64_t low_max = kMmioHoleStart;  // RAM below the MMIO hole
+    if (mem_bytes <= low_max) return {{0, mem_bytes}};
+    return {{0, low_max}, {kMmioHoleEnd, mem_bytes - low_max}};
+}
+
+std::string human_size(uint64_t bytes) {
+    struct Unit {
+        uint64_t size;
+        const char* name;
+    };
+    static constexpr Unit units[] = {{uint64_t{1} << 40, "TiB"}, {GiB, "GiB"}, {MiB, "MiB"},
+                                     {KiB, "KiB"}};
+    for (const auto& u : units) {
+        if (bytes >= u.size) {
+            if (bytes % u.size == 0) return fmt::format("{} {}", bytes / u.size, u.name);
+            return fmt::format("{:.1f} {}", static_cast<double>(bytes) / static_cast<double>(u.size),
+                               u.name);
+        }
+    }
+    return fmt::format("{} bytes", bytes);
+}
+
+}  // namespace vmm::arch::x86

@@ -1,0 +1,83 @@
+// Guest-physical memory map of an x86-64 VM, shared by every boot path.
+//
+// Low memory (below 1 MiB) holds the small structures a VMM hands to the
+// guest before its first instruction; nothing here is reachable by the
+// guest kernel's own loader (it starts at >= 1 MiB), so the regions never
+// collide with the kernel image, the initramfs or each other:
+//
+//   0x000500  GDT            (6 x 8 bytes: 0x500..0x52f, see cpu.h)
+//   0x000530  IDT            (empty; one zero gate)
+//   0x006000  PVH hvm_start_info, then modlist (0x6040), memmap (0x6080)
+//   0x007000  bzImage zero page (struct boot_params, 4 KiB)
+//   0x008ff0  boot stack top (grows down into 0x8000..0x8fef)
+//   0x009000  PML4, PDPT at 0xa000, four PDs at 0xb000..0xefff
+//   0x020000  kernel command line (up to 64 KiB)
+//   0x09fc00  MP table (last KiB of conventional memory, reserved in E820)
+//   0x0e0000  ACPI tables, RSDP first (reserved in E820 up to 1 MiB)
+//   0x100000  kernel / initramfs / general RAM
+//
+// RAM above 3 GiB is moved to 4 GiB so that [3 GiB, 4 GiB) is free for
+// MMIO (PCI BARs, IOAPIC, LAPIC).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vmm::arch::x86 {
+
+inline constexpr uint64_t kGdtAddr = 0x500;
+// The brief placed the IDT at 0x520, but the boot GDT needs 48 bytes
+// (null, 32-bit code, 64-bit code, data and a 16-byte long-mode TSS
+// descriptor), i.e. up to 0x52f; the IDT follows it.
+inline constexpr uint64_t kIdtAddr = 0x530;
+inline constexpr uint64_t kPvhStartInfoAddr = 0x6000;
+inline constexpr uint64_t kPvhModlistAddr = 0x6040;
+inline constexpr uint64_t kPvhMemmapAddr = 0x6080;
+inline constexpr uint64_t kPvhAreaEnd = 0x7000;
+inline constexpr uint64_t kZeroPageAddr = 0x7000;
+inline constexpr uint64_t kBootStackTop = 0x8ff0;
+inline constexpr uint64_t kPml4Addr = 0x9000;
+inline constexpr uint64_t kPdptAddr = 0xa000;
+inline constexpr uint64_t kPdAddr = 0xb000;  // four PDs: 0xb000..0xefff
+inline constexpr uint64_t kCmdlineAddr = 0x20000;
+inline constexpr uint64_t kCmdlineMaxBytes = 0x10000;  // including the NUL
+inline constexpr uint64_t kEbdaStart = 0x9fc00;
+inline constexpr uint64_t kEbdaEnd = 0xa0000;
+inline constexpr uint64_t kBiosAreaStart = 0xe0000;  // ACPI tables: 0xe0000..0xeffff
+// The MP table lives in the upper BIOS area, which Linux scans for the
+// floating pointer, because the EBDA's 1 KiB would only hold 40 processors.
+inline constexpr uint64_t kMpTableAddr = 0xf0000;
+inline constexpr uint64_t kMpTableEnd = 0x100000;
+inline constexpr uint64_t kHighMemStart = 0x100000;
+inline constexpr uint64_t kMmioHoleStart = 0xC0000000;
+inline constexpr uint64_t kMmioHoleEnd = 0x100000000;
+inline constexpr uint64_t kIoapicAddr = 0xfec00000;
+inline constexpr uint64_t kLapicAddr = 0xfee00000;
+
+inline constexpr uint64_t KiB = 1024;
+inline constexpr uint64_t MiB = 1024 * KiB;
+inline constexpr uint64_t GiB = 1024 * MiB;
+
+struct RamRegion {
+    uint64_t gpa;
+    uint64_t size;
+};
+
+// Guest RAM regions for `mem_bytes` of memory: [0, mem) if it fits below the
+// MMIO hole, else [0, 3 GiB) plus the rest relocated to start at 4 GiB.
+// Throws vmm::Error if mem_bytes is below 1 MiB (the low-memory structures
+// above need it), not a multiple of 4 KiB (KVM memory slots are page
+// granular) or absurdly large.
+std::vector<RamRegion> ram_layout(uint64_t mem_bytes);
+
+// Bytes to copy into guest RAM at `gpa` before the first vCPU runs.
+struct Blob {
+    uint64_t gpa;
+    std::vector<uint8_t> bytes;
+};
+
+// "40 MiB", "1.5 GiB", "3000 bytes": sizes in user-facing error messages.
+std::string human_size(uint64_t bytes);
+
+}  // namespace vmm::arch::x86

@@ -1,0 +1,264 @@
+#include "devices/cmos.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace vmm::devices {
+namespace {
+
+constexpr uint8_t kSec = 0x00;
+constexpr uint8_t kMin = 0x02;
+constexpr uint8_t kHour = 0x04;
+constexpr uint8_t kWeekday = 0x06;
+constexpr uint8_t kDay = 0x07;
+constexpr uint8_t kMonth = 0x08;
+constexpr uint8_t kYear = 0x09;
+constexpr uint8_t kRegA = 0x0a;
+constexpr uint8_t kRegB = 0x0b;
+constexpr uint8_t kRegC = 0x0c;
+constexpr uint8_t kRegD = 0x0d;
+constexpr uint8_t kCentury = 0x32;
+
+constexpr uint8_t kRegBSet = 0x80;  // freeze updates while the guest sets the time
+constexpr uint8_t kRegBDm = 0x04;   // data mode: 1 = binary, 0 = BCD
+constexpr uint8_t kRegB24h = 0x02;  // 1 = 24-hour mode
+constexpr uint8_t kRegDVrt = 0x80;  // valid RAM and time
+
+constexpr uint64_t KiB = 1024;
+constexpr uint64_t MiB = 1024 * KiB;
+
+// 0001-01-01 .. 9999-12-31, the range the century + year registers express.
+constexpr int64_t kMinTime = -62135596800;
+constexpr int64_t kMaxTime = 253402300799;
+
+bool is_time_register(uint8_t idx) {
+    switch (idx) {
+        case kSec: case kMin: case kHour: case kWeekday: case kDay: case kMonth: case kYear: case kCentury:
+            return true;
+        default:
+            return false;
+    }
+}
+
+struct Civil {
+    int64_t year;
+    unsigned month, day, hour, minute, second, weekday;  // weekday: 1 = Sunday
+};
+
+Civil to_civil(int64_t t) {
+    using namespace std::chrono;
+    t = std::clamp(t, kMinTime, kMaxTime);
+    int64_t d = t / 86400, r = t % 86400;
+    if (r < 0) {
+        r += 86400;
+        --d;
+    }
+    sys_days sd{days{d}};
+    year_month_day ymd{sd};
+    Civil c{};
+    c.year = int(ymd.year());
+    c.month = unsigned(ymd.month());
+    c.day = unsigned(ymd.day());
+    c.weekday = weekday{sd}.c_encoding() + 1;
+    c.hour = unsigned(r / 3600);
+    c.minute = unsigned(r / 60 % 60);
+    c.second = unsigned(r % 60);
+    return c;
+}
+
+// Returns false for an impossible date or time (e.g. February 30).
+bool from_civil(const Civil& c, int64_t& out) {
+    using namespace std::chrono;
+    if (c.hour > 23 || c.minute > 59 || c.second > 59) return false;
+    year_month_day ymd{year{int(c.year)}, month{c.month}, day{c.day}};
+    if (!ymd.ok()) return false;
+    int64_t d = sys_days{ymd}.time_since_epoch().count();
+    out = d * 86400 + c.hour * 3600 + c.minute * 60 + c.second;
+    return true;
+}
+
+int64_t realtime_seconds() {
+    using namespace std::chrono;
+    return duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+Cmos::Cmos(uint64_t mem_below_4g, uint64_t mem_above_4g, std::function<int64_t()> now_unix_seconds)
+    : now_(now_unix_seconds ? std::move(now_unix_seconds) : realtime_seconds) {
+    ram_[kRegA] = 0x26;      // 32.768 kHz time base, 1024 Hz periodic rate
+    ram_[kRegB] = kRegB24h;  // BCD, 24-hour, no interrupts
+    ram_[kRegD] = kRegDVrt;
+
+    // Memory size bytes, laid out as PC BIOSes (and QEMU for SeaBIOS) do.
+    auto put16 = [this](uint8_t idx, uint64_t v) {
+        ram_[idx] = uint8_t(v);
+        ram_[idx + 1] = uint8_t(v >> 8);
+    };
+    // Base memory in KiB (the first 640 KiB).
+    put16(0x15, std::min<uint64_t>(mem_below_4g / KiB, 640));
+    // Extended memory above 1 MiB in KiB: the 16-bit field covers about the
+    // next 64 MiB, so larger guests saturate at 0xffff.
+    uint64_t ext = mem_below_4g > MiB ? std::min<uint64_t>((mem_below_4g - MiB) / KiB, 0xffff) : 0;
+    put16(0x17, ext);
+    put16(0x30, ext);
+    // Memory between 16 MiB and 4 GiB in 64 KiB units.
+    uint64_t mid = mem_below_4g > 16 * MiB ? std::min<uint64_t>((mem_below_4g - 16 * MiB) / (64 * KiB), 0xffff) : 0;
+    put16(0x34, mid);
+    // Memory above 4 GiB in 64 KiB units, 24 bits.
+    uint64_t high = std::min<uint64_t>(mem_above_4g / (64 * KiB), 0xffffff);
+    ram_[0x5b] = uint8_t(high);
+    ram_[0x5c] = uint8_t(high >> 8);
+    ram_[0x5d] = uint8_t(high >> 16);
+    set_byte(0x10, ram_[0x10]);  // computes the standard checksum
+}
+
+void Cmos::set_byte(uint8_t index, uint8_t value) {
+    std::lock_guard lk(mu_);
+    index &= 0x7f;
+    ram_[index] = value;
+    // The AT BIOS checksum over 0x10..0x2d lives in 0x2e (high) / 0x2f (low).
+    if (index >= 0x10 && index <= 0x2d) {
+        unsigned sum = 0;
+        for (unsigned i = 0x10; i <= 0x2d; ++i) sum += ram_[i];
+        ram_[0x2e] = uint8_t(sum >> 8);
+        ram_[0x2f] = uint8_t(sum);
+    }
+}
+
+bool Cmos::nmi_masked() const {
+    std::lock_guard lk(mu_);
+    return nmi_masked_;
+}
+
+void Cmos::read(uint64_t offset, std::span<uint8_t> data) {
+    std::lock_guard lk(mu_);
+    for (size_t i = 0; i < data.size(); ++i) {
+        // The index port is write-only on a PC; offsets past 1 are not ours.
+        data[i] = offset + i == 1 ? read_data() : 0xff;
+    }
+}
+
+void Cmos::write(uint64_t offset, std::span<const uint8_t> data) {
+    std::lock_guard lk(mu_);
+    for (size_t i = 0; i < data.size(); ++i) {
+        uint64_t off = offset + i;
+        if (off == 0) {
+            nmi_masked_ = data[i] & 0x80;
+            index_ = data[i] & 0x7f;
+        } else if (off == 1) {
+            write_data(data[i]);
+        }
+    }
+}
+
+int64_t Cmos::rtc_now() const { return std::clamp(now_() + offset_, kMinTime, kMaxTime); }
+
+uint8_t Cmos::encode(unsigned v) const {
+    if (ram_[kRegB] & kRegBDm) return uint8_t(v);
+    return uint8_t((v / 10 % 10) << 4 | v % 10);
+}
+
+int Cmos::decode(uint8_t v) const {
+    if (ram_[kRegB] & kRegBDm) return v;
+    unsigned hi = v >> 4, lo = v & 0x0f;
+    if (hi > 9 || lo > 9) return -1;
+    return int(hi * 10 + lo);
+}
+
+uint8_t Cmos::encode_hour(unsigned h) const {
+    if (ram_[kRegB] & kRegB24h) return encode(h);
+    unsigned h12 = h % 12 == 0 ? 12 : h % 12;
+    return uint8_t(encode(h12) | (h >= 12 ? 0x80 : 0));
+}
+
+int Cmos::decode_hour(uint8_t v) const {
+    if (ram_[kRegB] & kRegB24h) return decode(v);
+    int h12 = decode(v & 0x7f);
+    if (h12 < 1 || h12 > 12) return -1;
+    return h12 % 12 + ((v & 0x80) ? 12 : 0);
+}
+
+void Cmos::freeze_into_ram() {
+    Civil c = to_civil(rtc_now());
+    ram_[kSec] = encode(c.second);
+    ram_[kMin] = encode(c.minute);
+    ram_[kHour] = encode_hour(c.hour);
+    ram_[kWeekday] = encode(c.weekday);
+    ram_[kDay] = encode(c.day);
+    ram_[kMonth] = encode(c.month);
+    ram_[kYear] = encode(unsigned(c.year % 100));
+    ram_[kCentury] = encode(unsigned(c.year / 100));
+}
+
+void Cmos::commit_from_ram() {
+    int sec = decode(ram_[kSec]), min = decode(ram_[kMin]), hour = decode_hour(ram_[kHour]);
+    int day = decode(ram_[kDay]), month = decode(ram_[kMonth]);
+    int year = decode(ram_[kYear]), century = decode(ram_[kCentury]);
+    int64_t t = 0;
+    bool ok = sec >= 0 && min >= 0 && hour >= 0 && day >= 0 && month >= 0 && year >= 0 && year <= 99 &&
+              century >= 0 && century <= 99 &&
+              from_civil(Civil{century * 100 + year, unsigned(month), unsigned(day), unsigned(hour), unsigned(min),
+                               unsigned(sec), 0},
+                         t);
+    if (!ok) {
+        if (log_limit_.allow()) vmm::log::debug("cmos: guest wrote an invalid RTC time; ignored");
+        return;
+    }
+    offset_ = t - now_();
+}
+
+uint8_t Cmos::read_data() {
+    uint8_t idx = index_;
+    switch (idx) {
+        case kRegA: return ram_[kRegA] & 0x7f;  // UIP: never mid-update
+        case kRegC: return 0;                   // no interrupt flags
+        case kRegD: return kRegDVrt;
+        default: break;
+    }
+    if (!is_time_register(idx) || (ram_[kRegB] & kRegBSet)) return ram_[idx];
+    Civil c = to_civil(rtc_now());
+    switch (idx) {
+        case kSec: return encode(c.second);
+        case kMin: return encode(c.minute);
+        case kHour: return encode_hour(c.hour);
+        case kWeekday: return encode(c.weekday);
+        case kDay: return encode(c.day);
+        case kMonth: return encode(c.month);
+        case kYear: return encode(unsigned(c.year % 100));
+        case kCentury: return encode(unsigned(c.year / 100));
+    }
+    return ram_[idx];
+}
+
+void Cmos::write_data(uint8_t value) {
+    uint8_t idx = index_;
+    switch (idx) {
+        case kRegA:
+            ram_[kRegA] = value & 0x7f;  // UIP is read-only
+            return;
+        case kRegB: {
+            bool was_set = ram_[kRegB] & kRegBSet, set = value & kRegBSet;
+            if (!was_set && set) freeze_into_ram();  // fields stop updating
+            ram_[kRegB] = value;
+            if (was_set && !set) commit_from_ram();  // the written time takes effect
+            return;
+        }
+        case kRegC:
+        case kRegD:
+            return;  // read-only
+        default:
+            break;
+    }
+    if (is_time_register(idx) && !(ram_[kRegB] & kRegBSet)) {
+        // One field changed on a running clock: take the current time, swap
+        // in the new field and restart from there.
+        freeze_into_ram();
+        ram_[idx] = value;
+        commit_from_ram();
+        return;
+    }
+    ram_[idx] = value;
+}
+
+}  // namespace vmm::devices

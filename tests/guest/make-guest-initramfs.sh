@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# make-guest-initramfs.sh OUT.cpio.gz [--mode shell|test]
+#
+# Builds a busybox-static initramfs (gzip'd newc cpio) for a Linux guest run
+# by the VMM.  Debian's kernel needs no modules for it: the 8250 serial
+# console, ACPI, devtmpfs, /dev/port (CONFIG_DEVPORT) and gzip initramfs
+# support are all built in (checked against /boot/config-*).
+#
+# --mode shell (default): an interactive guest.  /init mounts proc, sys,
+#   devtmpfs and devpts, prints a banner and runs a job-control shell on the
+#   console (setsid cttyhack sh).  When the shell exits the guest powers off.
+#
+# --mode test: an automated self-check guest.  /init
+#   1. prints "VMMTEST: init started" (its very first action),
+#   2. writes byte 0x01 to the boot-progress port 0x440 (via /dev/port),
+#   3. checks the values the harness put on the kernel command line and
+#      prints "VMMTEST: PASS <check> ..." or "VMMTEST: FAIL <check> <details>":
+#        port        the 0x01 write to /dev/port succeeded
+#        cpus        vmmtest.cpus=N: N CPUs online (/sys/devices/system/cpu/online)
+#                    and N processors in /proc/cpuinfo
+#        mem         vmmtest.mem_mb=M: MemTotal is in the window
+#                    [M - 64 - M/16 MiB, M MiB].  The kernel image, the
+#                    firmware/E820 holes and the memmap are not in MemTotal;
+#                    under QEMU -M pc Debian's 6.1 kernel shows MemTotal =
+#                    M - 51 / 56 / 82 MiB for M = 256 / 512 / 2048 (measured),
+#                    so the floor leaves 13..30 MiB of margin and still
+#                    catches a missing memory bank or a wrong size.
+#        token       vmmtest.token=STR: printed back as "PASS token STR"; the
+#                    harness compares it (and puts it last on the command line,
+#                    so a truncated command line fails)
+#        interrupts  every online CPU has a column in /proc/interrupts and has
+#                    taken local timer interrupts (LOC > 0)
+#      A check whose parameter is absent prints "VMMTEST: SKIP <check>".
+#   4. prints "VMMTEST: info <line>" for dmesg lines matching acpi|smp|apic,
+#   5. writes 0x02 to port 0x440, prints "VMMTEST: done",
+#   6. does what vmmtest.end= says: poweroff (default, `poweroff -f`),
+#      reboot (`reboot -f`) or panic (`echo c > /proc/sysrq-trigger`).
+#
+# The archive also carries a hand-made /dev/console node (a tiny newc archive
+# appended to the main one) so the kernel can open the console before /init
+# runs even when this script is not run as root.
+set -euo pipefail
+PROG=make-guest-initramfs.sh
+# shellcheck source=tests/guest/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+usage() {
+    echo "usage: $0 OUT.cpio.gz [--mode shell|test]" >&2
+    exit 1
+}
+
+out="" mode=shell
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --mode) [[ $# -ge 2 ]] || usage; mode=$2; shift 2 ;;
+        --mode=*) mode=${1#--mode=}; shift ;;
+        -h|--help) usage ;;
+        -*) usage ;;
+        *) [[ -z $out ]] || usage; out=$1; shift ;;
+    esac
+done
+[[ -n $out ]] || usage
+[[ $mode == shell || $mode == test ]] || die "--mode must be shell or test, not '$mode'"
+
+busybox=$(find_busybox_static)
+work=$(mktemp -d "${TMPDIR:-/tmp}/guest-initramfs.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,root,etc,run}
+
+# busybox plus one symlink per applet, at the path busybox itself reports
+# (what `busybox --install -s` would do), as relative links.
+cp "$busybox" "$root/bin/busybox"
+while read -r applet; do
+    [[ $applet == bin/busybox ]] && continue
+    case $applet in
+        bin/*) target=busybox ;;
+        sbin/*) target=../bin/busybox ;;
+        usr/bin/*|usr/sbin/*) target=../../bin/busybox ;;
+        *) target=/bin/busybox ;;
+    esac
+    ln -sf "$target" "$root/$applet"
+done < <("$busybox" --list-full)
+
+echo "root:x:0:0:root:/root:/bin/sh" >"$root/etc/passwd"
+echo "root:x:0:" >"$root/etc/group"
+
+# ---------------------------------------------------------------- /init ----
+if [[ $mode == shell ]]; then
+cat >"$root/init" <<'EOF'
+#!/bin/sh
+# Interactive guest: shell on the console, power off when it exits.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TERM=${TERM:-linux}
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+[ -c /dev/console ] && exec </dev/console >/dev/console 2>&1
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /tmp
+hostname guest
+ncpu=$(grep -c '^processor' /proc/cpuinfo)
+mem=$(awk '/^MemTotal:/ { printf "%d MiB", $2 / 1024 }' /proc/meminfo)
+echo
+echo "guest: Linux $(uname -r), $ncpu CPU(s), $mem RAM, busybox userland"
+echo "guest: exit the shell (exit or Ctrl-D) to power off"
+echo
+export PS1='guest:\w# '
+setsid cttyhack sh
+echo "guest: shell exited, powering off"
+poweroff -f
+# only reached if poweroff failed: exiting init panics the kernel
+EOF
+else
+cat >"$root/init" <<'EOF'
+#!/bin/sh
+# Automated self-check guest (see make-guest-initramfs.sh for the protocol).
+echo "VMMTEST: init started"
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+
+pass() { echo "VMMTEST: PASS $*"; }
+fail() { echo "VMMTEST: FAIL $*"; }
+skip() { echo "VMMTEST: SKIP $*"; }
+
+# Boot-progress port 0x440 (= 1088): one byte written through /dev/port.
+progress() {
+    printf "\\$1" | dd of=/dev/port bs=1 seek=1088 count=1 conv=notrunc 2>/dev/null
+}
+if progress 001; then
+    pass port
+else
+    fail port "write to /dev/port offset 0x440 failed"
+fi
+
+# vmmtest.* parameters
+cpus="" mem_mb="" token="" end=poweroff
+for w in $(cat /proc/cmdline); do
+    case $w in
+        vmmtest.cpus=*) cpus=${w#vmmtest.cpus=} ;;
+        vmmtest.mem_mb=*) mem_mb=${w#vmmtest.mem_mb=} ;;
+        vmmtest.token=*) token=${w#vmmtest.token=} ;;
+        vmmtest.end=*) end=${w#vmmtest.end=} ;;
+    esac
+done
+
+# "0-3,5" -> 5
+count_list() {
+    tr ',' '\n' | awk -F- 'NF == 1 && $1 != "" { n++ } NF == 2 { n += $2 - $1 + 1 } END { print n + 0 }'
+}
+online=$(count_list </sys/devices/system/cpu/online)
+procs=$(grep -c '^processor' /proc/cpuinfo)
+
+if [ -z "$cpus" ]; then
+    skip cpus "(no vmmtest.cpus=)"
+elif [ "$online" = "$cpus" ] && [ "$procs" = "$cpus" ]; then
+    pass cpus "$cpus"
+else
+    fail cpus "expected $cpus, online=$online ($(cat /sys/devices/system/cpu/online)) cpuinfo=$procs"
+fi
+
+memtotal_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
+memtotal_mb=$((memtotal_kb / 1024))
+if [ -z "$mem_mb" ]; then
+    skip mem "(no vmmtest.mem_mb=) MemTotal=${memtotal_mb} MiB"
+else
+    lo=$((mem_mb - 64 - mem_mb / 16))
+    if [ "$memtotal_mb" -ge "$lo" ] && [ "$memtotal_mb" -le "$mem_mb" ]; then
+        pass mem "MemTotal=${memtotal_mb} MiB (window ${lo}..${mem_mb})"
+    else
+        fail mem "MemTotal=${memtotal_mb} MiB outside window ${lo}..${mem_mb} MiB"
+    fi
+fi
+
+if [ -z "$token" ]; then
+    skip token "(no vmmtest.token=)"
+elif grep -q -- "vmmtest.token=$token" /proc/cmdline; then
+    pass token "$token"
+else
+    fail token "vmmtest.token=$token not in /proc/cmdline"
+fi
+
+# One CPUn column per online CPU; LOC (local APIC timer) > 0 on each.
+cols=$(head -n 1 /proc/interrupts | wc -w)
+loc=$(awk -v n="$cols" '$1 == "LOC:" { z = 0; for (i = 2; i <= n + 1; i++) if ($i + 0 == 0) z++; print z; exit }' /proc/interrupts)
+if [ "$cols" != "$online" ]; then
+    fail interrupts "/proc/interrupts has $cols CPU columns, $online CPUs online"
+elif [ -z "$loc" ]; then
+    fail interrupts "no LOC: line in /proc/interrupts"
+elif [ "$loc" != 0 ]; then
+    fail interrupts "$loc CPU(s) took no local timer interrupt: $(grep 'LOC:' /proc/interrupts)"
+else
+    pass interrupts "$cols CPU(s), all taking timer interrupts"
+fi
+
+dmesg | grep -i -E 'acpi|smp|apic|Memory:' | grep -v 'acpiphp: Slot' | sed 's/^/VMMTEST: info /'
+echo "VMMTEST: info MemTotal=${memtotal_kb} kB online=$(cat /sys/devices/system/cpu/online)"
+
+progress 002
+echo "VMMTEST: done"
+case $end in
+    reboot) reboot -f ;;
+    panic) echo 1 >/proc/sys/kernel/sysrq; echo c >/proc/sysrq-trigger ;;
+    *) poweroff -f ;;
+esac
+echo "VMMTEST: FAIL end '$end' action returned"
+sleep 5
+EOF
+fi
+chmod 755 "$root/init"
+
+# ------------------------------------------------------------- archive ----
+mkdir -p "$(dirname "$out")"
+{
+    (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible)
+    # The kernel unpacks concatenated archives (zero padding between them is skipped).
+    newc_dev_nodes
+} | gzip -9 -n >"$out"
+echo "$PROG: wrote $out ($mode mode, $(stat -c %s "$out") bytes)" >&2

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every Debian package the project needs to build, run a default
+# guest and run the whole test suite. Idempotent: does nothing when all are
+# present. Used by examples/quickstart.sh, tests/run-all.sh and .ci/run.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  g++ cmake ninja-build ccache pkg-config
+  linux-libc-dev libfmt-dev nlohmann-json3-dev catch2 libfdt-dev libcli11-dev
+  # guests and the software-emulated test host (see tests/guest/README.md)
+  qemu-system-x86 linux-image-amd64 busybox-static cpio gzip e2fsprogs xz-utils zstd kmod
+  # benchmarks
+  strace time
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

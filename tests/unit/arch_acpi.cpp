@@ -1,0 +1,311 @@
+// Unit tests: ACPI tables as a guest would walk them from the RSDP.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "arch/x86_64/acpi.h"
+#include "arch/x86_64/layout.h"
+#include "vmm/core/error.h"
+
+using namespace vmm::arch::x86;
+
+namespace {
+
+// Guest memory as the blobs would make it, read by GPA.
+class Mem {
+public:
+    explicit Mem(const std::vector<Blob>& blobs) : blobs_(blobs) {}
+    // Returns the blob that starts exactly at gpa (tables are one blob each).
+    const std::vector<uint8_t>& at(uint64_t gpa) const {
+        for (const auto& b : blobs_) {
+            if (b.gpa == gpa) return b.bytes;
+        }
+        FAIL("no table at " << std::hex << gpa);
+        return blobs_.front().bytes;
+    }
+
+private:
+    const std::vector<Blob>& blobs_;
+};
+
+uint64_t rd(const std::vector<uint8_t>& b, std::size_t off, int n) {
+    REQUIRE(off + n <= b.size());
+    uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v |= uint64_t{b[off + i]} << (8 * i);
+    return v;
+}
+
+uint8_t sum(const std::vector<uint8_t>& b, std::size_t len) {
+    REQUIRE(len <= b.size());
+    uint8_t s = 0;
+    for (std::size_t i = 0; i < len; ++i) s = static_cast<uint8_t>(s + b[i]);
+    return s;
+}
+
+std::string sig(const std::vector<uint8_t>& t) {
+    return std::string(t.begin(), t.begin() + 4);
+}
+
+struct Walk {
+    std::vector<uint8_t> rsdp, rsdt, xsdt, fadt, facs, dsdt, madt;
+    uint64_t facs_gpa = 0;
+};
+
+// Follows RSDP -> XSDT -> FADT -> DSDT/FACS and XSDT -> MADT, checking
+// every signature, length and checksum on the way.
+Walk walk(const AcpiTables& t) {
+    Mem m(t.blobs);
+    Walk w;
+    w.rsdp = m.at(t.rsdp_gpa);
+    REQUIRE(w.rsdp.size() == 36);
+    REQUIRE(std::memcmp(w.rsdp.data(), "RSD PTR ", 8) == 0);
+    CHECK(sum(w.rsdp, 20) == 0);
+    CHECK(sum(w.rsdp, 36) == 0);
+    CHECK(w.rsdp[15] == 2);
+    CHECK(rd(w.rsdp, 20, 4) == 36);
+
+    auto table = [&](uint64_t gpa, const char* want) {
+        const auto& tb = m.at(gpa);
+        INFO("table " << want);
+        REQUIRE(tb.size() >= 36);
+        CHECK(sig(tb) == want);
+        CHECK(rd(tb, 4, 4) == tb.size());
+        CHECK(sum(tb, tb.size()) == 0);
+        return tb;
+    };
+    w.xsdt = table(rd(w.rsdp, 24, 8), "XSDT");
+    w.rsdt = table(rd(w.rsdp, 16, 4), "RSDT");
+    const std::size_t n = (w.xsdt.size() - 36) / 8;
+    REQUIRE(n == (w.rsdt.size() - 36) / 4);
+    for (std::size_t i = 0; i < n; ++i) {
+        const uint64_t a = rd(w.xsdt, 36 + 8 * i, 8);
+        CHECK(rd(w.rsdt, 36 + 4 * i, 4) == a);
+        const auto& tb = m.at(a);
+        if (sig(tb) == "FACP") w.fadt = table(a, "FACP");
+        if (sig(tb) == "APIC") w.madt = table(a, "APIC");
+    }
+    REQUIRE_FALSE(w.fadt.empty());
+    REQUIRE_FALSE(w.madt.empty());
+    w.dsdt = table(rd(w.fadt, 140, 8), "DSDT");
+    CHECK(rd(w.fadt, 40, 4) == rd(w.fadt, 140, 8));
+    w.facs_gpa = rd(w.fadt, 36, 4);
+    w.facs = m.at(w.facs_gpa);
+    CHECK(sig(w.facs) == "FACS");
+    CHECK(rd(w.facs, 4, 4) == 64);
+    CHECK(w.facs.size() == 64);
+    CHECK(rd(w.fadt, 132, 8) == 0);  // X_FIRMWARE_CTRL unused
+    return w;
+}
+
+void check_gas(const std::vector<uint8_t>& f, std::size_t off, uint8_t space, uint8_t width,
+               uint64_t addr) {
+    INFO("GAS at " << off);
+    CHECK(f[off] == space);
+    CHECK(f[off + 1] == width);
+    CHECK(f[off + 2] == 0);
+    CHECK(f[off + 3] != 0);  // an access size is given
+    CHECK(rd(f, off + 4, 8) == addr);
+}
+
+}  // namespace
+
+TEST_CASE("arch: ACPI tables resolve from the RSDP with valid checksums", "[arch][acpi]") {
+    const auto t = build_acpi({.ncpus = 4});
+    CHECK(t.rsdp_gpa == 0xe0000);
+    const Walk w = walk(t);
+    CHECK(w.facs_gpa % 64 == 0);
+    // Blobs lie inside the BIOS area, 16-byte aligned, without overlap.
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    for (const auto& b : t.blobs) {
+        CHECK(b.gpa >= kBiosAreaStart);
+        CHECK(b.gpa + b.bytes.size() <= 0x100000);
+        CHECK(b.gpa % 16 == 0);
+        ranges.emplace_back(b.gpa, b.gpa + b.bytes.size());
+    }
+    std::sort(ranges.begin(), ranges.end());
+    for (std::size_t i = 1; i < ranges.size(); ++i) CHECK(ranges[i].first >= ranges[i - 1].second);
+    CHECK(t.blobs.size() == 7);
+}
+
+TEST_CASE("arch: FADT fields at their spec offsets", "[arch][acpi]") {
+    const Walk w = walk(build_acpi({.ncpus = 2}));
+    const auto& f = w.fadt;
+    REQUIRE(f.size() == 276);
+    CHECK(f[8] == 6);                      // revision
+    CHECK(rd(f, 46, 2) == 9);              // SCI_INT
+    CHECK(rd(f, 48, 4) == 0);              // SMI_CMD: always in ACPI mode
+    CHECK(f[52] == 0);                     // ACPI_ENABLE
+    CHECK(f[53] == 0);                     // ACPI_DISABLE
+    CHECK(rd(f, 56, 4) == 0x600);          // PM1a_EVT_BLK
+    CHECK(rd(f, 60, 4) == 0);              // PM1b_EVT_BLK
+    CHECK(rd(f, 64, 4) == 0x604);          // PM1a_CNT_BLK
+    CHECK(rd(f, 76, 4) == 0x608);          // PM_TMR_BLK
+    CHECK(f[88] == 4);                     // PM1_EVT_LEN
+    CHECK(f[89] == 2);                     // PM1_CNT_LEN
+    CHECK(f[91] == 4);                     // PM_TMR_LEN
+    CHECK(rd(f, 96, 2) > 100);             // no C2
+    CHECK(rd(f, 98, 2) > 1000);            // no C3
+    CHECK(f[108] == 0x32);                 // CENTURY
+    CHECK(rd(f, 109, 2) == 0x3);           // LEGACY_DEVICES | 8042
+    const uint32_t flags = static_cast<uint32_t>(rd(f, 112, 4));
+    CHECK(flags == ((1u << 0) | (1u << 2) | (1u << 5) | (1u << 8) | (1u << 10)));
+    CHECK((flags & (1u << 20)) == 0);      // not hardware-reduced
+    check_gas(f, 116, 1, 8, 0xcf9);        // RESET_REG
+    CHECK(f[119] == 1);                    // byte access
+    CHECK(f[128] == 0x06);                 // RESET_VALUE
+    check_gas(f, 148, 1, 32, 0x600);       // X_PM1a_EVT_BLK
+    check_gas(f, 172, 1, 16, 0x604);       // X_PM1a_CNT_BLK
+    check_gas(f, 208, 1, 32, 0x608);       // X_PM_TMR_BLK
+    for (std::size_t off : {160u, 184u, 196u, 220u, 232u, 244u, 256u}) {
+        CHECK(rd(f, off + 4, 8) == 0);     // unused blocks
+    }
+}
+
+TEST_CASE("arch: FADT follows the configuration", "[arch][acpi]") {
+    AcpiConfig cfg{.ncpus = 1};
+    cfg.pm_io_base = 0xb000;
+    cfg.sci_irq = 10;
+    cfg.reset_port = 0x64;
+    cfg.reset_value = 0xfe;
+    cfg.rtc_century_index = 0x48;
+    cfg.s5_sleep_type = 7;
+    const Walk w = walk(build_acpi(cfg));
+    CHECK(rd(w.fadt, 46, 2) == 10);
+    CHECK(rd(w.fadt, 56, 4) == 0xb000);
+    CHECK(rd(w.fadt, 64, 4) == 0xb004);
+    CHECK(rd(w.fadt, 76, 4) == 0xb008);
+    CHECK(rd(w.fadt, 208 + 4, 8) == 0xb008);
+    CHECK(rd(w.fadt, 116 + 4, 8) == 0x64);
+    CHECK(w.fadt[128] == 0xfe);
+    CHECK(w.fadt[108] == 0x48);
+    // SCI override follows the SCI.
+    const auto& m = w.madt;
+    bool found = false;
+    for (std::size_t off = 44; off < m.size(); off += m[off + 1]) {
+        if (m[off] == 2) {
+            found = true;
+            CHECK(m[off + 3] == 10);
+            CHECK(rd(m, off + 4, 4) == 10);
+        }
+    }
+    CHECK(found);
+    // _S5 package carries the configured SLP_TYP.
+    const std::vector<uint8_t> s5 = {0x08, '_', 'S', '5', '_', 0x12, 0x08, 0x04,
+                                     0x0a, 0x07, 0x0a, 0x07, 0x00, 0x00};
+    CHECK(std::search(w.dsdt.begin(), w.dsdt.end(), s5.begin(), s5.end()) != w.dsdt.end());
+}
+
+TEST_CASE("arch: MADT entries for 1, 4 and 64 vCPUs", "[arch][acpi]") {
+    for (uint32_t n : {1u, 4u, 64u}) {
+        INFO("ncpus " << n);
+        const Walk w = walk(build_acpi({.ncpus = n}));
+        const auto& m = w.madt;
+        CHECK(rd(m, 36, 4) == kLapicAddr);
+        CHECK(rd(m, 40, 4) == 1);  // PCAT_COMPAT
+        uint32_t lapics = 0, ioapics = 0, isos = 0, nmis = 0;
+        std::size_t off = 44;
+        while (off < m.size()) {
+            const uint8_t type = m[off], len = m[off + 1];
+            REQUIRE(len >= 2);
+            REQUIRE(off + len <= m.size());
+            switch (type) {
+            case 0:
+                CHECK(len == 8);
+                CHECK(m[off + 2] == lapics);  // processor UID
+                CHECK(m[off + 3] == lapics);  // APIC ID
+                CHECK(rd(m, off + 4, 4) == 1);
+                ++lapics;
+                break;
+            case 1:
+                CHECK(len == 12);
+                CHECK(m[off + 2] == n);
+                CHECK(rd(m, off + 4, 4) == kIoapicAddr);
+                CHECK(rd(m, off + 8, 4) == 0);
+                ++ioapics;
+                break;
+            case 2:
+                CHECK(len == 10);
+                CHECK(m[off + 2] == 0);
+                CHECK(m[off + 3] == 9);
+                CHECK(rd(m, off + 4, 4) == 9);
+                CHECK(rd(m, off + 8, 2) == 0xd);  // level, active high
+                ++isos;
+                break;
+            case 4:
+                CHECK(len == 6);
+                CHECK(m[off + 2] == 0xff);
+                CHECK(m[off + 5] == 1);  // LINT1
+                ++nmis;
+                break;
+            default:
+                FAIL("unexpected MADT entry type " << int(type));
+            }
+            off += len;
+        }
+        CHECK(off == m.size());
+        CHECK(lapics == n);
+        CHECK(ioapics == 1);
+        CHECK(isos == 1);
+        CHECK(nmis == 1);
+    }
+}
+
+TEST_CASE("arch: DSDT contains _S5_", "[arch][acpi]") {
+    const Walk w = walk(build_acpi({.ncpus = 1}));
+    CHECK(w.dsdt[8] == 2);  // revision 2: 64-bit integers
+    const std::vector<uint8_t> s5 = {0x08, '_', 'S', '5', '_', 0x12, 0x08, 0x04,
+                                     0x0a, 0x05, 0x0a, 0x05, 0x00, 0x00};
+    CHECK(std::search(w.dsdt.begin(), w.dsdt.end(), s5.begin(), s5.end()) != w.dsdt.end());
+}
+
+TEST_CASE("arch: ACPI fits 254 vCPUs below 1 MiB and rejects more", "[arch][acpi]") {
+    const auto t = build_acpi({.ncpus = 254});
+    const Walk w = walk(t);
+    CHECK(w.madt.size() == 44 + 254 * 8 + 12 + 10 + 6);
+    for (const auto& b : t.blobs) CHECK(b.gpa + b.bytes.size() <= 0x100000);
+    CHECK_THROWS_AS(build_acpi({.ncpus = 255}), vmm::Error);
+    CHECK_THROWS_AS(build_acpi({.ncpus = 0}), vmm::Error);
+}
+
+TEST_CASE("arch: ACPI layout checks its base address", "[arch][acpi]") {
+    CHECK_THROWS_WITH(build_acpi({.ncpus = 1}, 0xe0008), Catch::Contains("aligned"));
+    CHECK_THROWS_WITH(build_acpi({.ncpus = 1}, 0xfff00), Catch::Contains("1 MiB"));
+    CHECK_NOTHROW(build_acpi({.ncpus = 1}, 0xffc00));  // about 700 bytes: still fits
+    CHECK_THROWS_AS(build_acpi({.ncpus = 1}, 0xfffffff0), vmm::Error);
+    CHECK_THROWS_AS(build_acpi({.ncpus = 1}, uint64_t{1} << 40), vmm::Error);
+}
+
+TEST_CASE("arch: ACPI generation is independent of placement", "[arch][acpi]") {
+    const auto set = generate_acpi_tables({.ncpus = 4});
+    // Unplaced FADT: pointers zero, checksum valid.
+    CHECK(rd(set.fadt, acpi::kFadtDsdt, 4) == 0);
+    CHECK(rd(set.fadt, acpi::kFadtXDsdt, 8) == 0);
+    CHECK(rd(set.fadt, acpi::kFadtFirmwareCtrl, 4) == 0);
+    CHECK(sum(set.fadt, set.fadt.size()) == 0);
+    CHECK(sum(set.dsdt, set.dsdt.size()) == 0);
+    REQUIRE(set.others.size() == 1);
+    CHECK(sig(set.others[0]) == "APIC");
+
+    // The same tables placed elsewhere: identical bodies, pointers moved.
+    const auto a = layout_acpi(set, 0xe0000);
+    const auto b = layout_acpi(set, 0x10000000);
+    CHECK(b.rsdp_gpa == 0x10000000);
+    const Walk wa = walk(a), wb = walk(b);
+    CHECK(wa.dsdt == wb.dsdt);
+    CHECK(wa.madt == wb.madt);
+    CHECK(rd(wb.fadt, 140, 8) - rd(wa.fadt, 140, 8) == 0x10000000 - 0xe0000);
+    CHECK(wa.dsdt == set.dsdt);
+    CHECK(wa.madt == set.others[0]);
+}
+
+TEST_CASE("arch: a corrupted ACPI table fails its checksum", "[arch][acpi]") {
+    auto t = build_acpi({.ncpus = 2});
+    for (auto& b : t.blobs) {
+        if (sig(b.bytes) == "APIC") {
+            b.bytes[44 + 3] ^= 0x40;  // first LAPIC's APIC ID
+            CHECK(sum(b.bytes, b.bytes.size()) != 0);
+        }
+    }
+}

@@ -1,0 +1,115 @@
+// Unit tests: guest RAM layout and the E820 map.
+#include <catch2/catch.hpp>
+
+#include "arch/x86_64/e820.h"
+#include "arch/x86_64/layout.h"
+#include "vmm/core/error.h"
+
+using namespace vmm::arch::x86;
+
+TEST_CASE("arch: ram_layout keeps small guests in one region", "[arch][layout]") {
+    auto r = ram_layout(512 * MiB);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].gpa == 0);
+    CHECK(r[0].size == 512 * MiB);
+
+    r = ram_layout(3 * GiB);  // exactly up to the MMIO hole
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].size == 3 * GiB);
+}
+
+TEST_CASE("arch: ram_layout splits around the MMIO hole", "[arch][layout]") {
+    auto r = ram_layout(8 * GiB);
+    REQUIRE(r.size() == 2);
+    CHECK(r[0].gpa == 0);
+    CHECK(r[0].size == kMmioHoleStart);
+    CHECK(r[1].gpa == kMmioHoleEnd);
+    CHECK(r[1].size == 5 * GiB);
+    CHECK(r[0].size + r[1].size == 8 * GiB);
+}
+
+TEST_CASE("arch: ram_layout rejects unusable sizes", "[arch][layout]") {
+    CHECK_THROWS_AS(ram_layout(0), vmm::Error);
+    CHECK_THROWS_AS(ram_layout(512 * KiB), vmm::Error);
+    CHECK_THROWS_AS(ram_layout(64 * MiB + 1), vmm::Error);
+    CHECK_THROWS_AS(ram_layout(~uint64_t{0} & ~uint64_t{0xfff}), vmm::Error);
+    CHECK_NOTHROW(ram_layout(MiB));
+}
+
+TEST_CASE("arch: human_size formats sizes for messages", "[arch][layout]") {
+    CHECK(human_size(40 * MiB) == "40 MiB");
+    CHECK(human_size(3 * GiB / 2) == "1.5 GiB");
+    CHECK(human_size(3000) == "2.9 KiB");
+    CHECK(human_size(12) == "12 bytes");
+}
+
+TEST_CASE("arch: e820 for a small guest", "[arch][e820]") {
+    const auto ram = ram_layout(256 * MiB);
+    const auto m = build_e820(ram);
+    REQUIRE(m.size() == 4);
+    CHECK(m[0].addr == 0);
+    CHECK(m[0].size == 0x9fc00);
+    CHECK(m[0].type == kE820Ram);
+    CHECK(m[1].addr == 0x9fc00);
+    CHECK(m[1].size == 0x400);
+    CHECK(m[1].type == kE820Reserved);
+    CHECK(m[2].addr == 0xe0000);
+    CHECK(m[2].size == 0x20000);
+    CHECK(m[2].type == kE820Reserved);
+    CHECK(m[3].addr == 0x100000);
+    CHECK(m[3].size == 256 * MiB - 0x100000);
+    CHECK(m[3].type == kE820Ram);
+    CHECK_NOTHROW(validate_e820(m));
+}
+
+TEST_CASE("arch: e820 for a guest above 4 GiB", "[arch][e820]") {
+    const auto ram = ram_layout(6 * GiB);
+    const auto m = build_e820(ram);
+    REQUIRE(m.size() == 5);
+    CHECK(m[3].addr + m[3].size == kMmioHoleStart);
+    CHECK(m[4].addr == 4 * GiB);
+    CHECK(m[4].size == 3 * GiB);
+    CHECK(m[4].type == kE820Ram);
+    // Nothing in the map claims the MMIO hole.
+    for (const auto& e : m) {
+        const bool overlaps = e.addr < kMmioHoleEnd && e.addr + e.size > kMmioHoleStart;
+        CHECK_FALSE(overlaps);
+    }
+    // Total RAM reported is total RAM minus the reserved/hole ranges below 1 MiB.
+    uint64_t ram_total = 0;
+    for (const auto& e : m) {
+        if (e.type == kE820Ram) ram_total += e.size;
+    }
+    CHECK(ram_total == 6 * GiB - (0x100000 - 0x9fc00));
+}
+
+TEST_CASE("arch: e820 with exactly 1 MiB has no high RAM entry", "[arch][e820]") {
+    const RamRegion r[] = {{0, MiB}};
+    const auto m = build_e820(r);
+    REQUIRE(m.size() == 3);
+    CHECK(m.back().addr + m.back().size == MiB);
+}
+
+TEST_CASE("arch: e820 rejects bad RAM regions", "[arch][e820]") {
+    CHECK_THROWS_AS(build_e820({}), vmm::Error);
+    const RamRegion not_zero[] = {{0x1000, 64 * MiB}};
+    CHECK_THROWS_AS(build_e820(not_zero), vmm::Error);
+    const RamRegion tiny[] = {{0, 512 * KiB}};
+    CHECK_THROWS_AS(build_e820(tiny), vmm::Error);
+    const RamRegion overlap[] = {{0, 64 * MiB}, {32 * MiB, 64 * MiB}};
+    CHECK_THROWS_AS(build_e820(overlap), vmm::Error);
+}
+
+TEST_CASE("arch: validate_e820 catches unsorted, overlapping and wrapping maps", "[arch][e820]") {
+    std::vector<E820Entry> ok = {{0, 0x1000, kE820Ram}, {0x1000, 0x1000, kE820Reserved}};
+    CHECK_NOTHROW(validate_e820(ok));
+    std::vector<E820Entry> unsorted = {{0x2000, 0x1000, kE820Ram}, {0, 0x1000, kE820Ram}};
+    CHECK_THROWS_AS(validate_e820(unsorted), vmm::Error);
+    std::vector<E820Entry> overlap = {{0, 0x2000, kE820Ram}, {0x1fff, 0x1000, kE820Ram}};
+    CHECK_THROWS_AS(validate_e820(overlap), vmm::Error);
+    std::vector<E820Entry> wrap = {{~uint64_t{0} - 0xfff, 0x2000, kE820Ram}};
+    CHECK_THROWS_AS(validate_e820(wrap), vmm::Error);
+    std::vector<E820Entry> empty_entry = {{0, 0, kE820Ram}};
+    CHECK_THROWS_AS(validate_e820(empty_entry), vmm::Error);
+    CHECK_THROWS_AS(validate_e820({}), vmm::Error);
+}

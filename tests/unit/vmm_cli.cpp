@@ -1,0 +1,90 @@
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "vmm/cli.h"
+#include "vmm/core/error.h"
+
+using Catch::Matchers::Contains;
+
+namespace {
+vmm::VmConfig parse(std::vector<std::string> args) {
+    auto r = vmm::parse_cli(args);
+    REQUIRE(std::holds_alternative<vmm::VmConfig>(r));
+    return std::get<vmm::VmConfig>(r);
+}
+std::string error_of(std::vector<std::string> args) {
+    try {
+        vmm::parse_cli(args);
+    } catch (const vmm::Error& e) {
+        return e.what();
+    }
+    FAIL("no error for the given arguments");
+    return {};
+}
+}  // namespace
+
+TEST_CASE("cli: sizes") {
+    CHECK(vmm::parse_size("512M", "m") == 512ull << 20);
+    CHECK(vmm::parse_size("2G", "m") == 2ull << 30);
+    CHECK(vmm::parse_size("2gib", "m") == 2ull << 30);
+    CHECK(vmm::parse_size("4096K", "m") == 4ull << 20);
+    CHECK(vmm::parse_size("1T", "m") == 1ull << 40);
+    CHECK(vmm::parse_size("256", "m") == 256ull << 20);  // bare number: MiB
+    CHECK_THROWS_WITH(vmm::parse_size("12Q", "--memory"), Contains("--memory") && Contains("\"12Q\" is not a size"));
+    CHECK_THROWS_WITH(vmm::parse_size("", "--memory"), Contains("is not a size"));
+    CHECK_THROWS_WITH(vmm::parse_size("G", "--memory"), Contains("is not a size"));
+    CHECK_THROWS_WITH(vmm::parse_size("-1G", "--memory"), Contains("is not a size"));
+    CHECK_THROWS_WITH(vmm::parse_size("99999999999999999999", "--memory"), Contains("too large"));
+    CHECK_THROWS_WITH(vmm::parse_size("99999999999T", "--memory"), Contains("too large"));
+}
+
+TEST_CASE("cli: defaults and every option") {
+    auto c = parse({"--kernel", "/k"});
+    CHECK(c.kernel == "/k");
+    CHECK(c.cpus == 1);
+    CHECK(c.memory == 512ull << 20);
+    CHECK(c.serial == vmm::SerialMode::Tty);
+    CHECK_THAT(c.cmdline, Contains("console=ttyS0"));
+    CHECK_FALSE(c.boot_report);
+
+    c = parse({"--kernel", "/k", "--initramfs", "/i", "--cmdline", "quiet x=1", "--cpus", "4", "--memory", "2G",
+               "--serial", "file=/tmp/out", "--boot-report", "--reboot", "--log-level", "debug"});
+    CHECK(c.initramfs == "/i");
+    CHECK(c.cmdline == "quiet x=1");
+    CHECK(c.cpus == 4);
+    CHECK(c.memory == 2ull << 30);
+    CHECK(c.serial == vmm::SerialMode::File);
+    CHECK(c.serial_path == "/tmp/out");
+    CHECK(c.boot_report);
+    CHECK(c.allow_reboot);
+    CHECK(c.log_level == "debug");
+    CHECK(parse({"--kernel", "/k", "--serial", "off"}).serial == vmm::SerialMode::Off);
+}
+
+TEST_CASE("cli: help documents every option") {
+    auto r = vmm::parse_cli({"--help"});
+    REQUIRE(std::holds_alternative<vmm::CliHelp>(r));
+    const auto& text = std::get<vmm::CliHelp>(r).text;
+    for (const char* opt : {"--kernel", "--initramfs", "--cmdline", "--cpus", "--memory", "--serial", "--boot-report",
+                            "--reboot", "--log-level", "Exit status"})
+        CHECK_THAT(text, Contains(opt));
+}
+
+TEST_CASE("cli: bad input gets a one-line message naming the option") {
+    CHECK_THAT(error_of({}), Contains("--kernel"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--cpus", "0"}), Contains("--cpus"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--cpus", "255"}), Contains("--cpus") && Contains("out of range"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--cpus", "four"}), Contains("--cpus"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "12Q"}), Contains("--memory: \"12Q\" is not a size"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "16M"}), Contains("too little"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "2048G"}), Contains("--memory"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "1000K"}), Contains("--memory"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--serial", "pty"}), Contains("--serial"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--serial", "file="}), Contains("--serial"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--log-level", "loud"}), Contains("--log-level"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--bogus"}), Contains("--bogus"));
+    auto msg = error_of({"--kernel", "/k", "--cpus", "0"});
+    CHECK(msg.find('\n') == std::string::npos);
+}

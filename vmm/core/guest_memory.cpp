@@ -1,0 +1,100 @@
+#include "vmm/core/guest_memory.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "vmm/core/error.h"
+#include "vmm/core/log.h"
+
+namespace vmm {
+
+GuestMemory::GuestMemory(GuestMemory&& o) noexcept : regions_(std::move(o.regions_)), owned_(o.owned_) {
+    o.regions_.clear();
+    o.owned_ = false;
+}
+
+GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
+    if (this != &o) {
+        release();
+        regions_ = std::move(o.regions_);
+        owned_ = o.owned_;
+        o.regions_.clear();
+        o.owned_ = false;
+    }
+    return *this;
+}
+
+GuestMemory::~GuestMemory() { release(); }
+
+void GuestMemory::release() {
+    if (owned_)
+        for (auto& r : regions_) munmap(r.host, r.size);
+    regions_.clear();
+}
+
+GuestMemory GuestMemory::create_anonymous(std::span<const std::pair<uint64_t, uint64_t>> ranges,
+                                          bool transparent_hugepages) {
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    GuestMemory m;
+    m.owned_ = true;
+    std::vector<std::pair<uint64_t, uint64_t>> sorted(ranges.begin(), ranges.end());
+    std::sort(sorted.begin(), sorted.end());
+    for (size_t i = 0; i < sorted.size(); ++i) {
+        auto [gpa, size] = sorted[i];
+        if (size == 0 || gpa % page || size % page) fail("guest memory: range {:#x}+{:#x} is not page aligned", gpa, size);
+        if (gpa + size < gpa) fail("guest memory: range {:#x}+{:#x} overflows", gpa, size);
+        if (i > 0 && sorted[i - 1].first + sorted[i - 1].second > gpa)
+            fail("guest memory: range {:#x} overlaps the previous one", gpa);
+        // MAP_NORESERVE: guest RAM is committed lazily, like any VMM; the
+        // guest only costs host memory for pages it touches.
+        void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) throw_errno(fmt::format("guest memory: mmap of {} MiB", size >> 20));
+        if (transparent_hugepages && madvise(p, size, MADV_HUGEPAGE) != 0)
+            log::debug("guest memory: MADV_HUGEPAGE not available: {}", std::strerror(errno));
+        m.regions_.push_back({gpa, size, static_cast<uint8_t*>(p)});
+    }
+    return m;
+}
+
+GuestMemory GuestMemory::from_buffers(std::vector<MemoryRegion> regions) {
+    GuestMemory m;
+    m.regions_ = std::move(regions);
+    m.owned_ = false;
+    return m;
+}
+
+uint64_t GuestMemory::total_size() const {
+    uint64_t t = 0;
+    for (auto& r : regions_) t += r.size;
+    return t;
+}
+
+std::optional<std::span<uint8_t>> GuestMemory::slice(uint64_t gpa, uint64_t len) const {
+    for (auto& r : regions_) {
+        if (gpa < r.gpa) continue;
+        uint64_t off = gpa - r.gpa;
+        if (off >= r.size) continue;
+        // Written so that no addition can overflow: off < size here.
+        if (len > r.size - off) return std::nullopt;
+        return std::span<uint8_t>(r.host + off, len);
+    }
+    return std::nullopt;
+}
+
+bool GuestMemory::write(uint64_t gpa, std::span<const uint8_t> data) const {
+    auto s = slice(gpa, data.size());
+    if (!s) return false;
+    if (!data.empty()) std::memcpy(s->data(), data.data(), data.size());
+    return true;
+}
+
+bool GuestMemory::read(uint64_t gpa, std::span<uint8_t> out) const {
+    auto s = slice(gpa, out.size());
+    if (!s) return false;
+    if (!out.empty()) std::memcpy(out.data(), s->data(), out.size());
+    return true;
+}
+
+}  // namespace vmm

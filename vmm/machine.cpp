@@ -1,0 +1,441 @@
+#include "vmm/machine.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <deque>
+#include <fstream>
+
+#include "arch/x86_64/acpi.h"
+#include "arch/x86_64/bootinfo.h"
+#include "arch/x86_64/cpu.h"
+#include "arch/x86_64/kernel.h"
+#include "arch/x86_64/layout.h"
+#include "arch/x86_64/mptable.h"
+#include "devices/acpi_pm.h"
+#include "devices/boot_progress.h"
+#include "devices/cmos.h"
+#include "devices/i8042.h"
+#include "devices/reset.h"
+#include "devices/serial.h"
+#include "vmm/boot_clock.h"
+#include "vmm/core/error.h"
+#include "vmm/core/irq.h"
+#include "vmm/core/log.h"
+#include "vmm/guest_walk.h"
+#include "vmm/platform.h"
+
+namespace vmm {
+
+namespace x86 = arch::x86;
+
+namespace {
+
+constexpr int kKickSignal = SIGUSR1;
+
+// Reads a whole file, with messages that name the option it came from.
+std::vector<uint8_t> read_file(const std::string& path, const char* what) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw_errno(fmt::format("{} {}", what, path));
+    Fd guard(fd);
+    struct stat st {};
+    if (fstat(fd, &st) != 0) throw_errno(fmt::format("{} {}", what, path));
+    if (!S_ISREG(st.st_mode)) fail("{} {}: not a regular file", what, path);
+    if (st.st_size == 0) fail("{} {}: file is empty", what, path);
+    std::vector<uint8_t> buf(static_cast<size_t>(st.st_size));
+    size_t done = 0;
+    while (done < buf.size()) {
+        ssize_t r = ::read(fd, buf.data() + done, buf.size() - done);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) throw_errno(fmt::format("{} {}", what, path));
+        if (r == 0) fail("{} {}: file shrank while reading", what, path);
+        done += static_cast<size_t>(r);
+    }
+    return buf;
+}
+
+void write_all(int fd, const uint8_t* p, size_t n) {
+    while (n > 0) {
+        ssize_t r = ::write(fd, p, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return;  // console gone (EPIPE etc.): drop output, keep the VM
+        p += r;
+        n -= static_cast<size_t>(r);
+    }
+}
+
+class KvmIrqLine : public IrqLine {
+public:
+    KvmIrqLine(Vm& vm, uint32_t irq) : vm_(vm), irq_(irq) {}
+    void set_level(bool high) override {
+        try {
+            vm_.irq_line(irq_, high);
+        } catch (const Error& e) {
+            static log::RateLimit rl;
+            if (rl.allow()) log::error("irq {}: {}", irq_, e.what());
+        }
+    }
+
+private:
+    Vm& vm_;
+    uint32_t irq_;
+};
+
+void kick_handler(int) {}
+
+}  // namespace
+
+void install_vcpu_kick_handler() {
+    struct sigaction sa {};
+    sa.sa_handler = kick_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+    sigaction(kKickSignal, &sa, nullptr);
+}
+
+Machine::Machine(const VmConfig& cfg, int console_in, int console_out)
+    : cfg_(cfg), console_in_(console_in), console_out_(console_out), kvm_(), vm_(kvm_) {
+    kvm_.require(KVM_CAP_IRQCHIP, "an in-kernel irqchip");
+    kvm_.require(KVM_CAP_USER_MEMORY, "user memory regions");
+    kvm_.require(KVM_CAP_SET_TSS_ADDR, "KVM_SET_TSS_ADDR");
+    kvm_.require(KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_SET_IDENTITY_MAP_ADDR");
+    kvm_.require(KVM_CAP_PIT2, "an in-kernel PIT");
+    kvm_.require(KVM_CAP_EXT_CPUID, "KVM_GET_SUPPORTED_CPUID");
+    kvm_.require(KVM_CAP_IMMEDIATE_EXIT, "immediate_exit");
+    kvm_.require(KVM_CAP_IOEVENTFD, "ioeventfd");
+    kvm_.require(KVM_CAP_IRQFD, "irqfd");
+    int max = kvm_.max_vcpus();
+    if (cfg_.cpus > static_cast<uint32_t>(max))
+        fail("--cpus {}: this host's KVM allows at most {} vCPUs", cfg_.cpus, max);
+
+    vm_.set_identity_map_addr(platform::kIdentityMapAddr);
+    vm_.set_tss_addr(platform::kTssAddr);
+    vm_.create_irqchip();
+    vm_.create_pit2();
+
+    setup_memory();
+    load_kernel_and_tables();
+    setup_devices();
+    setup_vcpus();
+}
+
+Machine::~Machine() {
+    stop_vcpus();
+}
+
+void Machine::setup_memory() {
+    auto layout = x86::ram_layout(cfg_.memory);
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    for (auto& r : layout) ranges.emplace_back(r.gpa, r.size);
+    mem_ = GuestMemory::create_anonymous(ranges);
+    uint32_t slot = 0;
+    for (auto& r : mem_.regions()) vm_.set_user_memory_region(slot++, r.gpa, r.size, r.host);
+}
+
+void Machine::load_kernel_and_tables() {
+    auto ram = x86::ram_layout(cfg_.memory);
+    auto put = [&](const x86::Blob& b, const char* what) {
+        if (!mem_.write(b.gpa, b.bytes))
+            fail("{} ({} bytes at {:#x}) does not fit in guest RAM", what, b.bytes.size(), b.gpa);
+    };
+
+    std::vector<uint8_t> kernel = read_file(cfg_.kernel, "--kernel");
+    x86::KernelLayout k;
+    try {
+        k = x86::parse_kernel(kernel, ram);
+    } catch (const Error& e) {
+        fail("--kernel {}: {}", cfg_.kernel, e.what());
+    }
+    for (auto& seg : k.segments) {
+        if (!mem_.contains(seg.gpa, seg.mem_size) || !mem_.write(seg.gpa, seg.data))
+            fail("--kernel {}: segment at {:#x} ({} KiB) does not fit in {} MiB of RAM", cfg_.kernel, seg.gpa,
+                 seg.mem_size >> 10, cfg_.memory >> 20);
+    }
+    is_pvh_ = k.format == x86::KernelFormat::PvhElf;
+    entry_ = k.entry;
+
+    x86::BootInfoInputs in;
+    in.ram = ram;
+    in.cmdline = cfg_.cmdline;
+    std::vector<uint8_t> initrd;
+    if (!cfg_.initramfs.empty()) {
+        initrd = read_file(cfg_.initramfs, "--initramfs");
+        try {
+            in.initrd_gpa = x86::place_initrd(k, initrd.size(), ram);
+        } catch (const Error& e) {
+            fail("--initramfs {}: {}", cfg_.initramfs, e.what());
+        }
+        in.initrd_size = initrd.size();
+        if (!mem_.write(in.initrd_gpa, initrd)) fail("--initramfs {}: does not fit in guest RAM", cfg_.initramfs);
+    }
+
+    x86::AcpiConfig acpi;
+    acpi.ncpus = cfg_.cpus;
+    acpi.pm_io_base = platform::kAcpiPmPort;
+    acpi.sci_irq = platform::kAcpiSciIrq;
+    acpi.reset_port = platform::kResetPort;
+    acpi.reset_value = platform::kResetValue;
+    acpi.s5_sleep_type = platform::kAcpiS5SleepType;
+    auto tables = x86::build_acpi(acpi);
+    for (auto& b : tables.blobs) put(b, "ACPI tables");
+    in.rsdp_gpa = tables.rsdp_gpa;
+    put(x86::build_mptable(cfg_.cpus), "MP table");
+
+    std::vector<x86::Blob> info;
+    try {
+        info = is_pvh_ ? x86::build_pvh_start_info(k, in) : x86::build_boot_params(k, in);
+    } catch (const Error& e) {
+        fail("--cmdline: {}", e.what());
+    }
+    for (auto& b : info) put(b, "boot information");
+    if (!is_pvh_)
+        for (auto& b : x86::build_page_tables()) put(b, "page tables");
+    put(x86::build_gdt(), "GDT");
+    log::info("kernel {} ({}), entry {:#x}, {} MiB RAM, {} vCPU(s)", cfg_.kernel, is_pvh_ ? "PVH ELF" : "bzImage",
+              entry_, cfg_.memory >> 20, cfg_.cpus);
+}
+
+void Machine::setup_devices() {
+    int out = console_out_;
+    serial_ = std::make_shared<devices::Serial8250>(
+        std::make_shared<KvmIrqLine>(vm_, platform::kCom1Irq),
+        [out](std::span<const uint8_t> bytes) {
+            if (out >= 0) write_all(out, bytes.data(), bytes.size());
+        });
+    pio_.add(platform::kCom1Port, 8, serial_);
+    pio_.add(platform::kI8042Port, 5, std::make_shared<devices::I8042>([this] {
+                 exit_.request(ExitReason::Reboot, "guest reset through the i8042 controller");
+             }));
+    uint64_t below = std::min<uint64_t>(cfg_.memory, x86::kMmioHoleStart);
+    pio_.add(platform::kCmosPort, 2, std::make_shared<devices::Cmos>(below, cfg_.memory - below));
+    pio_.add(platform::kAcpiPmPort, 12,
+             std::make_shared<devices::AcpiPm>(
+                 platform::kAcpiS5SleepType, [this] { exit_.request(ExitReason::PowerOff); },
+                 std::make_shared<KvmIrqLine>(vm_, platform::kAcpiSciIrq)));
+    pio_.add(platform::kResetPort, 1, std::make_shared<devices::ResetControl>([this] {
+                 exit_.request(ExitReason::Reboot, "guest reset through the reset control register");
+             }));
+    bool report = cfg_.boot_report;
+    pio_.add(platform::kBootProgressPort, 1, std::make_shared<devices::BootProgress>([report](uint8_t v) {
+                 double ms = ms_since_start();
+                 if (report) std::fprintf(stderr, "vmm: boot: progress 0x%02x at %.1f ms\n", v, ms);
+                 log::info("boot progress {:#04x} at {:.1f} ms", v, ms);
+             }));
+}
+
+void Machine::setup_vcpus() {
+    auto cpuid = kvm_.supported_cpuid();
+    for (uint32_t i = 0; i < cfg_.cpus; ++i) {
+        auto v = std::make_unique<Vcpu>(vm_, i);
+        auto entries = cpuid;
+        x86::patch_cpuid(entries, i, cfg_.cpus);
+        v->set_cpuid(entries);
+        v->set_msrs(x86::boot_msrs());
+        v->set_fpu(x86::initial_fpu());
+        auto lapic = v->get_lapic();
+        x86::setup_lapic_lint(lapic);
+        v->set_lapic(lapic);
+        if (i == 0) {
+            // Application processors wait for INIT/SIPI in the in-kernel
+            // LAPIC; only the boot processor gets an entry state.
+            auto s = v->get_sregs();
+            if (is_pvh_) x86::setup_sregs_pvh(s);
+            else x86::setup_sregs_long_mode(s);
+            v->set_sregs(s);
+            v->set_regs(is_pvh_ ? x86::initial_regs_pvh(entry_) : x86::initial_regs_bzimage(entry_));
+        }
+        vcpus_.push_back(std::move(v));
+    }
+}
+
+void Machine::crash(size_t index, const std::string& what) {
+    std::string state;
+    try {
+        state = describe_vcpu_state(mem_, vcpus_[index]->get_regs(), vcpus_[index]->get_sregs());
+    } catch (const Error& e) {
+        state = fmt::format("  (registers unavailable: {})\n", e.what());
+    }
+    exit_.request(ExitReason::Crash, fmt::format("vCPU {}: {}\n{}", index, what, state));
+}
+
+// Returns false when the vCPU loop must end.
+bool Machine::handle_exit(size_t index) {
+    kvm_run* run = vcpus_[index]->run_struct();
+    static log::RateLimit unclaimed_rl;
+    switch (run->exit_reason) {
+        case KVM_EXIT_IO: {
+            // KVM guarantees data_offset/size/count describe a buffer inside
+            // the kvm_run mapping; size is 1, 2 or 4.
+            auto* base = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
+            for (uint32_t i = 0; i < run->io.count; ++i) {
+                std::span<uint8_t> d(base + size_t(i) * run->io.size, run->io.size);
+                bool ok = run->io.direction == KVM_EXIT_IO_OUT ? pio_.write(run->io.port, d) : pio_.read(run->io.port, d);
+                if (!ok && log::level() >= log::Level::Debug && unclaimed_rl.allow())
+                    log::debug("unclaimed PIO {} port {:#x} size {}", run->io.direction == KVM_EXIT_IO_OUT ? "write" : "read",
+                               run->io.port, run->io.size);
+            }
+            return true;
+        }
+        case KVM_EXIT_MMIO: {
+            uint32_t len = std::min<uint32_t>(run->mmio.len, sizeof run->mmio.data);
+            std::span<uint8_t> d(run->mmio.data, len);
+            bool ok = run->mmio.is_write ? mmio_.write(run->mmio.phys_addr, d) : mmio_.read(run->mmio.phys_addr, d);
+            if (!ok && unclaimed_rl.allow())
+                log::debug("unclaimed MMIO {} at {:#x} len {}", run->mmio.is_write ? "write" : "read",
+                           run->mmio.phys_addr, len);
+            return true;
+        }
+        case KVM_EXIT_SHUTDOWN: {
+            std::string what = "triple fault (KVM_EXIT_SHUTDOWN): the guest CPU shut down after an unhandled fault";
+            try {
+                // AMD SVM reinitialises the vCPU on a shutdown intercept, so the
+                // faulting state is gone and the registers show the reset vector.
+                auto r = vcpus_[index]->get_regs();
+                auto s = vcpus_[index]->get_sregs();
+                if (r.rip == 0xfff0 && s.cs.base == 0xffff0000)
+                    what += " (the host's KVM reset the vCPU on shutdown, as on AMD SVM: the registers below are the "
+                            "reset state, not the faulting one)";
+            } catch (const Error&) {
+            }
+            crash(index, what);
+            return false;
+        }
+        case KVM_EXIT_FAIL_ENTRY:
+            crash(index, fmt::format("KVM could not enter the guest (KVM_EXIT_FAIL_ENTRY, hardware reason {:#x})",
+                                     run->fail_entry.hardware_entry_failure_reason));
+            return false;
+        case KVM_EXIT_INTERNAL_ERROR: {
+            std::string what = fmt::format("KVM internal error (KVM_EXIT_INTERNAL_ERROR, suberror {})",
+                                           run->internal.suberror);
+            if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION)
+                what += ": the host's KVM could not emulate the instruction below. On nested hosts without "
+                        "hardware virtualization underneath (see ENVIRONMENT.md), guest ring-0 code is emulated and "
+                        "instructions such as int3, iretq or xrstor are not; run the guest inside the "
+                        "software-emulated test host (tests/guest/testhost.sh) or on a machine with VT-x/AMD-V";
+            crash(index, what);
+            return false;
+        }
+        case KVM_EXIT_SYSTEM_EVENT:
+            switch (run->system_event.type) {
+                case KVM_SYSTEM_EVENT_SHUTDOWN: exit_.request(ExitReason::PowerOff); break;
+                case KVM_SYSTEM_EVENT_RESET: exit_.request(ExitReason::Reboot, "guest reset (system event)"); break;
+                case KVM_SYSTEM_EVENT_CRASH: exit_.request(ExitReason::Panic, "guest crash (system event)"); break;
+                default: crash(index, fmt::format("unknown system event {}", run->system_event.type));
+            }
+            return false;
+        case KVM_EXIT_HLT:
+            // Only reachable without an in-kernel LAPIC, which we always create.
+            crash(index, "vCPU halted with no way to wake up (KVM_EXIT_HLT)");
+            return false;
+        default:
+            crash(index, fmt::format("unexpected KVM exit reason {}", run->exit_reason));
+            return false;
+    }
+}
+
+void Machine::vcpu_loop(size_t index) {
+    char name[16];
+    std::snprintf(name, sizeof name, "vcpu%zu", index);
+    pthread_setname_np(pthread_self(), name);
+    Vcpu& v = *vcpus_[index];
+    try {
+        while (!stopping_.load()) {
+            int r = v.run();
+            if (index == 0 && !first_run_reported_.exchange(true)) {
+                double ms = ms_since_start();
+                if (cfg_.boot_report) std::fprintf(stderr, "vmm: boot: first KVM_RUN at %.1f ms\n", ms);
+            }
+            if (r < 0) continue;  // EINTR/EAGAIN: kicked; re-check stopping_
+            if (!handle_exit(index)) break;
+        }
+    } catch (const std::exception& e) {
+        exit_.request(ExitReason::Error, fmt::format("vCPU {}: {}", index, e.what()));
+    }
+}
+
+void Machine::stop_vcpus() {
+    stopping_.store(true);
+    for (size_t i = 0; i < threads_.size(); ++i) {
+        if (!threads_[i].joinable()) continue;
+        // immediate_exit covers a kick that lands just before KVM_RUN.
+        vcpus_[i]->run_struct()->immediate_exit = 1;
+        pthread_kill(threads_[i].native_handle(), kKickSignal);
+    }
+    for (auto& t : threads_)
+        if (t.joinable()) t.join();
+    threads_.clear();
+}
+
+void Machine::event_loop() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    Fd sfd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!sfd) throw_errno("signalfd");
+
+    std::deque<uint8_t> pending;  // console input the UART had no room for
+    bool escape = false;          // saw Ctrl-A
+    bool in_open = console_in_ >= 0;
+    while (!exit_.requested()) {
+        pollfd fds[3] = {{exit_.fd(), POLLIN, 0}, {sfd.get(), POLLIN, 0}, {in_open && pending.empty() ? console_in_ : -1, POLLIN, 0}};
+        int r = ::poll(fds, 3, pending.empty() ? -1 : 10);
+        if (r < 0 && errno != EINTR) throw_errno("poll");
+        if (fds[1].revents & POLLIN) {
+            signalfd_siginfo si{};
+            if (::read(sfd.get(), &si, sizeof si) == sizeof si)
+                exit_.request(ExitReason::Signal, fmt::format("stopped by signal {}", strsignal(static_cast<int>(si.ssi_signo))),
+                              static_cast<int>(si.ssi_signo));
+        }
+        if (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+            uint8_t buf[256];
+            ssize_t n = ::read(console_in_, buf, sizeof buf);
+            if (n <= 0) {
+                if (n == 0 || (errno != EINTR && errno != EAGAIN)) in_open = false;
+            } else {
+                for (ssize_t i = 0; i < n; ++i) {
+                    uint8_t c = buf[i];
+                    if (escape) {
+                        escape = false;
+                        if (c == 'x' || c == 'X') {
+                            exit_.request(ExitReason::Signal, "quit from the console (Ctrl-A x)", SIGINT);
+                            break;
+                        }
+                        if (c != 0x01) pending.push_back(0x01);
+                        pending.push_back(c);
+                    } else if (c == 0x01) {
+                        escape = true;
+                    } else {
+                        pending.push_back(c);
+                    }
+                }
+            }
+        }
+        while (!pending.empty()) {
+            std::vector<uint8_t> chunk(pending.begin(), pending.end());
+            size_t took = serial_->enqueue_input(chunk);
+            pending.erase(pending.begin(), pending.begin() + static_cast<long>(took));
+            if (took == 0) break;
+        }
+    }
+}
+
+ExitReason Machine::run() {
+    for (size_t i = 0; i < vcpus_.size(); ++i) threads_.emplace_back(&Machine::vcpu_loop, this, i);
+    try {
+        event_loop();
+    } catch (const std::exception& e) {
+        exit_.request(ExitReason::Error, e.what());
+    }
+    stop_vcpus();
+    return exit_.reason();
+}
+
+}  // namespace vmm

@@ -1,0 +1,70 @@
+// One VM instance: KVM objects, guest RAM, the legacy platform devices, the
+// loaded kernel and one thread per vCPU. Built from a VmConfig; run() blocks
+// until the guest powers off, reboots or fails, or a signal ends it.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "vmm/config.h"
+#include "vmm/core/bus.h"
+#include "vmm/core/guest_memory.h"
+#include "vmm/core/kvm.h"
+#include "vmm/exit_control.h"
+
+namespace vmm {
+
+namespace devices {
+class Serial8250;
+}
+
+class Machine {
+public:
+    // Builds the whole VM; throws vmm::Error with a user-facing message.
+    // `console_in` is the fd whose bytes go to the serial port (-1: none);
+    // `console_out` receives the guest's serial output (-1: discard).
+    Machine(const VmConfig& cfg, int console_in, int console_out);
+    ~Machine();
+    Machine(const Machine&) = delete;
+    Machine& operator=(const Machine&) = delete;
+
+    // Runs the vCPUs and the main event loop; returns how the VM ended.
+    // The message (if any) explains a non-clean end.
+    ExitReason run();
+    const ExitControl& exit_control() const { return exit_; }
+
+private:
+    void setup_memory();
+    void load_kernel_and_tables();
+    void setup_devices();
+    void setup_vcpus();
+    void vcpu_loop(size_t index);
+    bool handle_exit(size_t index);
+    void crash(size_t index, const std::string& what);
+    void stop_vcpus();
+    void event_loop();
+
+    VmConfig cfg_;
+    int console_in_;
+    int console_out_;
+    Kvm kvm_;
+    Vm vm_;
+    GuestMemory mem_;
+    Bus pio_{"pio"};
+    Bus mmio_{"mmio"};
+    std::shared_ptr<devices::Serial8250> serial_;
+    std::vector<std::unique_ptr<Vcpu>> vcpus_;
+    std::vector<std::thread> threads_;
+    ExitControl exit_;
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> first_run_reported_{false};
+    bool is_pvh_ = false;
+    uint64_t entry_ = 0;
+};
+
+// Installs the no-op signal handler used to kick vCPU threads out of KVM_RUN.
+void install_vcpu_kick_handler();
+
+}  // namespace vmm

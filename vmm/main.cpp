@@ -1,0 +1,110 @@
+// vmm: boots a Linux guest on KVM. Parses the command line, builds the
+// Machine and maps how it ended to the documented exit status.
+#include <signal.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vmm/boot_clock.h"
+#include "vmm/cli.h"
+#include "vmm/core/error.h"
+#include "vmm/core/log.h"
+#include "vmm/machine.h"
+#include "vmm/terminal.h"
+
+namespace {
+
+vmm::log::Level parse_level(const std::string& s) {
+    if (s == "error") return vmm::log::Level::Error;
+    if (s == "info") return vmm::log::Level::Info;
+    if (s == "debug") return vmm::log::Level::Debug;
+    return vmm::log::Level::Warn;
+}
+
+int run(const vmm::VmConfig& cfg) {
+    vmm::log::set_level(parse_level(cfg.log_level));
+    // Signals: SIGINT/SIGTERM/SIGHUP are blocked in every thread and read
+    // through a signalfd by the main loop; SIGPIPE must not kill the VMM when
+    // the console reader goes away.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    vmm::install_vcpu_kick_handler();
+
+    int in = -1, out = -1;
+    vmm::Fd serial_file;
+    if (cfg.serial == vmm::SerialMode::Tty) {
+        in = STDIN_FILENO;
+        out = STDOUT_FILENO;
+    } else if (cfg.serial == vmm::SerialMode::File) {
+        serial_file = vmm::Fd(::open(cfg.serial_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (!serial_file) vmm::throw_errno("--serial file=" + cfg.serial_path);
+        out = serial_file.get();
+    }
+    std::optional<vmm::RawTerminal> raw;
+    raw.emplace(in);
+
+    for (;;) {
+        vmm::ExitReason reason;
+        std::string message;
+        int status;
+        {
+            vmm::Machine m(cfg, in, out);
+            reason = m.run();
+            message = m.exit_control().message();
+            status = m.exit_control().status();
+        }
+        if (reason == vmm::ExitReason::Reboot && cfg.allow_reboot) {
+            vmm::log::info("guest rebooted: restarting the VM");
+            continue;
+        }
+        raw.reset();  // messages below go to a sane terminal
+        switch (reason) {
+            case vmm::ExitReason::PowerOff:
+            case vmm::ExitReason::None:
+                vmm::log::info("guest powered off");
+                break;
+            case vmm::ExitReason::Reboot:
+                std::fprintf(stderr, "vmm: guest rebooted (%s); exiting with status %d (use --reboot to restart)\n",
+                             message.c_str(), status);
+                break;
+            case vmm::ExitReason::Signal:
+                std::fprintf(stderr, "vmm: %s\n", message.c_str());
+                break;
+            case vmm::ExitReason::Crash:
+                std::fprintf(stderr, "vmm: error: guest crashed: %s", message.c_str());
+                if (message.empty() || message.back() != '\n') std::fputc('\n', stderr);
+                break;
+            default:
+                std::fprintf(stderr, "vmm: error: %s\n", message.c_str());
+        }
+        return status;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    (void)vmm::ms_since_start();
+    std::vector<std::string> args(argv + 1, argv + argc);
+    try {
+        auto parsed = vmm::parse_cli(args);
+        if (auto* help = std::get_if<vmm::CliHelp>(&parsed)) {
+            std::fputs(help->text.c_str(), stdout);
+            return 0;
+        }
+        return run(std::get<vmm::VmConfig>(parsed));
+    } catch (const std::exception& e) {
+        vmm::RawTerminal::restore_now();
+        std::fprintf(stderr, "vmm: error: %s\n", e.what());
+        return vmm::kExitError;
+    }
+}
