@@ -52,11 +52,6 @@ public:
     bool nmi_masked() const;
 
 private:
-    struct Fields {
-        int64_t year;
-        unsigned month, day, hour, minute, second, weekday;  // weekday: 1 = Sunday
-    };
-
     uint8_t read_data();            // lock held
     void write_data(uint8_t value);  // lock held
     int64_t rtc_now() const;         // guest-visible unix time
