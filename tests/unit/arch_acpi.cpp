@@ -1,6 +1,8 @@
 // Unit tests: ACPI tables as a guest would walk them from the RSDP.
 #include <catch2/catch.hpp>
 
+#include "tests/unit/test_util.h"
+
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -30,12 +32,7 @@ private:
     const std::vector<Blob>& blobs_;
 };
 
-uint64_t rd(const std::vector<uint8_t>& b, std::size_t off, int n) {
-    REQUIRE(off + n <= b.size());
-    uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v |= uint64_t{b[off + i]} << (8 * i);
-    return v;
-}
+using test::rd;
 
 uint8_t sum(const std::vector<uint8_t>& b, std::size_t len) {
     REQUIRE(len <= b.size());

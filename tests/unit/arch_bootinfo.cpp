@@ -2,6 +2,8 @@
 // checked field by field at the offsets the boot protocols define.
 #include <catch2/catch.hpp>
 
+#include "tests/unit/test_util.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -15,12 +17,7 @@ using namespace vmm::arch::x86;
 
 namespace {
 
-uint64_t rd(const std::vector<uint8_t>& b, std::size_t off, int n) {
-    REQUIRE(off + n <= b.size());
-    uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v |= uint64_t{b[off + i]} << (8 * i);
-    return v;
-}
+using test::rd;
 
 // A bzImage layout as parse_kernel() would return it, with a recognisable
 // setup header (byte i = i ^ 0x5a) except for the fields the test checks.

@@ -1,6 +1,8 @@
 // Unit tests: Intel MP spec 1.4 tables.
 #include <catch2/catch.hpp>
 
+#include "tests/unit/test_util.h"
+
 #include <cstring>
 
 #include "arch/x86_64/layout.h"
@@ -11,12 +13,7 @@ using namespace vmm::arch::x86;
 
 namespace {
 
-uint64_t rd(const std::vector<uint8_t>& b, std::size_t off, int n) {
-    REQUIRE(off + n <= b.size());
-    uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v |= uint64_t{b[off + i]} << (8 * i);
-    return v;
-}
+using test::rd;
 
 uint8_t sum(const std::vector<uint8_t>& b, std::size_t off, std::size_t len) {
     REQUIRE(off + len <= b.size());

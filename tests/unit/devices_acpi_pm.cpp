@@ -2,6 +2,8 @@
 // at 0x600.
 #include <catch2/catch.hpp>
 
+#include "tests/unit/test_util.h"
+
 #include <chrono>
 #include <memory>
 #include <thread>
@@ -18,14 +20,7 @@ constexpr uint64_t STS = 0, EN = 2, CNT = 4, TMR = 8;
 constexpr uint16_t kSlpEn = 1u << 13;
 uint16_t slp_typ(unsigned t) { return uint16_t(t << 10); }
 
-struct FakeIrq : vmm::IrqLine {
-    std::vector<bool> calls;
-    bool level = false;
-    void set_level(bool high) override {
-        calls.push_back(high);
-        level = high;
-    }
-};
+using test::FakeIrq;
 
 struct Rig {
     int poweroffs = 0;

@@ -1,6 +1,8 @@
 // 16550A UART, driven only through the PIO bus at its real port.
 #include <catch2/catch.hpp>
 
+#include "tests/unit/test_util.h"
+
 #include <algorithm>
 #include <memory>
 #include <string>
@@ -16,14 +18,7 @@ namespace {
 constexpr uint64_t kCom1 = 0x3f8;
 constexpr uint64_t RBR = 0, IER = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7;
 
-struct FakeIrq : vmm::IrqLine {
-    std::vector<bool> calls;
-    bool level = false;
-    void set_level(bool high) override {
-        calls.push_back(high);
-        level = high;
-    }
-};
+using test::FakeIrq;
 
 struct Rig {
     std::shared_ptr<FakeIrq> irq = std::make_shared<FakeIrq>();
