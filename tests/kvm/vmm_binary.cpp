@@ -270,6 +270,26 @@ TEST_CASE("vmm: bad input is refused with a one-line error and status 1") {
     r = run_vmm(make_bzimage(kHaltLoop), {"--initramfs", "/nonexistent/initrd"});
     CHECK(r.status == 1);
     CHECK_THAT(r.err, Contains("--initramfs /nonexistent/initrd"));
+
+    // A kernel whose init_size does not fit in RAM.
+    auto big = make_bzimage(kHaltLoop);
+    put(big, 0x260, 0x8000000, 4);  // 128 MiB
+    r = run_vmm(big, {});
+    CHECK(r.status == 1);
+    CHECK_THAT(r.err, Contains("vmm: error: --kernel"));
+    CHECK(r.err.find('\n') == r.err.size() - 1);  // one line
+
+    // An initramfs larger than the guest's RAM (a sparse file).
+    char tmpl[] = "/tmp/vmminitrdXXXXXX";
+    int fd = mkstemp(tmpl);
+    REQUIRE(fd >= 0);
+    REQUIRE(ftruncate(fd, 100 << 20) == 0);
+    ::close(fd);
+    r = run_vmm(make_bzimage(kHaltLoop), {"--initramfs", tmpl});
+    std::remove(tmpl);
+    CHECK(r.status == 1);
+    CHECK_THAT(r.err, Contains("vmm: error: --initramfs"));
+    CHECK_THAT(r.err, Contains("does not fit"));
 }
 
 TEST_CASE("vmm: 64 vCPUs are created and the guest still powers off") {
