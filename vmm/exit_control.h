@@ -1,6 +1,6 @@
 // The single place that decides how the VM ends. Any thread (vCPU, device
-// callback, signal handling) requests an exit; the first request wins and
-// wakes the main loop through an eventfd.
+// callback, signal handling) requests an exit; the first request wins (but
+// see request()) and wakes the main loop through an eventfd.
 #pragma once
 
 #include <atomic>
@@ -19,7 +19,10 @@ public:
     void request(ExitReason r, std::string message = {}, int signo = 0) {
         {
             std::lock_guard lk(mu_);
-            if (reason_ != ExitReason::None) return;
+            // First request wins, except that a signal overrides a guest
+            // reboot: with --reboot the VM would otherwise restart and the
+            // user's SIGINT/SIGTERM would be lost.
+            if (reason_ != ExitReason::None && !(reason_ == ExitReason::Reboot && r == ExitReason::Signal)) return;
             reason_ = r;
             message_ = std::move(message);
             signo_ = signo;
@@ -28,6 +31,7 @@ public:
         ev_.signal();
     }
     bool requested() const { return requested_.load(std::memory_order_relaxed); }
+    uint64_t consume_wakeup_for_test() const { return ev_.consume(); }
     int fd() const { return ev_.fd(); }
     ExitReason reason() const {
         std::lock_guard lk(mu_);

@@ -97,7 +97,9 @@ std::string slurp(const std::string& p) {
     return ss.str();
 }
 
-Result run_vmm(const Bytes& kernel, std::vector<std::string> extra, int timeout_s = 60) {
+// Runs build/vmm on `kernel`; with term_after_s > 0, sends SIGTERM after
+// that many seconds (for guests that never stop by themselves).
+Result run_vmm(const Bytes& kernel, std::vector<std::string> extra, int timeout_s = 60, int term_after_s = 0) {
     char dir[] = "/tmp/vmmtestXXXXXX";
     REQUIRE(mkdtemp(dir));
     std::string d = dir, k = d + "/kernel", o = d + "/out", e = d + "/err";
@@ -124,10 +126,16 @@ Result run_vmm(const Bytes& kernel, std::vector<std::string> extra, int timeout_
     }
     Result r;
     int st = 0;
-    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    auto start = std::chrono::steady_clock::now();
+    auto end = start + std::chrono::seconds(timeout_s);
+    bool termed = false;
     for (;;) {
         pid_t w = waitpid(pid, &st, WNOHANG);
         if (w == pid) break;
+        if (term_after_s > 0 && !termed && std::chrono::steady_clock::now() > start + std::chrono::seconds(term_after_s)) {
+            kill(pid, SIGTERM);
+            termed = true;
+        }
         if (std::chrono::steady_clock::now() > end) {
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
@@ -183,6 +191,18 @@ TEST_CASE("vmm: guest reset through 0xcf9 exits with status 2") {
     auto r = run_vmm(make_bzimage(cat({out8(0xcf9, 0x06), kHaltLoop})), {});
     CHECK(r.status == 2);
     CHECK_THAT(r.err, Contains("rebooted"));
+}
+
+TEST_CASE("vmm: with --reboot a guest reset restarts the VM") {
+    // Each boot marks the progress port, then resets: the VMM must boot the
+    // same kernel again and again until SIGTERM ends it.
+    auto r = run_vmm(make_bzimage(cat({out8(0x440, 0x01), out8(0xcf9, 0x06), kHaltLoop})),
+                     {"--reboot", "--boot-report"}, 60, 4);
+    CHECK(r.status == 128 + SIGTERM);
+    size_t boots = 0;
+    for (size_t p = 0; (p = r.err.find("progress 0x01", p)) != std::string::npos; ++p) ++boots;
+    INFO("stderr: " << r.err);
+    CHECK(boots >= 2);
 }
 
 TEST_CASE("vmm: guest reset through the i8042 exits with status 2") {
