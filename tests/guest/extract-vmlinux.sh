@@ -116,7 +116,7 @@ fi
 
 # Report the PVH note when readelf (binutils) is available; not required.
 if command -v readelf >/dev/null 2>&1; then
-    if readelf -n "$extracted" 2>/dev/null | grep -q -E 'Xen.*(PHYS32_ENTRY|Unknown note type: \(0x00000012\))'; then
+    if readelf -n "$extracted" 2>/dev/null | grep -E 'Xen.*(PHYS32_ENTRY|Unknown note type: \(0x00000012\))' >/dev/null; then
         note "PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY) present"
     else
         note "warning: no PVH entry note found in the ELF"

@@ -22,7 +22,8 @@ REPO_ROOT=$(cd "$GUEST_DIR/../.." && pwd)
 PROG=${PROG:-$(basename "$0")}
 
 # Say where a script stopped when `set -e` ends it.
-trap 'echo "$PROG: error: command failed (status $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
+# shellcheck disable=SC2154 # st is assigned inside the trap string
+trap 'st=$?; [[ $- == *e* ]] && echo "$PROG: error: command failed (status $st) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 die() {
     echo "$PROG: error: $*" >&2
@@ -108,7 +109,7 @@ guest_kernel() {
 guest_test_initramfs() {
     local out key
     out="$(cache_dir)/guest-test.cpio.gz"
-    key="$(sha256sum "$GUEST_DIR/make-guest-initramfs.sh" | cut -d' ' -f1) $(stamp "$(find_busybox_static)")"
+    key="$(cat "$GUEST_DIR/make-guest-initramfs.sh" "$GUEST_DIR/lib.sh" | sha256sum | cut -d' ' -f1) $(stamp "$(find_busybox_static)")"
     cached "$out" "$key" "$GUEST_DIR/make-guest-initramfs.sh" --mode test >&2
     echo "$out"
 }

@@ -34,7 +34,8 @@
 #   4. prints "VMMTEST: info <line>" for dmesg lines matching acpi|smp|apic,
 #   5. writes 0x02 to port 0x440, prints "VMMTEST: done",
 #   6. does what vmmtest.end= says: poweroff (default, `poweroff -f`),
-#      reboot (`reboot -f`) or panic (`echo c > /proc/sysrq-trigger`).
+#      reboot (`reboot -f`), panic (`echo c > /proc/sysrq-trigger`) or hang
+#      (sleep forever; for signal tests).
 #
 # The archive also carries a hand-made /dev/console node (a tiny newc archive
 # appended to the main one) so the kernel can open the console before /init
@@ -202,6 +203,7 @@ echo "VMMTEST: done"
 case $end in
     reboot) reboot -f ;;
     panic) echo 1 >/proc/sys/kernel/sysrq; echo c >/proc/sysrq-trigger ;;
+    hang) while :; do sleep 3600; done ;;
     *) poweroff -f ;;
 esac
 echo "VMMTEST: FAIL end '$end' action returned"

@@ -62,7 +62,7 @@ trap 'rm -rf "$work"' EXIT
 root=$work/root
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,host,tmp,lib/modules}
 cp "$busybox" "$root/bin/busybox"
-for a in sh mount umount mkdir insmod chroot setsid poweroff cat echo sleep sync grep ls dmesg mknod stat; do
+for a in sh mount umount mkdir ln insmod chroot setsid poweroff cat echo sleep sync grep ls dmesg mknod stat tail; do
     ln -s busybox "$root/bin/$a"
 done
 
@@ -120,6 +120,7 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 [ -c /dev/console ] && exec </dev/console >/dev/console 2>&1
 
 err() { echo "TESTHOST: error: $*"; }
+echo testhost >/proc/sys/kernel/hostname
 
 for m in $(cat /lib/modules/order); do
     insmod "/lib/modules/$m.ko" || err "insmod $m failed"
@@ -153,6 +154,11 @@ fi
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -t devtmpfs devtmpfs /host/dev
+# what udev would add: /dev/fd and /dev/std{in,out,err} (bash opens them as files)
+ln -s /proc/self/fd /host/dev/fd
+ln -s fd/0 /host/dev/stdin
+ln -s fd/1 /host/dev/stdout
+ln -s fd/2 /host/dev/stderr
 [ -d /host/dev/pts ] || mkdir /host/dev/pts
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /host/dev/pts
 [ -d /host/dev/shm ] || mkdir /host/dev/shm
@@ -172,6 +178,7 @@ if [ ! -c /host/dev/kvm ]; then
     err "/dev/kvm missing in the test host: kvm-amd did not load (no SVM in the emulated CPU?): $(dmesg | grep -i -E 'kvm|svm' | tail -n 3)"
 fi
 
+[ -n "$scratch" ] && : >"/host$scratch/.started" # for testhost.sh's boot watchdog
 env="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root LOGNAME=root TERM=linux TESTHOST=1 TESTHOST_SCRATCH=$scratch"
 if [ -n "$run" ]; then
     # New session, serial port as controlling terminal (^C reaches the command).

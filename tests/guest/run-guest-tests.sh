@@ -1,0 +1,382 @@
+#!/usr/bin/env bash
+# run-guest-tests.sh [--build DIR] [--timeout SEC] [--only REGEX] [--list]
+#
+# The real-guest suite: Debian's kernel and a busybox test-mode initramfs
+# (make-guest-initramfs.sh --mode test) booted by build/vmm, checked through
+# the guest's console markers ("VMMTEST: ...") and the VMM's exit status and
+# --boot-report lines.
+#
+# Where it runs: if kvm-usable.sh says this machine's /dev/kvm runs Linux
+# guests, the cases run directly; otherwise the script re-invokes itself
+# inside the software-emulated test host (testhost.sh), one boot for all
+# cases.  The artifacts (test initramfs, the PVH ELF extracted from the
+# bzImage) are built first, outside, into the cache (VMM_TEST_CACHE, default
+# DIR/test-cache) because the test host sees the build machine read-only.
+#
+# Cases (guest: 512 MiB, vmmtest.mem_mb=512, a fresh vmmtest.token):
+#   kvm_tests                    DIR/kvm_tests (Catch2, direct KVM tests) if it
+#                                exists: exit status 0 (skipped otherwise)
+#   bzimage-1cpu, bzimage-4cpu   the bzImage, --cpus 1 / 4
+#   pvh-1cpu, pvh-4cpu           the extracted vmlinux ELF (PVH entry), --cpus 1 / 4
+#     pass: exit status 0, console has "VMMTEST: init started", the PASS lines
+#     of port/cpus/mem/token(=ours)/interrupts, no "VMMTEST: FAIL",
+#     "VMMTEST: done", and stderr has "vmm: boot: first KVM_RUN at" and the
+#     boot-progress lines for 0x01 and 0x02.
+#   reboot                       vmmtest.end=reboot: exit status 2, "VMMTEST: done"
+#   sigterm                      vmmtest.end=hang; SIGTERM after "VMMTEST: done":
+#                                exit status 143 (128 + SIGTERM)
+#   bad-kernel                   --kernel of a missing file: exit status 1 and
+#                                one stderr line starting "vmm: error:"
+# Each case has a timeout (--timeout, default 240 s at TCG speed); a failing
+# case prints why plus the tail of its console log and stderr.  All logs stay
+# in DIR/guest-tests/ (NAME.console, NAME.stderr).
+#
+# Ends with the line "N passed, M failed" and exits non-zero if any failed;
+# exits 77 (ctest's SKIP) when neither /dev/kvm nor the test host can be used
+# (no qemu-system-x86_64).
+#
+# VMM_UNDER_TEST_QEMU=1 substitutes QEMU (-M pc -accel kvm) for build/vmm
+# through a small adapter that maps the VMM's options and exit statuses (the
+# boot-report checks are skipped).  It exists only to check this harness.
+set -euo pipefail
+PROG=run-guest-tests.sh
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+# shellcheck source=tests/guest/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+# ------------------------------------------------------- QEMU adapter ----
+# run-guest-tests.sh --qemu-adapter VMM-OPTIONS...: behaves like build/vmm
+# (options, exit statuses) using QEMU.  Only for VMM_UNDER_TEST_QEMU=1.
+qemu_adapter() {
+    local kernel="" initrd="" cmdline="" cpus=1 memory=512M serial=tty
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --kernel) kernel=$2; shift 2 ;;
+            --initramfs) initrd=$2; shift 2 ;;
+            --cmdline) cmdline=$2; shift 2 ;;
+            --cpus) cpus=$2; shift 2 ;;
+            --memory) memory=$2; shift 2 ;;
+            --serial) serial=$2; shift 2 ;;
+            --boot-report) shift ;;
+            *) echo "vmm: error: unknown option $1 (QEMU adapter)" >&2; exit 1 ;;
+        esac
+    done
+    [[ -r $kernel ]] || { echo "vmm: error: cannot open kernel $kernel (QEMU adapter)" >&2; exit 1; }
+    case $serial in
+        tty) ;;
+        file=*) exec >"${serial#file=}" ;;
+        off) exec >/dev/null ;;
+    esac
+    local log
+    log=$(mktemp "${TMPDIR:-/tmp}/qemu-adapter.XXXXXX")
+    local args=(qemu-system-x86_64 -M pc -accel kvm -cpu host -smp "$cpus" -m "$memory"
+        -nodefaults -no-user-config -display none -nic none -no-reboot
+        -serial "file:$log" -monitor none -kernel "$kernel" -append "$cmdline")
+    [[ -n $initrd ]] && args+=(-initrd "$initrd")
+    "${args[@]}" </dev/null &
+    local qpid=$! sig=""
+    trap 'sig=15; kill -TERM $qpid 2>/dev/null' TERM
+    trap 'sig=2; kill -TERM $qpid 2>/dev/null' INT
+    # relay the console file to our stdout as it grows
+    tail -n +1 -f --pid="$qpid" "$log" &
+    local tpid=$!
+    local st=0
+    while :; do
+        wait "$qpid" && st=0 || st=$?
+        kill -0 "$qpid" 2>/dev/null || break # else wait was interrupted by a trap
+    done
+    wait "$tpid" 2>/dev/null || true
+    if [[ -n $sig ]]; then rm -f "$log"; exit $((128 + sig)); fi
+    local rc=0
+    if [[ $st -ne 0 ]]; then
+        rc=1
+    elif grep -q 'reboot: Restarting system' "$log"; then
+        rc=2 # -no-reboot turns a guest reboot into a plain exit
+    fi
+    rm -f "$log"
+    exit "$rc"
+}
+if [[ ${1:-} == --qemu-adapter ]]; then
+    shift
+    qemu_adapter "$@"
+fi
+
+# ------------------------------------------------------------ options ----
+usage() {
+    sed -n '2p' "$0" | sed 's/^# /usage: /' >&2
+    exit 1
+}
+build="$REPO_ROOT/build" case_timeout=240 only="" inner=0 logdir="" list=0
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --build) [[ $# -ge 2 ]] || usage; build=$2; shift 2 ;;
+        --timeout) [[ $# -ge 2 ]] || usage; case_timeout=$2; shift 2 ;;
+        --only) [[ $# -ge 2 ]] || usage; only=$2; shift 2 ;;
+        --list) list=1; shift ;;
+        --inner) inner=1; shift ;;              # internal: run the cases here
+        --logdir) logdir=$2; shift 2 ;;         # internal
+        -h|--help) usage ;;
+        *) usage ;;
+    esac
+done
+mkdir -p "$build"
+build=$(cd "$build" && pwd)
+export VMM_TEST_CACHE=${VMM_TEST_CACHE:-$build/test-cache}
+
+all_cases=(kvm_tests bzimage-1cpu bzimage-4cpu pvh-1cpu pvh-4cpu reboot sigterm bad-kernel)
+selected=()
+for c in "${all_cases[@]}"; do
+    [[ -z $only || $c =~ $only ]] && selected+=("$c")
+done
+if [[ $list == 1 ]]; then
+    printf '%s\n' "${selected[@]}"
+    exit 0
+fi
+[[ ${#selected[@]} -gt 0 ]] || die "--only '$only' selects no case (see --list)"
+
+# ------------------------------------------------------------- outer ----
+if [[ $inner == 0 ]]; then
+    # Build the guest artifacts here, where the cache is writable.
+    kernel=$(guest_kernel)
+    initrd=$(guest_test_initramfs)
+    vmlinux=$(guest_pvh_vmlinux)
+    note "guest kernel $kernel, PVH ELF $vmlinux, initramfs $initrd"
+    logdir=$build/guest-tests
+    rm -rf "$logdir"
+    mkdir -p "$logdir"
+    inner_args=(--inner --build "$build" --timeout "$case_timeout" --logdir "$logdir")
+    [[ -n $only ]] && inner_args+=(--only "$only")
+
+    if verdict=$("$GUEST_DIR/kvm-usable.sh"); then
+        note "$verdict -> running the cases directly"
+        exec "$SELF" "${inner_args[@]}"
+    fi
+    if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+        # ctest treats 77 as SKIP (tests/CMakeLists.txt)
+        echo "$PROG: SKIP: $verdict, and qemu-system-x86_64 (package qemu-system-x86) is missing for the test host"
+        exit 77
+    fi
+    note "$verdict -> running the cases inside the test host (QEMU TCG + nested SVM)"
+    # One case can take case_timeout; leave room for the test host's boot.
+    # Capped below ctest's 1500 s TIMEOUT so that a wedged test host still
+    # ends with our own message and summary line.
+    total=$((${#selected[@]} * (case_timeout + 15) + 120))
+    max_total=${VMM_GUEST_TESTS_MAX_SECONDS:-1380}
+    [[ $total -le $max_total ]] || total=$max_total
+    st=0
+    "$GUEST_DIR/testhost.sh" --timeout "$total" --scratch "$logdir" -- "$SELF" "${inner_args[@]}" || st=$?
+    if [[ ! -f $logdir/summary ]]; then
+        echo "$PROG: error: the test host ended (status $st) before the suite finished; logs in $logdir" >&2
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+    exit "$st"
+fi
+
+# ------------------------------------------------------------- inner ----
+[[ -n $logdir ]] || die "--inner needs --logdir"
+mkdir -p "$logdir"
+kernel=$(guest_kernel)
+initrd=$(guest_test_initramfs)
+vmlinux=$(guest_pvh_vmlinux)
+if [[ -n ${VMM_UNDER_TEST_QEMU:-} && ${VMM_UNDER_TEST_QEMU} != 0 ]]; then
+    vmm=("$SELF" --qemu-adapter)
+    qemu_mode=1
+    note "VMM_UNDER_TEST_QEMU: QEMU stands in for build/vmm (boot-report checks skipped)"
+else
+    vmm=("$build/vmm")
+    qemu_mode=0
+fi
+echo "== real-guest tests on $(uname -n) ($(uname -r)), $(nproc) CPU(s), /dev/kvm: $([[ -c /dev/kvm ]] && echo present || echo MISSING)"
+echo "== VMM: ${vmm[*]}; kernel $(basename "$kernel"); case timeout ${case_timeout} s"
+
+passed=0 failed=0 skipped=0
+failures=()
+
+# new_token: a short random string for vmmtest.token
+new_token() {
+    local t
+    t=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+    echo "t$t"
+}
+
+# report NAME SECONDS REASONS...: count and print the outcome of a case
+report() {
+    local name=$1 secs=$2
+    shift 2
+    if [[ $# -eq 0 ]]; then
+        passed=$((passed + 1))
+        echo "PASS $name (${secs} s)"
+        return
+    fi
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "FAIL $name (${secs} s)"
+    local r
+    for r in "$@"; do echo "  - $r"; done
+    if [[ -s $logdir/$name.console ]]; then
+        echo "  --- tail of $name.console"
+        tr -d '\r' <"$logdir/$name.console" | grep -v 'VMMTEST: info' | tail -n 25 | sed 's/^/  | /'
+    fi
+    if [[ -s $logdir/$name.stderr ]]; then
+        echo "  --- tail of $name.stderr"
+        tail -n 15 "$logdir/$name.stderr" | sed 's/^/  | /'
+    fi
+}
+
+elapsed_s() { # START_MS -> "12.3"
+    local t=$(($(now_ms) - $1))
+    echo "$((t / 1000)).$((t % 1000 / 100))"
+}
+
+# console_has NAME REGEX: grep the console log without CRs
+console_has() {
+    # no grep -q: with pipefail, tr's SIGPIPE would turn a match into a miss
+    tr -d '\r' <"$logdir/$1.console" | grep -E -- "$2" >/dev/null
+}
+
+# guest_case NAME KERNEL CPUS END EXPECTED_STATUS
+guest_case() {
+    local name=$1 k=$2 cpus=$3 end=$4 expect=$5
+    local token mem=512 t0 st=0 reasons=()
+    token=$(new_token)
+    local cmdline="console=ttyS0 panic=-1 vmmtest.cpus=$cpus vmmtest.mem_mb=$mem vmmtest.end=$end vmmtest.token=$token"
+    if [[ ! -x ${vmm[0]} ]]; then
+        : >"$logdir/$name.console"
+        echo "${vmm[0]} not found" >"$logdir/$name.stderr"
+        report "$name" 0 "${vmm[0]} does not exist or is not executable"
+        return
+    fi
+    t0=$(now_ms)
+    timeout -k 10 "$case_timeout" "${vmm[@]}" --kernel "$k" --initramfs "$initrd" \
+        --cmdline "$cmdline" --cpus "$cpus" --memory "${mem}M" --boot-report \
+        </dev/null >"$logdir/$name.console" 2>"$logdir/$name.stderr" || st=$?
+    local secs
+    secs=$(elapsed_s "$t0")
+    if [[ $st -eq 124 || $st -eq 137 ]]; then
+        reasons+=("timed out after ${case_timeout} s")
+    elif [[ $st -ne $expect ]]; then
+        reasons+=("exit status $st, expected $expect")
+    fi
+    console_has "$name" '^VMMTEST: init started' || reasons+=("no 'VMMTEST: init started' on the console")
+    console_has "$name" '^VMMTEST: done' || reasons+=("no 'VMMTEST: done' on the console")
+    if console_has "$name" 'VMMTEST: FAIL'; then
+        reasons+=("guest checks failed: $(tr -d '\r' <"$logdir/$name.console" | grep 'VMMTEST: FAIL' | tr '\n' ';')")
+    fi
+    local check
+    for check in port "cpus $cpus" mem "token $token" interrupts; do
+        console_has "$name" "^VMMTEST: PASS $check( |\$)" || reasons+=("no 'VMMTEST: PASS $check' on the console")
+    done
+    if [[ $qemu_mode == 0 ]]; then
+        grep -q -E '^vmm: boot: first KVM_RUN at [0-9.]+ ms' "$logdir/$name.stderr" ||
+            reasons+=("no 'vmm: boot: first KVM_RUN at <ms> ms' on stderr")
+        grep -q -E '^vmm: boot: progress 0x0*1 at [0-9.]+ ms' "$logdir/$name.stderr" ||
+            reasons+=("no 'vmm: boot: progress 0x1' (init started) on stderr")
+        grep -q -E '^vmm: boot: progress 0x0*2 at [0-9.]+ ms' "$logdir/$name.stderr" ||
+            reasons+=("no 'vmm: boot: progress 0x2' (checks done) on stderr")
+    fi
+    report "$name" "$secs" "${reasons[@]}"
+}
+
+# sigterm_case KERNEL: a guest that stays up after its checks gets SIGTERM;
+# the VMM must exit within 30 s with status 143 (128 + SIGTERM).
+sigterm_case() {
+    local name=sigterm k=$1 t0 st=0 reasons=() pid state=timeout deadline i
+    if [[ ! -x ${vmm[0]} ]]; then
+        report "$name" 0 "${vmm[0]} does not exist or is not executable"
+        return
+    fi
+    t0=$(now_ms)
+    deadline=$((t0 + case_timeout * 1000))
+    : >"$logdir/$name.console" # polled below before the VMM may have opened it
+    "${vmm[@]}" --kernel "$k" --initramfs "$initrd" --cpus 1 --memory 512M \
+        --cmdline "console=ttyS0 panic=-1 vmmtest.cpus=1 vmmtest.mem_mb=512 vmmtest.end=hang" \
+        </dev/null >"$logdir/$name.console" 2>"$logdir/$name.stderr" &
+    pid=$!
+    while :; do
+        if console_has "$name" '^VMMTEST: done'; then state=ready; break; fi
+        if ! kill -0 "$pid" 2>/dev/null; then state=exited; break; fi
+        [[ $(now_ms) -lt $deadline ]] || break
+        sleep 0.5
+    done
+    case $state in
+        ready)
+            sleep 1 # let init reach its sleep
+            kill -TERM "$pid" 2>/dev/null || true
+            for ((i = 0; i < 60; i++)); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.5
+            done
+            if kill -0 "$pid" 2>/dev/null; then
+                reasons+=("still running 30 s after SIGTERM")
+                kill -KILL "$pid" 2>/dev/null || true
+            fi
+            wait "$pid" && st=0 || st=$?
+            [[ $st -eq 143 ]] || reasons+=("exit status $st after SIGTERM, expected 143")
+            ;;
+        exited)
+            wait "$pid" && st=0 || st=$?
+            reasons+=("the VMM exited (status $st) before the guest was up")
+            ;;
+        timeout)
+            kill -KILL "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+            reasons+=("no 'VMMTEST: done' within ${case_timeout} s")
+            ;;
+    esac
+    report "$name" "$(elapsed_s "$t0")" "${reasons[@]}"
+}
+
+bad_kernel_case() {
+    local name=bad-kernel t0 st=0 reasons=()
+    if [[ ! -x ${vmm[0]} ]]; then
+        report "$name" 0 "${vmm[0]} does not exist or is not executable"
+        return
+    fi
+    t0=$(now_ms)
+    timeout -k 5 60 "${vmm[@]}" --kernel "$logdir/no-such-kernel" --cpus 1 --memory 64M \
+        </dev/null >"$logdir/$name.console" 2>"$logdir/$name.stderr" || st=$?
+    [[ $st -eq 1 ]] || reasons+=("exit status $st, expected 1")
+    grep -q '^vmm: error:' "$logdir/$name.stderr" || reasons+=("no 'vmm: error:' line on stderr")
+    report "$name" "$(elapsed_s "$t0")" "${reasons[@]}"
+}
+
+kvm_tests_case() {
+    local name=kvm_tests t0 st=0 reasons=()
+    if [[ ! -x $build/kvm_tests ]]; then
+        skipped=$((skipped + 1))
+        echo "SKIP $name ($build/kvm_tests not built)"
+        return
+    fi
+    t0=$(now_ms)
+    timeout -k 10 "$case_timeout" "$build/kvm_tests" </dev/null >"$logdir/$name.console" 2>"$logdir/$name.stderr" || st=$?
+    if [[ $st -eq 124 || $st -eq 137 ]]; then
+        reasons+=("timed out after ${case_timeout} s")
+    elif [[ $st -ne 0 ]]; then
+        reasons+=("exit status $st")
+    fi
+    report "$name" "$(elapsed_s "$t0")" "${reasons[@]}"
+}
+
+suite_t0=$(now_ms)
+for c in "${selected[@]}"; do
+    case $c in
+        bzimage-1cpu) guest_case "$c" "$kernel" 1 poweroff 0 ;;
+        bzimage-4cpu) guest_case "$c" "$kernel" 4 poweroff 0 ;;
+        pvh-1cpu) guest_case "$c" "$vmlinux" 1 poweroff 0 ;;
+        pvh-4cpu) guest_case "$c" "$vmlinux" 4 poweroff 0 ;;
+        reboot) guest_case "$c" "$kernel" 1 reboot 2 ;;
+        sigterm) sigterm_case "$kernel" ;;
+        bad-kernel) bad_kernel_case ;;
+        kvm_tests) kvm_tests_case ;;
+    esac
+done
+
+echo "== suite took $(elapsed_s "$suite_t0") s; logs in $logdir"
+[[ $failed -gt 0 ]] && echo "failed: ${failures[*]}"
+[[ $skipped -gt 0 ]] && echo "skipped: $skipped"
+echo "$passed passed, $failed failed" | tee "$logdir/summary"
+if [[ $failed -gt 0 ]]; then
+    exit 1
+fi
+exit 0
