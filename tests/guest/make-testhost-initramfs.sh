@@ -25,6 +25,10 @@
 #   testhost.run=PATH     absolute path (inside the chroot) of the program to
 #                         run; without it an interactive shell is started.
 #   testhost.cwd=DIR      working directory for it (default /).
+#   testhost.repo=DIR     a directory of the build machine that lies under a
+#                         path the test host covers with a tmpfs (/tmp, /run):
+#                         exported read-only (tag "repo") and mounted at the
+#                         same path, so a checkout in /tmp stays visible.
 # It mounts proc/sys/devtmpfs, loads the modules, mounts the 9p root export
 # (tag "hostroot") read-only at /host, mounts proc, sys, devtmpfs, devpts,
 # a tmpfs on /tmp, /run and /dev/shm inside /host, then the scratch export,
@@ -126,12 +130,13 @@ for m in $(cat /lib/modules/order); do
     insmod "/lib/modules/$m.ko" || err "insmod $m failed"
 done
 
-scratch="" run="" cwd=/
+scratch="" run="" cwd=/ repo=""
 for w in $(cat /proc/cmdline); do
     case $w in
         testhost.scratch=*) scratch=${w#testhost.scratch=} ;;
         testhost.run=*) run=${w#testhost.run=} ;;
         testhost.cwd=*) cwd=${w#testhost.cwd=} ;;
+        testhost.repo=*) repo=${w#testhost.repo=} ;;
     esac
 done
 
@@ -165,6 +170,13 @@ mount -t devpts -o newinstance,ptmxmode=0666 devpts /host/dev/pts
 mount -t tmpfs tmpfs /host/dev/shm
 mount -t tmpfs -o mode=1777 tmpfs /host/tmp
 [ -d /host/run ] && mount -t tmpfs -o mode=755 tmpfs /host/run
+if [ -n "$repo" ]; then
+    mkdir -p "/host$repo" 2>/dev/null
+    if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose repo "/host$repo"; then
+        err "cannot mount the 9p repo export at $repo"
+        finish 125
+    fi
+fi
 if [ -n "$scratch" ]; then
     mkdir -p "/host$scratch" 2>/dev/null
     if ! mount -t 9p -o trans=virtio,version=9p2000.L,rw,msize=512000 scratch "/host$scratch"; then

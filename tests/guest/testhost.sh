@@ -130,6 +130,15 @@ chmod 755 "$runner"
 # where the rare early-boot hang was seen; the test host needs none of them.
 append="console=ttyS0 panic=-1 ${TESTHOST_KERNEL_ARGS-quiet loglevel=3} mitigations=off cryptomgr.notests"
 append+=" testhost.scratch=$scratch testhost.run=$runner"
+# A checkout under /tmp or /run would be hidden by the test host's tmpfs
+# mounts there: export it separately (read-only) and mount it on top.
+repo_share=()
+case $REPO_ROOT/ in
+    /tmp/* | /run/* | /dev/shm/*)
+        append+=" testhost.repo=$REPO_ROOT"
+        repo_share=(-virtfs "local,path=$REPO_ROOT,mount_tag=repo,security_model=none,readonly=on,multidevs=remap")
+        ;;
+esac
 
 # EPYC plus SVM; the features TCG cannot emulate are switched off explicitly
 # (they would be dropped anyway, with one warning each).
@@ -158,6 +167,7 @@ qemu=(qemu-system-x86_64
     -kernel "$boot_image" -initrd "$initrd" -append "$append"
     -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
     -virtfs "local,path=$scratch,mount_tag=scratch,security_model=none,multidevs=remap"
+    "${repo_share[@]}"
 )
 # TESTHOST_QEMU_ARGS: extra QEMU options, split on spaces (debugging aid,
 # e.g. "-qmp unix:/tmp/th.qmp,server=on,wait=off").
