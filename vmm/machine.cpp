@@ -266,7 +266,6 @@ void Machine::setup_devices() {
 
 void Machine::setup_vcpus() {
     auto cpuid = kvm_.supported_cpuid();
-    if (kvm_.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0) x86::enable_tsc_deadline(cpuid);
     for (uint32_t i = 0; i < cfg_.cpus; ++i) {
         auto v = std::make_unique<Vcpu>(vm_, i);
         auto entries = cpuid;

@@ -204,11 +204,6 @@ void setup_lapic_lint(kvm_lapic_state& l) {
     set_mode(kApicLvtLint1, kApicDeliveryNmi);
 }
 
-void enable_tsc_deadline(std::vector<kvm_cpuid_entry2>& e) {
-    for (auto& x : e)
-        if (x.function == 1) x.ecx |= kCpuid1EcxTscDeadline;
-}
-
 void patch_cpuid(std::vector<kvm_cpuid_entry2>& e, uint32_t cpu_index, uint32_t ncpus) {
     if (ncpus == 0 || ncpus > kMaxCpus) fail("cpus: {} vCPUs requested; 1..{} are supported", ncpus, kMaxCpus);
     if (cpu_index >= ncpus) fail("internal: vCPU index {} out of range for {} vCPUs", cpu_index, ncpus);

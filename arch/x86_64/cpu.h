@@ -116,12 +116,6 @@ inline constexpr uint32_t kApicDeliveryNmi = 4;
 // and the IOAPIC takes ID ncpus) or cpu_index >= ncpus.
 void patch_cpuid(std::vector<kvm_cpuid_entry2>& e, uint32_t cpu_index, uint32_t ncpus);
 
-// Sets CPUID.1:ECX[24] (TSC-deadline LAPIC timer). KVM emulates the mode in
-// its LAPIC (KVM_CAP_TSC_DEADLINE_TIMER) but does not report it in
-// KVM_GET_SUPPORTED_CPUID; with it, Linux skips the LAPIC timer calibration.
-void enable_tsc_deadline(std::vector<kvm_cpuid_entry2>& e);
-inline constexpr uint32_t kCpuid1EcxTscDeadline = 1u << 24;
-
 // Largest vCPU count the xAPIC-based tables (CPUID, MP table, MADT) allow.
 inline constexpr uint32_t kMaxCpus = 254;
 

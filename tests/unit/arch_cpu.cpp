@@ -368,13 +368,3 @@ TEST_CASE("arch: CPUID rejects impossible topologies", "[arch][cpu][cpuid]") {
     CHECK((find(e, 4, 0).eax >> 26) == 63);  // 6-bit field saturates
 }
 
-TEST_CASE("arch: TSC-deadline CPUID bit", "[arch][cpu]") {
-    std::vector<kvm_cpuid_entry2> e(2);
-    e[0].function = 0;
-    e[0].ecx = 0x444d4163;
-    e[1].function = 1;
-    e[1].ecx = 0x1;
-    vmm::arch::x86::enable_tsc_deadline(e);
-    CHECK(e[1].ecx == (0x1u | (1u << 24)));
-    CHECK(e[0].ecx == 0x444d4163u);  // other leaves untouched
-}
