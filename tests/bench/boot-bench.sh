@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# boot-bench.sh [--build DIR] [--runs N] [--memory MB] [--timeout SEC]
+# boot-bench.sh [--build DIR] [--runs N] [--memory MB] [--timeout SEC] [--configs LIST]
 #
 # Boot benchmark: the same Debian kernel and the same test-mode initramfs
 # (tests/guest/make-guest-initramfs.sh --mode test), 1 vCPU, --memory MB
@@ -15,8 +15,10 @@
 # vmmtest.mem_mb=MB (quiet: the kernel log over an emulated UART would
 # dominate the figures).  Measured for each:
 #   init     wall time from starting the VMM process to the guest's
-#            "VMMTEST: init started" console line; every console line is
-#            timestamped as it arrives through a pipe
+#            "VMMTEST: init started" console line, taken when that line
+#            comes out of the VMM's stdout pipe (tee -p to the log, and
+#            grep --line-buffered -m1 for the marker: a slow reader would
+#            stall the guest's UART and the guest with it)
 #   exit     wall time until the VMM exited (the guest powers off after its
 #            checks); a run counts only if it exited 0 with "VMMTEST: done"
 #            and no "VMMTEST: FAIL"
@@ -28,6 +30,9 @@
 #            process start) is shown beside it as "self"
 #   RSS      peak RSS of the VMM process (GNU time's %M, i.e. ru_maxrss),
 #            which includes the guest RAM the guest touched
+# --configs takes a comma-separated subset of the four names (default: all;
+# the build/vmm ones are left out when build/vmm does not exist).  --timeout
+# bounds each VMM run (default 240 s).
 # Each figure is the median of N runs (default 3; the configurations are
 # interleaved within each run).  Ratios are ours / QEMU: vmm-bzimage against
 # qemu-pc, vmm-pvh against qemu-microvm.
@@ -47,13 +52,14 @@ usage() {
     sed -n '2p' "$0" | sed 's/^# /usage: /' >&2
     exit 1
 }
-build="$REPO_ROOT/build" runs=3 mem=256 run_timeout=240 inner=0 logdir=""
+build="$REPO_ROOT/build" runs=3 mem=256 run_timeout=240 inner=0 logdir="" configs=qemu-pc,qemu-microvm,vmm-bzimage,vmm-pvh
 while [[ $# -gt 0 ]]; do
     case $1 in
         --build) [[ $# -ge 2 ]] || usage; build=$2; shift 2 ;;
         --runs) [[ $# -ge 2 ]] || usage; runs=$2; shift 2 ;;
         --memory) [[ $# -ge 2 ]] || usage; mem=$2; shift 2 ;;
         --timeout) [[ $# -ge 2 ]] || usage; run_timeout=$2; shift 2 ;;
+        --configs) [[ $# -ge 2 ]] || usage; configs=$2; shift 2 ;;
         --inner) inner=1; shift ;;          # internal: measure here
         --logdir) logdir=$2; shift 2 ;;     # internal
         -h|--help) usage ;;
@@ -78,7 +84,8 @@ if [[ $inner == 0 ]]; then
     logdir=$build/boot-bench
     rm -rf "$logdir"
     mkdir -p "$logdir"
-    inner_args=(--inner --build "$build" --runs "$runs" --memory "$mem" --timeout "$run_timeout" --logdir "$logdir")
+    inner_args=(--inner --build "$build" --runs "$runs" --memory "$mem" --timeout "$run_timeout"
+        --configs "$configs" --logdir "$logdir")
     if verdict=$("$GUEST_DIR/kvm-usable.sh"); then
         note "$verdict -> measuring directly"
         exec "$SELF" "${inner_args[@]}"
@@ -113,37 +120,40 @@ cmd_for() {
     esac
 }
 
-available() { # NAME -> 0 if it can run here
-    [[ $1 != vmm-* || -x $vmm ]]
+available() { # NAME -> 0 if selected and it can run here
+    [[ ,$configs, == *,$1,* ]] && [[ $1 != vmm-* || -x $vmm ]]
 }
 
-# stamp T0: prefix each line with milliseconds since T0 (an EPOCHREALTIME)
-stamp() {
-    local t0=${1/./} line now
-    while IFS= read -r line; do
+# watch_init T0 MARKFILE: consume the console on stdin; when the init marker
+# passes, write the ms since T0 (an EPOCHREALTIME) to MARKFILE.
+watch_init() {
+    local t0=${1/./} now
+    if grep --line-buffered -m1 -F 'VMMTEST: init started' >/dev/null; then
         now=${EPOCHREALTIME/./}
-        printf '%d %s\n' $(((now - t0) / 1000)) "$line"
-    done
+        echo $(((now - t0) / 1000)) >"$2"
+    fi
+    cat >/dev/null # keep draining (tee -p would cope, this is cheaper)
 }
 
 # timed_run NAME RUN: console timestamps, exit time, peak RSS.  Appends
 # "init_ms exit_ms rss_kb self_ms" (or "fail ...") to $work/NAME.timed.
 timed_run() {
     local name=$1 run=$2 dir t0 st init total rss self
-    dir=$logdir/$name.$run
+    dir=$work/$name.$run # local tmpfs; copied to $logdir afterwards
     mkdir -p "$dir"
     cmd_for "$name"
+    rm -f "$dir/init_ms"
     t0=$EPOCHREALTIME
     { /usr/bin/time -f '%M' -o "$dir/rss" timeout -k 5 "$run_timeout" "${CMD[@]}" \
         </dev/null 2>"$dir/stderr" && echo 0 >"$dir/status" || echo $? >"$dir/status"; } |
-        stamp "$t0" >"$dir/console"
+        tee -p "$dir/console" | watch_init "$t0" "$dir/init_ms"
     total=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
     st=$(cat "$dir/status")
-    init=$(tr -d '\r' <"$dir/console" | awk '/ VMMTEST: init started/ { print $1; exit }')
+    init=$(cat "$dir/init_ms" 2>/dev/null || true)
     rss=$(grep -E '^[0-9]+$' "$dir/rss" | tail -n 1 || true)
     self=$(sed -n 's/^vmm: boot: first KVM_RUN at \([0-9.]*\) ms.*/\1/p' "$dir/stderr" | head -n 1)
-    if [[ $st == 0 && -n $init ]] && tr -d '\r' <"$dir/console" | grep -E ' VMMTEST: done' >/dev/null &&
-        ! tr -d '\r' <"$dir/console" | grep -E ' VMMTEST: FAIL' >/dev/null; then
+    if [[ $st == 0 && -n $init ]] && tr -d '\r' <"$dir/console" | grep -E '^VMMTEST: done' >/dev/null &&
+        ! tr -d '\r' <"$dir/console" | grep -E '^VMMTEST: FAIL' >/dev/null; then
         echo "$init $total ${rss:--} ${self:--}" >>"$work/$name.timed"
         note "run $run $name: init ${init} ms, exit ${total} ms, peak RSS ${rss:-?} KiB${self:+, self-reported first KVM_RUN $self ms}"
     else
@@ -152,13 +162,14 @@ timed_run() {
         tr -d '\r' <"$dir/console" | tail -n 8 | sed 's/^/    /' >&2
         tail -n 5 "$dir/stderr" | sed 's/^/    stderr: /' >&2
     fi
+    { mkdir -p "$logdir/$name.$run" && cp -r "$dir"/. "$logdir/$name.$run/"; } || true
 }
 
 # strace_run NAME RUN: ms from execve to the first KVM_RUN; appends to
 # $work/NAME.kvmrun.  The VMM is killed as soon as that line appears.
 strace_run() {
     local name=$1 run=$2 dir pid i ms
-    dir=$logdir/$name.$run
+    dir=$work/$name.$run # local tmpfs; copied to $logdir afterwards
     mkdir -p "$dir"
     cmd_for "$name"
     rm -f "$dir/strace"
@@ -177,11 +188,12 @@ strace_run() {
               END { if (s != "" && r != "") printf "%d\n", (r - s) * 1000; else print "fail" }' "$dir/strace" 2>/dev/null || echo fail)
     echo "$ms" >>"$work/$name.kvmrun"
     note "run $run $name: first KVM_RUN ${ms} ms after execve (strace)"
+    { mkdir -p "$logdir/$name.$run" && cp -r "$dir"/. "$logdir/$name.$run/"; } || true
 }
 
 # median of the numbers on stdin ("-" if none)
 median() {
-    grep -E '^[0-9.]+$' | sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else print a[int((NR + 1) / 2)] }'
+    { grep -E '^[0-9.]+$' || true; } | sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else print a[int((NR + 1) / 2)] }'
 }
 col() { # FILE N: column N of the valid lines
     [[ -f $1 ]] || return 0
@@ -212,7 +224,7 @@ declare -A INIT EXIT RSS SELF KRUN OK
 bad=0
 for n in "${names[@]}"; do
     if ! available "$n"; then
-        INIT[$n]=n/a EXIT[$n]=n/a RSS[$n]=n/a SELF[$n]=n/a KRUN[$n]=n/a OK[$n]="(no $vmm)"
+        INIT[$n]=n/a EXIT[$n]=n/a RSS[$n]=n/a SELF[$n]=n/a KRUN[$n]=n/a OK[$n]="skipped"
         continue
     fi
     INIT[$n]=$(col "$work/$n.timed" 1 | median)

@@ -192,6 +192,11 @@ echo "== VMM: ${vmm[*]}; kernel $(basename "$kernel"); case timeout ${case_timeo
 
 passed=0 failed=0 skipped=0
 failures=()
+# Live console/stderr logs go to a local tmpfs and are copied to $logdir after
+# each case: in the test host $logdir is a 9p mount, and a VMM writing its
+# console there byte by byte would stall its emulated UART (and the guest).
+live=$(mktemp -d "${TMPDIR:-/tmp}/guest-tests.XXXXXX")
+trap 'rm -rf "$live"' EXIT
 
 # new_token: a short random string for vmmtest.token
 new_token() {
@@ -204,6 +209,8 @@ new_token() {
 report() {
     local name=$1 secs=$2
     shift 2
+    # keep the logs (the live copies are on a local tmpfs, see below)
+    cp "$live/$name".* "$logdir/" 2>/dev/null || true
     if [[ $# -eq 0 ]]; then
         passed=$((passed + 1))
         echo "PASS $name (${secs} s)"
@@ -216,11 +223,11 @@ report() {
     for r in "$@"; do echo "  - $r"; done
     if [[ -s $logdir/$name.console ]]; then
         echo "  --- tail of $name.console"
-        tr -d '\r' <"$logdir/$name.console" | grep -v 'VMMTEST: info' | tail -n 25 | sed 's/^/  | /'
+        tr -d '\r' <"$live/$name.console" | grep -v 'VMMTEST: info' | tail -n 25 | sed 's/^/  | /'
     fi
     if [[ -s $logdir/$name.stderr ]]; then
         echo "  --- tail of $name.stderr"
-        tail -n 15 "$logdir/$name.stderr" | sed 's/^/  | /'
+        tail -n 15 "$live/$name.stderr" | sed 's/^/  | /'
     fi
 }
 
@@ -232,7 +239,7 @@ elapsed_s() { # START_MS -> "12.3"
 # console_has NAME REGEX: grep the console log without CRs
 console_has() {
     # no grep -q: with pipefail, tr's SIGPIPE would turn a match into a miss
-    tr -d '\r' <"$logdir/$1.console" | grep -E -- "$2" >/dev/null
+    tr -d '\r' <"$live/$1.console" | grep -E -- "$2" >/dev/null
 }
 
 # guest_case NAME KERNEL CPUS END EXPECTED_STATUS
@@ -242,15 +249,15 @@ guest_case() {
     token=$(new_token)
     local cmdline="console=ttyS0 panic=-1 vmmtest.cpus=$cpus vmmtest.mem_mb=$mem vmmtest.end=$end vmmtest.token=$token"
     if [[ ! -x ${vmm[0]} ]]; then
-        : >"$logdir/$name.console"
-        echo "${vmm[0]} not found" >"$logdir/$name.stderr"
+        : >"$live/$name.console"
+        echo "${vmm[0]} not found" >"$live/$name.stderr"
         report "$name" 0 "${vmm[0]} does not exist or is not executable"
         return
     fi
     t0=$(now_ms)
     timeout -k 10 "$case_timeout" "${vmm[@]}" --kernel "$k" --initramfs "$initrd" \
         --cmdline "$cmdline" --cpus "$cpus" --memory "${mem}M" --boot-report \
-        </dev/null >"$logdir/$name.console" 2>"$logdir/$name.stderr" || st=$?
+        </dev/null >"$live/$name.console" 2>"$live/$name.stderr" || st=$?
     local secs
     secs=$(elapsed_s "$t0")
     if [[ $st -eq 124 || $st -eq 137 ]]; then
@@ -261,18 +268,18 @@ guest_case() {
     console_has "$name" '^VMMTEST: init started' || reasons+=("no 'VMMTEST: init started' on the console")
     console_has "$name" '^VMMTEST: done' || reasons+=("no 'VMMTEST: done' on the console")
     if console_has "$name" 'VMMTEST: FAIL'; then
-        reasons+=("guest checks failed: $(tr -d '\r' <"$logdir/$name.console" | grep 'VMMTEST: FAIL' | tr '\n' ';')")
+        reasons+=("guest checks failed: $(tr -d '\r' <"$live/$name.console" | grep 'VMMTEST: FAIL' | tr '\n' ';')")
     fi
     local check
     for check in port "cpus $cpus" mem "token $token" interrupts; do
         console_has "$name" "^VMMTEST: PASS $check( |\$)" || reasons+=("no 'VMMTEST: PASS $check' on the console")
     done
     if [[ $qemu_mode == 0 ]]; then
-        grep -q -E '^vmm: boot: first KVM_RUN at [0-9.]+ ms' "$logdir/$name.stderr" ||
+        grep -q -E '^vmm: boot: first KVM_RUN at [0-9.]+ ms' "$live/$name.stderr" ||
             reasons+=("no 'vmm: boot: first KVM_RUN at <ms> ms' on stderr")
-        grep -q -E '^vmm: boot: progress 0x0*1 at [0-9.]+ ms' "$logdir/$name.stderr" ||
+        grep -q -E '^vmm: boot: progress 0x0*1 at [0-9.]+ ms' "$live/$name.stderr" ||
             reasons+=("no 'vmm: boot: progress 0x1' (init started) on stderr")
-        grep -q -E '^vmm: boot: progress 0x0*2 at [0-9.]+ ms' "$logdir/$name.stderr" ||
+        grep -q -E '^vmm: boot: progress 0x0*2 at [0-9.]+ ms' "$live/$name.stderr" ||
             reasons+=("no 'vmm: boot: progress 0x2' (checks done) on stderr")
     fi
     report "$name" "$secs" "${reasons[@]}"
@@ -288,10 +295,10 @@ sigterm_case() {
     fi
     t0=$(now_ms)
     deadline=$((t0 + case_timeout * 1000))
-    : >"$logdir/$name.console" # polled below before the VMM may have opened it
+    : >"$live/$name.console" # polled below before the VMM may have opened it
     "${vmm[@]}" --kernel "$k" --initramfs "$initrd" --cpus 1 --memory 512M \
         --cmdline "console=ttyS0 panic=-1 vmmtest.cpus=1 vmmtest.mem_mb=512 vmmtest.end=hang" \
-        </dev/null >"$logdir/$name.console" 2>"$logdir/$name.stderr" &
+        </dev/null >"$live/$name.console" 2>"$live/$name.stderr" &
     pid=$!
     while :; do
         if console_has "$name" '^VMMTEST: done'; then state=ready; break; fi
@@ -335,9 +342,9 @@ bad_kernel_case() {
     fi
     t0=$(now_ms)
     timeout -k 5 60 "${vmm[@]}" --kernel "$logdir/no-such-kernel" --cpus 1 --memory 64M \
-        </dev/null >"$logdir/$name.console" 2>"$logdir/$name.stderr" || st=$?
+        </dev/null >"$live/$name.console" 2>"$live/$name.stderr" || st=$?
     [[ $st -eq 1 ]] || reasons+=("exit status $st, expected 1")
-    grep -q '^vmm: error:' "$logdir/$name.stderr" || reasons+=("no 'vmm: error:' line on stderr")
+    grep -q '^vmm: error:' "$live/$name.stderr" || reasons+=("no 'vmm: error:' line on stderr")
     report "$name" "$(elapsed_s "$t0")" "${reasons[@]}"
 }
 
@@ -349,7 +356,7 @@ kvm_tests_case() {
         return
     fi
     t0=$(now_ms)
-    timeout -k 10 "$case_timeout" "$build/kvm_tests" </dev/null >"$logdir/$name.console" 2>"$logdir/$name.stderr" || st=$?
+    timeout -k 10 "$case_timeout" "$build/kvm_tests" </dev/null >"$live/$name.console" 2>"$live/$name.stderr" || st=$?
     if [[ $st -eq 124 || $st -eq 137 ]]; then
         reasons+=("timed out after ${case_timeout} s")
     elif [[ $st -ne 0 ]]; then
