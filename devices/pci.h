@@ -1,0 +1,195 @@
+// PCI: the device interface, a reusable type-0 configuration space with BAR
+// sizing and a capability list, MSI-X table/PBA emulation, and the bus that
+// decodes configuration accesses (0xCF8/0xCFC and ECAM) and BAR windows.
+//
+// The bus owns BAR decoding: after every configuration write it re-reads the
+// device's decoded BARs (address + COMMAND enables) and, when they changed,
+// updates its address map and tells the device (bars_changed) so it can move
+// ioeventfds. BAR accesses from vCPUs arrive through PciBus::mmio()/pio(),
+// two BusDevices that cover the PCI windows.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "vmm/core/bus.h"
+#include "vmm/core/irq.h"
+
+namespace vmm::devices::pci {
+
+enum class BarKind : uint8_t { Io, Mem32, Mem64 };
+
+// A BAR as currently decoded by the device (address assigned, enable bit set
+// in COMMAND). Mem64 BARs use two BAR slots; `index` is the lower one.
+struct BarRegion {
+    unsigned index;
+    BarKind kind;
+    uint64_t addr;
+    uint64_t size;
+    bool operator==(const BarRegion&) const = default;
+};
+
+class PciDevice {
+public:
+    virtual ~PciDevice() = default;
+    virtual std::string name() const = 0;
+    // Configuration space, offset < 4096; an access never crosses a dword.
+    virtual void config_read(uint16_t offset, std::span<uint8_t> data) = 0;
+    virtual void config_write(uint16_t offset, std::span<const uint8_t> data) = 0;
+    // BARs currently decoded (COMMAND.IO / COMMAND.MEM set, address != 0).
+    virtual std::vector<BarRegion> decoded_bars() const = 0;
+    // An access inside a decoded BAR, `offset` relative to its base.
+    virtual void bar_read(unsigned bar, uint64_t offset, std::span<uint8_t> data) = 0;
+    virtual void bar_write(unsigned bar, uint64_t offset, std::span<const uint8_t> data) = 0;
+    // Called by the bus (outside any bus lock) after decoded_bars() changed.
+    virtual void bars_changed(const std::vector<BarRegion>& now) { (void)now; }
+};
+
+// Standard type-0 header with write masks, BAR sizing and capabilities.
+// Devices compose one of these and forward config_read/config_write.
+class ConfigSpace {
+public:
+    struct Ids {
+        uint16_t vendor, device;
+        uint8_t revision;
+        uint32_t class_code;  // 24 bits: base class, subclass, prog-if
+        uint16_t subsystem_vendor, subsystem;
+    };
+    explicit ConfigSpace(const Ids& ids, uint8_t header_type = 0);
+
+    // Declare BAR `index` of `size` bytes (power of two, >= 16 for memory,
+    // >= 4 for I/O). Its address starts as `initial_addr` (the VMM's
+    // assignment, aligned to size) and decoding starts disabled until the
+    // guest (or the VMM, via set_command) sets COMMAND.MEM/IO.
+    void add_bar(unsigned index, BarKind kind, uint64_t size, uint64_t initial_addr, bool prefetchable = false);
+    // Appends a capability (id, then `body` after the id/next bytes) and
+    // returns its offset. `writable` masks bits of the body the guest may
+    // change (same length as body, or empty for read-only).
+    uint8_t add_capability(uint8_t id, std::span<const uint8_t> body, std::span<const uint8_t> writable = {});
+    void set_interrupt_pin(uint8_t pin /* 1 = INTA */, uint8_t line);
+
+    void read(uint16_t offset, std::span<uint8_t> data) const;
+    // Applies the write through the masks; BAR writes of all-ones read back
+    // the size mask as the spec requires.
+    void write(uint16_t offset, std::span<const uint8_t> data);
+    std::vector<BarRegion> decoded_bars() const;
+    uint16_t command() const;
+    void set_command(uint16_t v);
+    // Raw access for the device's own registers (e.g. capability bodies).
+    std::span<uint8_t> bytes() { return {cfg_.data(), cfg_.size()}; }
+    std::span<const uint8_t> bytes() const { return {cfg_.data(), cfg_.size()}; }
+    void set_status_bit(uint16_t bit, bool on);
+
+private:
+    struct Bar {
+        bool present = false;
+        BarKind kind = BarKind::Mem32;
+        uint64_t size = 0;
+        bool prefetchable = false;
+    };
+    std::array<uint8_t, 256> cfg_{};
+    std::array<uint8_t, 256> wmask_{};
+    std::array<Bar, 6> bars_{};
+    uint8_t next_cap_ = 0x40;
+    uint8_t last_cap_ = 0;
+};
+
+// MSI message as programmed in an MSI-X table entry.
+struct MsiMessage {
+    uint64_t address = 0;
+    uint32_t data = 0;
+    bool operator==(const MsiMessage&) const = default;
+};
+
+// The VMM side of one interrupt vector (an irqfd bound to a KVM GSI route).
+class MsiVector {
+public:
+    virtual ~MsiVector() = default;
+    // Reprogram the route; called when the guest changes the entry.
+    virtual void update(const MsiMessage& msg) = 0;
+    virtual void trigger() = 0;  // from any thread
+};
+
+using MsiVectorFactory = std::function<std::unique_ptr<MsiVector>()>;
+
+// MSI-X capability + table + PBA. The table and PBA live in a BAR of the
+// owning device, which forwards accesses to table_read/write and pba_read.
+// Masking: a trigger() on a masked vector (or with the function masked or
+// MSI-X disabled) sets its PBA bit; unmasking delivers a pending vector.
+class MsixTable {
+public:
+    // `vectors` <= 2048; the factory is called once per vector.
+    MsixTable(uint16_t vectors, MsiVectorFactory factory);
+    uint16_t size() const;
+    // Capability body (after id/next) for ConfigSpace::add_capability, with
+    // the table and PBA placed in BAR `bar` at the given offsets.
+    std::vector<uint8_t> capability_body(unsigned bar, uint32_t table_offset, uint32_t pba_offset) const;
+    std::vector<uint8_t> capability_write_mask() const;
+    // Called by the owning device after a config write that touched the
+    // capability's Message Control word (enable / function mask bits).
+    void set_control(bool enabled, bool function_masked);
+    bool enabled() const;
+    void table_read(uint64_t offset, std::span<uint8_t> data) const;
+    void table_write(uint64_t offset, std::span<const uint8_t> data);
+    void pba_read(uint64_t offset, std::span<uint8_t> data) const;
+    void trigger(uint16_t vector);  // thread-safe; out-of-range vectors are ignored
+    bool pending(uint16_t vector) const;
+
+private:
+    struct Entry {
+        MsiMessage msg;
+        bool masked = true;
+        bool pending = false;
+        std::unique_ptr<MsiVector> vec;
+    };
+    mutable std::mutex mu_;
+    std::vector<Entry> entries_;
+    bool enabled_ = false;
+    bool function_masked_ = false;
+    void deliver_pending_locked();
+};
+
+// Bus 0 with up to 32 slots (slot 0: the host bridge). Configuration access
+// through ports 0xCF8/0xCFC (io_port_device()) and ECAM (ecam_device()),
+// BAR decoding through mmio_device()/pio_device(), which the VMM registers on
+// its buses over the PCI windows.
+class PciBus {
+public:
+    PciBus();
+    // Throws vmm::Error if the slot is taken or out of range.
+    void add(unsigned slot, std::shared_ptr<PciDevice> dev);
+    // First free slot >= 1, or throws when all 31 are used.
+    unsigned free_slot() const;
+
+    void config_read(unsigned bus, unsigned slot, unsigned function, uint16_t offset, std::span<uint8_t> data);
+    void config_write(unsigned bus, unsigned slot, unsigned function, uint16_t offset, std::span<const uint8_t> data);
+
+    std::shared_ptr<BusDevice> io_port_device();  // 8 bytes at 0xCF8
+    std::shared_ptr<BusDevice> ecam_device();     // 1 MiB (bus 0) at the ECAM base
+    // BusDevices that dispatch to decoded BARs; register them over the
+    // windows given (addresses passed to read/write are offsets from `base`).
+    std::shared_ptr<BusDevice> mmio_device(uint64_t base);
+    std::shared_ptr<BusDevice> pio_device(uint64_t base);
+
+private:
+    struct Slot;
+    mutable std::shared_mutex mu_;
+    std::vector<std::shared_ptr<PciDevice>> slots_;  // 32 entries, null when empty
+    std::vector<std::pair<BarRegion, std::pair<unsigned, std::weak_ptr<PciDevice>>>> decode_;  // guarded by mu_
+    void refresh_decode(unsigned slot);
+    bool dispatch(BarKind kind, uint64_t addr, std::span<uint8_t> rd, std::span<const uint8_t> wr);
+};
+
+// The host bridge at 00:00.0 (8086:29c0, the Q35 DRAM controller identity,
+// so firmware that knows Q35 can grow on it later).
+std::shared_ptr<PciDevice> make_host_bridge();
+
+}  // namespace vmm::devices::pci

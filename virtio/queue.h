@@ -1,0 +1,164 @@
+// The virtqueue engine: split and packed rings behind one Queue type.
+//
+// Device code never touches raw descriptors. Queue::pop() walks one
+// available chain, validates all of it (index range, loops, chain length,
+// zero lengths, indirect tables, readable-before-writable order, and every
+// buffer range wholly inside guest RAM, overflow-checked) and returns a
+// DescriptorChain: a list of guest-physical buffers already known to be
+// inside RAM. Reader/Writer are cursors over the readable and writable parts.
+//
+// A malformed chain or ring (an avail index that runs more than the queue
+// size ahead, a bad descriptor) throws QueueError; the device's I/O thread
+// catches it, sets DEVICE_NEEDS_RESET and stops serving the queue. Nothing a
+// guest writes can make the engine loop forever or access host memory outside
+// guest RAM.
+//
+// Threading: a Queue is owned by exactly one I/O thread after activation.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "vmm/core/guest_memory.h"
+
+namespace vmm::virtio {
+
+// Feature bits the engine implements (virtio 1.x, section 6).
+inline constexpr unsigned kFeatureIndirectDesc = 28;
+inline constexpr unsigned kFeatureEventIdx = 29;
+inline constexpr unsigned kFeatureVersion1 = 32;
+inline constexpr unsigned kFeatureAccessPlatform = 33;
+inline constexpr unsigned kFeatureRingPacked = 34;
+
+inline constexpr uint16_t kMaxQueueSize = 32768;  // spec limit for split rings
+
+class QueueError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// One guest buffer, validated: [addr, addr+len) lies wholly in guest RAM.
+struct Buffer {
+    uint64_t addr;
+    uint32_t len;
+};
+
+struct DescriptorChain {
+    uint16_t id = 0;          // head index (split) or buffer id (packed)
+    uint16_t desc_count = 0;  // ring slots the chain occupies (packed ring accounting)
+    std::vector<Buffer> readable;  // driver -> device, in order
+    std::vector<Buffer> writable;  // device -> driver, in order
+    uint64_t readable_bytes() const;
+    uint64_t writable_bytes() const;
+};
+
+// Sequential reads from the readable part of a chain.
+class Reader {
+public:
+    Reader(const GuestMemory& mem, const DescriptorChain& chain);
+    size_t remaining() const;
+    // Copies exactly out.size() bytes or returns false (and consumes nothing).
+    bool read(std::span<uint8_t> out);
+    template <typename T>
+    std::optional<T> read_obj() {
+        static_assert(std::is_trivially_copyable_v<T>);
+        T v;
+        if (!read({reinterpret_cast<uint8_t*>(&v), sizeof(T)})) return std::nullopt;
+        return v;
+    }
+    // Host iovecs for the next `n` bytes (n <= remaining()), consumed.
+    std::vector<iovec> take_iovecs(size_t n);
+    void skip(size_t n);  // n <= remaining()
+
+private:
+    const GuestMemory& mem_;
+    std::vector<Buffer> bufs_;
+    size_t index_ = 0;   // current buffer
+    size_t offset_ = 0;  // within the current buffer
+    size_t remaining_ = 0;
+};
+
+// Sequential writes into the writable part of a chain.
+class Writer {
+public:
+    Writer(const GuestMemory& mem, const DescriptorChain& chain);
+    size_t remaining() const;
+    size_t written() const { return written_; }
+    // Writes exactly data.size() bytes or returns false (and writes nothing).
+    bool write(std::span<const uint8_t> data);
+    template <typename T>
+    bool write_obj(const T& v) {
+        static_assert(std::is_trivially_copyable_v<T>);
+        return write({reinterpret_cast<const uint8_t*>(&v), sizeof(T)});
+    }
+    // Host iovecs for the next `n` bytes (n <= remaining()), consumed and
+    // counted as written (the caller fills them, e.g. with preadv).
+    std::vector<iovec> take_iovecs(size_t n);
+    // Splits off the last `n` bytes of the writable area (e.g. a status byte
+    // at the end of a chain): returns a Writer over them and shrinks this one.
+    // nullopt if fewer than n bytes remain.
+    std::optional<Writer> split_tail(size_t n);
+
+private:
+    Writer(const GuestMemory& mem, std::vector<Buffer> bufs);
+    const GuestMemory& mem_;
+    std::vector<Buffer> bufs_;
+    size_t index_ = 0;
+    size_t offset_ = 0;
+    size_t remaining_ = 0;
+    size_t written_ = 0;
+};
+
+// What the driver programmed through the transport for one queue.
+struct QueueConfig {
+    uint16_t size = 0;        // power of two for split rings; any 1..32768 for packed
+    uint64_t desc_addr = 0;   // descriptor table / packed ring
+    uint64_t driver_addr = 0; // avail ring / driver event suppression
+    uint64_t device_addr = 0; // used ring / device event suppression
+};
+
+class Queue {
+public:
+    // Validates the configuration against guest memory (alignment, ring
+    // areas wholly in RAM, size rules) and throws QueueError if it is bad.
+    // `features` are the negotiated ones (EVENT_IDX, INDIRECT_DESC, RING_PACKED).
+    Queue(const GuestMemory& mem, const QueueConfig& cfg, uint64_t features);
+    Queue(Queue&&) noexcept;
+    ~Queue();
+
+    uint16_t size() const;
+    bool packed() const;
+
+    // The next available chain, or nullopt if the ring is empty.
+    // Throws QueueError on anything malformed.
+    std::optional<DescriptorChain> pop();
+
+    // Returns a completed chain to the driver with `written` bytes written.
+    void push_used(const DescriptorChain& chain, uint32_t written);
+
+    // After one or more push_used(): true if the driver wants an interrupt
+    // now (EVENT_IDX used_event / packed event suppression, or the
+    // NO_INTERRUPT flag). Call once per batch; it advances the internal
+    // "last signalled" point.
+    bool should_notify();
+
+    // Driver-notification suppression while the device is busy. With
+    // EVENT_IDX enable_notifications() publishes avail_event; it returns
+    // true if buffers became available meanwhile (the caller must pop again
+    // before sleeping, to close the race).
+    void disable_notifications();
+    bool enable_notifications();
+
+private:
+    struct Impl;
+    Impl* impl_;
+};
+
+}  // namespace vmm::virtio
