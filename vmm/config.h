@@ -7,10 +7,21 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace vmm {
 
 enum class SerialMode { Tty, File, Off };
+
+// One virtio-blk disk (--disk).
+struct DiskConfig {
+    std::string path;
+    bool readonly = false;
+    std::string serial;  // GET_ID; empty: none
+    uint16_t num_queues = 1;
+    bool direct = false;  // O_DIRECT: bypass the host page cache
+    int slot = -1;        // PCI slot; -1: the VMM chooses
+};
 
 struct VmConfig {
     std::string kernel;
@@ -20,6 +31,10 @@ struct VmConfig {
     uint64_t memory = 512ull << 20;  // bytes
     SerialMode serial = SerialMode::Tty;
     std::string serial_path;  // for SerialMode::File
+    // virtio-console port 0 (the guest's hvc0); off unless asked for.
+    SerialMode console = SerialMode::Off;
+    std::string console_path;  // for SerialMode::File
+    std::vector<DiskConfig> disks;
     bool boot_report = false;   // print boot timing lines to stderr
     bool allow_reboot = false;  // restart the VM when the guest reboots
     std::string log_level = "warn";

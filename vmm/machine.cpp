@@ -23,13 +23,17 @@
 #include "devices/boot_progress.h"
 #include "devices/cmos.h"
 #include "devices/i8042.h"
+#include "devices/pci.h"
 #include "devices/reset.h"
 #include "devices/serial.h"
 #include "vmm/boot_clock.h"
 #include "vmm/core/error.h"
 #include "vmm/core/irq.h"
 #include "vmm/core/log.h"
+#include "virtio/console.h"
+#include "virtio/pci_transport.h"
 #include "vmm/guest_walk.h"
+#include "vmm/irq_routing.h"
 #include "vmm/platform.h"
 
 namespace vmm {
@@ -119,6 +123,22 @@ private:
 
 void kick_handler(int) {}
 
+// PCI windows (see arch/x86_64/layout.h).
+constexpr uint64_t kPciMmio32Start = 0xC0000000;
+constexpr uint64_t kPciMmio32End = 0xE0000000;
+constexpr uint64_t kPciEcamBase = 0xE0000000;
+constexpr uint64_t kPciEcamSize = 1 << 20;
+uint32_t pci_intx_gsi(unsigned slot) {
+    return 16 + (slot % 8);  // INTA# of `slot`, swizzled as the DSDT's _PRT says
+}
+
+// An output sink for a console: the VMM's stdout (tty) or a file.
+std::function<void(std::span<const uint8_t>)> fd_writer(int fd) {
+    return [fd](std::span<const uint8_t> bytes) {
+        if (fd >= 0) write_all(fd, bytes.data(), bytes.size());
+    };
+}
+
 }  // namespace
 
 void install_vcpu_kick_handler() {
@@ -140,6 +160,7 @@ Machine::Machine(const VmConfig& cfg, int console_in, int console_out)
     kvm_.require(KVM_CAP_IMMEDIATE_EXIT, "immediate_exit");
     kvm_.require(KVM_CAP_IOEVENTFD, "ioeventfd");
     kvm_.require(KVM_CAP_IRQFD, "irqfd");
+    kvm_.require(KVM_CAP_IRQ_ROUTING, "interrupt routing (KVM_CAP_IRQ_ROUTING)");
     int max = kvm_.max_vcpus();
     if (cfg_.cpus > static_cast<uint32_t>(max))
         fail("--cpus {}: this host's KVM allows at most {} vCPUs", cfg_.cpus, max);
@@ -162,6 +183,8 @@ Machine::Machine(const VmConfig& cfg, int console_in, int console_out)
 
 Machine::~Machine() {
     stop_vcpus();
+    // Devices stop their I/O threads before guest memory goes away.
+    for (auto& t : virtio_) t->shutdown();
 }
 
 void Machine::setup_memory() {
@@ -262,6 +285,74 @@ void Machine::setup_devices() {
                  if (report) std::fprintf(stderr, "vmm: boot: progress 0x%02x at %.1f ms\n", v, ms);
                  log::info("boot progress {:#04x} at {:.1f} ms", v, ms);
              }));
+    setup_pci();
+}
+
+void Machine::setup_pci() {
+    msi_ = std::make_unique<MsiRouter>(vm_);
+    pci_ = std::make_shared<devices::pci::PciBus>();
+    pci_->add(0, devices::pci::make_host_bridge());
+    pio_.add(0xcf8, 8, pci_->io_port_device());
+    mmio_.add(kPciEcamBase, kPciEcamSize, pci_->ecam_device());
+    mmio_.add(kPciMmio32Start, kPciMmio32End - kPciMmio32Start, pci_->mmio_device(kPciMmio32Start));
+    next_bar_ = kPciMmio32Start;
+
+    if (cfg_.console != SerialMode::Off) {
+        virtio::ConsoleConfig cc;
+        int fd = cfg_.console == SerialMode::Tty ? STDOUT_FILENO : -1;
+        if (cfg_.console == SerialMode::File) {
+            fd = ::open(cfg_.console_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            if (fd < 0) throw_errno(fmt::format("--console file={}", cfg_.console_path));
+            console_file_ = Fd(fd);
+        }
+        cc.output = fd_writer(fd);
+        console_ = std::make_shared<virtio::ConsoleDevice>(std::move(cc));
+        add_virtio(console_, -1);
+    }
+}
+
+void Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot) {
+    unsigned s = slot >= 0 ? static_cast<unsigned>(slot) : pci_->free_slot();
+    uint64_t bar = next_bar_;
+    if (bar + virtio::PciTransport::kBarSize > kPciMmio32End) fail("{}: the 32-bit PCI window is full", dev->name());
+    next_bar_ += virtio::PciTransport::kBarSize;
+    virtio::PciTransport::Platform p;
+    p.mem = &mem_;
+    p.ioeventfd = [this](int efd, uint64_t addr, bool assign) { vm_.ioeventfd(efd, addr, 0, false, !assign); };
+    p.msi = [this] { return msi_->allocate(); };
+    uint32_t gsi = pci_intx_gsi(s);
+    p.intx = std::make_shared<KvmIrqLine>(vm_, gsi);
+    p.intx_line = static_cast<uint8_t>(gsi);
+    p.defer = [this](std::function<void()> task) { defer(std::move(task)); };
+    auto t = std::make_shared<virtio::PciTransport>(dev, std::move(p), bar);
+    pci_->add(s, t);
+    // The BAR decodes from the start (as firmware would leave it), so the
+    // queue notify ioeventfds are registered now.
+    t->bars_changed(t->decoded_bars());
+    virtio_.push_back(t);
+    log::info("{} at PCI 00:{:02x}.0, BAR0 {:#x}, INTx GSI {}", dev->name(), s, bar, gsi);
+}
+
+void Machine::defer(std::function<void()> task) {
+    {
+        std::lock_guard lk(tasks_mu_);
+        tasks_.push_back(std::move(task));
+    }
+    tasks_ready_.signal();
+}
+
+void Machine::run_deferred() {
+    tasks_ready_.consume();
+    for (;;) {
+        std::function<void()> task;
+        {
+            std::lock_guard lk(tasks_mu_);
+            if (tasks_.empty()) return;
+            task = std::move(tasks_.front());
+            tasks_.pop_front();
+        }
+        task();
+    }
 }
 
 void Machine::setup_vcpus() {
@@ -422,9 +513,13 @@ void Machine::event_loop() {
     bool escape = false;          // saw Ctrl-A
     bool in_open = console_in_ >= 0;
     while (!exit_.requested()) {
-        pollfd fds[3] = {{exit_.fd(), POLLIN, 0}, {sfd.get(), POLLIN, 0}, {in_open && pending.empty() ? console_in_ : -1, POLLIN, 0}};
-        int r = ::poll(fds, 3, pending.empty() ? -1 : 10);
+        pollfd fds[4] = {{exit_.fd(), POLLIN, 0},
+                         {sfd.get(), POLLIN, 0},
+                         {in_open && pending.empty() ? console_in_ : -1, POLLIN, 0},
+                         {tasks_ready_.fd(), POLLIN, 0}};
+        int r = ::poll(fds, 4, pending.empty() ? -1 : 10);
         if (r < 0 && errno != EINTR) throw_errno("poll");
+        if (fds[3].revents & POLLIN) run_deferred();
         if (fds[1].revents & POLLIN) {
             signalfd_siginfo si{};
             if (::read(sfd.get(), &si, sizeof si) == sizeof si)
@@ -457,7 +552,9 @@ void Machine::event_loop() {
         }
         while (!pending.empty()) {
             std::vector<uint8_t> chunk(pending.begin(), pending.end());
-            size_t took = serial_->enqueue_input(chunk);
+            // Terminal input goes to the virtio console when it is on the tty.
+            size_t took = console_ && cfg_.console == SerialMode::Tty ? console_->enqueue_input(chunk)
+                                                                      : serial_->enqueue_input(chunk);
             pending.erase(pending.begin(), pending.begin() + static_cast<long>(took));
             if (took == 0) break;
         }

@@ -4,12 +4,16 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
+#include <functional>
+#include <mutex>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "vmm/config.h"
 #include "vmm/core/bus.h"
+#include "vmm/core/eventfd.h"
 #include "vmm/core/guest_memory.h"
 #include "vmm/core/kvm.h"
 #include "vmm/exit_control.h"
@@ -18,7 +22,16 @@ namespace vmm {
 
 namespace devices {
 class Serial8250;
+namespace pci {
+class PciBus;
 }
+}  // namespace devices
+namespace virtio {
+class PciTransport;
+class ConsoleDevice;
+class VirtioDevice;
+}  // namespace virtio
+class MsiRouter;
 
 class Machine {
 public:
@@ -39,6 +52,11 @@ private:
     void setup_memory();
     void load_kernel_and_tables();
     void setup_devices();
+    void setup_pci();
+    void add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot);
+    // Runs `task` on the main thread (device activation and reset).
+    void defer(std::function<void()> task);
+    void run_deferred();
     void setup_vcpus();
     void vcpu_loop(size_t index);
     bool handle_exit(size_t index);
@@ -55,6 +73,15 @@ private:
     Bus pio_{"pio"};
     Bus mmio_{"mmio"};
     std::shared_ptr<devices::Serial8250> serial_;
+    std::unique_ptr<MsiRouter> msi_;
+    std::shared_ptr<devices::pci::PciBus> pci_;
+    std::vector<std::shared_ptr<virtio::PciTransport>> virtio_;
+    std::shared_ptr<virtio::ConsoleDevice> console_;
+    uint64_t next_bar_ = 0;  // next free address in the 32-bit PCI window
+    std::mutex tasks_mu_;
+    std::deque<std::function<void()>> tasks_;
+    EventFd tasks_ready_;
+    Fd console_file_;
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
     std::vector<std::thread> threads_;
     ExitControl exit_;

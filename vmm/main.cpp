@@ -49,6 +49,7 @@ int run(const vmm::VmConfig& cfg) {
         if (!serial_file) vmm::throw_errno("--serial file=" + cfg.serial_path);
         out = serial_file.get();
     }
+    if (cfg.console == vmm::SerialMode::Tty) in = STDIN_FILENO;  // the virtio console takes the input
     std::optional<vmm::RawTerminal> raw;
     raw.emplace(in);
 

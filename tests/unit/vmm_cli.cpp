@@ -88,3 +88,46 @@ TEST_CASE("cli: bad input gets a one-line message naming the option") {
     auto msg = error_of({"--kernel", "/k", "--cpus", "0"});
     CHECK(msg.find('\n') == std::string::npos);
 }
+
+TEST_CASE("cli: --disk and --console") {
+    auto c = parse({"--kernel", "k"});
+    CHECK(c.disks.empty());
+    CHECK(c.console == vmm::SerialMode::Off);
+
+    c = parse({"--kernel", "k", "--disk", "path=/a.img", "--disk",
+               "path=/b.img,readonly=on,serial=SN-1,num_queues=4,direct=on,slot=7", "--console", "file=/tmp/c.log"});
+    REQUIRE(c.disks.size() == 2);
+    CHECK(c.disks[0].path == "/a.img");
+    CHECK_FALSE(c.disks[0].readonly);
+    CHECK(c.disks[0].num_queues == 1);
+    CHECK(c.disks[0].slot == -1);
+    CHECK(c.disks[1].path == "/b.img");
+    CHECK(c.disks[1].readonly);
+    CHECK(c.disks[1].serial == "SN-1");
+    CHECK(c.disks[1].num_queues == 4);
+    CHECK(c.disks[1].direct);
+    CHECK(c.disks[1].slot == 7);
+    CHECK(c.console == vmm::SerialMode::File);
+    CHECK(c.console_path == "/tmp/c.log");
+    CHECK(parse({"--kernel", "k", "--console", "tty"}).console == vmm::SerialMode::Tty);
+}
+
+TEST_CASE("cli: bad --disk and --console values name what is wrong") {
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "readonly=on"}), Contains("path=FILE is required"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "/a.img"}), Contains("is not key=value"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,speed=9"}),
+                      Contains("unknown key \"speed\""));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,readonly=maybe"}),
+                      Contains("--disk readonly") && Contains("not on or off"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,num_queues=0"}), Contains("out of range"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,num_queues=x"}), Contains("not a number"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,serial=123456789012345678901"}),
+                      Contains("longer than 20"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,serial=a b"}), Contains("printable"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,slot=32"}), Contains("out of range"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,slot=3", "--disk", "path=/b,slot=3"}),
+                      Contains("slot 3 is given twice"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,,readonly=on"}), Contains("key=value"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--console", "pipe"}), Contains("--console"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--console", "file="}), Contains("--console"));
+}
