@@ -27,6 +27,31 @@ namespace vmm::devices::pci {
 
 enum class BarKind : uint8_t { Io, Mem32, Mem64 };
 
+// Configuration header offsets and bits used by devices and tests.
+inline constexpr uint16_t kCfgVendorId = 0x00;
+inline constexpr uint16_t kCfgCommand = 0x04;
+inline constexpr uint16_t kCfgStatus = 0x06;
+inline constexpr uint16_t kCfgRevision = 0x08;
+inline constexpr uint16_t kCfgClassCode = 0x09;  // prog-if, subclass, base class
+inline constexpr uint16_t kCfgHeaderType = 0x0e;
+inline constexpr uint16_t kCfgBar0 = 0x10;
+inline constexpr uint16_t kCfgSubsystemVendor = 0x2c;
+inline constexpr uint16_t kCfgSubsystem = 0x2e;
+inline constexpr uint16_t kCfgCapPtr = 0x34;
+inline constexpr uint16_t kCfgInterruptLine = 0x3c;
+inline constexpr uint16_t kCfgInterruptPin = 0x3d;
+inline constexpr uint16_t kCfgSize = 4096;  // PCIe extended space (bytes >= 256 read 0)
+
+inline constexpr uint16_t kCommandIo = 1u << 0;
+inline constexpr uint16_t kCommandMem = 1u << 1;
+inline constexpr uint16_t kCommandBusMaster = 1u << 2;
+inline constexpr uint16_t kCommandIntxDisable = 1u << 10;
+inline constexpr uint16_t kStatusInterrupt = 1u << 3;
+inline constexpr uint16_t kStatusCapList = 1u << 4;
+
+inline constexpr uint8_t kCapIdMsix = 0x11;
+inline constexpr uint8_t kCapIdVendor = 0x09;
+
 // A BAR as currently decoded by the device (address assigned, enable bit set
 // in COMMAND). Mem64 BARs use two BAR slots; `index` is the lower one.
 struct BarRegion {
@@ -86,15 +111,19 @@ public:
     // Raw access for the device's own registers (e.g. capability bodies).
     std::span<uint8_t> bytes() { return {cfg_.data(), cfg_.size()}; }
     std::span<const uint8_t> bytes() const { return {cfg_.data(), cfg_.size()}; }
+    // Sets or clears the STATUS bits in the mask `bit` (e.g. kStatusInterrupt).
     void set_status_bit(uint16_t bit, bool on);
 
 private:
     struct Bar {
         bool present = false;
+        bool upper = false;  // the high dword of the Mem64 BAR below it
         BarKind kind = BarKind::Mem32;
         uint64_t size = 0;
         bool prefetchable = false;
     };
+    uint32_t dword(uint16_t off) const;
+    uint32_t wmask_dword(uint16_t off) const;
     std::array<uint8_t, 256> cfg_{};
     std::array<uint8_t, 256> wmask_{};
     std::array<Bar, 6> bars_{};
@@ -129,6 +158,13 @@ public:
     // `vectors` <= 2048; the factory is called once per vector.
     MsixTable(uint16_t vectors, MsiVectorFactory factory);
     uint16_t size() const;
+    static constexpr std::size_t kEntryBytes = 16;
+    static constexpr std::size_t kCapabilityBodyBytes = 10;  // control, table, PBA
+    static constexpr uint16_t kControlFunctionMask = 1u << 14;
+    static constexpr uint16_t kControlEnable = 1u << 15;
+    // Bytes the table and the PBA occupy in the BAR.
+    std::size_t table_bytes() const { return entries_.size() * kEntryBytes; }
+    std::size_t pba_bytes() const { return (entries_.size() + 63) / 64 * 8; }
     // Capability body (after id/next) for ConfigSpace::add_capability, with
     // the table and PBA placed in BAR `bar` at the given offsets.
     std::vector<uint8_t> capability_body(unsigned bar, uint32_t table_offset, uint32_t pba_offset) const;
@@ -136,7 +172,13 @@ public:
     // Called by the owning device after a config write that touched the
     // capability's Message Control word (enable / function mask bits).
     void set_control(bool enabled, bool function_masked);
+    // Same, from the Message Control word as the guest wrote it.
+    void set_control_word(uint16_t control) {
+        set_control((control & kControlEnable) != 0, (control & kControlFunctionMask) != 0);
+    }
     bool enabled() const;
+    bool function_masked() const;
+    bool masked(uint16_t vector) const;  // the entry's own mask bit; true when out of range
     void table_read(uint64_t offset, std::span<uint8_t> data) const;
     void table_write(uint64_t offset, std::span<const uint8_t> data);
     void pba_read(uint64_t offset, std::span<uint8_t> data) const;
@@ -149,12 +191,15 @@ private:
         bool masked = true;
         bool pending = false;
         std::unique_ptr<MsiVector> vec;
+        std::optional<MsiMessage> programmed;  // last message passed to vec->update()
     };
     mutable std::mutex mu_;
     std::vector<Entry> entries_;
     bool enabled_ = false;
     bool function_masked_ = false;
     void deliver_pending_locked();
+    bool live_locked(const Entry& e) const { return enabled_ && !function_masked_ && !e.masked; }
+    void sync_route_locked(Entry& e);
 };
 
 // Bus 0 with up to 32 slots (slot 0: the host bridge). Configuration access
@@ -172,16 +217,28 @@ public:
     void config_read(unsigned bus, unsigned slot, unsigned function, uint16_t offset, std::span<uint8_t> data);
     void config_write(unsigned bus, unsigned slot, unsigned function, uint16_t offset, std::span<const uint8_t> data);
 
-    std::shared_ptr<BusDevice> io_port_device();  // 8 bytes at 0xCF8
+    // 8 bytes at 0xCF8. Port 0xCF9 (inside CONFIG_ADDRESS) is also the
+    // reset control register on PC chipsets: byte accesses to it are passed
+    // to `cf9` (at offset 0) when given, since the PIO bus rejects overlaps.
+    std::shared_ptr<BusDevice> io_port_device(std::shared_ptr<BusDevice> cf9 = nullptr);
     std::shared_ptr<BusDevice> ecam_device();     // 1 MiB (bus 0) at the ECAM base
     // BusDevices that dispatch to decoded BARs; register them over the
     // windows given (addresses passed to read/write are offsets from `base`).
     std::shared_ptr<BusDevice> mmio_device(uint64_t base);
     std::shared_ptr<BusDevice> pio_device(uint64_t base);
 
+    // Bytes of the ECAM window for bus 0.
+    static constexpr uint64_t kEcamBytes = 1u << 20;
+
 private:
-    struct Slot;
+    class ConfigPorts;
+    class Ecam;
+    class Window;
     mutable std::shared_mutex mu_;
+    // Serialises configuration accesses (so a device's ConfigSpace sees one
+    // access at a time and bars_changed() calls arrive in order). Taken
+    // before mu_, never while calling into BAR accesses.
+    std::mutex config_mu_;
     std::vector<std::shared_ptr<PciDevice>> slots_;  // 32 entries, null when empty
     std::vector<std::pair<BarRegion, std::pair<unsigned, std::weak_ptr<PciDevice>>>> decode_;  // guarded by mu_
     void refresh_decode(unsigned slot);
