@@ -30,6 +30,7 @@
 #include "vmm/core/error.h"
 #include "vmm/core/irq.h"
 #include "vmm/core/log.h"
+#include "virtio/block.h"
 #include "virtio/console.h"
 #include "virtio/pci_transport.h"
 #include "vmm/guest_walk.h"
@@ -122,6 +123,27 @@ private:
 };
 
 void kick_handler(int) {}
+
+// Ports 0xcf8..0xcff: the PCI configuration address (dword at 0xcf8) and
+// data registers, with the reset control register as the byte at 0xcf9, as
+// on the PC chipsets (a byte access there is never a config access).
+class ConfigPortsWithReset : public BusDevice {
+public:
+    ConfigPortsWithReset(std::shared_ptr<BusDevice> pci, std::shared_ptr<BusDevice> reset)
+        : pci_(std::move(pci)), reset_(std::move(reset)) {}
+    void read(uint64_t offset, std::span<uint8_t> data) override {
+        if (offset == 1 && data.size() == 1) reset_->read(0, data);
+        else pci_->read(offset, data);
+    }
+    void write(uint64_t offset, std::span<const uint8_t> data) override {
+        if (offset == 1 && data.size() == 1) reset_->write(0, data);
+        else pci_->write(offset, data);
+    }
+    std::string name() const override { return "pci_config_ports+reset"; }
+
+private:
+    std::shared_ptr<BusDevice> pci_, reset_;
+};
 
 // PCI windows (see arch/x86_64/layout.h).
 constexpr uint64_t kPciMmio32Start = 0xC0000000;
@@ -276,9 +298,8 @@ void Machine::setup_devices() {
              std::make_shared<devices::AcpiPm>(
                  platform::kAcpiS5SleepType, [this] { exit_.request(ExitReason::PowerOff); },
                  std::make_shared<KvmIrqLine>(vm_, platform::kAcpiSciIrq)));
-    pio_.add(platform::kResetPort, 1, std::make_shared<devices::ResetControl>([this] {
-                 exit_.request(ExitReason::Reboot, "guest reset through the reset control register");
-             }));
+    reset_ = std::make_shared<devices::ResetControl>(
+        [this] { exit_.request(ExitReason::Reboot, "guest reset through the reset control register"); });
     bool report = cfg_.boot_report;
     pio_.add(platform::kBootProgressPort, 1, std::make_shared<devices::BootProgress>([report](uint8_t v) {
                  double ms = ms_since_start();
@@ -292,11 +313,29 @@ void Machine::setup_pci() {
     msi_ = std::make_unique<MsiRouter>(vm_);
     pci_ = std::make_shared<devices::pci::PciBus>();
     pci_->add(0, devices::pci::make_host_bridge());
-    pio_.add(0xcf8, 8, pci_->io_port_device());
+    static_assert(platform::kResetPort == 0xcf9);
+    pio_.add(0xcf8, 8, std::make_shared<ConfigPortsWithReset>(pci_->io_port_device(), reset_));
     mmio_.add(kPciEcamBase, kPciEcamSize, pci_->ecam_device());
     mmio_.add(kPciMmio32Start, kPciMmio32End - kPciMmio32Start, pci_->mmio_device(kPciMmio32Start));
     next_bar_ = kPciMmio32Start;
 
+    // Disks first, so they take the low slots in command-line order and the
+    // guest names them vda, vdb, ... in that order (Linux probes by slot).
+    // Disks with an explicit slot are placed before the others pick theirs.
+    for (int pass = 0; pass < 2; ++pass) {
+        for (size_t i = 0; i < cfg_.disks.size(); ++i) {
+            const DiskConfig& d = cfg_.disks[i];
+            if ((d.slot >= 0) != (pass == 0)) continue;
+            virtio::BlockConfig bc;
+            bc.disk.path = d.path;
+            bc.disk.readonly = d.readonly;
+            bc.disk.direct = d.direct;
+            bc.serial = d.serial;
+            bc.num_queues = d.num_queues;
+            bc.name = fmt::format("virtio-blk{}", i);
+            add_virtio(std::make_shared<virtio::BlockDevice>(std::move(bc)), d.slot);
+        }
+    }
     if (cfg_.console != SerialMode::Off) {
         virtio::ConsoleConfig cc;
         int fd = cfg_.console == SerialMode::Tty ? STDOUT_FILENO : -1;

@@ -73,6 +73,7 @@ private:
     Bus pio_{"pio"};
     Bus mmio_{"mmio"};
     std::shared_ptr<devices::Serial8250> serial_;
+    std::shared_ptr<BusDevice> reset_;
     std::unique_ptr<MsiRouter> msi_;
     std::shared_ptr<devices::pci::PciBus> pci_;
     std::vector<std::shared_ptr<virtio::PciTransport>> virtio_;
