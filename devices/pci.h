@@ -245,6 +245,19 @@ private:
     bool dispatch(BarKind kind, uint64_t addr, std::span<uint8_t> rd, std::span<const uint8_t> wr);
 };
 
+// Hands out naturally aligned BAR addresses from [start, end) in order, for
+// the VMM's initial assignment (the windows come from the arch layout).
+class BarAllocator {
+public:
+    BarAllocator(uint64_t start, uint64_t end);
+    // `size` must be a power of two; throws vmm::Error when it does not fit.
+    uint64_t allocate(uint64_t size);
+
+private:
+    uint64_t next_;
+    uint64_t end_;
+};
+
 // The host bridge at 00:00.0 (8086:29c0, the Q35 DRAM controller identity,
 // so firmware that knows Q35 can grow on it later).
 std::shared_ptr<PciDevice> make_host_bridge();

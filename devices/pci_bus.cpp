@@ -246,6 +246,22 @@ private:
 std::shared_ptr<BusDevice> PciBus::mmio_device(uint64_t base) { return std::make_shared<Window>(this, base, false); }
 std::shared_ptr<BusDevice> PciBus::pio_device(uint64_t base) { return std::make_shared<Window>(this, base, true); }
 
+// ---- BAR allocation
+
+BarAllocator::BarAllocator(uint64_t start, uint64_t end) : next_(start), end_(end) {
+    if (end < start) fail("pci: empty BAR window [{:#x}, {:#x})", start, end);
+}
+
+uint64_t BarAllocator::allocate(uint64_t size) {
+    if (size == 0 || (size & (size - 1)) != 0) fail("pci: BAR size {:#x} is not a power of two", size);
+    const uint64_t at = (next_ + size - 1) & ~(size - 1);
+    if (at < next_ || at > end_ || size > end_ - at) {
+        fail("pci: no room for a {:#x}-byte BAR in the window (next free {:#x}, end {:#x})", size, next_, end_);
+    }
+    next_ = at + size;
+    return at;
+}
+
 // ---- host bridge
 
 namespace {

@@ -104,12 +104,94 @@ std::vector<uint8_t> build_facs() {
     return t;
 }
 
+namespace {
+
+void check_pci(const AcpiConfig& cfg) {
+    if (cfg.pci_ecam_base % kPciEcamSize != 0 || cfg.pci_ecam_base + kPciEcamSize < cfg.pci_ecam_base) {
+        fail("acpi: PCI ECAM base {:#x} is not 1 MiB aligned", cfg.pci_ecam_base);
+    }
+    if (cfg.pci_mmio32_start >= cfg.pci_mmio32_end || cfg.pci_mmio32_end > (uint64_t{1} << 32)) {
+        fail("acpi: bad 32-bit PCI window [{:#x}, {:#x})", cfg.pci_mmio32_start, cfg.pci_mmio32_end);
+    }
+    if (cfg.pci_mmio64_size != 0 &&
+        (cfg.pci_mmio64_start + cfg.pci_mmio64_size < cfg.pci_mmio64_start || cfg.pci_mmio64_start < (uint64_t{1} << 32))) {
+        fail("acpi: bad 64-bit PCI window at {:#x} ({} bytes)", cfg.pci_mmio64_start, cfg.pci_mmio64_size);
+    }
+}
+
+}  // namespace
+
+std::vector<uint8_t> build_pci_aml(const AcpiConfig& cfg) {
+    check_pci(cfg);
+    // The host bridge's decode: bus 0, all I/O ports except the
+    // configuration mechanism's 0xCF8..0xCFF, and the two MMIO windows.
+    ResourceTemplate crs;
+    crs.word_bus_number(kPciBusFirst, kPciBusLast);
+    crs.word_io(0x0000, 0x0cf7);
+    crs.word_io(0x0d00, 0xffff);
+    crs.dword_memory(static_cast<uint32_t>(cfg.pci_mmio32_start), static_cast<uint32_t>(cfg.pci_mmio32_end - 1),
+                     false);
+    if (cfg.pci_mmio64_size != 0) {
+        crs.qword_memory(cfg.pci_mmio64_start, cfg.pci_mmio64_start + cfg.pci_mmio64_size - 1, true);
+    }
+
+    // _PRT: Package { Address (slot << 16 | 0xFFFF: any function), Pin
+    // (0 = INTA), Source (0: the next field is a GSI), Source Index (GSI) }
+    // for every slot but the host bridge's.
+    std::vector<Aml> prt;
+    for (unsigned slot = 1; slot < 32; ++slot) {
+        for (unsigned pin = 0; pin < 4; ++pin) {
+            prt.push_back(Aml::package({Aml::dword((slot << 16) | 0xffff), Aml::integer(pin), Aml::zero(),
+                                        Aml::integer(pci_intx_gsi(slot, pin))}));
+        }
+    }
+
+    Aml pci0 = Aml::device("PCI0", {
+                                       Aml::name("_HID", Aml::eisa_id("PNP0A08")),  // PCI Express root
+                                       Aml::name("_CID", Aml::eisa_id("PNP0A03")),  // PCI root
+                                       Aml::name("_ADR", Aml::zero()),
+                                       Aml::name("_SEG", Aml::zero()),
+                                       Aml::name("_BBN", Aml::integer(kPciBusFirst)),
+                                       Aml::name("_UID", Aml::zero()),
+                                       Aml::name("_CRS", crs.to_aml()),
+                                       Aml::name("_PRT", Aml::package(prt)),
+                                   });
+
+    // Motherboard resources: the configuration ports (outside PCI0's I/O
+    // ranges) and the ECAM, so the OS knows both are in use.
+    ResourceTemplate mb;
+    mb.io(0x0cf8, 0x0cf8, 1, 8);
+    if (cfg.pci_ecam_base + kPciEcamSize <= (uint64_t{1} << 32)) {
+        mb.memory32_fixed(static_cast<uint32_t>(cfg.pci_ecam_base), static_cast<uint32_t>(kPciEcamSize));
+    }
+    Aml mres = Aml::device("MRES", {
+                                       Aml::name("_HID", Aml::eisa_id("PNP0C02")),
+                                       Aml::name("_UID", Aml::one()),
+                                       Aml::name("_CRS", mb.to_aml()),
+                                   });
+    return Aml::scope("\\_SB", {pci0, mres}).bytes();
+}
+
+std::vector<uint8_t> build_mcfg(const AcpiConfig& cfg) {
+    check_pci(cfg);
+    auto t = new_table("MCFG", kMcfgAllocOff + kMcfgAllocSize, 1);
+    std::span<uint8_t> s(t);
+    // One allocation: segment 0, buses kPciBusFirst..kPciBusLast.
+    put_le64(s, kMcfgAllocOff, cfg.pci_ecam_base);
+    put_le16(s, kMcfgAllocOff + 8, 0);
+    put_u8(s, kMcfgAllocOff + 10, kPciBusFirst);
+    put_u8(s, kMcfgAllocOff + 11, kPciBusLast);
+    fix_checksum(s, kChecksumOff);
+    return t;
+}
+
 std::vector<uint8_t> build_dsdt(const AcpiConfig& cfg) {
     // \_S5: the SLP_TYP values OSPM writes to PM1a_CNT / PM1b_CNT to power
     // off; the last two elements are reserved.
     Aml body = Aml::name("_S5_", Aml::package({Aml::integer(cfg.s5_sleep_type),
                                                Aml::integer(cfg.s5_sleep_type), Aml::zero(),
                                                Aml::zero()}));
+    if (cfg.pci) body.append(Aml(build_pci_aml(cfg)));
     // Revision 2: integers are 64-bit in this definition block.
     auto t = new_table("DSDT", kHeaderSize + body.size(), 2);
     std::copy(body.bytes().begin(), body.bytes().end(), t.begin() + kHeaderSize);
@@ -171,6 +253,7 @@ AcpiTableSet generate_acpi_tables(const AcpiConfig& cfg) {
     t.facs = build_facs();
     t.dsdt = build_dsdt(cfg);
     t.others.push_back(build_madt(cfg));
+    if (cfg.pci) t.others.push_back(build_mcfg(cfg));
     return t;
 }
 

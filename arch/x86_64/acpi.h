@@ -1,5 +1,6 @@
 // ACPI tables for a PC-compatible (not hardware-reduced) machine: RSDP,
-// RSDT/XSDT, FADT (+FACS), DSDT and MADT.
+// RSDT/XSDT, FADT (+FACS), DSDT (with the PCI host bridge \_SB.PCI0 and
+// motherboard resources), MADT and MCFG.
 //
 // Generation and placement are separate steps: generate_acpi_tables()
 // produces address-independent byte vectors (pointer fields zero), and
@@ -26,6 +27,19 @@ struct AcpiConfig {
     uint8_t reset_value = 0x06;
     uint8_t s5_sleep_type = 5;  // SLP_TYP written to PM1a_CNT for soft-off
     uint8_t rtc_century_index = 0x32;
+
+    // PCI host bridge (segment 0, bus 0 only). When `pci` is false neither
+    // \_SB.PCI0 nor the MCFG is generated. The windows go into PCI0's _CRS
+    // and must contain every BAR the VMM assigns, so that the OS keeps the
+    // assignments instead of reallocating them.
+    bool pci = true;
+    uint64_t pci_ecam_base = kPciEcamBase;  // MCFG allocation for bus 0
+    uint64_t pci_mmio32_start = kPciMmio32Start;
+    uint64_t pci_mmio32_end = kPciMmio32End;  // exclusive
+    // The 64-bit window; the VMM passes pci_mmio64_window(ram). The default
+    // is only right when RAM ends at or below 4 GiB. Size 0: no window.
+    uint64_t pci_mmio64_start = 4 * GiB;
+    uint64_t pci_mmio64_size = kPciMmio64Size;
 };
 
 struct AcpiTables {
@@ -61,6 +75,10 @@ std::vector<uint8_t> build_fadt(const AcpiConfig& cfg);
 std::vector<uint8_t> build_facs();
 std::vector<uint8_t> build_dsdt(const AcpiConfig& cfg);
 std::vector<uint8_t> build_madt(const AcpiConfig& cfg);
+std::vector<uint8_t> build_mcfg(const AcpiConfig& cfg);
+// The AML of \_SB.PCI0 and the motherboard resources device (part of the
+// DSDT when cfg.pci is set).
+std::vector<uint8_t> build_pci_aml(const AcpiConfig& cfg);
 
 namespace acpi {
 inline constexpr std::size_t kHeaderSize = 36;
@@ -118,6 +136,11 @@ inline constexpr uint8_t kMadtLocalApic = 0;
 inline constexpr uint8_t kMadtIoApic = 1;
 inline constexpr uint8_t kMadtIntSrcOverride = 2;
 inline constexpr uint8_t kMadtLocalApicNmi = 4;
+
+// MCFG: 8 reserved bytes after the header, then 16-byte allocations
+// (base address, segment group, start bus, end bus, 4 reserved).
+inline constexpr std::size_t kMcfgAllocOff = 44;
+inline constexpr std::size_t kMcfgAllocSize = 16;
 }  // namespace acpi
 
 }  // namespace vmm::arch::x86

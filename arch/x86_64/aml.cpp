@@ -245,4 +245,92 @@ Aml Aml::return_value(const Aml& value) {
     return Aml(std::move(out));
 }
 
+// ---- resource descriptors
+
+namespace {
+
+// General flags of an address-space descriptor: bit 3 _MAF (max fixed),
+// bit 2 _MIF (min fixed), bit 1 _DEC = 0 (positive decode), bit 0 = 0
+// (producer: a bridge window).
+constexpr uint8_t kAddrFlagsWindow = 0x0c;
+constexpr uint8_t kIoRangeEntire = 0x03;     // _RNG: ISA and non-ISA ports
+constexpr uint8_t kMemReadWrite = 0x01;      // _RW
+constexpr uint8_t kMemCacheable = 0x01 << 1;  // _MEM = 1
+
+// Large descriptor header: tag, then a 16-bit length of what follows.
+void large_header(std::vector<uint8_t>& out, uint8_t tag, uint16_t len) {
+    out.push_back(tag);
+    put_le(out, len, 2);
+}
+
+// Address-space descriptor with fields of `width` bytes: type, general
+// flags, type-specific flags, then granularity, min, max, translation
+// offset and length.
+void address_space(std::vector<uint8_t>& out, uint8_t tag, int width, uint8_t type, uint8_t type_flags,
+                   uint64_t min, uint64_t max) {
+    if (max < min) fail("aml: resource range [{:#x}, {:#x}] is empty", min, max);
+    const uint64_t len = max - min + 1;
+    if (width < 8 && len >> (8 * width) != 0) fail("aml: resource range [{:#x}, {:#x}] too long", min, max);
+    if (width == 8 && len == 0) fail("aml: resource range covers the whole 64-bit space");
+    large_header(out, tag, static_cast<uint16_t>(3 + 5 * width));
+    out.push_back(type);
+    out.push_back(kAddrFlagsWindow);
+    out.push_back(type_flags);
+    put_le(out, 0, width);  // granularity (0: no alignment constraint given)
+    put_le(out, min, width);
+    put_le(out, max, width);
+    put_le(out, 0, width);  // translation offset
+    put_le(out, len, width);
+}
+
+}  // namespace
+
+ResourceTemplate& ResourceTemplate::word_bus_number(uint16_t min, uint16_t max) {
+    address_space(bytes_, aml_rd::kWordAddress, 2, aml_rd::kTypeBus, 0, min, max);
+    return *this;
+}
+
+ResourceTemplate& ResourceTemplate::word_io(uint16_t min, uint16_t max) {
+    address_space(bytes_, aml_rd::kWordAddress, 2, aml_rd::kTypeIo, kIoRangeEntire, min, max);
+    return *this;
+}
+
+ResourceTemplate& ResourceTemplate::io(uint16_t min, uint16_t max, uint8_t align, uint8_t length) {
+    if (max < min) fail("aml: I/O descriptor [{:#x}, {:#x}] is empty", min, max);
+    bytes_.push_back(aml_rd::kIoPort);
+    bytes_.push_back(0x01);  // decodes 16 address bits
+    put_le(bytes_, min, 2);
+    put_le(bytes_, max, 2);
+    bytes_.push_back(align);
+    bytes_.push_back(length);
+    return *this;
+}
+
+ResourceTemplate& ResourceTemplate::dword_memory(uint32_t min, uint32_t max, bool cacheable) {
+    address_space(bytes_, aml_rd::kDWordAddress, 4, aml_rd::kTypeMemory,
+                  static_cast<uint8_t>(kMemReadWrite | (cacheable ? kMemCacheable : 0)), min, max);
+    return *this;
+}
+
+ResourceTemplate& ResourceTemplate::qword_memory(uint64_t min, uint64_t max, bool cacheable) {
+    address_space(bytes_, aml_rd::kQWordAddress, 8, aml_rd::kTypeMemory,
+                  static_cast<uint8_t>(kMemReadWrite | (cacheable ? kMemCacheable : 0)), min, max);
+    return *this;
+}
+
+ResourceTemplate& ResourceTemplate::memory32_fixed(uint32_t base, uint32_t length) {
+    large_header(bytes_, aml_rd::kMemory32Fixed, 9);
+    bytes_.push_back(kMemReadWrite);
+    put_le(bytes_, base, 4);
+    put_le(bytes_, length, 4);
+    return *this;
+}
+
+Aml ResourceTemplate::to_aml() const {
+    std::vector<uint8_t> b = bytes_;
+    b.push_back(aml_rd::kEndTag);
+    b.push_back(0);  // checksum 0: "treat as valid"
+    return Aml::buffer(b);
+}
+
 }  // namespace vmm::arch::x86

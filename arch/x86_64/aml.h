@@ -69,6 +69,51 @@ private:
     std::vector<uint8_t> bytes_;
 };
 
+// The resource descriptors of a ResourceTemplate (ACPI spec 6.4 "Resource
+// Data Types for ACPI"), as _CRS returns them. Address-space descriptors are
+// written the way iasl writes ResourceProducer, PosDecode, MinFixed,
+// MaxFixed windows of a host bridge: granularity 0, no translation, length
+// max - min + 1. Throws if max < min.
+class ResourceTemplate {
+public:
+    // WordBusNumber: bus numbers [min, max].
+    ResourceTemplate& word_bus_number(uint16_t min, uint16_t max);
+    // WordIO, EntireRange: I/O ports [min, max].
+    ResourceTemplate& word_io(uint16_t min, uint16_t max);
+    // IO (Decode16): a small fixed I/O descriptor for a consumer.
+    ResourceTemplate& io(uint16_t min, uint16_t max, uint8_t align, uint8_t length);
+    // DWordMemory / QWordMemory, ReadWrite; `cacheable` selects Cacheable
+    // over NonCacheable (prefetchable windows are not offered: Linux will
+    // not claim a non-prefetchable BAR inside a prefetchable window).
+    ResourceTemplate& dword_memory(uint32_t min, uint32_t max, bool cacheable);
+    ResourceTemplate& qword_memory(uint64_t min, uint64_t max, bool cacheable);
+    // Memory32Fixed, ReadWrite.
+    ResourceTemplate& memory32_fixed(uint32_t base, uint32_t length);
+
+    // The descriptors so far, without the end tag.
+    const std::vector<uint8_t>& descriptors() const { return bytes_; }
+    // Buffer holding the descriptors and the end tag (checksum 0: "treat
+    // as valid").
+    Aml to_aml() const;
+
+private:
+    std::vector<uint8_t> bytes_;
+};
+
+// Large resource descriptor tags (byte 0 of each descriptor).
+namespace aml_rd {
+inline constexpr uint8_t kMemory32Fixed = 0x86;
+inline constexpr uint8_t kDWordAddress = 0x87;
+inline constexpr uint8_t kWordAddress = 0x88;
+inline constexpr uint8_t kQWordAddress = 0x8a;
+inline constexpr uint8_t kIoPort = 0x47;  // small item 0x08, length 7
+inline constexpr uint8_t kEndTag = 0x79;  // small item 0x0f, length 1
+// Resource Type byte of the address-space descriptors.
+inline constexpr uint8_t kTypeMemory = 0;
+inline constexpr uint8_t kTypeIo = 1;
+inline constexpr uint8_t kTypeBus = 2;
+}  // namespace aml_rd
+
 // Encodes the PkgLength value `value` (which, per the spec, counts the
 // PkgLength bytes themselves plus everything after them up to the end of
 // the package): 1 byte up to 63, then 2, 3 or 4 bytes up to 2^28 - 1.

@@ -1,5 +1,7 @@
 #include "arch/x86_64/e820.h"
 
+#include <algorithm>
+
 #include "vmm/core/error.h"
 
 namespace vmm::arch::x86 {
@@ -18,9 +20,13 @@ std::vector<E820Entry> build_e820(std::span<const RamRegion> ram) {
     map.push_back({kEbdaStart, kEbdaEnd - kEbdaStart, kE820Reserved});
     map.push_back({kBiosAreaStart, kHighMemStart - kBiosAreaStart, kE820Reserved});
     if (low.size > kHighMemStart) map.push_back({kHighMemStart, low.size - kHighMemStart, kE820Ram});
+    std::vector<E820Entry> rest{{kPciEcamBase, kPciEcamSize, kE820Reserved}};
     for (const RamRegion& r : ram.subspan(1)) {
-        if (r.size != 0) map.push_back({r.gpa, r.size, kE820Ram});
+        if (r.size != 0) rest.push_back({r.gpa, r.size, kE820Ram});
     }
+    // Keep the map sorted; validate_e820 rejects RAM that overlaps the ECAM.
+    std::stable_sort(rest.begin(), rest.end(), [](const E820Entry& a, const E820Entry& b) { return a.addr < b.addr; });
+    map.insert(map.end(), rest.begin(), rest.end());
     validate_e820(map);
     return map;
 }

@@ -26,11 +26,16 @@ struct E820Entry {
 //   reserved [0x9fc00, 0xa0000)      EBDA: holds the MP table
 //   reserved [0xe0000, 0x100000)     BIOS area: holds the ACPI tables
 //   RAM      [0x100000, end of first region)   (omitted if empty)
+//   reserved [kPciEcamBase, +kPciEcamSize)     PCI ECAM (MMCONFIG)
 //   RAM      every further region as is
 // The ACPI tables sit in "reserved" rather than "ACPI reclaimable" memory
 // because the RSDP must stay findable by the 0xe0000..0xfffff scan, which
 // only works if the OS never reuses that range.
 // The legacy VGA/ROM hole [0xa0000, 0xe0000) is reported as nothing.
+// The ECAM range is reserved because Linux only trusts the MCFG table's
+// MMCONFIG area when the firmware map reserves it ("not reserved in E820"
+// otherwise, and it falls back to port 0xCF8 accesses). The rest of the
+// MMIO hole stays unlisted so the OS may place BARs there.
 std::vector<E820Entry> build_e820(std::span<const RamRegion> ram);
 
 // Throws vmm::Error unless entries are non-empty, sorted by address,

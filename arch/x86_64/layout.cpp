@@ -1,5 +1,7 @@
 #include "arch/x86_64/layout.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "vmm/core/error.h"
@@ -26,6 +28,20 @@ std::vector<RamRegion> ram_layout(uint64_t mem_bytes) {
     const uint64_t low_max = kMmioHoleStart;  // RAM below the MMIO hole
     if (mem_bytes <= low_max) return {{0, mem_bytes}};
     return {{0, low_max}, {kMmioHoleEnd, mem_bytes - low_max}};
+}
+
+AddrRange pci_mmio64_window(std::span<const RamRegion> ram) {
+    uint64_t end = kMmioHoleEnd;
+    for (const RamRegion& r : ram) {
+        if (r.gpa + r.size < r.gpa || r.gpa + r.size > kMaxMemBytes + kMmioHoleEnd) {
+            fail("pci: RAM region at {:#x} ({} bytes) is beyond the supported address space", r.gpa, r.size);
+        }
+        end = std::max(end, r.gpa + r.size);
+    }
+    // With RAM capped as above neither the rounding nor the window's end
+    // can overflow.
+    const uint64_t start = (end + kPciMmio64Align - 1) / kPciMmio64Align * kPciMmio64Align;
+    return {start, kPciMmio64Size};
 }
 
 std::string human_size(uint64_t bytes) {

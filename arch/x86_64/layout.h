@@ -17,10 +17,20 @@
 //   0x100000  kernel / initramfs / general RAM
 //
 // RAM above 3 GiB is moved to 4 GiB so that [3 GiB, 4 GiB) is free for
-// MMIO (PCI BARs, IOAPIC, LAPIC).
+// MMIO (PCI BARs, IOAPIC, LAPIC):
+//
+//   0xC0000000  32-bit PCI MMIO window (BARs), up to 0xE0000000
+//   0xE0000000  PCI ECAM, 1 MiB (bus 0 only; reserved in E820)
+//   0xFEC00000  IOAPIC
+//   0xFEE00000  LAPIC
+//   0xFFFBC000  KVM identity-map page, then the KVM TSS (3 pages)
+//
+// The 64-bit PCI MMIO window follows RAM above 4 GiB (pci_mmio64_window).
+// PCI I/O BARs use ports [0xC000, 0x10000).
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -59,6 +69,39 @@ inline constexpr uint64_t KiB = 1024;
 inline constexpr uint64_t MiB = 1024 * KiB;
 inline constexpr uint64_t GiB = 1024 * MiB;
 
+// KVM_SET_IDENTITY_MAP_ADDR (one page) and KVM_SET_TSS_ADDR (three pages).
+inline constexpr uint64_t kKvmIdentityMapAddr = 0xfffbc000;
+inline constexpr uint64_t kKvmTssAddr = 0xfffbd000;
+
+// ---- PCI (one host bridge, bus 0 only)
+inline constexpr uint64_t kPciMmio32Start = 0xC0000000;
+inline constexpr uint64_t kPciMmio32End = 0xE0000000;  // exclusive
+inline constexpr uint64_t kPciEcamBase = 0xE0000000;
+inline constexpr uint64_t kPciEcamSize = 1 * MiB;  // 32 devices x 8 functions x 4 KiB
+inline constexpr uint8_t kPciBusFirst = 0;
+inline constexpr uint8_t kPciBusLast = 0;
+inline constexpr uint16_t kPciIoStart = 0xC000;
+inline constexpr uint32_t kPciIoEnd = 0x10000;  // exclusive
+inline constexpr uint64_t kPciMmio64Size = 64 * GiB;
+inline constexpr uint64_t kPciMmio64Align = 1 * GiB;
+
+static_assert(kPciMmio32Start >= kMmioHoleStart && kPciMmio32End <= kPciEcamBase);
+static_assert(kPciEcamBase + kPciEcamSize <= kIoapicAddr);
+static_assert(kIoapicAddr < kLapicAddr && kLapicAddr < kKvmIdentityMapAddr);
+static_assert(kKvmTssAddr + 3 * 4 * KiB <= kMmioHoleEnd);
+
+// First GSI of the PCI INTx lines: IOAPIC pins 16..23 are free of ISA IRQs.
+inline constexpr uint32_t kPciIntxGsiBase = 16;
+inline constexpr uint32_t kPciIntxGsiCount = 8;
+
+// The GSI that `pin` (0 = INTA .. 3 = INTD) of the device in `slot` raises.
+// The usual rotation ("swizzle") spreads the slots' INTA lines over the
+// eight GSIs: gsi = 16 + ((slot + pin) % 8). The VMM wires device
+// interrupts with it and the DSDT's _PRT describes the same mapping.
+constexpr uint32_t pci_intx_gsi(unsigned slot, unsigned pin) {
+    return kPciIntxGsiBase + (slot + pin) % kPciIntxGsiCount;
+}
+
 struct RamRegion {
     uint64_t gpa;
     uint64_t size;
@@ -70,6 +113,19 @@ struct RamRegion {
 // above need it), not a multiple of 4 KiB (KVM memory slots are page
 // granular) or absurdly large.
 std::vector<RamRegion> ram_layout(uint64_t mem_bytes);
+
+// The 64-bit PCI MMIO window for 64-bit BARs: it starts at the end of RAM
+// (but not below 4 GiB) rounded up to 1 GiB and spans 64 GiB. 64 GiB holds
+// many large BARs while keeping the window's end low: it must stay below the
+// guest's physical address width (CPUID 0x80000008, 39 bits or more on
+// current hosts), or Linux ignores the window. Size and alignment are
+// fixed so the window only moves when the RAM size changes.
+struct AddrRange {
+    uint64_t start;
+    uint64_t size;
+    uint64_t end() const { return start + size; }  // exclusive
+};
+AddrRange pci_mmio64_window(std::span<const RamRegion> ram);
 
 // Bytes to copy into guest RAM at `gpa` before the first vCPU runs.
 struct Blob {

@@ -46,7 +46,7 @@ std::string sig(const std::vector<uint8_t>& t) {
 }
 
 struct Walk {
-    std::vector<uint8_t> rsdp, rsdt, xsdt, fadt, facs, dsdt, madt;
+    std::vector<uint8_t> rsdp, rsdt, xsdt, fadt, facs, dsdt, madt, mcfg;
     uint64_t facs_gpa = 0;
 };
 
@@ -82,6 +82,7 @@ Walk walk(const AcpiTables& t) {
         const auto& tb = m.at(a);
         if (sig(tb) == "FACP") w.fadt = table(a, "FACP");
         if (sig(tb) == "APIC") w.madt = table(a, "APIC");
+        if (sig(tb) == "MCFG") w.mcfg = table(a, "MCFG");
     }
     REQUIRE_FALSE(w.fadt.empty());
     REQUIRE_FALSE(w.madt.empty());
@@ -123,7 +124,7 @@ TEST_CASE("arch: ACPI tables resolve from the RSDP with valid checksums", "[arch
     }
     std::sort(ranges.begin(), ranges.end());
     for (std::size_t i = 1; i < ranges.size(); ++i) CHECK(ranges[i].first >= ranges[i - 1].second);
-    CHECK(t.blobs.size() == 7);
+    CHECK(t.blobs.size() == 8);
 }
 
 TEST_CASE("arch: FADT fields at their spec offsets", "[arch][acpi]") {
@@ -269,7 +270,7 @@ TEST_CASE("arch: ACPI fits 254 vCPUs below 1 MiB and rejects more", "[arch][acpi
 TEST_CASE("arch: ACPI layout checks its base address", "[arch][acpi]") {
     CHECK_THROWS_WITH(build_acpi({.ncpus = 1}, 0xe0008), Catch::Contains("aligned"));
     CHECK_THROWS_WITH(build_acpi({.ncpus = 1}, 0xfff00), Catch::Contains("1 MiB"));
-    CHECK_NOTHROW(build_acpi({.ncpus = 1}, 0xffc00));  // about 700 bytes: still fits
+    CHECK_NOTHROW(build_acpi({.ncpus = 1}, 0xff000));  // about 2.5 KiB: still fits
     CHECK_THROWS_AS(build_acpi({.ncpus = 1}, 0xfffffff0), vmm::Error);
     CHECK_THROWS_AS(build_acpi({.ncpus = 1}, uint64_t{1} << 40), vmm::Error);
 }
@@ -282,8 +283,9 @@ TEST_CASE("arch: ACPI generation is independent of placement", "[arch][acpi]") {
     CHECK(rd(set.fadt, acpi::kFadtFirmwareCtrl, 4) == 0);
     CHECK(sum(set.fadt, set.fadt.size()) == 0);
     CHECK(sum(set.dsdt, set.dsdt.size()) == 0);
-    REQUIRE(set.others.size() == 1);
+    REQUIRE(set.others.size() == 2);
     CHECK(sig(set.others[0]) == "APIC");
+    CHECK(sig(set.others[1]) == "MCFG");
 
     // The same tables placed elsewhere: identical bodies, pointers moved.
     const auto a = layout_acpi(set, 0xe0000);
@@ -305,4 +307,273 @@ TEST_CASE("arch: a corrupted ACPI table fails its checksum", "[arch][acpi]") {
             CHECK(sum(b.bytes, b.bytes.size()) != 0);
         }
     }
+}
+
+namespace {
+
+// A minimal AML reader for the DSDT checks: PkgLength, integers, names.
+struct AmlReader {
+    const std::vector<uint8_t>& b;
+    std::size_t pos;
+
+    uint8_t u8() {
+        REQUIRE(pos < b.size());
+        return b[pos++];
+    }
+    // Returns the end offset of the package whose PkgLength starts here.
+    std::size_t pkg_end() {
+        const std::size_t start = pos;
+        const uint8_t lead = u8();
+        const int extra = lead >> 6;
+        uint32_t len = extra == 0 ? (lead & 0x3f) : (lead & 0x0f);
+        for (int i = 0; i < extra; ++i) len |= uint32_t{u8()} << (4 + 8 * i);
+        if (extra != 0) CHECK((lead & 0x30) == 0);
+        const std::size_t end = start + len;
+        REQUIRE(end <= b.size());
+        return end;
+    }
+    uint64_t integer() {
+        const uint8_t op = u8();
+        int n = 0;
+        switch (op) {
+            case 0x00: return 0;
+            case 0x01: return 1;
+            case 0xff: return ~uint64_t{0};
+            case 0x0a: n = 1; break;
+            case 0x0b: n = 2; break;
+            case 0x0c: n = 4; break;
+            case 0x0e: n = 8; break;
+            default: FAIL("not an integer opcode: " << int(op));
+        }
+        const uint64_t v = rd(b, pos, n);
+        pos += static_cast<std::size_t>(n);
+        return v;
+    }
+    std::string nameseg() {
+        REQUIRE(pos + 4 <= b.size());
+        std::string s(b.begin() + static_cast<std::ptrdiff_t>(pos), b.begin() + static_cast<std::ptrdiff_t>(pos + 4));
+        pos += 4;
+        return s;
+    }
+};
+
+// Offset just after `NameOp <seg>` inside [from, to), or 0.
+std::size_t find_name(const std::vector<uint8_t>& b, std::size_t from, std::size_t to, const char* seg) {
+    const std::vector<uint8_t> pat{0x08, uint8_t(seg[0]), uint8_t(seg[1]), uint8_t(seg[2]), uint8_t(seg[3])};
+    auto it = std::search(b.begin() + static_cast<std::ptrdiff_t>(from), b.begin() + static_cast<std::ptrdiff_t>(to),
+                          pat.begin(), pat.end());
+    if (it == b.begin() + static_cast<std::ptrdiff_t>(to)) return 0;
+    return static_cast<std::size_t>(it - b.begin()) + pat.size();
+}
+
+struct PciAml {
+    std::size_t pci0_begin = 0, pci0_end = 0, mres_begin = 0, mres_end = 0;
+};
+
+// Walks the DSDT body: Name(_S5_) then Scope(\_SB_) { Device(PCI0), Device(MRES) },
+// checking that every PkgLength ends exactly where the next term starts.
+PciAml parse_dsdt(const std::vector<uint8_t>& dsdt) {
+    PciAml out;
+    AmlReader r{dsdt, 36};
+    REQUIRE(r.u8() == 0x08);
+    CHECK(r.nameseg() == "_S5_");
+    REQUIRE(r.u8() == 0x12);
+    r.pos = r.pkg_end();
+    REQUIRE(r.u8() == 0x10);  // ScopeOp
+    const std::size_t scope_end = r.pkg_end();
+    CHECK(scope_end == dsdt.size());
+    REQUIRE(r.u8() == '\\');
+    CHECK(r.nameseg() == "_SB_");
+    for (const char* want : {"PCI0", "MRES"}) {
+        REQUIRE(r.u8() == 0x5b);
+        REQUIRE(r.u8() == 0x82);  // DeviceOp
+        const std::size_t end = r.pkg_end();
+        CHECK(r.nameseg() == want);
+        if (std::string(want) == "PCI0") {
+            out.pci0_begin = r.pos;
+            out.pci0_end = end;
+        } else {
+            out.mres_begin = r.pos;
+            out.mres_end = end;
+        }
+        r.pos = end;
+    }
+    CHECK(r.pos == scope_end);
+    return out;
+}
+
+struct Desc {
+    uint8_t tag;
+    std::vector<uint8_t> body;  // after the tag/length header
+};
+
+// Reads `Name(<seg>, Buffer)` as a resource template and splits it into
+// descriptors, checking the buffer size and the end tag.
+std::vector<Desc> resource_template(const std::vector<uint8_t>& b, std::size_t from, std::size_t to) {
+    AmlReader r{b, find_name(b, from, to, "_CRS")};
+    REQUIRE(r.pos != 0);
+    REQUIRE(r.u8() == 0x11);  // BufferOp
+    const std::size_t end = r.pkg_end();
+    REQUIRE(end <= to);
+    const uint64_t size = r.integer();
+    REQUIRE(r.pos + size == end);
+    std::vector<Desc> out;
+    while (true) {
+        const uint8_t tag = r.u8();
+        if (tag & 0x80) {
+            const std::size_t len = rd(b, r.pos, 2);
+            r.pos += 2;
+            REQUIRE(r.pos + len <= end);
+            out.push_back({tag, {b.begin() + static_cast<std::ptrdiff_t>(r.pos),
+                                 b.begin() + static_cast<std::ptrdiff_t>(r.pos + len)}});
+            r.pos += len;
+        } else {
+            const std::size_t len = tag & 7;
+            REQUIRE(r.pos + len <= end);
+            if (tag == 0x79) {
+                CHECK(len == 1);
+                r.pos += len;
+                break;
+            }
+            out.push_back({tag, {b.begin() + static_cast<std::ptrdiff_t>(r.pos),
+                                 b.begin() + static_cast<std::ptrdiff_t>(r.pos + len)}});
+            r.pos += len;
+        }
+    }
+    CHECK(r.pos == end);
+    return out;
+}
+
+// Checks an address-space descriptor: type, producer window flags and
+// [min, max] with length max - min + 1.
+void check_window(const Desc& d, uint8_t tag, uint8_t type, uint8_t type_flags, uint64_t min, uint64_t max) {
+    const int w = tag == 0x88 ? 2 : tag == 0x87 ? 4 : 8;
+    INFO("window " << std::hex << min << ".." << max);
+    CHECK(d.tag == tag);
+    REQUIRE(d.body.size() == static_cast<std::size_t>(3 + 5 * w));
+    CHECK(d.body[0] == type);
+    CHECK(d.body[1] == 0x0c);  // MinFixed, MaxFixed, PosDecode, producer
+    CHECK(d.body[2] == type_flags);
+    CHECK(rd(d.body, 3, w) == 0);                   // granularity
+    CHECK(rd(d.body, 3 + w, w) == min);
+    CHECK(rd(d.body, 3 + 2 * w, w) == max);
+    CHECK(rd(d.body, 3 + 3 * w, w) == 0);           // translation
+    CHECK(rd(d.body, 3 + 4 * w, w) == max - min + 1);  // length
+}
+
+}  // namespace
+
+TEST_CASE("arch: MCFG describes the ECAM of bus 0", "[arch][acpi][pci]") {
+    const Walk w = walk(build_acpi({.ncpus = 2}));
+    REQUIRE(w.mcfg.size() == 60);
+    CHECK(w.mcfg[8] == 1);  // revision
+    CHECK(rd(w.mcfg, 36, 8) == 0);  // reserved
+    CHECK(rd(w.mcfg, 44, 8) == 0xe0000000);
+    CHECK(rd(w.mcfg, 52, 2) == 0);  // segment
+    CHECK(w.mcfg[54] == 0);         // start bus
+    CHECK(w.mcfg[55] == 0);         // end bus
+    CHECK(rd(w.mcfg, 56, 4) == 0);
+
+    // Without PCI: no MCFG and no PCI0.
+    const auto set = generate_acpi_tables({.ncpus = 2, .pci = false});
+    REQUIRE(set.others.size() == 1);
+    CHECK(sig(set.others[0]) == "APIC");
+    const std::string pci0 = "PCI0";
+    CHECK(std::search(set.dsdt.begin(), set.dsdt.end(), pci0.begin(), pci0.end()) == set.dsdt.end());
+}
+
+TEST_CASE("arch: DSDT describes the PCI host bridge", "[arch][acpi][pci]") {
+    AcpiConfig cfg{.ncpus = 2};
+    const AddrRange w64 = pci_mmio64_window(ram_layout(6 * GiB));
+    cfg.pci_mmio64_start = w64.start;
+    cfg.pci_mmio64_size = w64.size;
+    const Walk w = walk(build_acpi(cfg));
+    const auto& d = w.dsdt;
+    const PciAml p = parse_dsdt(d);
+
+    auto name_int = [&](std::size_t from, std::size_t to, const char* seg) {
+        AmlReader r{d, find_name(d, from, to, seg)};
+        REQUIRE(r.pos != 0);
+        return r.integer();
+    };
+    // EISAID("PNP0A08") = 0x080ad041, "PNP0A03" = 0x030ad041, "PNP0C02" = 0x020cd041.
+    CHECK(name_int(p.pci0_begin, p.pci0_end, "_HID") == 0x080ad041);
+    CHECK(name_int(p.pci0_begin, p.pci0_end, "_CID") == 0x030ad041);
+    for (const char* z : {"_ADR", "_SEG", "_BBN", "_UID"}) CHECK(name_int(p.pci0_begin, p.pci0_end, z) == 0);
+    CHECK(name_int(p.mres_begin, p.mres_end, "_HID") == 0x020cd041);
+
+    const auto crs = resource_template(d, p.pci0_begin, p.pci0_end);
+    REQUIRE(crs.size() == 5);
+    check_window(crs[0], 0x88, 2, 0, 0, 0);
+    check_window(crs[1], 0x88, 1, 3, 0, 0xcf7);
+    check_window(crs[2], 0x88, 1, 3, 0xd00, 0xffff);
+    check_window(crs[3], 0x87, 0, 1, 0xc0000000, 0xdfffffff);
+    check_window(crs[4], 0x8a, 0, 3, 7 * GiB, 7 * GiB + 64 * GiB - 1);
+    // The windows contain the ranges the VMM assigns BARs from.
+    CHECK(kPciIoStart >= 0xd00);
+    CHECK(kPciMmio32Start >= rd(crs[3].body, 7, 4));
+    CHECK(kPciMmio32End - 1 <= rd(crs[3].body, 11, 4));
+
+    const auto mb = resource_template(d, p.mres_begin, p.mres_end);
+    REQUIRE(mb.size() == 2);
+    CHECK(mb[0].tag == 0x47);
+    CHECK(mb[0].body == std::vector<uint8_t>{0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08});
+    CHECK(mb[1].tag == 0x86);
+    REQUIRE(mb[1].body.size() == 9);
+    CHECK(rd(mb[1].body, 1, 4) == 0xe0000000);
+    CHECK(rd(mb[1].body, 5, 4) == 0x100000);
+
+    // _PRT: slots 1..31 x INTA..INTD, GSI = 16 + (slot + pin) % 8.
+    AmlReader r{d, find_name(d, p.pci0_begin, p.pci0_end, "_PRT")};
+    REQUIRE(r.pos != 0);
+    REQUIRE(r.u8() == 0x12);
+    const std::size_t prt_end = r.pkg_end();
+    CHECK(prt_end <= p.pci0_end);
+    REQUIRE(r.u8() == 124);
+    std::map<std::pair<unsigned, unsigned>, uint64_t> seen;
+    for (int i = 0; i < 124; ++i) {
+        REQUIRE(r.u8() == 0x12);
+        const std::size_t end = r.pkg_end();
+        REQUIRE(r.u8() == 4);
+        const uint64_t addr = r.integer();
+        const uint64_t pin = r.integer();
+        const uint64_t source = r.integer();
+        const uint64_t gsi = r.integer();
+        CHECK(r.pos == end);
+        CHECK((addr & 0xffff) == 0xffff);
+        const unsigned slot = static_cast<unsigned>(addr >> 16);
+        CHECK(source == 0);
+        CHECK(gsi == pci_intx_gsi(slot, static_cast<unsigned>(pin)));
+        CHECK(gsi == 16 + (slot + pin) % 8);
+        seen[{slot, static_cast<unsigned>(pin)}] = gsi;
+    }
+    CHECK(r.pos == prt_end);
+    CHECK(seen.size() == 124);
+    CHECK(seen.begin()->first == std::pair<unsigned, unsigned>{1, 0});
+    CHECK(seen.rbegin()->first == std::pair<unsigned, unsigned>{31, 3});
+}
+
+TEST_CASE("arch: ACPI PCI configuration is checked", "[arch][acpi][pci]") {
+    AcpiConfig cfg{.ncpus = 1};
+    cfg.pci_mmio64_size = 0;  // no 64-bit window: four windows only
+    const auto dsdt = build_dsdt(cfg);
+    const PciAml p = parse_dsdt(dsdt);
+    CHECK(resource_template(dsdt, p.pci0_begin, p.pci0_end).size() == 4);
+
+    AcpiConfig bad{.ncpus = 1};
+    bad.pci_ecam_base = 0xe0080000;
+    CHECK_THROWS_AS(build_mcfg(bad), vmm::Error);
+    bad = {.ncpus = 1};
+    bad.pci_mmio32_end = bad.pci_mmio32_start;
+    CHECK_THROWS_AS(build_dsdt(bad), vmm::Error);
+    bad = {.ncpus = 1};
+    bad.pci_mmio64_start = 0x80000000;
+    CHECK_THROWS_AS(build_dsdt(bad), vmm::Error);
+    bad = {.ncpus = 1};
+    bad.pci_mmio64_start = ~uint64_t{0} - GiB;
+    CHECK_THROWS_AS(build_dsdt(bad), vmm::Error);
+    // A different ECAM base reaches both the MCFG and the motherboard resources.
+    AcpiConfig moved{.ncpus = 1};
+    moved.pci_ecam_base = 0xb0000000;
+    CHECK(rd(build_mcfg(moved), 44, 8) == 0xb0000000);
 }

@@ -151,3 +151,37 @@ TEST_CASE("arch: AML lengths stay consistent across width boundaries", "[arch][a
     many.push_back(Aml::zero());
     CHECK_THROWS_AS(Aml::package(many), vmm::Error);
 }
+
+TEST_CASE("arch: AML resource templates", "[arch][aml]") {
+    ResourceTemplate rt;
+    rt.word_io(0x10, 0x1f);
+    rt.io(0xcf8, 0xcf8, 1, 8);
+    CHECK(rt.descriptors() == std::vector<uint8_t>{0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0x00, 0x00, 0x10, 0x00,
+                                                   0x1f, 0x00, 0x00, 0x00, 0x10, 0x00,  // WordIO 0x10..0x1f
+                                                   0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08});
+    const Aml buf = rt.to_aml();
+    const auto& b = buf.bytes();
+    // BufferOp, PkgLength, BufferSize (byte), descriptors, end tag + checksum 0.
+    REQUIRE(b.size() == 1 + 1 + 2 + 24 + 2);
+    CHECK(b[0] == 0x11);
+    CHECK(b[1] == 29);
+    CHECK(b[2] == 0x0a);
+    CHECK(b[3] == 26);
+    CHECK(b[b.size() - 2] == 0x79);
+    CHECK(b[b.size() - 1] == 0);
+
+    ResourceTemplate q;
+    q.qword_memory(0x100000000, 0x1ffffffff, true);
+    const auto& d = q.descriptors();
+    REQUIRE(d.size() == 46);
+    CHECK(d[0] == 0x8a);
+    CHECK(d[1] == 43);
+    CHECK(d[5] == 0x03);  // ReadWrite, Cacheable
+    CHECK(d[38] == 0x00);  // length 0x100000000: low bytes zero...
+    CHECK(d[42] == 0x01);  // ...and bit 32 set
+
+    CHECK_THROWS_AS(ResourceTemplate().word_io(0x20, 0x10), vmm::Error);
+    CHECK_THROWS_AS(ResourceTemplate().word_io(0, 0xffff), vmm::Error);  // length 0x10000 does not fit 16 bits
+    CHECK_THROWS_AS(ResourceTemplate().qword_memory(0, ~uint64_t{0}, false), vmm::Error);
+    CHECK_THROWS_AS(ResourceTemplate().io(2, 1, 1, 1), vmm::Error);
+}

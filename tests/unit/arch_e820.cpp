@@ -46,7 +46,7 @@ TEST_CASE("arch: human_size formats sizes for messages", "[arch][layout]") {
 TEST_CASE("arch: e820 for a small guest", "[arch][e820]") {
     const auto ram = ram_layout(256 * MiB);
     const auto m = build_e820(ram);
-    REQUIRE(m.size() == 4);
+    REQUIRE(m.size() == 5);
     CHECK(m[0].addr == 0);
     CHECK(m[0].size == 0x9fc00);
     CHECK(m[0].type == kE820Ram);
@@ -59,21 +59,32 @@ TEST_CASE("arch: e820 for a small guest", "[arch][e820]") {
     CHECK(m[3].addr == 0x100000);
     CHECK(m[3].size == 256 * MiB - 0x100000);
     CHECK(m[3].type == kE820Ram);
+    // The PCI ECAM is reserved so that Linux trusts the MCFG table.
+    CHECK(m[4].addr == 0xe0000000);
+    CHECK(m[4].size == MiB);
+    CHECK(m[4].type == kE820Reserved);
     CHECK_NOTHROW(validate_e820(m));
 }
 
 TEST_CASE("arch: e820 for a guest above 4 GiB", "[arch][e820]") {
     const auto ram = ram_layout(6 * GiB);
     const auto m = build_e820(ram);
-    REQUIRE(m.size() == 5);
+    REQUIRE(m.size() == 6);
     CHECK(m[3].addr + m[3].size == kMmioHoleStart);
-    CHECK(m[4].addr == 4 * GiB);
-    CHECK(m[4].size == 3 * GiB);
-    CHECK(m[4].type == kE820Ram);
-    // Nothing in the map claims the MMIO hole.
+    CHECK(m[4].addr == kPciEcamBase);
+    CHECK(m[4].type == kE820Reserved);
+    CHECK(m[5].addr == 4 * GiB);
+    CHECK(m[5].size == 3 * GiB);
+    CHECK(m[5].type == kE820Ram);
+    // Nothing in the map claims the MMIO hole except the ECAM (reserved),
+    // and nothing touches the PCI windows.
+    const AddrRange w64 = pci_mmio64_window(ram);
     for (const auto& e : m) {
-        const bool overlaps = e.addr < kMmioHoleEnd && e.addr + e.size > kMmioHoleStart;
-        CHECK_FALSE(overlaps);
+        const bool in_hole = e.addr < kMmioHoleEnd && e.addr + e.size > kMmioHoleStart;
+        const bool ecam = e.addr == kPciEcamBase && e.size == kPciEcamSize && e.type == kE820Reserved;
+        CHECK((!in_hole || ecam));
+        CHECK_FALSE((e.addr < kPciMmio32End && e.addr + e.size > kPciMmio32Start));
+        CHECK_FALSE((e.addr < w64.end() && e.addr + e.size > w64.start));
     }
     // Total RAM reported is total RAM minus the reserved/hole ranges below 1 MiB.
     uint64_t ram_total = 0;
@@ -86,8 +97,9 @@ TEST_CASE("arch: e820 for a guest above 4 GiB", "[arch][e820]") {
 TEST_CASE("arch: e820 with exactly 1 MiB has no high RAM entry", "[arch][e820]") {
     const RamRegion r[] = {{0, MiB}};
     const auto m = build_e820(r);
-    REQUIRE(m.size() == 3);
-    CHECK(m.back().addr + m.back().size == MiB);
+    REQUIRE(m.size() == 4);
+    CHECK(m[2].addr + m[2].size == MiB);
+    CHECK(m[3].addr == kPciEcamBase);
 }
 
 TEST_CASE("arch: e820 rejects bad RAM regions", "[arch][e820]") {
@@ -112,4 +124,44 @@ TEST_CASE("arch: validate_e820 catches unsorted, overlapping and wrapping maps",
     std::vector<E820Entry> empty_entry = {{0, 0, kE820Ram}};
     CHECK_THROWS_AS(validate_e820(empty_entry), vmm::Error);
     CHECK_THROWS_AS(validate_e820({}), vmm::Error);
+}
+
+TEST_CASE("arch: PCI windows stay clear of RAM and the fixed MMIO addresses", "[arch][layout]") {
+    // 64-bit window: after RAM, at least 4 GiB, 1 GiB aligned, 64 GiB long.
+    auto w = pci_mmio64_window(ram_layout(512 * MiB));
+    CHECK(w.start == 4 * GiB);
+    CHECK(w.size == 64 * GiB);
+    CHECK(w.end() == 68 * GiB);
+    w = pci_mmio64_window(ram_layout(8 * GiB));  // RAM ends at 9 GiB
+    CHECK(w.start == 9 * GiB);
+    w = pci_mmio64_window(ram_layout(8 * GiB + 4 * MiB));  // ends just above 9 GiB
+    CHECK(w.start == 10 * GiB);
+    CHECK(pci_mmio64_window({}).start == 4 * GiB);
+    const RamRegion bad[] = {{~uint64_t{0} - 10, 100}};
+    CHECK_THROWS_AS(pci_mmio64_window(bad), vmm::Error);
+
+    // 32-bit window and ECAM inside the hole, apart from each other and the
+    // IOAPIC, LAPIC and KVM pages.
+    CHECK(kPciMmio32Start >= kMmioHoleStart);
+    CHECK(kPciMmio32End <= kPciEcamBase);
+    for (uint64_t a : {kIoapicAddr, kLapicAddr, kKvmIdentityMapAddr, kKvmTssAddr}) {
+        CHECK_FALSE((a >= kPciMmio32Start && a < kPciMmio32End));
+        CHECK_FALSE((a >= kPciEcamBase && a < kPciEcamBase + kPciEcamSize));
+    }
+    CHECK(kPciIoStart == 0xc000);
+    CHECK(kPciIoEnd == 0x10000);
+}
+
+TEST_CASE("arch: PCI INTx swizzle", "[arch][layout]") {
+    CHECK(pci_intx_gsi(0, 0) == 16);
+    CHECK(pci_intx_gsi(1, 0) == 17);
+    CHECK(pci_intx_gsi(1, 3) == 20);
+    CHECK(pci_intx_gsi(7, 1) == 16);
+    CHECK(pci_intx_gsi(31, 3) == 18);
+    for (unsigned s = 0; s < 32; ++s) {
+        for (unsigned p = 0; p < 4; ++p) {
+            CHECK(pci_intx_gsi(s, p) >= 16);
+            CHECK(pci_intx_gsi(s, p) <= 23);
+        }
+    }
 }

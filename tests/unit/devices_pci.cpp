@@ -468,6 +468,19 @@ TEST_CASE("pci bus: a device added with decoding on is mapped at once", "[device
     CHECK(vmm::load_le(b) == 0xa0 + 0x10);
 }
 
+TEST_CASE("pci: BAR allocator aligns and refuses overflow", "[devices][pci]") {
+    BarAllocator a(0xc0000000, 0xc0010000);
+    CHECK(a.allocate(0x1000) == 0xc0000000);
+    CHECK(a.allocate(0x10) == 0xc0001000);
+    CHECK(a.allocate(0x4000) == 0xc0004000);  // aligned up past the 16-byte BAR
+    CHECK(a.allocate(0x8000) == 0xc0008000);
+    CHECK_THROWS_AS(a.allocate(0x10), vmm::Error);  // window full
+    CHECK_THROWS_AS(a.allocate(0x30), vmm::Error);
+    BarAllocator top(~uint64_t{0} - 0xfff, ~uint64_t{0});
+    CHECK_THROWS_AS(top.allocate(0x2000), vmm::Error);  // alignment would wrap
+    CHECK_THROWS_AS(BarAllocator(2, 1), vmm::Error);
+}
+
 namespace {
 
 void tw(MsixTable& t, uint64_t off, uint64_t v, std::size_t size = 4) {
