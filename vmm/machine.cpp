@@ -145,15 +145,6 @@ private:
     std::shared_ptr<BusDevice> pci_, reset_;
 };
 
-// PCI windows (see arch/x86_64/layout.h).
-constexpr uint64_t kPciMmio32Start = 0xC0000000;
-constexpr uint64_t kPciMmio32End = 0xE0000000;
-constexpr uint64_t kPciEcamBase = 0xE0000000;
-constexpr uint64_t kPciEcamSize = 1 << 20;
-uint32_t pci_intx_gsi(unsigned slot) {
-    return 16 + (slot % 8);  // INTA# of `slot`, swizzled as the DSDT's _PRT says
-}
-
 // An output sink for a console: the VMM's stdout (tty) or a file.
 std::function<void(std::span<const uint8_t>)> fd_writer(int fd) {
     return [fd](std::span<const uint8_t> bytes) {
@@ -262,6 +253,9 @@ void Machine::load_kernel_and_tables() {
     acpi.reset_port = platform::kResetPort;
     acpi.reset_value = platform::kResetValue;
     acpi.s5_sleep_type = platform::kAcpiS5SleepType;
+    auto win64 = x86::pci_mmio64_window(ram);
+    acpi.pci_mmio64_start = win64.start;
+    acpi.pci_mmio64_size = win64.size;
     auto tables = x86::build_acpi(acpi);
     for (auto& b : tables.blobs) put(b, "ACPI tables");
     in.rsdp_gpa = tables.rsdp_gpa;
@@ -315,9 +309,12 @@ void Machine::setup_pci() {
     pci_->add(0, devices::pci::make_host_bridge());
     static_assert(platform::kResetPort == 0xcf9);
     pio_.add(0xcf8, 8, std::make_shared<ConfigPortsWithReset>(pci_->io_port_device(), reset_));
-    mmio_.add(kPciEcamBase, kPciEcamSize, pci_->ecam_device());
-    mmio_.add(kPciMmio32Start, kPciMmio32End - kPciMmio32Start, pci_->mmio_device(kPciMmio32Start));
-    next_bar_ = kPciMmio32Start;
+    mmio_.add(x86::kPciEcamBase, x86::kPciEcamSize, pci_->ecam_device());
+    mmio_.add(x86::kPciMmio32Start, x86::kPciMmio32End - x86::kPciMmio32Start, pci_->mmio_device(x86::kPciMmio32Start));
+    // The 64-bit window decodes too: a guest may move BARs up there.
+    auto win64 = x86::pci_mmio64_window(x86::ram_layout(cfg_.memory));
+    if (win64.size) mmio_.add(win64.start, win64.size, pci_->mmio_device(win64.start));
+    next_bar_ = x86::kPciMmio32Start;
 
     // Disks first, so they take the low slots in command-line order and the
     // guest names them vda, vdb, ... in that order (Linux probes by slot).
@@ -353,13 +350,13 @@ void Machine::setup_pci() {
 void Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot) {
     unsigned s = slot >= 0 ? static_cast<unsigned>(slot) : pci_->free_slot();
     uint64_t bar = next_bar_;
-    if (bar + virtio::PciTransport::kBarSize > kPciMmio32End) fail("{}: the 32-bit PCI window is full", dev->name());
+    if (bar + virtio::PciTransport::kBarSize > x86::kPciMmio32End) fail("{}: the 32-bit PCI window is full", dev->name());
     next_bar_ += virtio::PciTransport::kBarSize;
     virtio::PciTransport::Platform p;
     p.mem = &mem_;
     p.ioeventfd = [this](int efd, uint64_t addr, bool assign) { vm_.ioeventfd(efd, addr, 0, false, !assign); };
     p.msi = [this] { return msi_->allocate(); };
-    uint32_t gsi = pci_intx_gsi(s);
+    uint32_t gsi = x86::pci_intx_gsi(s, 0);  // INTA#
     p.intx = std::make_shared<KvmIrqLine>(vm_, gsi);
     p.intx_line = static_cast<uint8_t>(gsi);
     p.defer = [this](std::function<void()> task) { defer(std::move(task)); };
