@@ -1,0 +1,538 @@
+// Unit tests of the virtqueue engine: split and packed rings, chain
+// validation against hostile guests, notification suppression and the
+// Reader/Writer cursors. The guest side is played by virtq_builder.h.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <numeric>
+
+#include "tests/unit/virtq_builder.h"
+#include "virtio/queue.h"
+
+using Catch::Contains;
+using test::virtq::Desc;
+using test::virtq::FakeRam;
+using test::virtq::feature;
+using test::virtq::PackedRing;
+using test::virtq::SplitRing;
+using vmm::virtio::DescriptorChain;
+using vmm::virtio::Queue;
+using vmm::virtio::QueueConfig;
+using vmm::virtio::QueueError;
+using vmm::virtio::Reader;
+using vmm::virtio::Writer;
+namespace vq = vmm::virtio;
+
+namespace {
+
+constexpr uint64_t kIndirect = feature(vq::kFeatureIndirectDesc);
+constexpr uint64_t kEventIdx = feature(vq::kFeatureEventIdx);
+
+std::vector<uint8_t> iota_bytes(size_t n, uint8_t start = 1) {
+    std::vector<uint8_t> v(n);
+    std::iota(v.begin(), v.end(), start);
+    return v;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------ split: setup
+
+TEST_CASE("virtio queue: split ring configuration is validated", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 256);
+    QueueConfig c = ring.config();
+    CHECK_NOTHROW(Queue(ram.mem, c, 0));
+
+    for (uint16_t bad : {0, 3, 100, 40000}) {
+        QueueConfig b = c;
+        b.size = bad;
+        CHECK_THROWS_WITH(Queue(ram.mem, b, 0), Contains("power of two"));
+    }
+    QueueConfig b = c;
+    b.desc_addr += 8;
+    CHECK_THROWS_WITH(Queue(ram.mem, b, 0), Contains("descriptor table") && Contains("aligned"));
+    b = c;
+    b.driver_addr += 1;
+    CHECK_THROWS_WITH(Queue(ram.mem, b, 0), Contains("avail ring") && Contains("aligned"));
+    b = c;
+    b.device_addr += 2;
+    CHECK_THROWS_WITH(Queue(ram.mem, b, 0), Contains("used ring") && Contains("aligned"));
+    b = c;
+    b.desc_addr = FakeRam::kHole;
+    CHECK_THROWS_WITH(Queue(ram.mem, b, 0), Contains("not inside guest RAM"));
+    b = c;
+    b.device_addr = FakeRam::kLowSize - 16;  // used ring runs off the end of the low region
+    CHECK_THROWS_WITH(Queue(ram.mem, b, 0), Contains("used ring") && Contains("not inside guest RAM"));
+    b = c;
+    b.driver_addr = ~0ull - 1;
+    CHECK_THROWS_AS(Queue(ram.mem, b, 0), QueueError);
+}
+
+TEST_CASE("virtio queue: split ring pops a chain and returns it used", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 16);
+    Queue q(ram.mem, ring.config(), 0);
+    CHECK(q.size() == 16);
+    CHECK_FALSE(q.packed());
+    CHECK_FALSE(q.pop());
+
+    uint64_t a = ram.alloc(100), b = ram.alloc(200), w = ram.alloc(300);
+    uint16_t head = ring.add_chain({{a, 100, false}, {b, 200, false}, {w, 300, true}});
+    auto c = q.pop();
+    REQUIRE(c);
+    CHECK(c->id == head);
+    CHECK(c->desc_count == 3);
+    REQUIRE(c->readable.size() == 2);
+    CHECK(c->readable[0].addr == a);
+    CHECK(c->readable[1].len == 200);
+    REQUIRE(c->writable.size() == 1);
+    CHECK(c->writable[0].addr == w);
+    CHECK(c->readable_bytes() == 300);
+    CHECK(c->writable_bytes() == 300);
+    CHECK_FALSE(q.pop());
+
+    q.push_used(*c, 123);
+    CHECK(ring.used_idx() == 1);
+    CHECK(ring.used(0).id == head);
+    CHECK(ring.used(0).len == 123);
+
+    // Moving the queue keeps its state.
+    Queue moved(std::move(q));
+    uint16_t h2 = ring.add_chain({{a, 1, false}});
+    auto c2 = moved.pop();
+    REQUIRE(c2);
+    CHECK(c2->id == h2);
+    moved.push_used(*c2, 0);
+    CHECK(ring.used_idx() == 2);
+}
+
+TEST_CASE("virtio queue: zero-length descriptors are skipped but counted", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 4);
+    Queue q(ram.mem, ring.config(), 0);
+    uint64_t a = ram.alloc(8);
+    // A zero-length descriptor may even point outside RAM: it is never accessed.
+    ring.add_chain({{a, 8, false}, {FakeRam::kHole, 0, false}, {a, 0, true}, {a, 8, true}});
+    auto c = q.pop();
+    REQUIRE(c);
+    CHECK(c->desc_count == 4);
+    CHECK(c->readable.size() == 1);
+    CHECK(c->writable.size() == 1);
+
+    // ... and count toward the length limit: 5 descriptors on a queue of 4.
+    ring.set_desc(0, a, 0, test::virtq::kDescNext, 1);
+    ring.set_desc(1, a, 0, test::virtq::kDescNext, 2);
+    ring.set_desc(2, a, 0, test::virtq::kDescNext, 3);
+    ring.set_desc(3, a, 0, test::virtq::kDescNext, 0);
+    ring.publish(0);
+    CHECK_THROWS_WITH(q.pop(), Contains("longer than the queue size"));
+}
+
+// ------------------------------------------------------------ split: malformed chains
+
+TEST_CASE("virtio queue: malformed split chains throw QueueError", "[virtio][queue]") {
+    using test::virtq::kDescIndirect;
+    using test::virtq::kDescNext;
+    using test::virtq::kDescWrite;
+    FakeRam ram;
+    SplitRing ring(ram, 256, kIndirect);
+    Queue q(ram.mem, ring.config(), ring.features());
+    uint64_t a = ram.alloc(64);
+
+    SECTION("head index out of range") {
+        ring.set_avail_entry(0, 256);
+        ring.set_avail_idx(1);
+        CHECK_THROWS_WITH(q.pop(), Contains("head index 256 out of range"));
+    }
+    SECTION("next index out of range") {
+        ring.set_desc(5, a, 8, kDescNext, 300);
+        ring.publish(5);
+        CHECK_THROWS_WITH(q.pop(), Contains("descriptor 5: next index 300 out of range (queue size 256)"));
+    }
+    SECTION("self loop") {
+        ring.set_desc(7, a, 8, kDescNext, 7);
+        ring.publish(7);
+        CHECK_THROWS_WITH(q.pop(), Contains("longer than the queue size 256"));
+    }
+    SECTION("longer loop") {
+        ring.set_desc(1, a, 8, kDescNext, 2);
+        ring.set_desc(2, a, 8, kDescNext, 3);
+        ring.set_desc(3, a, 8, kDescNext, 1);
+        ring.publish(1);
+        CHECK_THROWS_WITH(q.pop(), Contains("loop"));
+    }
+    SECTION("buffer in the hole between regions") {
+        ring.add_chain({{a, 8, false}, {FakeRam::kHole, 16, true}});
+        CHECK_THROWS_WITH(q.pop(), Contains("not inside guest RAM"));
+    }
+    SECTION("buffer crossing the end of a region") {
+        ring.add_chain({{FakeRam::kHighBase + FakeRam::kHighSize - 8, 9, false}});
+        CHECK_THROWS_WITH(q.pop(), Contains("not inside guest RAM"));
+    }
+    SECTION("buffer exactly at the end of a region is fine") {
+        ring.add_chain({{FakeRam::kHighBase + FakeRam::kHighSize - 8, 8, false}});
+        CHECK(q.pop());
+    }
+    SECTION("addr + len overflows") {
+        ring.add_chain({{~0ull - 4, 0x100, false}});
+        CHECK_THROWS_WITH(q.pop(), Contains("not inside guest RAM"));
+    }
+    SECTION("readable after writable") {
+        ring.add_chain({{a, 8, true}, {a, 8, false}});
+        CHECK_THROWS_WITH(q.pop(), Contains("readable buffer after a writable one"));
+    }
+    SECTION("indirect together with NEXT") {
+        uint64_t t = ring.write_indirect_table({{a, 8, false}});
+        ring.set_desc(0, t, 16, kDescIndirect | kDescNext, 1);
+        ring.set_desc(1, a, 8, 0, 0);
+        ring.publish(0);
+        CHECK_THROWS_WITH(q.pop(), Contains("INDIRECT together with NEXT"));
+    }
+    SECTION("indirect table length not a multiple of 16") {
+        uint64_t t = ring.write_indirect_table({{a, 8, false}, {a, 8, true}});
+        ring.set_desc(0, t, 17, kDescIndirect, 0);
+        ring.publish(0);
+        CHECK_THROWS_WITH(q.pop(), Contains("indirect table length 17"));
+    }
+    SECTION("indirect table of length 0") {
+        ring.set_desc(0, a, 0, kDescIndirect, 0);
+        ring.publish(0);
+        CHECK_THROWS_WITH(q.pop(), Contains("indirect table length 0"));
+    }
+    SECTION("indirect table outside RAM") {
+        ring.set_desc(0, FakeRam::kLowSize - 16, 32, kDescIndirect, 0);
+        ring.publish(0);
+        CHECK_THROWS_WITH(q.pop(), Contains("indirect table") && Contains("not inside guest RAM"));
+    }
+    SECTION("nested indirect") {
+        uint64_t inner = ring.write_indirect_table({{a, 8, false}});
+        uint64_t t = ring.write_indirect_table({{a, 8, false}, {inner, 16, false}});
+        SplitRing::write_raw_desc(ram, t + 16, inner, 16, kDescIndirect, 0);
+        ring.set_desc(0, t, 32, kDescIndirect, 0);
+        ring.publish(0);
+        CHECK_THROWS_WITH(q.pop(), Contains("descriptor 0: indirect entry 1: nested indirect"));
+    }
+    SECTION("loop inside an indirect table") {
+        uint64_t t = ring.write_indirect_table({{a, 8, false}, {a, 8, false}});
+        SplitRing::write_raw_desc(ram, t + 16, a, 8, kDescNext, 0);
+        ring.set_desc(0, t, 32, kDescIndirect, 0);
+        ring.publish(0);
+        CHECK_THROWS_WITH(q.pop(), Contains("longer than the table's 2 entries"));
+    }
+    SECTION("next index out of range inside an indirect table") {
+        uint64_t t = ring.write_indirect_table({{a, 8, false}, {a, 8, false}});
+        SplitRing::write_raw_desc(ram, t + 16, a, 8, kDescNext, 2);
+        ring.set_desc(0, t, 32, kDescIndirect, 0);
+        ring.publish(0);
+        CHECK_THROWS_WITH(q.pop(), Contains("next index 2 out of range (table of 2 entries)"));
+    }
+    SECTION("buffer outside RAM inside an indirect table") {
+        ring.add_indirect({{a, 8, false}, {FakeRam::kHole, 8, true}});
+        CHECK_THROWS_WITH(q.pop(), Contains("indirect entry 1: buffer") && Contains("not inside guest RAM"));
+    }
+    SECTION("readable total beyond 4 GiB") {
+        // 2049 entries of the whole 2 MiB low region: 4 GiB + 2 MiB.
+        std::vector<Desc> big(2049, Desc{FakeRam::kLowBase, uint32_t(FakeRam::kLowSize), false});
+        ring.add_indirect(big);
+        CHECK_THROWS_WITH(q.pop(), Contains("total readable length exceeds 4 GiB"));
+    }
+}
+
+TEST_CASE("virtio queue: INDIRECT without the negotiated feature is an error", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 8);
+    Queue q(ram.mem, ring.config(), 0);
+    uint64_t a = ram.alloc(8);
+    ring.add_indirect({{a, 8, false}});
+    CHECK_THROWS_WITH(q.pop(), Contains("VIRTIO_F_INDIRECT_DESC was not negotiated"));
+}
+
+TEST_CASE("virtio queue: split indirect chain happy path", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 8, kIndirect);
+    Queue q(ram.mem, ring.config(), ring.features());
+    uint64_t h = ram.alloc(16), d = ram.alloc(4096), s = ram.alloc(1);
+    uint16_t head = ring.add_indirect({{h, 16, false}, {d, 4096, true}, {s, 1, true}});
+    auto c = q.pop();
+    REQUIRE(c);
+    CHECK(c->id == head);
+    CHECK(c->desc_count == 1);
+    CHECK(c->readable_bytes() == 16);
+    CHECK(c->writable_bytes() == 4097);
+    REQUIRE(c->writable.size() == 2);
+    CHECK(c->writable[1].addr == s);
+}
+
+TEST_CASE("virtio queue: an avail index running ahead stops the queue", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 16);
+    Queue q(ram.mem, ring.config(), 0);
+    uint64_t a = ram.alloc(8);
+    for (int i = 0; i < 16; ++i) ring.add_chain({{a, 8, false}});
+    ring.set_avail_idx(17);
+    CHECK_THROWS_WITH(q.pop(), Contains("avail index 17 runs ahead"));
+    // Exactly `size` pending is legal.
+    ring.set_avail_idx(16);
+    for (int i = 0; i < 16; ++i) CHECK(q.pop());
+    CHECK_FALSE(q.pop());
+    // A huge jump (a driver "going backwards") is running ahead too.
+    ring.set_avail_idx(15);
+    CHECK_THROWS_WITH(q.pop(), Contains("runs ahead"));
+}
+
+TEST_CASE("virtio queue: 16-bit indices wrap around", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 8, kEventIdx);
+    Queue q(ram.mem, ring.config(), ring.features());
+    ring.cycle(q, 0xFFFC);
+    CHECK(ring.avail_idx() == 0xFFFC);
+    CHECK(ring.used_idx() == 0xFFFC);
+    ring.set_used_event(0x8000);
+    CHECK(q.should_notify());  // 0x8000 was crossed; the signalled point is now 0xFFFC
+    uint64_t a = ram.alloc(8);
+    std::vector<uint16_t> heads;
+    for (int i = 0; i < 8; ++i) heads.push_back(ring.add_chain({{a, 8, false}, {a, 8, true}}));
+    CHECK(ring.avail_idx() == 4);  // wrapped
+    // 8 pending across the wrap is not "running ahead"; 9 would be.
+    ring.set_avail_idx(5);
+    CHECK_THROWS_WITH(q.pop(), Contains("runs ahead"));
+    ring.set_avail_idx(4);
+    for (int i = 0; i < 8; ++i) {
+        auto c = q.pop();
+        REQUIRE(c);
+        CHECK(c->id == heads[i]);
+        q.push_used(*c, i);
+    }
+    CHECK_FALSE(q.pop());
+    CHECK(ring.used_idx() == 4);
+    CHECK(ring.used(0xFFFF).len == 3);
+    CHECK(ring.used(0).len == 4);
+
+    // Event index arithmetic across the wrap: used went 0xFFFC -> 4 since the
+    // last signal, used_event in that window notifies.
+    ring.set_used_event(0xFFFE);
+    CHECK(q.should_notify());
+    ring.cycle(q, 1);  // used 4 -> 5
+    ring.set_used_event(0xFFFE);
+    CHECK_FALSE(q.should_notify());
+    CHECK(q.enable_notifications() == false);
+    CHECK(ring.avail_event() == 5);
+}
+
+// ------------------------------------------------------------ split: notifications
+
+TEST_CASE("virtio queue: EVENT_IDX used_event decides interrupts", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 16, kEventIdx);
+    Queue q(ram.mem, ring.config(), ring.features());
+    uint64_t a = ram.alloc(8);
+    auto complete = [&](int n) {
+        for (int i = 0; i < n; ++i) {
+            ring.add_chain({{a, 8, false}});
+            auto c = q.pop();
+            REQUIRE(c);
+            q.push_used(*c, 0);
+        }
+    };
+    CHECK_FALSE(q.should_notify());  // nothing used yet
+    ring.set_used_event(0);
+    complete(1);  // used 0 -> 1 crosses event 0
+    CHECK(q.should_notify());
+    complete(1);  // 1 -> 2, event 0 already passed
+    CHECK_FALSE(q.should_notify());
+    ring.set_used_event(4);
+    complete(2);  // 2 -> 4: event 4 not yet crossed (needs used idx 5)
+    CHECK_FALSE(q.should_notify());
+    complete(3);  // 4 -> 7 crosses 4
+    CHECK(q.should_notify());
+    CHECK_FALSE(q.should_notify());  // nothing new since
+    // With EVENT_IDX the NO_INTERRUPT flag is ignored.
+    ring.set_avail_flags(1);
+    ring.set_used_event(7);
+    complete(1);
+    CHECK(q.should_notify());
+}
+
+TEST_CASE("virtio queue: NO_INTERRUPT flag without EVENT_IDX", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 16);
+    Queue q(ram.mem, ring.config(), 0);
+    uint64_t a = ram.alloc(8);
+    ring.add_chain({{a, 8, false}});
+    ring.add_chain({{a, 8, false}});
+    q.push_used(*q.pop(), 0);
+    CHECK(q.should_notify());
+    ring.set_avail_flags(1);
+    q.push_used(*q.pop(), 0);
+    CHECK_FALSE(q.should_notify());
+    ring.set_avail_flags(0);
+    CHECK_FALSE(q.should_notify());  // nothing pushed since the last call
+}
+
+TEST_CASE("virtio queue: driver notification suppression", "[virtio][queue]") {
+    FakeRam ram;
+    uint64_t a = ram.alloc(8);
+    SECTION("NO_NOTIFY flag without EVENT_IDX") {
+        SplitRing ring(ram, 16);
+        Queue q(ram.mem, ring.config(), 0);
+        q.disable_notifications();
+        CHECK(ring.used_flags() == 1);
+        CHECK_FALSE(q.enable_notifications());
+        CHECK(ring.used_flags() == 0);
+        q.disable_notifications();
+        ring.add_chain({{a, 8, false}});  // the driver adds while we are "busy"
+        CHECK(q.enable_notifications());  // the race: caller must pop again
+        CHECK(q.pop());
+        CHECK_FALSE(q.enable_notifications());
+    }
+    SECTION("avail_event with EVENT_IDX") {
+        SplitRing ring(ram, 16, kEventIdx);
+        Queue q(ram.mem, ring.config(), ring.features());
+        ring.add_chain({{a, 8, false}});
+        ring.add_chain({{a, 8, false}});
+        q.disable_notifications();
+        CHECK(ring.used_flags() == 0);  // EVENT_IDX never uses the flag
+        CHECK(q.pop());
+        CHECK(q.enable_notifications());  // one still pending
+        CHECK(ring.avail_event() == 1);
+        CHECK(q.pop());
+        CHECK_FALSE(q.enable_notifications());
+        CHECK(ring.avail_event() == 2);
+    }
+}
+
+// ------------------------------------------------------------ Reader / Writer
+
+TEST_CASE("virtio queue: Reader reads exactly across buffer boundaries", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 8);
+    Queue q(ram.mem, ring.config(), 0);
+    uint64_t b1 = ram.alloc(3), b2 = ram.alloc(5), b3 = ram.alloc(8);
+    auto data = iota_bytes(16);
+    ram.fill(b1, {data.begin(), data.begin() + 3});
+    ram.fill(b2, {data.begin() + 3, data.begin() + 8});
+    ram.fill(b3, {data.begin() + 8, data.end()});
+    ring.add_chain({{b1, 3, false}, {b2, 5, false}, {b3, 8, false}});
+    auto c = q.pop();
+    REQUIRE(c);
+    Reader r(ram.mem, *c);
+    CHECK(r.remaining() == 16);
+    std::vector<uint8_t> out(4);
+    REQUIRE(r.read(out));  // 1,2,3 | 4
+    CHECK(out == std::vector<uint8_t>{1, 2, 3, 4});
+    auto v = r.read_obj<uint32_t>();  // 5,6,7,8 spans the end of b2
+    REQUIRE(v);
+    CHECK(*v == 0x08070605u);
+    CHECK(r.remaining() == 8);
+    std::vector<uint8_t> too_big(9);
+    CHECK_FALSE(r.read(too_big));
+    CHECK(r.remaining() == 8);  // nothing consumed
+    r.skip(2);
+    auto iov = r.take_iovecs(5);
+    REQUIRE(iov.size() == 1);
+    CHECK(iov[0].iov_len == 5);
+    CHECK(static_cast<uint8_t*>(iov[0].iov_base)[0] == 11);
+    CHECK(r.remaining() == 1);
+    CHECK_THROWS_AS(r.take_iovecs(2), QueueError);
+    CHECK_THROWS_AS(r.skip(2), QueueError);
+    CHECK(r.read_obj<uint8_t>() == uint8_t{16});
+    CHECK_FALSE(r.read_obj<uint8_t>());
+}
+
+TEST_CASE("virtio queue: Reader::take_iovecs spans buffers", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 8);
+    Queue q(ram.mem, ring.config(), 0);
+    uint64_t b1 = ram.alloc(10), b2 = ram.alloc(10), b3 = ram.alloc(10);
+    ring.add_chain({{b1, 10, false}, {b2, 10, false}, {b3, 10, false}});
+    auto c = q.pop();
+    Reader r(ram.mem, *c);
+    r.skip(4);
+    auto iov = r.take_iovecs(20);
+    REQUIRE(iov.size() == 3);
+    CHECK(iov[0].iov_len == 6);
+    CHECK(iov[1].iov_len == 10);
+    CHECK(iov[2].iov_len == 4);
+    CHECK(iov[0].iov_base == ram.mem.slice(b1 + 4, 6)->data());
+    CHECK(iov[2].iov_base == ram.mem.slice(b3, 4)->data());
+    CHECK(r.remaining() == 6);
+    CHECK(r.take_iovecs(0).empty());
+}
+
+TEST_CASE("virtio queue: Writer writes exactly, split_tail carves the status byte", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 8);
+    Queue q(ram.mem, ring.config(), 0);
+    uint64_t h = ram.alloc(4), d1 = ram.alloc(6), d2 = ram.alloc(6), st = ram.alloc(1);
+    ring.add_chain({{h, 4, false}, {d1, 6, true}, {d2, 6, true}, {st, 1, true}});
+    auto c = q.pop();
+    REQUIRE(c);
+    Writer w(ram.mem, *c);
+    CHECK(w.remaining() == 13);
+    auto status = w.split_tail(1);
+    REQUIRE(status);
+    CHECK(status->remaining() == 1);
+    CHECK(w.remaining() == 12);
+    CHECK_FALSE(w.split_tail(13));
+
+    auto data = iota_bytes(8, 0x10);
+    REQUIRE(w.write(data));  // 6 into d1, 2 into d2
+    CHECK(w.written() == 8);
+    CHECK(ram.bytes(d1, 6) == std::vector<uint8_t>(data.begin(), data.begin() + 6));
+    CHECK(ram.bytes(d2, 2) == std::vector<uint8_t>(data.begin() + 6, data.end()));
+    CHECK_FALSE(w.write(iota_bytes(5)));  // only 4 left in the data area
+    CHECK(w.written() == 8);
+    CHECK(ram.bytes(d2 + 2, 4) == std::vector<uint8_t>(4, 0));  // nothing written
+    REQUIRE(status->write_obj<uint8_t>(0xAB));
+    CHECK(ram.get<uint8_t>(st) == 0xAB);
+    CHECK_FALSE(status->write_obj<uint8_t>(1));
+
+    auto iov = w.take_iovecs(4);
+    REQUIRE(iov.size() == 1);
+    CHECK(iov[0].iov_base == ram.mem.slice(d2 + 2, 4)->data());
+    CHECK(w.written() == 12);
+    CHECK(w.remaining() == 0);
+    CHECK_THROWS_AS(w.take_iovecs(1), QueueError);
+}
+
+TEST_CASE("virtio queue: split_tail across buffers and after partial writes", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 8);
+    Queue q(ram.mem, ring.config(), 0);
+    uint64_t d1 = ram.alloc(8), d2 = ram.alloc(3);
+    ring.add_chain({{d1, 8, true}, {d2, 3, true}});
+    auto c = q.pop();
+    Writer w(ram.mem, *c);
+    REQUIRE(w.write(iota_bytes(2)));
+    auto tail = w.split_tail(5);  // last 2 bytes of d1 + all of d2
+    REQUIRE(tail);
+    CHECK(w.remaining() == 4);
+    REQUIRE(tail->write(std::vector<uint8_t>{9, 9, 8, 8, 8}));
+    CHECK(ram.bytes(d1 + 6, 2) == std::vector<uint8_t>{9, 9});
+    CHECK(ram.bytes(d2, 3) == std::vector<uint8_t>{8, 8, 8});
+    // The rest of this writer now ends before the tail.
+    auto rest = w.split_tail(4);  // everything up to the cursor
+    REQUIRE(rest);
+    CHECK(w.remaining() == 0);
+    CHECK_FALSE(w.write(iota_bytes(1)));
+    REQUIRE(rest->write(std::vector<uint8_t>{7, 7, 7, 7}));
+    CHECK(ram.bytes(d1, 8) == std::vector<uint8_t>{1, 2, 7, 7, 7, 7, 9, 9});
+    CHECK(w.split_tail(0));
+}
+
+TEST_CASE("virtio queue: Reader and Writer on a chain without that part", "[virtio][queue]") {
+    FakeRam ram;
+    SplitRing ring(ram, 8);
+    Queue q(ram.mem, ring.config(), 0);
+    uint64_t a = ram.alloc(8);
+    ring.add_chain({{a, 8, true}});
+    auto c = q.pop();
+    Reader r(ram.mem, *c);
+    CHECK(r.remaining() == 0);
+    CHECK_FALSE(r.read_obj<uint8_t>());
+    CHECK(r.take_iovecs(0).empty());
+    Writer w(ram.mem, *c);
+    CHECK(w.remaining() == 8);
+    CHECK_FALSE(w.split_tail(9));
+}
