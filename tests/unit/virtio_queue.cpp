@@ -536,3 +536,286 @@ TEST_CASE("virtio queue: Reader and Writer on a chain without that part", "[virt
     CHECK(w.remaining() == 8);
     CHECK_FALSE(w.split_tail(9));
 }
+
+// ------------------------------------------------------------ packed ring
+
+TEST_CASE("virtio queue: packed ring configuration is validated", "[virtio][queue][packed]") {
+    FakeRam ram;
+    PackedRing ring(ram, 3);  // any size is fine for packed rings
+    QueueConfig c = ring.config();
+    Queue q(ram.mem, c, ring.features());
+    CHECK(q.packed());
+    CHECK(q.size() == 3);
+    for (uint16_t bad : {0, 32769}) {
+        QueueConfig b = c;
+        b.size = bad;
+        CHECK_THROWS_WITH(Queue(ram.mem, b, ring.features()), Contains("packed queue size"));
+    }
+    QueueConfig b = c;
+    b.desc_addr += 4;
+    CHECK_THROWS_WITH(Queue(ram.mem, b, ring.features()), Contains("descriptor ring") && Contains("aligned"));
+    b = c;
+    b.driver_addr += 2;
+    CHECK_THROWS_WITH(Queue(ram.mem, b, ring.features()), Contains("driver event") && Contains("aligned"));
+    b = c;
+    b.device_addr = FakeRam::kHole;
+    CHECK_THROWS_WITH(Queue(ram.mem, b, ring.features()), Contains("device event") && Contains("not inside"));
+    b = c;
+    b.desc_addr = FakeRam::kHighBase + FakeRam::kHighSize - 32;  // 48 bytes needed
+    CHECK_THROWS_WITH(Queue(ram.mem, b, ring.features()), Contains("not inside guest RAM"));
+}
+
+TEST_CASE("virtio queue: packed ring pops chains and writes used descriptors", "[virtio][queue][packed]") {
+    using test::virtq::kPackedAvail;
+    using test::virtq::kPackedUsed;
+    FakeRam ram;
+    PackedRing ring(ram, 8);
+    Queue q(ram.mem, ring.config(), ring.features());
+    CHECK_FALSE(q.pop());
+    uint64_t h = ram.alloc(16), d = ram.alloc(512), s = ram.alloc(1);
+    ring.add_chain({{h, 16, false}, {d, 512, true}, {s, 1, true}}, 42);
+    uint64_t x = ram.alloc(8);
+    ring.add_chain({{x, 8, false}}, 43);
+    auto a = q.pop();
+    REQUIRE(a);
+    CHECK(a->id == 42);
+    CHECK(a->desc_count == 3);
+    CHECK(a->readable_bytes() == 16);
+    CHECK(a->writable_bytes() == 513);
+    auto b = q.pop();
+    REQUIRE(b);
+    CHECK(b->id == 43);
+    CHECK(b->desc_count == 1);
+    CHECK_FALSE(q.pop());
+
+    // Completed out of order: used elements go in completion order and each
+    // skips its chain's descriptor count.
+    q.push_used(*b, 8);
+    CHECK(ring.desc_flags(0) == (kPackedAvail | kPackedUsed));
+    q.push_used(*a, 100);
+    auto u1 = ring.next_used();
+    REQUIRE(u1);
+    CHECK(u1->id == 43);
+    CHECK(u1->len == 8);
+    // The second used element sits at slot 1 (after b's one descriptor).
+    auto u2 = ring.next_used();
+    REQUIRE(u2);
+    CHECK(u2->id == 42);
+    CHECK(u2->len == 100);
+    CHECK_FALSE(ring.next_used());
+}
+
+TEST_CASE("virtio queue: packed wrap counters flip after size descriptors", "[virtio][queue][packed]") {
+    FakeRam ram;
+    PackedRing ring(ram, 4);
+    Queue q(ram.mem, ring.config(), ring.features());
+    ring.cycle(q, 3);
+    CHECK(ring.driver_pos() == 3);
+    // A two-descriptor chain straddling the end of the ring (slots 3 and 0).
+    uint64_t a = ram.alloc(8), w = ram.alloc(8);
+    ring.add_chain({{a, 8, false}, {w, 8, true}}, 9);
+    CHECK_FALSE(ring.driver_wrap());
+    auto c = q.pop();
+    REQUIRE(c);
+    CHECK(c->id == 9);
+    CHECK(c->desc_count == 2);
+    CHECK(c->readable[0].addr == a);
+    CHECK(c->writable[0].addr == w);
+    // Slot 1 still holds lap-one flags: not available in lap two.
+    CHECK_FALSE(q.pop());
+    q.push_used(*c, 4);
+    auto u = ring.next_used();
+    REQUIRE(u);
+    CHECK(u->id == 9);
+    // The used element went to slot 3 with the lap-one bits; the next one
+    // lands at slot 1 with lap-two bits (AVAIL = USED = 0).
+    ring.add_chain({{a, 8, false}}, 10);
+    auto c2 = q.pop();
+    REQUIRE(c2);
+    q.push_used(*c2, 0);
+    CHECK(ring.desc_flags(1) == 0);
+    REQUIRE(ring.next_used());
+    // Many laps, with the ring size not a power of two.
+    PackedRing odd(ram, 3);
+    Queue q3(ram.mem, odd.config(), odd.features());
+    odd.cycle(q3, 100);
+    CHECK(odd.driver_pos() == 1);
+    CHECK_FALSE(q3.pop());
+}
+
+TEST_CASE("virtio queue: packed indirect chains count one descriptor", "[virtio][queue][packed]") {
+    FakeRam ram;
+    PackedRing ring(ram, 4, kIndirect);
+    Queue q(ram.mem, ring.config(), ring.features());
+    uint64_t h = ram.alloc(16), d = ram.alloc(64);
+    ring.add_indirect({{h, 16, false}, {d, 64, true}, {d, 0, true}}, 5);
+    ring.add_chain({{h, 16, false}, {d, 64, true}}, 6);
+    auto c = q.pop();
+    REQUIRE(c);
+    CHECK(c->id == 5);
+    CHECK(c->desc_count == 1);
+    CHECK(c->readable_bytes() == 16);
+    CHECK(c->writable_bytes() == 64);
+    auto c2 = q.pop();
+    REQUIRE(c2);
+    CHECK(c2->id == 6);
+    CHECK(c2->desc_count == 2);
+    q.push_used(*c, 1);
+    q.push_used(*c2, 2);
+    CHECK(ring.next_used()->id == 5);
+    CHECK(ring.next_used()->id == 6);
+    // Slots 0..2 are used: the next chain starts at slot 3 and wraps.
+    ring.add_indirect({{h, 16, false}}, 7);
+    ring.add_chain({{h, 16, false}}, 8);
+    CHECK(q.pop()->id == 7);
+    CHECK(q.pop()->id == 8);
+}
+
+TEST_CASE("virtio queue: malformed packed chains throw QueueError", "[virtio][queue][packed]") {
+    using test::virtq::kDescIndirect;
+    using test::virtq::kDescNext;
+    FakeRam ram;
+    PackedRing ring(ram, 4, kIndirect);
+    Queue q(ram.mem, ring.config(), ring.features());
+    uint64_t a = ram.alloc(64);
+
+    SECTION("chain longer than the ring") {
+        ring.add_chain({{a, 8, false}, {a, 8, false}, {a, 8, false}, {a, 8, false}}, 0, kDescNext);
+        CHECK_THROWS_WITH(q.pop(), Contains("longer than the queue size 4"));
+    }
+    SECTION("buffer outside RAM") {
+        ring.add_chain({{a, 8, false}, {FakeRam::kHole, 8, true}});
+        CHECK_THROWS_WITH(q.pop(), Contains("descriptor 1: buffer") && Contains("not inside guest RAM"));
+    }
+    SECTION("addr + len overflows") {
+        ring.add_chain({{~0ull - 1, 16, false}});
+        CHECK_THROWS_WITH(q.pop(), Contains("not inside guest RAM"));
+    }
+    SECTION("readable after writable") {
+        ring.add_chain({{a, 8, true}, {a, 8, false}});
+        CHECK_THROWS_WITH(q.pop(), Contains("readable buffer after a writable one"));
+    }
+    SECTION("indirect inside a NEXT chain") {
+        uint64_t t = ring.write_indirect_table({{a, 8, false}});
+        ring.add_chain({{t, 16, false}, {a, 8, false}}, 0, kDescIndirect);
+        CHECK_THROWS_WITH(q.pop(), Contains("INDIRECT descriptor inside a NEXT chain"));
+    }
+    SECTION("indirect table length") {
+        uint64_t t = ring.write_indirect_table({{a, 8, false}, {a, 8, false}});
+        ring.add_chain({{t, 24, false}}, 0, kDescIndirect);
+        CHECK_THROWS_WITH(q.pop(), Contains("indirect table length 24"));
+    }
+    SECTION("indirect table outside RAM") {
+        ring.add_chain({{FakeRam::kHole, 32, false}}, 0, kDescIndirect);
+        CHECK_THROWS_WITH(q.pop(), Contains("indirect table") && Contains("not inside guest RAM"));
+    }
+    SECTION("nested indirect") {
+        uint64_t t = ring.write_indirect_table({{a, 8, false}, {a, 16, false}});
+        ram.put<uint16_t>(t + 16 + 14, kDescIndirect);
+        ring.add_chain({{t, 32, false}}, 0, kDescIndirect);
+        CHECK_THROWS_WITH(q.pop(), Contains("indirect entry 1: nested indirect"));
+    }
+    SECTION("readable after writable inside an indirect table") {
+        ring.add_indirect({{a, 8, true}, {a, 8, false}});
+        CHECK_THROWS_WITH(q.pop(), Contains("indirect entry 1: readable buffer after a writable one"));
+    }
+}
+
+TEST_CASE("virtio queue: packed INDIRECT without the feature is an error", "[virtio][queue][packed]") {
+    FakeRam ram;
+    PackedRing ring(ram, 4);
+    Queue q(ram.mem, ring.config(), ring.features());
+    uint64_t a = ram.alloc(8);
+    ring.add_indirect({{a, 8, false}});
+    CHECK_THROWS_WITH(q.pop(), Contains("not negotiated"));
+}
+
+TEST_CASE("virtio queue: packed driver event suppression decides interrupts", "[virtio][queue][packed]") {
+    FakeRam ram;
+    uint64_t a = ram.alloc(8);
+    auto complete = [&](PackedRing& ring, Queue& q, int n) {
+        for (int i = 0; i < n; ++i) {
+            ring.add_chain({{a, 8, false}});
+            auto c = q.pop();
+            REQUIRE(c);
+            q.push_used(*c, 0);
+            REQUIRE(ring.next_used());
+        }
+    };
+    SECTION("enable / disable flags") {
+        PackedRing ring(ram, 8);
+        Queue q(ram.mem, ring.config(), ring.features());
+        CHECK_FALSE(q.should_notify());  // nothing used
+        complete(ring, q, 1);
+        CHECK(q.should_notify());  // flags 0: enabled
+        ring.set_driver_event(0, 1);
+        complete(ring, q, 1);
+        CHECK_FALSE(q.should_notify());
+        // Descriptor-specific without EVENT_IDX is treated as enabled.
+        ring.set_driver_event(0, 2);
+        complete(ring, q, 1);
+        CHECK(q.should_notify());
+    }
+    SECTION("descriptor-specific events with EVENT_IDX, across the wrap") {
+        PackedRing ring(ram, 4, kEventIdx);
+        Queue q(ram.mem, ring.config(), ring.features());
+        ring.set_driver_event(0x8000 | 2, 2);  // slot 2, lap one
+        complete(ring, q, 2);                  // used slots 0, 1
+        CHECK_FALSE(q.should_notify());
+        complete(ring, q, 1);  // slot 2 used
+        CHECK(q.should_notify());
+        ring.set_driver_event(0x0000 | 0, 2);  // slot 0 of lap two
+        complete(ring, q, 1);                  // slot 3 (lap one)
+        CHECK_FALSE(q.should_notify());
+        complete(ring, q, 1);  // slot 0 of lap two
+        CHECK(q.should_notify());
+        ring.set_driver_event(0x8000 | 3, 2);  // lap one, long past
+        complete(ring, q, 1);
+        CHECK_FALSE(q.should_notify());
+        // A batch that covers the event notifies once.
+        ring.set_driver_event(0x0000 | 3, 2);
+        complete(ring, q, 3);  // slots 2, 3, 0 (lap three)
+        CHECK(q.should_notify());
+        CHECK_FALSE(q.should_notify());
+    }
+}
+
+TEST_CASE("virtio queue: packed device event suppression", "[virtio][queue][packed]") {
+    FakeRam ram;
+    uint64_t a = ram.alloc(8);
+    SECTION("without EVENT_IDX") {
+        PackedRing ring(ram, 4);
+        Queue q(ram.mem, ring.config(), ring.features());
+        q.disable_notifications();
+        CHECK(ring.device_event_flags() == 1);
+        CHECK_FALSE(q.enable_notifications());
+        CHECK(ring.device_event_flags() == 0);
+        q.disable_notifications();
+        ring.add_chain({{a, 8, false}});
+        CHECK(q.enable_notifications());  // raced: pop again
+        CHECK(q.pop());
+        CHECK_FALSE(q.enable_notifications());
+    }
+    SECTION("with EVENT_IDX the next position and wrap are published") {
+        PackedRing ring(ram, 4, kEventIdx);
+        Queue q(ram.mem, ring.config(), ring.features());
+        ring.cycle(q, 5);  // avail position 1 of lap two
+        CHECK_FALSE(q.enable_notifications());
+        CHECK(ring.device_event_flags() == 2);
+        CHECK(ring.device_event_off_wrap() == 1);  // wrap bit 0 in lap two
+        ring.cycle(q, 3);  // position 0 of lap three
+        CHECK_FALSE(q.enable_notifications());
+        CHECK(ring.device_event_off_wrap() == 0x8000);
+    }
+}
+
+TEST_CASE("virtio queue: push_used rejects a chain that is not from this ring", "[virtio][queue][packed]") {
+    FakeRam ram;
+    PackedRing ring(ram, 4);
+    Queue q(ram.mem, ring.config(), ring.features());
+    DescriptorChain bogus;
+    bogus.desc_count = 5;
+    CHECK_THROWS_AS(q.push_used(bogus, 0), QueueError);
+    bogus.desc_count = 0;
+    CHECK_THROWS_AS(q.push_used(bogus, 0), QueueError);
+}

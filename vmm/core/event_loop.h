@@ -7,6 +7,7 @@
 // running: guest-triggered failures never cross the thread boundary.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -15,6 +16,7 @@
 
 #include "vmm/core/eventfd.h"
 #include "vmm/core/fd.h"
+#include "vmm/core/log.h"
 
 namespace vmm {
 
@@ -32,10 +34,13 @@ public:
     bool stop_requested() const;
 
 private:
+    friend class IoThread;  // re-arms the loop on a restart
     Fd epoll_;
     EventFd stop_;
-    bool stopping_ = false;
-    std::unordered_map<int, Handler> handlers_;
+    std::atomic<bool> stopping_{false};
+    // shared_ptr: a handler may remove itself (or another) while it runs.
+    std::unordered_map<int, std::shared_ptr<Handler>> handlers_;
+    log::RateLimit errors_;
 };
 
 class IoThread {

@@ -1,0 +1,98 @@
+// epoll event loop and the named I/O thread that runs it (see event_loop.h).
+#include "vmm/core/event_loop.h"
+
+#include <pthread.h>
+#include <sys/epoll.h>
+
+#include <cerrno>
+
+#include "vmm/core/error.h"
+
+namespace vmm {
+
+EventLoop::EventLoop() : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
+    if (!epoll_) throw_errno("epoll_create1");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = stop_.fd();
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, stop_.fd(), &ev) != 0) throw_errno("epoll_ctl(stop eventfd)");
+}
+
+void EventLoop::add(int fd, Handler h, uint32_t events) {
+    if (fd < 0 || fd == stop_.fd()) fail("event loop: fd {} cannot be registered", fd);
+    if (handlers_.count(fd)) fail("event loop: fd {} is already registered", fd);
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) throw_errno(fmt::format("epoll_ctl(add fd {})", fd));
+    handlers_.emplace(fd, std::make_shared<Handler>(std::move(h)));
+}
+
+void EventLoop::remove(int fd) {
+    if (handlers_.erase(fd) == 0) return;
+    // The fd may already be closed (then epoll dropped it itself).
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void EventLoop::run() {
+    constexpr int kBatch = 32;
+    epoll_event evs[kBatch];
+    while (!stop_requested()) {
+        int n = ::epoll_wait(epoll_.get(), evs, kBatch, -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            log::error("event loop: epoll_wait: {}", std::strerror(errno));
+            return;
+        }
+        for (int i = 0; i < n && !stop_requested(); ++i) {
+            int fd = evs[i].data.fd;
+            if (fd == stop_.fd()) continue;
+            // Looked up per event: an earlier handler may have removed it.
+            auto it = handlers_.find(fd);
+            if (it == handlers_.end()) continue;
+            std::shared_ptr<Handler> h = it->second;
+            try {
+                (*h)(evs[i].events);
+            } catch (const std::exception& e) {
+                if (errors_.allow()) log::error("event loop: handler for fd {} failed: {}", fd, e.what());
+            } catch (...) {
+                if (errors_.allow()) log::error("event loop: handler for fd {} failed", fd);
+            }
+        }
+    }
+    stop_.consume();
+}
+
+void EventLoop::request_stop() {
+    stopping_.store(true);
+    stop_.signal();
+}
+
+bool EventLoop::stop_requested() const { return stopping_.load(std::memory_order_relaxed); }
+
+IoThread::IoThread(std::string name) : name_(name.substr(0, 15)) {}
+
+IoThread::~IoThread() { stop(); }
+
+void IoThread::start() {
+    if (thread_.joinable()) return;
+    loop_.stopping_.store(false);
+    thread_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), name_.c_str());
+        try {
+            loop_.run();
+        } catch (const std::exception& e) {
+            log::error("{}: event loop failed: {}", name_, e.what());
+        }
+    });
+}
+
+void IoThread::stop() {
+    if (!thread_.joinable()) return;
+    loop_.request_stop();
+    // From one of our own handlers: the loop returns after it; the owner joins.
+    if (std::this_thread::get_id() == thread_.get_id()) return;
+    thread_.join();
+}
+
+}  // namespace vmm
