@@ -2,11 +2,23 @@
 // the device end to end (split ring, kick eventfd, disk on a temp file).
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "test_util.h"
+#include "virtio/block.h"
 #include "virtio/block_request.h"
 #include "virtq_builder.h"
 
@@ -378,4 +390,285 @@ TEST_CASE("blk parser: in_capacity is overflow-safe", "[blk]") {
     CHECK(in_capacity(big - 1, 512, big));
     CHECK_FALSE(in_capacity(big - 1, UINT64_MAX, big));
     CHECK_FALSE(in_capacity(UINT64_MAX, 512, big));
+}
+
+// ---------------------------------------------------------------------------
+// The device end to end: split ring in fake RAM, kick eventfd, temp image.
+
+namespace {
+
+struct TempImage {
+    std::string dir, path;
+    explicit TempImage(uint64_t size) {
+        char tmpl[] = "/tmp/vmm-blk-test-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        dir = tmpl;
+        path = dir + "/disk.img";
+        int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+        REQUIRE(fd >= 0);
+        std::vector<uint8_t> data(size);
+        for (size_t i = 0; i < size; ++i) data[i] = static_cast<uint8_t>(i / 512 + i);
+        REQUIRE(::pwrite(fd, data.data(), size, 0) == static_cast<ssize_t>(size));
+        ::close(fd);
+    }
+    ~TempImage() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+    }
+    std::vector<uint8_t> read(uint64_t off, size_t len) const {
+        std::vector<uint8_t> out(len);
+        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        REQUIRE(fd >= 0);
+        REQUIRE(::pread(fd, out.data(), len, static_cast<off_t>(off)) == static_cast<ssize_t>(len));
+        ::close(fd);
+        return out;
+    }
+};
+
+BlockConfig bcfg(const std::string& path, bool ro = false, std::string serial = "", uint16_t nq = 1,
+                 uint16_t qs = 256) {
+    BlockConfig c;
+    c.disk.path = path;
+    c.disk.readonly = ro;
+    c.serial = std::move(serial);
+    c.num_queues = nq;
+    c.queue_size = qs;
+    return c;
+}
+
+struct FakeInterrupt : VirtioInterrupt {
+    std::mutex mu;
+    std::condition_variable cv;
+    unsigned queue_signals = 0;
+    void signal_queue(uint16_t) override {
+        std::lock_guard lk(mu);
+        ++queue_signals;
+        cv.notify_all();
+    }
+    void signal_config() override {}
+};
+
+// Plays the driver for one split queue of a BlockDevice.
+struct Driver {
+    FakeRam ram;
+    test::virtq::SplitRing ring{ram, 16};
+    std::shared_ptr<vmm::EventFd> kick = std::make_shared<vmm::EventFd>();
+    std::shared_ptr<FakeInterrupt> irq = std::make_shared<FakeInterrupt>();
+    std::atomic<int> resets{0};
+
+    void activate(BlockDevice& dev) {
+        ActivationContext ctx;
+        ctx.mem = &ram.mem;
+        ctx.queues.push_back({0, Queue(ram.mem, ring.config(), ring.features()), kick});
+        ctx.interrupt = irq;
+        ctx.needs_reset = [this] { resets++; };
+        dev.activate(std::move(ctx));
+    }
+
+    // Kicks and waits (bounded) until the used index reaches `want`.
+    bool kick_and_wait(uint16_t want) {
+        kick->signal();
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        std::unique_lock lk(irq->mu);
+        while (ring.used_idx() != want) {
+            if (irq->cv.wait_until(lk, deadline) == std::cv_status::timeout) return ring.used_idx() == want;
+        }
+        return true;
+    }
+
+    // One request: header, optional readable payload, `in_len` writable bytes, status.
+    struct Posted {
+        uint16_t head;
+        uint64_t data;
+        uint64_t status;
+    };
+    Posted post(uint32_t type, uint64_t sector, const std::vector<uint8_t>& out, uint32_t in_len) {
+        uint64_t hdr = ram.alloc(16);
+        ram.put(hdr, RequestHeader{type, 0, sector});
+        std::vector<test::virtq::Desc> d{{hdr, 16, false}};
+        uint64_t data = 0;
+        if (!out.empty()) {
+            data = ram.alloc(out.size());
+            ram.fill(data, out);
+            d.push_back({data, static_cast<uint32_t>(out.size()), false});
+        }
+        if (in_len) {
+            data = ram.alloc(in_len);
+            d.push_back({data, in_len, true});
+        }
+        uint64_t st = ram.alloc(1);
+        ram.put<uint8_t>(st, 0xff);
+        d.push_back({st, 1, true});
+        return {ring.add_chain(d), data, st};
+    }
+};
+
+}  // namespace
+
+TEST_CASE("blk device: config space and features", "[blk]") {
+    TempImage img(1 << 20);
+    {  // the read-only device below would conflict with this writer's lock
+        BlockDevice dev(bcfg(img.path, false, "sn", 2, 128));
+        CHECK(dev.device_type() == 2);
+        CHECK(dev.queue_max_sizes() == std::vector<uint16_t>{128, 128});
+        uint64_t f = dev.device_features();
+        CHECK(f & (1u << kBlkFeatureSegMax));
+        CHECK(f & (1u << kBlkFeatureBlkSize));
+        CHECK(f & (1u << kBlkFeatureFlush));
+        CHECK(f & (1u << kBlkFeatureMq));
+        CHECK(f & (1u << kBlkFeatureDiscard));
+        CHECK(f & (1u << kBlkFeatureWriteZeroes));
+        CHECK_FALSE(f & (1u << kBlkFeatureRo));
+        std::vector<uint8_t> cfg(64, 0xaa);
+        dev.read_config(0, cfg);
+        CHECK(test::rd(cfg, 0, 8) == 2048);  // capacity
+        CHECK(test::rd(cfg, 12, 4) == 126);  // seg_max
+        CHECK(test::rd(cfg, 20, 4) == 512);  // blk_size
+        CHECK(test::rd(cfg, 34, 2) == 2);    // num_queues
+        CHECK(test::rd(cfg, 40, 4) > 0);     // max_discard_seg
+        CHECK(test::rd(cfg, 56, 1) == 1);    // write_zeroes_may_unmap
+        CHECK(test::rd(cfg, 60, 4) == 0);    // past the end reads zero
+        std::vector<uint8_t> one(4);
+        dev.read_config(UINT64_MAX - 1, one);  // offset overflow
+        CHECK(test::rd(one, 0, 4) == 0);
+    }
+
+    auto rocfg = bcfg(img.path, true);
+    rocfg.name = "virtio-blk1";
+    BlockDevice ro(rocfg);
+    uint64_t f = ro.device_features();
+    CHECK(f & (1u << kBlkFeatureRo));
+    CHECK_FALSE(f & (1u << kBlkFeatureFlush));
+    CHECK_FALSE(f & (1u << kBlkFeatureDiscard));
+    CHECK_FALSE(f & (1u << kBlkFeatureMq));
+
+    CHECK_THROWS_WITH(BlockDevice(bcfg(img.path, true, std::string(21, 'x'))), Catch::Contains("serial"));
+    CHECK_THROWS_WITH(BlockDevice(bcfg(img.path, true, "", 1, 100)), Catch::Contains("power of two"));
+    CHECK_THROWS_WITH(BlockDevice(bcfg(img.path, true, "", 0)), Catch::Contains("num_queues"));
+}
+
+TEST_CASE("blk device: requests through a split ring", "[blk]") {
+    const char* engine = GENERATE("io_uring", "threads");
+    INFO("engine " << engine);
+    ::setenv("VMM_DISK_ENGINE", engine, 1);
+    TempImage img(1 << 20);
+    BlockDevice dev(bcfg(img.path, false, "serial-42"));
+    ::unsetenv("VMM_DISK_ENGINE");
+    Driver drv;
+    drv.activate(dev);
+
+    // Write two sectors, then read them back plus one untouched sector.
+    std::vector<uint8_t> data(1024);
+    for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 3);
+    auto w = drv.post(kTypeOut, 8, data, 0);
+    REQUIRE(drv.kick_and_wait(1));
+    CHECK(drv.ring.used(0).id == w.head);
+    CHECK(drv.ring.used(0).len == 1);
+    CHECK(drv.ram.get<uint8_t>(w.status) == kStatusOk);
+    CHECK(img.read(8 * 512, 1024) == data);
+
+    auto r = drv.post(kTypeIn, 8, {}, 1536);
+    auto id = drv.post(kTypeGetId, 0, {}, 20);
+    auto fl = drv.post(kTypeFlush, 0, {}, 0);
+    auto bad = drv.post(kTypeIn, 2047, {}, 1024);  // crosses the end
+    auto un = drv.post(77, 0, {}, 0);
+    REQUIRE(drv.kick_and_wait(6));
+    std::map<uint16_t, uint32_t> used;
+    for (uint16_t i = 1; i < 6; ++i) used[static_cast<uint16_t>(drv.ring.used(i).id)] = drv.ring.used(i).len;
+    CHECK(used[r.head] == 1537);
+    CHECK(drv.ram.get<uint8_t>(r.status) == kStatusOk);
+    auto got = drv.ram.bytes(r.data, 1536);
+    CHECK(std::vector<uint8_t>(got.begin(), got.begin() + 1024) == data);
+    CHECK(std::vector<uint8_t>(got.begin() + 1024, got.end()) == img.read(10 * 512, 512));
+    CHECK(used[id.head] == 21);
+    auto idb = drv.ram.bytes(id.data, 20);
+    CHECK(std::string(idb.begin(), idb.begin() + 9) == "serial-42");
+    CHECK(drv.ram.get<uint8_t>(fl.status) == kStatusOk);
+    CHECK(used[bad.head] == 1);
+    CHECK(drv.ram.get<uint8_t>(bad.status) == kStatusIoErr);
+    CHECK(drv.ram.get<uint8_t>(un.status) == kStatusUnsupp);
+
+    // Write-zeroes with unmap over the sectors written above.
+    uint64_t seg = drv.ram.alloc(16);
+    drv.ram.put(seg, DiscardSegment{8, 2, kWriteZeroesUnmap});
+    uint64_t hdr = drv.ram.alloc(16);
+    drv.ram.put(hdr, RequestHeader{kTypeWriteZeroes, 0, 0});
+    uint64_t st = drv.ram.alloc(1);
+    drv.ring.add_chain({{hdr, 16, false}, {seg, 16, false}, {st, 1, true}});
+    REQUIRE(drv.kick_and_wait(7));
+    CHECK(drv.ram.get<uint8_t>(st) == kStatusOk);
+    CHECK(img.read(8 * 512, 1024) == std::vector<uint8_t>(1024, 0));
+
+    dev.reset();
+    BlockStats s = dev.stats();
+    CHECK(s.requests == 7);
+    CHECK(s.write_bytes == 1024);
+    CHECK(s.read_bytes == 1536);
+    CHECK(s.errors == 2);
+    CHECK(s.notifications >= 3);
+    CHECK(s.interrupts >= 3);
+    CHECK(drv.resets == 0);
+}
+
+TEST_CASE("blk device: a broken ring asks for a reset and stops the queue", "[blk]") {
+    TempImage img(1 << 16);
+    BlockDevice dev(bcfg(img.path));
+    Driver drv;
+    drv.activate(dev);
+    // An avail entry naming a descriptor outside the table.
+    drv.ring.set_avail_entry(0, 999);
+    drv.ring.set_avail_idx(1);
+    drv.kick->signal();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (drv.resets == 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    CHECK(drv.resets == 1);
+    // Later kicks are ignored, the used ring stays untouched.
+    drv.post(kTypeFlush, 0, {}, 0);
+    drv.kick->signal();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK(drv.ring.used_idx() == 0);
+    CHECK(drv.resets == 1);
+
+    // After a reset the device serves a fresh queue again.
+    dev.reset();
+    Driver again;
+    again.activate(dev);
+    auto f = again.post(kTypeFlush, 0, {}, 0);
+    REQUIRE(again.kick_and_wait(1));
+    CHECK(again.ram.get<uint8_t>(f.status) == kStatusOk);
+}
+
+TEST_CASE("blk device: read-only disk answers writes with IOERR", "[blk]") {
+    TempImage img(1 << 16);
+    BlockDevice dev(bcfg(img.path, true));
+    Driver drv;
+    drv.activate(dev);
+    auto w = drv.post(kTypeOut, 0, std::vector<uint8_t>(512, 1), 0);
+    auto r = drv.post(kTypeIn, 0, {}, 512);
+    REQUIRE(drv.kick_and_wait(2));
+    CHECK(drv.ram.get<uint8_t>(w.status) == kStatusIoErr);
+    CHECK(drv.ram.get<uint8_t>(r.status) == kStatusOk);
+    CHECK(drv.ram.bytes(r.data, 512) == img.read(0, 512));
+}
+
+TEST_CASE("blk device: more requests than slots are served in rounds", "[blk]") {
+    TempImage img(1 << 20);
+    BlockDevice dev(bcfg(img.path, false, "", 1, 16));
+    Driver drv;
+    drv.activate(dev);
+    // 3 rounds of 15 reads (the ring holds 16 descriptors: 3 per chain -> 5 chains at a time).
+    uint16_t total = 0;
+    for (int round = 0; round < 3; ++round) {
+        std::vector<Driver::Posted> p;
+        for (int i = 0; i < 5; ++i) p.push_back(drv.post(kTypeIn, uint64_t(round * 5 + i), {}, 512));
+        total = static_cast<uint16_t>(total + 5);
+        REQUIRE(drv.kick_and_wait(total));
+        for (int i = 0; i < 5; ++i) {
+            CHECK(drv.ram.get<uint8_t>(p[i].status) == kStatusOk);
+            CHECK(drv.ram.bytes(p[i].data, 512) == img.read(uint64_t(round * 5 + i) * 512, 512));
+        }
+    }
+    dev.reset();
+    CHECK(dev.stats().read_bytes == 15 * 512);
 }
