@@ -672,3 +672,35 @@ TEST_CASE("blk device: more requests than slots are served in rounds", "[blk]") 
     dev.reset();
     CHECK(dev.stats().read_bytes == 15 * 512);
 }
+
+TEST_CASE("blk device: two queues served by their own threads", "[blk]") {
+    TempImage img(1 << 20);
+    BlockDevice dev(bcfg(img.path, false, "", 2, 16));
+    Driver d0, d1;
+    ActivationContext ctx;
+    ctx.mem = &d0.ram.mem;
+    // Both rings live in d0's RAM; d1 only lends its builder state.
+    test::virtq::SplitRing ring1(d0.ram, 16);
+    auto irq = std::make_shared<FakeInterrupt>();
+    ctx.queues.push_back({0, Queue(d0.ram.mem, d0.ring.config(), 0), d0.kick});
+    ctx.queues.push_back({1, Queue(d0.ram.mem, ring1.config(), 0), d1.kick});
+    ctx.interrupt = irq;
+    dev.activate(std::move(ctx));
+    d0.irq = irq;
+    auto a = d0.post(kTypeIn, 1, {}, 512);
+    uint64_t hdr = d0.ram.alloc(16), buf = d0.ram.alloc(512), st = d0.ram.alloc(1);
+    d0.ram.put(hdr, RequestHeader{kTypeIn, 0, 2});
+    ring1.add_chain({{hdr, 16, false}, {buf, 512, true}, {st, 1, true}});
+    d1.kick->signal();
+    REQUIRE(d0.kick_and_wait(1));
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (ring1.used_idx() != 1 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    REQUIRE(ring1.used_idx() == 1);
+    CHECK(d0.ram.get<uint8_t>(a.status) == kStatusOk);
+    CHECK(d0.ram.get<uint8_t>(st) == kStatusOk);
+    CHECK(d0.ram.bytes(a.data, 512) == img.read(512, 512));
+    CHECK(d0.ram.bytes(buf, 512) == img.read(1024, 512));
+    dev.reset();
+    CHECK(dev.stats().requests == 2);
+}
