@@ -553,9 +553,9 @@ TEST_CASE("blk device: requests through a split ring", "[blk]") {
     ::setenv("VMM_DISK_ENGINE", engine, 1);
     TempImage img(1 << 20);
     BlockDevice dev(bcfg(img.path, false, "serial-42"));
-    ::unsetenv("VMM_DISK_ENGINE");
     Driver drv;
-    drv.activate(dev);
+    drv.activate(dev);  // engines are made here
+    ::unsetenv("VMM_DISK_ENGINE");
 
     // Write two sectors, then read them back plus one untouched sector.
     std::vector<uint8_t> data(1024);
