@@ -1,0 +1,348 @@
+// virtio-blk device: config space, features, and the per-queue I/O loop.
+#include "virtio/block.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "vmm/core/error.h"
+#include "vmm/core/event_loop.h"
+#include "vmm/core/log.h"
+
+namespace vmm::virtio {
+
+namespace {
+
+constexpr uint32_t kMaxDiscardSectors = 1u << 22;  // 2 GiB per segment
+constexpr uint32_t kMaxDiscardSeg = 32;
+constexpr uint32_t kMaxWriteZeroesSectors = 1u << 22;
+constexpr uint32_t kMaxWriteZeroesSeg = 32;
+constexpr uint16_t kMaxQueues = 64;
+
+template <typename T>
+void put(uint8_t* cfg, size_t off, T v) {
+    std::memcpy(cfg + off, &v, sizeof v);  // little-endian host (static_assert in block_request.h)
+}
+
+// "virtio-blk0" -> "blk0-q3" (thread names keep 15 characters).
+std::string thread_name(const std::string& dev, uint16_t q) {
+    std::string base = dev.rfind("virtio-", 0) == 0 ? dev.substr(7) : dev;
+    std::string suffix = "-q" + std::to_string(q);
+    if (base.size() + suffix.size() > 15) base.resize(15 - std::min<size_t>(suffix.size(), 15));
+    return base + suffix;
+}
+
+log::RateLimit g_guest_errors;
+
+}  // namespace
+
+// One queue: owned by its I/O thread once started.
+struct BlockDevice::Worker {
+    struct Slot {
+        DescriptorChain chain;
+        blk::Request req;
+        unsigned pending = 0;  // host ops not yet completed
+        int result = 0;        // first failure
+    };
+
+    BlockDevice& dev;
+    uint16_t index;
+    Queue queue;
+    std::shared_ptr<EventFd> kick;
+    std::unique_ptr<DiskEngine> engine;
+    std::vector<std::unique_ptr<Slot>> slots;  // indexed by cookie
+    std::vector<uint32_t> free_slots;
+    size_t busy = 0;
+    bool broken = false;   // ring error: no more pops or pushes
+    bool stalled = false;  // every slot busy: resume popping after completions
+    bool pushed = false;   // used entries added since the last interrupt check
+    std::vector<DiskRequest> batch;
+    std::vector<DiskCompletion> done;
+    IoThread thread;       // last: stopped first on destruction
+
+    Worker(BlockDevice& d, ActiveQueue&& aq)
+        : dev(d), index(aq.index), queue(std::move(aq.queue)), kick(std::move(aq.kick)),
+          engine(make_disk_engine(d.disk_, queue.size())), thread(thread_name(d.cfg_.name, aq.index)) {
+        slots.resize(queue.size());
+        for (uint32_t i = queue.size(); i-- > 0;) free_slots.push_back(i);
+        thread.loop().add(kick->fd(), [this](uint32_t) { on_kick(); });
+        thread.loop().add(engine->event_fd(), [this](uint32_t) { on_completion(); });
+    }
+
+    void on_kick() {
+        kick->consume();
+        dev.counters_.notifications.fetch_add(1, std::memory_order_relaxed);
+        if (broken) return;
+        process();
+    }
+
+    // Pops until the ring is empty (closing the notification race) or every
+    // slot is busy, then submits the batch once.
+    void process() {
+        try {
+            for (;;) {
+                queue.disable_notifications();
+                while (busy < slots.size()) {
+                    auto chain = queue.pop();
+                    if (!chain) break;
+                    handle(std::move(*chain));
+                }
+                if (busy >= slots.size()) {
+                    stalled = true;  // completions call process() again
+                    break;
+                }
+                if (!queue.enable_notifications()) break;
+            }
+        } catch (const QueueError& e) {
+            fail_queue(e.what());
+        }
+        if (!batch.empty()) {
+            engine->submit(batch);
+            batch.clear();
+        }
+        notify();
+    }
+
+    void handle(DescriptorChain chain) {
+        dev.counters_.requests.fetch_add(1, std::memory_order_relaxed);
+        blk::Request req = blk::parse(*dev.ctx_.mem, chain, dev.limits_, dev.cfg_.serial);
+        if (req.error && g_guest_errors.allow())
+            log::warn("{}: q{}: {} (type {})", dev.cfg_.name, index, req.error, req.type);
+        switch (req.action) {
+        case blk::Action::Drop:
+            dev.counters_.errors.fetch_add(1, std::memory_order_relaxed);
+            push(chain, 0);
+            return;
+        case blk::Action::Complete:
+            if (req.status != blk::kStatusOk) dev.counters_.errors.fetch_add(1, std::memory_order_relaxed);
+            push(chain, blk::finish(req, req.status));
+            return;
+        default:
+            break;
+        }
+        uint32_t cookie = free_slots.back();
+        free_slots.pop_back();
+        ++busy;
+        auto slot = std::make_unique<Slot>();
+        slot->chain = std::move(chain);
+        slot->req = std::move(req);
+        blk::Request& r = slot->req;
+        auto add = [&](DiskOp op, uint64_t off, uint64_t len, bool unmap) {
+            DiskRequest d;
+            d.op = op;
+            d.offset = off;
+            d.length = len;
+            d.unmap = unmap;
+            d.cookie = cookie;
+            if (op == DiskOp::Read || op == DiskOp::Write) d.iov = r.iov;
+            batch.push_back(std::move(d));
+            ++slot->pending;
+        };
+        switch (r.action) {
+        case blk::Action::Read:
+            add(DiskOp::Read, r.offset, r.length, false);
+            break;
+        case blk::Action::Write:
+            add(DiskOp::Write, r.offset, r.length, false);
+            break;
+        case blk::Action::Flush:
+            add(DiskOp::Flush, 0, 0, false);
+            break;
+        case blk::Action::Discard:
+        case blk::Action::WriteZeroes:
+            for (auto& range : r.ranges)
+                add(r.action == blk::Action::Discard ? DiskOp::Discard : DiskOp::WriteZeroes, range.offset,
+                    range.length, range.unmap);
+            break;
+        default:
+            break;
+        }
+        slots[cookie] = std::move(slot);
+    }
+
+    void on_completion() {
+        done.clear();
+        engine->reap(done);
+        for (auto& c : done) {
+            if (c.cookie >= slots.size() || !slots[c.cookie]) continue;  // cannot happen: our own cookies
+            Slot& s = *slots[c.cookie];
+            if (c.result < 0 && s.result == 0) s.result = c.result;
+            if (--s.pending) continue;
+            complete(static_cast<uint32_t>(c.cookie));
+        }
+        if (stalled && !broken) {
+            stalled = false;
+            process();  // also raises the interrupt
+        } else {
+            notify();
+        }
+    }
+
+    void complete(uint32_t cookie) {
+        std::unique_ptr<Slot> s = std::move(slots[cookie]);
+        free_slots.push_back(cookie);
+        --busy;
+        uint8_t status = s->result ? blk::kStatusIoErr : blk::kStatusOk;
+        if (s->result) {
+            dev.counters_.errors.fetch_add(1, std::memory_order_relaxed);
+            if (g_guest_errors.allow())
+                log::warn("{}: q{}: request type {} failed: {}", dev.cfg_.name, index, s->req.type,
+                          std::strerror(-s->result));
+        } else if (s->req.action == blk::Action::Read) {
+            dev.counters_.read_bytes.fetch_add(s->req.length, std::memory_order_relaxed);
+        } else if (s->req.action == blk::Action::Write) {
+            dev.counters_.write_bytes.fetch_add(s->req.length, std::memory_order_relaxed);
+        }
+        if (broken) return;  // the driver will reset the queue; leave the ring alone
+        push(s->chain, blk::finish(s->req, status));
+    }
+
+    void push(const DescriptorChain& chain, uint32_t len) {
+        if (broken) return;
+        try {
+            queue.push_used(chain, len);
+            pushed = true;
+        } catch (const QueueError& e) {
+            fail_queue(e.what());
+        }
+    }
+
+    // One interrupt per batch, if the driver asked for it.
+    void notify() {
+        if (!pushed || broken) return;
+        pushed = false;
+        bool want;
+        try {
+            want = queue.should_notify();
+        } catch (const QueueError& e) {
+            fail_queue(e.what());
+            return;
+        }
+        if (want && dev.ctx_.interrupt) {
+            dev.ctx_.interrupt->signal_queue(index);
+            dev.counters_.interrupts.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+
+    void fail_queue(const char* what) {
+        if (broken) return;
+        broken = true;
+        if (g_guest_errors.allow())
+            log::error("{}: q{}: {}; the queue stops until the driver resets the device", dev.cfg_.name, index, what);
+        if (dev.ctx_.needs_reset) dev.ctx_.needs_reset();
+    }
+
+    // After the thread stopped: wait for host I/O that still points into
+    // guest memory or bounce buffers, then drop the completions unanswered.
+    void quiesce() {
+        thread.stop();
+        engine->drain();
+        done.clear();
+        engine->reap(done);
+    }
+};
+
+BlockDevice::BlockDevice(BlockConfig cfg) : cfg_(std::move(cfg)), disk_(cfg_.disk) {
+    const std::string& p = cfg_.disk.path;
+    if (cfg_.serial.size() > blk::kIdBytes)
+        fail("--disk path={}: serial= is longer than {} bytes", p, blk::kIdBytes);
+    if (cfg_.num_queues < 1 || cfg_.num_queues > kMaxQueues)
+        fail("--disk path={}: num_queues={} is outside 1..{}", p, cfg_.num_queues, kMaxQueues);
+    if (cfg_.queue_size < 4 || cfg_.queue_size > kMaxQueueSize || !std::has_single_bit(cfg_.queue_size))
+        fail("--disk path={}: queue size {} must be a power of two in 4..{}", p, cfg_.queue_size, kMaxQueueSize);
+    limits_.capacity = disk_.size_bytes() / blk::kSectorSize;
+    limits_.readonly = disk_.readonly();
+    limits_.max_discard_sectors = kMaxDiscardSectors;
+    limits_.max_discard_seg = kMaxDiscardSeg;
+    limits_.max_write_zeroes_sectors = kMaxWriteZeroesSectors;
+    limits_.max_write_zeroes_seg = kMaxWriteZeroesSeg;
+    build_config();
+}
+
+BlockDevice::~BlockDevice() { reset(); }
+
+void BlockDevice::build_config() {
+    uint8_t* c = config_;
+    uint32_t lbs = disk_.logical_block_size();
+    uint32_t pbs = disk_.physical_block_size();
+    put<uint64_t>(c, 0, limits_.capacity);
+    put<uint32_t>(c, 8, 0);                                          // size_max: not offered
+    put<uint32_t>(c, 12, static_cast<uint32_t>(cfg_.queue_size - 2));  // seg_max
+    put<uint32_t>(c, 20, lbs);                                       // blk_size
+    put<uint8_t>(c, 24, static_cast<uint8_t>(std::countr_zero(pbs / lbs)));  // physical_block_exp
+    put<uint8_t>(c, 25, 0);                                          // alignment_offset
+    put<uint16_t>(c, 26, static_cast<uint16_t>(pbs / lbs));          // min_io_size, in logical blocks
+    put<uint32_t>(c, 28, 0);                                         // opt_io_size: unknown
+    put<uint8_t>(c, 32, disk_.readonly() ? 0 : 1);                   // writeback (we have a cache)
+    put<uint16_t>(c, 34, cfg_.num_queues);
+    if (!disk_.readonly()) {
+        put<uint32_t>(c, 36, kMaxDiscardSectors);
+        put<uint32_t>(c, 40, kMaxDiscardSeg);
+        put<uint32_t>(c, 44, std::max<uint32_t>(1, disk_.discard_granularity() / blk::kSectorSize));
+        put<uint32_t>(c, 48, kMaxWriteZeroesSectors);
+        put<uint32_t>(c, 52, kMaxWriteZeroesSeg);
+        put<uint8_t>(c, 56, 1);  // write_zeroes_may_unmap
+    }
+}
+
+std::vector<uint16_t> BlockDevice::queue_max_sizes() const {
+    return std::vector<uint16_t>(cfg_.num_queues, cfg_.queue_size);
+}
+
+uint64_t BlockDevice::device_features() const {
+    auto bit = [](unsigned b) { return uint64_t{1} << b; };
+    uint64_t f = bit(kBlkFeatureSegMax) | bit(kBlkFeatureBlkSize) | bit(kBlkFeatureTopology);
+    if (disk_.readonly())
+        f |= bit(kBlkFeatureRo);
+    else
+        f |= bit(kBlkFeatureFlush) | bit(kBlkFeatureDiscard) | bit(kBlkFeatureWriteZeroes);
+    if (cfg_.num_queues > 1) f |= bit(kBlkFeatureMq);
+    return f;
+}
+
+void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
+    for (size_t i = 0; i < data.size(); ++i) {
+        uint64_t o = offset + i;
+        data[i] = (o >= offset && o < kConfigSize) ? config_[o] : 0;
+    }
+}
+
+void BlockDevice::activate(ActivationContext ctx) {
+    reset();
+    if (!ctx.mem) fail("{}: activated without guest memory", cfg_.name);
+    if (ctx.queues.size() > cfg_.num_queues)
+        fail("{}: {} queues activated, {} offered", cfg_.name, ctx.queues.size(), cfg_.num_queues);
+    std::vector<ActiveQueue> queues = std::move(ctx.queues);
+    ctx_ = std::move(ctx);
+    try {
+        for (auto& aq : queues) {
+            if (!aq.kick) fail("{}: queue {} has no kick eventfd", cfg_.name, aq.index);
+            workers_.push_back(std::make_unique<Worker>(*this, std::move(aq)));
+        }
+        for (auto& w : workers_) w->thread.start();
+    } catch (...) {
+        reset();
+        throw;
+    }
+    log::debug("{}: active, {} queue(s), {} engine, {} sectors", cfg_.name, workers_.size(),
+               workers_.empty() ? "no" : workers_[0]->engine->name(), limits_.capacity);
+}
+
+void BlockDevice::reset() {
+    for (auto& w : workers_) w->quiesce();
+    workers_.clear();
+    ctx_ = ActivationContext{};
+}
+
+BlockStats BlockDevice::stats() const {
+    BlockStats s;
+    s.requests = counters_.requests.load();
+    s.read_bytes = counters_.read_bytes.load();
+    s.write_bytes = counters_.write_bytes.load();
+    s.errors = counters_.errors.load();
+    s.notifications = counters_.notifications.load();
+    s.interrupts = counters_.interrupts.load();
+    return s;
+}
+
+}  // namespace vmm::virtio

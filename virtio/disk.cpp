@@ -1,0 +1,644 @@
+// Disk image opening/locking and the two asynchronous I/O engines (io_uring
+// and a thread pool). See disk.h for the contract.
+#include "virtio/disk.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <liburing.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "vmm/core/error.h"
+#include "vmm/core/eventfd.h"
+#include "vmm/core/log.h"
+
+namespace vmm::virtio {
+
+namespace {
+
+constexpr uint64_t kSector = 512;
+// A bounce buffer is only needed for O_DIRECT with misaligned guest buffers
+// or for more segments than preadv takes; a guest cannot make us allocate more.
+constexpr size_t kMaxBounce = 64u << 20;
+
+bool is_pow2(uint64_t v) { return v && !(v & (v - 1)); }
+
+std::string open_error(const DiskOptions& o, int e) {
+    switch (e) {
+    case ENOENT:
+        return fmt::format("--disk path={}: no such file", o.path);
+    case EACCES:
+    case EPERM:
+        return fmt::format("--disk path={}: permission denied{}", o.path,
+                           o.readonly ? "" : " (readonly=on may help)");
+    case EROFS:
+        return fmt::format("--disk path={}: read-only file system (use readonly=on)", o.path);
+    case EISDIR:
+        return fmt::format("--disk path={}: is a directory", o.path);
+    case EINVAL:
+        if (o.direct) return fmt::format("--disk path={}: direct=on (O_DIRECT) is not supported here", o.path);
+        break;
+    default:
+        break;
+    }
+    return fmt::format("--disk path={}: {}", o.path, std::strerror(e));
+}
+
+// Finds the O_DIRECT alignment of a regular file by trying aligned reads.
+uint32_t probe_direct_alignment(int fd, const std::string& path) {
+    void* buf = std::aligned_alloc(4096, 4096);
+    if (!buf) fail("--disk path={}: out of memory", path);
+    uint32_t found = 0;
+    for (uint32_t bs : {512u, 4096u}) {
+        ssize_t r;
+        do {
+            r = ::pread(fd, buf, bs, 0);
+        } while (r < 0 && errno == EINTR);
+        if (r >= 0) {
+            found = bs;
+            break;
+        }
+        if (errno != EINVAL) {
+            int e = errno;
+            std::free(buf);
+            fail("--disk path={}: direct read failed: {}", path, std::strerror(e));
+        }
+    }
+    std::free(buf);
+    if (!found) fail("--disk path={}: direct=on (O_DIRECT) is not supported by this file system", path);
+    return found;
+}
+
+}  // namespace
+
+DiskImage::DiskImage(const DiskOptions& o) : path_(o.path), readonly_(o.readonly), direct_(o.direct) {
+    if (o.path.empty()) fail("--disk: path= is empty");
+    // O_NONBLOCK so that a FIFO given by mistake cannot block the open; it is
+    // cleared below and has no effect on regular files and block devices.
+    int flags = O_CLOEXEC | O_NONBLOCK | (o.readonly ? O_RDONLY : O_RDWR) | (o.direct ? O_DIRECT : 0);
+    int fd = ::open(o.path.c_str(), flags);
+    if (fd < 0) throw Error(open_error(o, errno));
+    fd_ = Fd(fd);
+
+    struct stat st {};
+    if (::fstat(fd, &st) < 0) throw_errno(fmt::format("--disk path={}: fstat", o.path));
+    if (S_ISDIR(st.st_mode)) fail("--disk path={}: is a directory", o.path);
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+        fail("--disk path={}: not a regular file or block device", o.path);
+    int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) throw_errno(fmt::format("--disk path={}: fcntl", o.path));
+
+    block_device_ = S_ISBLK(st.st_mode);
+    if (block_device_) {
+        uint64_t size = 0;
+        if (::ioctl(fd, BLKGETSIZE64, &size) < 0) throw_errno(fmt::format("--disk path={}: BLKGETSIZE64", o.path));
+        size_ = size;
+        int lbs = 0;
+        unsigned int pbs = 0;
+        if (::ioctl(fd, BLKSSZGET, &lbs) == 0 && lbs >= 512 && is_pow2(static_cast<uint64_t>(lbs)))
+            logical_block_ = static_cast<uint32_t>(lbs);
+        if (::ioctl(fd, BLKPBSZGET, &pbs) == 0 && pbs >= logical_block_ && is_pow2(pbs)) physical_block_ = pbs;
+        physical_block_ = std::max(physical_block_, logical_block_);
+        discard_granularity_ = physical_block_;
+    } else {
+        size_ = static_cast<uint64_t>(st.st_size);
+        uint64_t blk = static_cast<uint64_t>(st.st_blksize);
+        discard_granularity_ = (is_pow2(blk) && blk >= 512 && blk <= (1u << 20)) ? static_cast<uint32_t>(blk) : 4096;
+        if (o.direct) {
+            logical_block_ = probe_direct_alignment(fd, o.path);
+            physical_block_ = std::max(physical_block_, logical_block_);
+        }
+    }
+    if (size_ == 0) fail("--disk path={}: image is empty", o.path);
+    if (size_ < logical_block_) fail("--disk path={}: image is smaller than one {}-byte block", o.path, logical_block_);
+    if (size_ % logical_block_)
+        log::warn("--disk path={}: size {} is not a multiple of {}; the tail is not visible to the guest", o.path,
+                  size_, logical_block_);
+    size_ -= size_ % logical_block_;
+
+    // An OFD lock belongs to this open file description, so it also keeps a
+    // second open in the same process out, and it goes away with the fd.
+    struct flock lk {};
+    lk.l_type = o.readonly ? F_RDLCK : F_WRLCK;
+    lk.l_whence = SEEK_SET;
+    if (::fcntl(fd, F_OFD_SETLK, &lk) < 0) {
+        if (errno == EAGAIN || errno == EACCES)
+            fail("--disk path={}: image is locked by another process (in use by another VM?)", o.path);
+        log::warn("--disk path={}: cannot lock the image ({}); continuing without a lock", o.path,
+                  std::strerror(errno));
+    }
+    static_assert(kSector == 512);
+}
+
+// ---------------------------------------------------------------------------
+// Shared request state and the synchronous implementation of every op.
+
+namespace {
+
+struct Op {
+    DiskRequest req;
+    uint64_t done = 0;        // bytes transferred so far (Read/Write)
+    std::vector<iovec> cur;   // what remains to transfer
+    void* bounce = nullptr;   // aligned copy when guest buffers cannot be used directly
+
+    ~Op() { std::free(bounce); }
+
+    // Drops `n` transferred bytes from the front of `cur`.
+    void advance(size_t n) {
+        done += n;
+        size_t i = 0;
+        while (i < cur.size() && n >= cur[i].iov_len) n -= cur[i++].iov_len;
+        cur.erase(cur.begin(), cur.begin() + static_cast<std::ptrdiff_t>(i));
+        if (n && !cur.empty()) {
+            cur.front().iov_base = static_cast<uint8_t*>(cur.front().iov_base) + n;
+            cur.front().iov_len -= n;
+        }
+    }
+};
+
+// Prepares a Read/Write op: totals, bounce buffer if needed. Returns 0 or -errno.
+int prepare(Op& op, uint32_t align) {
+    if (op.req.op != DiskOp::Read && op.req.op != DiskOp::Write) return 0;
+    uint64_t total = 0;
+    bool aligned = true;
+    for (auto& v : op.req.iov) {
+        total += v.iov_len;
+        if (reinterpret_cast<uintptr_t>(v.iov_base) % align || v.iov_len % align) aligned = false;
+    }
+    op.req.length = total;
+    if (!aligned || op.req.iov.size() > IOV_MAX) {
+        if (total > kMaxBounce) return -EINVAL;
+        size_t size = (total + 4095) & ~size_t{4095};
+        op.bounce = std::aligned_alloc(std::max<size_t>(align, 4096), std::max<size_t>(size, 4096));
+        if (!op.bounce) return -ENOMEM;
+        if (op.req.op == DiskOp::Write) {
+            auto* p = static_cast<uint8_t*>(op.bounce);
+            for (auto& v : op.req.iov) {
+                std::memcpy(p, v.iov_base, v.iov_len);
+                p += v.iov_len;
+            }
+        }
+        op.cur = {iovec{op.bounce, total}};
+    } else {
+        op.cur = op.req.iov;
+    }
+    return 0;
+}
+
+// Builds the completion, copying a bounced read back into guest buffers.
+DiskCompletion finish(Op& op, int res) {
+    if (res == 0 && op.bounce && op.req.op == DiskOp::Read) {
+        auto* p = static_cast<const uint8_t*>(op.bounce);
+        for (auto& v : op.req.iov) {
+            std::memcpy(v.iov_base, p, v.iov_len);
+            p += v.iov_len;
+        }
+    }
+    return {op.req.cookie, res};
+}
+
+bool unsupported(int e) { return e == EOPNOTSUPP || e == ENOTSUP || e == EINVAL || e == ENOSYS; }
+
+int sys_fallocate(int fd, int mode, uint64_t off, uint64_t len) {
+    int r;
+    do {
+        r = ::fallocate(fd, mode, static_cast<off_t>(off), static_cast<off_t>(len));
+    } while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : 0;
+}
+
+int write_zero_bytes(int fd, uint64_t off, uint64_t len) {
+    // Aligned for O_DIRECT; offsets and lengths are block multiples there.
+    alignas(4096) static const uint8_t zeros[64 * 1024] = {};
+    while (len) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(len, sizeof zeros));
+        ssize_t r = ::pwrite(fd, zeros, n, static_cast<off_t>(off));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -errno;
+        if (r == 0) return -EIO;
+        off += static_cast<uint64_t>(r);
+        len -= static_cast<uint64_t>(r);
+    }
+    return 0;
+}
+
+int run_write_zeroes(int fd, bool blockdev, uint64_t off, uint64_t len, bool unmap) {
+    (void)blockdev;  // fallocate modes work on both files and block devices (kernel >= 4.9)
+    int r;
+    if (unmap) {
+        r = sys_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+        if (r == 0 || !unsupported(-r)) return r;
+    }
+    r = sys_fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
+    if (r == 0 || !unsupported(-r)) return r;
+    if (!unmap) {
+        r = sys_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+        if (r == 0 || !unsupported(-r)) return r;
+    }
+    return write_zero_bytes(fd, off, len);
+}
+
+int run_discard(int fd, bool blockdev, uint64_t off, uint64_t len) {
+    int r;
+    if (blockdev) {
+        uint64_t range[2] = {off, len};
+        r = ::ioctl(fd, BLKDISCARD, range) < 0 ? -errno : 0;
+    } else {
+        r = sys_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+    }
+    // Discard is a hint: a backend that cannot deallocate just keeps the data.
+    return (r < 0 && unsupported(-r)) ? 0 : r;
+}
+
+// Runs one prepared op to completion on the calling thread.
+int run_sync(int fd, bool blockdev, Op& op) {
+    switch (op.req.op) {
+    case DiskOp::Read:
+    case DiskOp::Write:
+        while (!op.cur.empty()) {
+            int cnt = static_cast<int>(std::min<size_t>(op.cur.size(), IOV_MAX));
+            off_t off = static_cast<off_t>(op.req.offset + op.done);
+            ssize_t r = op.req.op == DiskOp::Read ? ::preadv(fd, op.cur.data(), cnt, off)
+                                                  : ::pwritev(fd, op.cur.data(), cnt, off);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) return -errno;
+            if (r == 0) return -EIO;  // EOF: requests are bounds-checked, so the image shrank
+            op.advance(static_cast<size_t>(r));
+        }
+        return 0;
+    case DiskOp::Flush:
+        return ::fdatasync(fd) < 0 ? -errno : 0;
+    case DiskOp::Discard:
+        return run_discard(fd, blockdev, op.req.offset, op.req.length);
+    case DiskOp::WriteZeroes:
+        return run_write_zeroes(fd, blockdev, op.req.offset, op.req.length, op.req.unmap);
+    }
+    return -EINVAL;
+}
+
+// ---------------------------------------------------------------------------
+// Thread-pool engine.
+
+class ThreadEngine final : public DiskEngine {
+public:
+    ThreadEngine(const DiskImage& disk, unsigned threads, std::shared_ptr<EventFd> efd = nullptr)
+        : fd_(disk.fd()), blockdev_(disk.is_block_device()), align_(disk.direct_alignment()),
+          efd_(efd ? std::move(efd) : std::make_shared<EventFd>()) {
+        for (unsigned i = 0; i < std::max(1u, threads); ++i) workers_.emplace_back([this] { work(); });
+    }
+    ~ThreadEngine() override {
+        {
+            std::lock_guard lk(mu_);
+            stop_ = true;  // workers finish the queued ops first
+        }
+        work_cv_.notify_all();
+        for (auto& t : workers_) t.join();
+    }
+
+    const char* name() const override { return "threads"; }
+    int event_fd() const override { return efd_->fd(); }
+
+    void submit(std::span<DiskRequest> batch) override {
+        std::vector<DiskCompletion> failed;
+        std::vector<std::unique_ptr<Op>> ops;
+        for (auto& r : batch) {
+            auto op = std::make_unique<Op>();
+            op->req = std::move(r);
+            if (int e = prepare(*op, align_))
+                failed.push_back({op->req.cookie, e});
+            else
+                ops.push_back(std::move(op));
+        }
+        {
+            std::lock_guard lk(mu_);
+            in_flight_ += failed.size() + ops.size();
+            pending_ += ops.size();
+            for (auto& op : ops) queue_.push_back(std::move(op));
+            done_.insert(done_.end(), failed.begin(), failed.end());
+        }
+        work_cv_.notify_all();
+        if (!failed.empty()) efd_->signal();
+    }
+
+    // Queues an op that is already prepared (the io_uring engine's fallback).
+    void submit_op(std::unique_ptr<Op> op) {
+        {
+            std::lock_guard lk(mu_);
+            ++in_flight_;
+            ++pending_;
+            queue_.push_back(std::move(op));
+        }
+        work_cv_.notify_one();
+    }
+
+    void reap(std::vector<DiskCompletion>& out) override {
+        efd_->consume();
+        collect(out);
+    }
+    // Moves completions out without touching the eventfd.
+    void collect(std::vector<DiskCompletion>& out) {
+        std::lock_guard lk(mu_);
+        out.insert(out.end(), done_.begin(), done_.end());
+        in_flight_ -= done_.size();
+        done_.clear();
+    }
+    size_t in_flight() const override {
+        std::lock_guard lk(mu_);
+        return in_flight_;
+    }
+    void drain() override {
+        std::unique_lock lk(mu_);
+        idle_cv_.wait(lk, [this] { return pending_ == 0; });
+    }
+
+private:
+    void work() {
+        std::unique_lock lk(mu_);
+        for (;;) {
+            work_cv_.wait(lk, [this] { return stop_ || !queue_.empty(); });
+            if (queue_.empty()) return;  // stop_ and nothing left
+            auto op = std::move(queue_.front());
+            queue_.pop_front();
+            lk.unlock();
+            int res = run_sync(fd_, blockdev_, *op);
+            DiskCompletion c = finish(*op, res);
+            op.reset();
+            lk.lock();
+            done_.push_back(c);
+            if (--pending_ == 0) idle_cv_.notify_all();
+            efd_->signal();
+        }
+    }
+
+    int fd_;
+    bool blockdev_;
+    uint32_t align_;
+    std::shared_ptr<EventFd> efd_;
+    mutable std::mutex mu_;
+    std::condition_variable work_cv_, idle_cv_;
+    std::deque<std::unique_ptr<Op>> queue_;
+    std::vector<DiskCompletion> done_;
+    size_t in_flight_ = 0;  // submitted, not reaped
+    size_t pending_ = 0;    // submitted, not completed
+    bool stop_ = false;
+    std::vector<std::thread> workers_;
+};
+
+// ---------------------------------------------------------------------------
+// io_uring engine.
+
+class UringEngine final : public DiskEngine {
+public:
+    UringEngine(const DiskImage& disk, unsigned depth)
+        : disk_(disk), fd_(disk.fd()), align_(disk.direct_alignment()), efd_(std::make_shared<EventFd>()) {
+        unsigned entries = 1;
+        while (entries < std::clamp(depth, 4u, 4096u)) entries <<= 1;
+        int r = io_uring_queue_init(entries, &ring_, 0);
+        if (r < 0) {
+            errno = -r;
+            throw_errno("io_uring_queue_init");
+        }
+        cq_entries_ = ring_.cq.ring_entries;
+        r = io_uring_register_eventfd(&ring_, efd_->fd());
+        if (r < 0) {
+            io_uring_queue_exit(&ring_);
+            errno = -r;
+            throw_errno("io_uring_register_eventfd");
+        }
+        if (io_uring_probe* p = io_uring_get_probe_ring(&ring_)) {
+            fallocate_ok_ = io_uring_opcode_supported(p, IORING_OP_FALLOCATE);
+            fsync_ok_ = io_uring_opcode_supported(p, IORING_OP_FSYNC);
+            io_uring_free_probe(p);
+        }
+    }
+    ~UringEngine() override {
+        drain();
+        sync_.reset();
+        io_uring_queue_exit(&ring_);
+    }
+
+    const char* name() const override { return "io_uring"; }
+    int event_fd() const override { return efd_->fd(); }
+
+    void submit(std::span<DiskRequest> batch) override {
+        for (auto& r : batch) {
+            auto op = std::make_unique<Op>();
+            op->req = std::move(r);
+            ++in_flight_;
+            if (int e = prepare(*op, align_)) {
+                ready_.push_back({op->req.cookie, e});
+                efd_->signal();
+                continue;
+            }
+            route(std::move(op));
+        }
+        pump();
+    }
+
+    void reap(std::vector<DiskCompletion>& out) override {
+        efd_->consume();
+        process_cqes(false);
+        pump();
+        if (sync_) sync_->collect(ready_);
+        in_flight_ -= ready_.size();
+        out.insert(out.end(), ready_.begin(), ready_.end());
+        ready_.clear();
+    }
+
+    size_t in_flight() const override { return in_flight_; }
+
+    void drain() override {
+        for (;;) {
+            pump();
+            if (in_ring_ > 0) {
+                process_cqes(true);
+                continue;
+            }
+            // Ops the ring would not take even when empty: give up on them.
+            for (Op* op : backlog_) {
+                ready_.push_back(finish(*op, -EIO));
+                delete op;
+            }
+            backlog_.clear();
+            if (sync_) {
+                sync_->drain();
+                sync_->collect(ready_);
+            }
+            break;
+        }
+        if (!ready_.empty()) efd_->signal();  // completions stay available to reap()
+    }
+
+private:
+    // Sends an op to the ring or, if the ring cannot express it, to the helper thread.
+    void route(std::unique_ptr<Op> op) {
+        bool ring_ok = true;
+        switch (op->req.op) {
+        case DiskOp::Flush:
+            ring_ok = fsync_ok_;
+            break;
+        case DiskOp::Discard:
+            ring_ok = fallocate_ok_ && !disk_.is_block_device();  // BLKDISCARD is an ioctl
+            break;
+        case DiskOp::WriteZeroes:
+            ring_ok = fallocate_ok_;
+            break;
+        default:
+            break;
+        }
+        if (!ring_ok) {
+            if (!sync_) sync_ = std::make_unique<ThreadEngine>(disk_, 1, efd_);
+            sync_->submit_op(std::move(op));  // completes through sync_->collect(ready_)
+            return;
+        }
+        backlog_.push_back(op.release());
+    }
+
+    // Moves ops from the backlog into the ring, keeping at most cq_entries_ in
+    // flight so the completion ring cannot overflow; one submit per call.
+    void pump() {
+        bool queued = false;
+        while (!backlog_.empty() && in_ring_ < cq_entries_) {
+            io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+            if (!sqe) {
+                io_uring_submit(&ring_);
+                sqe = io_uring_get_sqe(&ring_);
+                if (!sqe) break;
+            }
+            Op* op = backlog_.front();
+            backlog_.pop_front();
+            prep(sqe, *op);
+            io_uring_sqe_set_data(sqe, op);
+            ++in_ring_;
+            queued = true;
+        }
+        if (queued) {
+            int r = io_uring_submit(&ring_);
+            if (r < 0 && r != -EAGAIN && r != -EBUSY && rl_.allow())
+                log::error("{}: io_uring_submit: {}", disk_.path(), std::strerror(-r));
+        }
+    }
+
+    void prep(io_uring_sqe* sqe, Op& op) {
+        uint64_t off = op.req.offset + op.done;
+        unsigned cnt = static_cast<unsigned>(std::min<size_t>(op.cur.size(), IOV_MAX));
+        switch (op.req.op) {
+        case DiskOp::Read:
+            io_uring_prep_readv(sqe, fd_, op.cur.data(), cnt, off);
+            break;
+        case DiskOp::Write:
+            io_uring_prep_writev(sqe, fd_, op.cur.data(), cnt, off);
+            break;
+        case DiskOp::Flush:
+            io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC);
+            break;
+        case DiskOp::Discard:
+            io_uring_prep_fallocate(sqe, fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, op.req.length);
+            break;
+        case DiskOp::WriteZeroes:
+            io_uring_prep_fallocate(sqe, fd_,
+                                    (op.req.unmap ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE,
+                                    off, op.req.length);
+            break;
+        }
+    }
+
+    void process_cqes(bool wait) {
+        io_uring_cqe* cqe = nullptr;
+        if (wait) {
+            int r;
+            do {
+                r = io_uring_wait_cqe(&ring_, &cqe);
+            } while (r == -EINTR);
+        }
+        while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
+            std::unique_ptr<Op> op(static_cast<Op*>(io_uring_cqe_get_data(cqe)));
+            int res = cqe->res;
+            io_uring_cqe_seen(&ring_, cqe);
+            --in_ring_;
+            on_cqe(std::move(op), res);
+        }
+    }
+
+    void on_cqe(std::unique_ptr<Op> op, int res) {
+        switch (op->req.op) {
+        case DiskOp::Read:
+        case DiskOp::Write:
+            if (res == -EINTR || res == -EAGAIN) {
+                backlog_.push_back(op.release());
+                return;
+            }
+            if (res == 0) res = -EIO;  // EOF: the image shrank under us
+            if (res > 0) {
+                op->advance(static_cast<size_t>(res));
+                if (!op->cur.empty()) {  // short transfer: go on with the rest
+                    backlog_.push_back(op.release());
+                    return;
+                }
+                res = 0;
+            }
+            break;
+        case DiskOp::Flush:
+            break;
+        case DiskOp::Discard:
+            if (res < 0 && unsupported(-res)) res = 0;
+            break;
+        case DiskOp::WriteZeroes:
+            if (res < 0 && unsupported(-res)) {  // full fallback chain on the helper thread
+                if (!sync_) sync_ = std::make_unique<ThreadEngine>(disk_, 1, efd_);
+                sync_->submit_op(std::move(op));
+                return;
+            }
+            break;
+        }
+        ready_.push_back(finish(*op, res > 0 ? 0 : res));
+    }
+
+    const DiskImage& disk_;
+    int fd_;
+    uint32_t align_;
+    std::shared_ptr<EventFd> efd_;
+    io_uring ring_{};
+    unsigned cq_entries_ = 0;
+    bool fallocate_ok_ = false;
+    bool fsync_ok_ = false;
+    std::deque<Op*> backlog_;  // owned; not yet in the ring
+    size_t in_ring_ = 0;
+    size_t in_flight_ = 0;
+    std::vector<DiskCompletion> ready_;
+    std::unique_ptr<ThreadEngine> sync_;
+    log::RateLimit rl_;
+};
+
+}  // namespace
+
+std::unique_ptr<DiskEngine> make_disk_engine(const DiskImage& disk, unsigned depth, DiskEngineKind kind) {
+    if (kind == DiskEngineKind::Auto) {
+        const char* env = std::getenv("VMM_DISK_ENGINE");
+        if (env && std::string_view(env) == "threads") kind = DiskEngineKind::Threads;
+    }
+    if (kind != DiskEngineKind::Threads) {
+        try {
+            return std::make_unique<UringEngine>(disk, depth);
+        } catch (const Error& e) {
+            if (kind == DiskEngineKind::IoUring) throw;
+            static log::RateLimit rl(1, std::chrono::hours(1));
+            if (rl.allow()) log::warn("{}: {}; using the thread-pool disk engine", disk.path(), e.what());
+        }
+    }
+    return std::make_unique<ThreadEngine>(disk, 4);
+}
+
+}  // namespace vmm::virtio

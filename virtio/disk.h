@@ -1,0 +1,114 @@
+// Host backend of virtio-blk: a raw disk image (regular file or host block
+// device) and the asynchronous engines that run I/O on it.
+//
+// DiskImage opens and validates the image once (at VM setup, so a bad
+// --disk option fails with a clear message before the guest starts) and
+// holds an OFD lock on it so a second VMM cannot use the same image writable.
+//
+// A DiskEngine runs batches of requests on the image for one virtqueue's I/O
+// thread: submit() a batch, wait for event_fd() to become readable, reap()
+// the completions. Two implementations behind one interface:
+//   - io_uring (liburing): one ring per engine, completions signalled through
+//     a registered eventfd, one io_uring_submit per batch;
+//   - a small thread pool (preadv/pwritev/fdatasync/fallocate), used when
+//     io_uring is unavailable (seccomp, old kernel) or forced with
+//     VMM_DISK_ENGINE=threads.
+// Operations io_uring cannot express (BLKDISCARD, fallocate fallbacks) go to a
+// one-thread pool that shares the engine's eventfd.
+//
+// An engine is used from one thread only (its queue's I/O thread).
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "vmm/core/fd.h"
+
+namespace vmm::virtio {
+
+struct DiskOptions {
+    std::string path;
+    bool readonly = false;
+    bool direct = false;  // O_DIRECT: bypass the host page cache
+};
+
+class DiskImage {
+public:
+    // Opens, sizes and locks the image. Throws vmm::Error("--disk path=...: ...").
+    explicit DiskImage(const DiskOptions& opts);
+    DiskImage(DiskImage&&) noexcept = default;
+    DiskImage& operator=(DiskImage&&) noexcept = default;
+
+    int fd() const { return fd_.get(); }
+    const std::string& path() const { return path_; }
+    bool readonly() const { return readonly_; }
+    bool direct() const { return direct_; }
+    bool is_block_device() const { return block_device_; }
+    uint64_t size_bytes() const { return size_; }
+    uint32_t logical_block_size() const { return logical_block_; }
+    uint32_t physical_block_size() const { return physical_block_; }
+    // Granularity at which discard really frees space (file system block).
+    uint32_t discard_granularity() const { return discard_granularity_; }
+    // With direct=on: the alignment buffers and offsets need (else 1).
+    uint32_t direct_alignment() const { return direct_ ? logical_block_ : 1; }
+
+private:
+    Fd fd_;
+    std::string path_;
+    bool readonly_ = false;
+    bool direct_ = false;
+    bool block_device_ = false;
+    uint64_t size_ = 0;
+    uint32_t logical_block_ = 512;
+    uint32_t physical_block_ = 512;
+    uint32_t discard_granularity_ = 512;
+};
+
+enum class DiskOp : uint8_t { Read, Write, Flush, Discard, WriteZeroes };
+
+struct DiskRequest {
+    DiskOp op = DiskOp::Read;
+    uint64_t offset = 0;      // bytes
+    uint64_t length = 0;      // bytes, Discard/WriteZeroes (Read/Write: sum of iov)
+    std::vector<iovec> iov;   // Read/Write: host buffers (guest RAM, already validated)
+    bool unmap = false;       // WriteZeroes: the range may be deallocated
+    uint64_t cookie = 0;      // returned unchanged in the completion
+};
+
+struct DiskCompletion {
+    uint64_t cookie;
+    int result;  // 0 on success, -errno on failure
+};
+
+class DiskEngine {
+public:
+    virtual ~DiskEngine() = default;
+    virtual const char* name() const = 0;
+    // Readable (EPOLLIN) when completions may be ready.
+    virtual int event_fd() const = 0;
+    // Starts a batch. Never throws for per-request failures: those complete
+    // with a negative result. Requests are consumed (moved from).
+    virtual void submit(std::span<DiskRequest> batch) = 0;
+    // Appends every ready completion to `out` and clears the eventfd first,
+    // so a completion that races with reap() re-signals it.
+    virtual void reap(std::vector<DiskCompletion>& out) = 0;
+    // Requests submitted and not yet reaped.
+    virtual size_t in_flight() const = 0;
+    // Blocks until every submitted request has completed (completions are
+    // then available to reap()). Used before freeing a queue on reset.
+    virtual void drain() = 0;
+};
+
+enum class DiskEngineKind { Auto, IoUring, Threads };
+
+// Auto: io_uring unless VMM_DISK_ENGINE=threads or io_uring cannot be set up.
+// `depth`: expected number of requests in flight (the queue size).
+std::unique_ptr<DiskEngine> make_disk_engine(const DiskImage& disk, unsigned depth,
+                                             DiskEngineKind kind = DiskEngineKind::Auto);
+
+}  // namespace vmm::virtio
