@@ -122,6 +122,7 @@ elif [[ -n ${TESTHOST:-} ]]; then
     [[ -b /dev/ram0 ]] || modprobe brd rd_nr=1 rd_size=$(((size_mib + 64) * 1024)) ||
         die "modprobe brd failed (the RAM disk for the image)"
     mkfs.ext4 -q -F /dev/ram0 || die "mkfs.ext4 /dev/ram0 failed"
+    grep -qw ext4 /proc/filesystems || modprobe ext4 || die "modprobe ext4 failed"
     mount -t ext4 /dev/ram0 "$fsdir" || die "mounting /dev/ram0 failed"
     imgdir=$fsdir
     medium="ext4 on a RAM disk (brd) in the test host"
@@ -131,6 +132,10 @@ else
 fi
 mkdir -p "$imgdir"
 img=$imgdir/bench.img
+
+# VMM_BLK_BENCH_IOTHREAD: extra iothread properties, e.g. ",poll-max-ns=0"
+# (the iothread's adaptive busy-polling competes for the test host's one vCPU)
+iothread_opts=${VMM_BLK_BENCH_IOTHREAD-}
 
 # cmd_for NAME DIR: the command line, in the array CMD
 cmd_for() {
@@ -144,7 +149,7 @@ cmd_for() {
                 -serial "file:$dir/console" -monitor none
                 -kernel "$kernel" -initrd "$initrd" -append "$append"
                 -drive "if=none,id=root,file=$dir/root.img,format=raw" -device virtio-blk-pci,drive=root
-                -object iothread,id=io0
+                -object "iothread,id=io0$iothread_opts"
                 -device "virtio-blk-pci,drive=d0,iothread=io0,num-queues=$cpus"
                 -drive "if=none,id=d0,file=$img,format=raw,aio=io_uring,cache=none")
             ;;
@@ -171,6 +176,7 @@ bench_run() {
     rm -f "$img"
     truncate -s "${size_mib}M" "$img"
     cmd_for "$name" "$dir"
+    note "run $run $name: starting"
     t0=$(now_ms)
     timeout -k 5 "$run_timeout" "${CMD[@]}" </dev/null >"$dir/stdout" 2>"$dir/stderr" || st=$?
     tr -d '\r' <"$dir/console" 2>/dev/null | grep -E '^(BLKBENCH|VMMTEST)' >"$dir/results" || true
@@ -228,7 +234,7 @@ for n in "${names[@]}"; do
         continue
     fi
     for k in "${keys[@]}"; do
-        VAL[$n.$k]=$(grep -v '^fail' "$work/$n.res" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$k=//p" | median)
+        VAL[$n.$k]=$({ grep -v '^fail' "$work/$n.res" 2>/dev/null || true; } | tr ' ' '\n' | sed -n "s/^$k=//p" | median)
     done
     nok=$(grep -cv '^fail' "$work/$n.res" 2>/dev/null || true)
     OK[$n]="${nok:-0}/$runs"

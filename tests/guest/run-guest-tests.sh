@@ -448,7 +448,11 @@ blk_prereq() { # sets BLK_WHY: "" if the blk cases can run, else why not
         BLK_WHY="the virtio block guest was not built (needs gcc, libc6-dev, e2fsprogs; see the outer run's warnings)"
     fi
 }
-blk_skip() { # NAME WHY
+blk_skip() { # NAME WHY: a missing VMM fails (as in the other cases), a missing guest skips
+    if [[ ! -x ${vmm[0]} ]]; then
+        report "$1" 0 "$2"
+        return
+    fi
     skipped=$((skipped + 1))
     echo "SKIP $1 ($2)"
 }
