@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run-guest-tests.sh [--build DIR] [--timeout SEC] [--only REGEX] [--list]
+# run-guest-tests.sh [--build DIR] [--timeout SEC] [--only REGEX] [--list] [--vmm vmm|qemu]
 #
 # The real-guest suite: Debian's kernel and a busybox test-mode initramfs
 # (make-guest-initramfs.sh --mode test) booted by build/vmm, checked through
@@ -27,6 +27,14 @@
 #                                exit status 143 (128 + SIGTERM)
 #   bad-kernel                   --kernel of a missing file: exit status 1 and
 #                                one stderr line starting "vmm: error:"
+#   blk-root, blk-integrity, blk-discard, blk-mq, blk-intx, console
+#                                virtio-blk / virtio-console: the virtio block
+#                                guest (make-blk-guest.sh) switch_roots into an
+#                                ext4 root on /dev/vda and checks what
+#                                vmmtest.blk= says; the host checks images and
+#                                the console output (see the functions below
+#                                and tests/guest/README.md).  SKIP if that
+#                                guest could not be built (gcc, e2fsprogs).
 # Each case has a timeout (--timeout, default 240 s at TCG speed); a failing
 # case prints why plus the tail of its console log and stderr.  All logs stay
 # in DIR/guest-tests/ (NAME.console, NAME.stderr).
@@ -35,9 +43,12 @@
 # exits 77 (ctest's SKIP) when neither /dev/kvm nor the test host can be used
 # (no qemu-system-x86_64).
 #
-# VMM_UNDER_TEST_QEMU=1 substitutes QEMU (-M pc -accel kvm) for build/vmm
-# through a small adapter that maps the VMM's options and exit statuses (the
-# boot-report checks are skipped).  It exists only to check this harness.
+# --vmm qemu (or VMM_UNDER_TEST_QEMU=1) substitutes QEMU (-M pc -accel kvm)
+# for build/vmm through a small adapter that maps the VMM's options (--disk,
+# --console, --serial file= included) and exit statuses (the boot-report
+# checks are skipped).  It exists to check this harness and the guest side.
+# Without a usable /dev/kvm it runs the cases right here with -accel tcg
+# (VMM_QEMU_ACCEL=tcg), not in the test host.
 set -euo pipefail
 PROG=run-guest-tests.sh
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
