@@ -161,3 +161,37 @@ now_ms() {
     local t=${EPOCHREALTIME/./}
     echo $((t / 1000))
 }
+
+# Cached artifacts of the virtio block/console cases (make-blk-guest.sh):
+# the static blkbench, the module-carrying initramfs and the ext4 root image.
+guest_blkbench() {
+    local out key
+    out="$(cache_dir)/blkbench"
+    key="$(sha256sum "$GUEST_DIR/blkbench.c" | cut -d' ' -f1) $(gcc -dumpfullversion 2>/dev/null || echo none)"
+    cached "$out" "$key" build_blkbench >&2
+    echo "$out"
+}
+build_blkbench() { # OUT
+    command -v gcc >/dev/null || die "gcc is missing (blkbench is built with gcc -static, packages gcc libc6-dev)"
+    gcc -O2 -static -Wall -Wextra -o "$1" "$GUEST_DIR/blkbench.c"
+}
+
+guest_blk_initramfs() {
+    local out key kver
+    kver=$(kernel_version "$(newest_kernel)")
+    out="$(cache_dir)/guest-blk-$kver.cpio.gz"
+    key="$(cat "$GUEST_DIR/make-blk-guest.sh" "$GUEST_DIR/lib.sh" | sha256sum | cut -d' ' -f1)"
+    key+=" $(stamp "$(find_busybox_static)") $(sha256sum "/lib/modules/$kver/modules.dep" | cut -d' ' -f1)"
+    cached "$out" "$key" "$GUEST_DIR/make-blk-guest.sh" --kver "$kver" --initramfs >&2
+    echo "$out"
+}
+
+guest_blk_rootfs() {
+    local out key bb
+    bb=$(guest_blkbench)
+    out="$(cache_dir)/guest-blk-root.img"
+    key="$(cat "$GUEST_DIR/make-blk-guest.sh" "$GUEST_DIR/lib.sh" "$bb" | sha256sum | cut -d' ' -f1)"
+    key+=" $(stamp "$(find_busybox_static)")"
+    cached "$out" "$key" "$GUEST_DIR/make-blk-guest.sh" --blkbench "$bb" --rootfs >&2
+    echo "$out"
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run-guest-tests.sh [--build DIR] [--timeout SEC] [--only REGEX] [--list]
+# run-guest-tests.sh [--build DIR] [--timeout SEC] [--only REGEX] [--list] [--vmm vmm|qemu]
 #
 # The real-guest suite: Debian's kernel and a busybox test-mode initramfs
 # (make-guest-initramfs.sh --mode test) booted by build/vmm, checked through
@@ -27,6 +27,14 @@
 #                                exit status 143 (128 + SIGTERM)
 #   bad-kernel                   --kernel of a missing file: exit status 1 and
 #                                one stderr line starting "vmm: error:"
+#   blk-root, blk-integrity, blk-discard, blk-mq, blk-intx, console
+#                                virtio-blk / virtio-console: the virtio block
+#                                guest (make-blk-guest.sh) switch_roots into an
+#                                ext4 root on /dev/vda and checks what
+#                                vmmtest.blk= says; the host checks images and
+#                                the console output (see the functions below
+#                                and tests/guest/README.md).  SKIP if that
+#                                guest could not be built (gcc, e2fsprogs).
 # Each case has a timeout (--timeout, default 240 s at TCG speed); a failing
 # case prints why plus the tail of its console log and stderr.  All logs stay
 # in DIR/guest-tests/ (NAME.console, NAME.stderr).
@@ -35,9 +43,12 @@
 # exits 77 (ctest's SKIP) when neither /dev/kvm nor the test host can be used
 # (no qemu-system-x86_64).
 #
-# VMM_UNDER_TEST_QEMU=1 substitutes QEMU (-M pc -accel kvm) for build/vmm
-# through a small adapter that maps the VMM's options and exit statuses (the
-# boot-report checks are skipped).  It exists only to check this harness.
+# --vmm qemu (or VMM_UNDER_TEST_QEMU=1) substitutes QEMU (-M pc -accel kvm)
+# for build/vmm through a small adapter that maps the VMM's options (--disk,
+# --console, --serial file= included) and exit statuses (the boot-report
+# checks are skipped).  It exists to check this harness and the guest side.
+# Without a usable /dev/kvm it runs the cases right here with -accel tcg
+# (VMM_QEMU_ACCEL=tcg), not in the test host.
 set -euo pipefail
 PROG=run-guest-tests.sh
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
@@ -48,7 +59,8 @@ SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 # run-guest-tests.sh --qemu-adapter VMM-OPTIONS...: behaves like build/vmm
 # (options, exit statuses) using QEMU.  Only for VMM_UNDER_TEST_QEMU=1.
 qemu_adapter() {
-    local kernel="" initrd="" cmdline="" cpus=1 memory=512M serial=tty
+    local kernel="" initrd="" cmdline="" cpus=1 memory=512M serial=tty console=off ndisk=0 spec
+    local disk_args=()
     while [[ $# -gt 0 ]]; do
         case $1 in
             --kernel) kernel=$2; shift 2 ;;
@@ -57,43 +69,80 @@ qemu_adapter() {
             --cpus) cpus=$2; shift 2 ;;
             --memory) memory=$2; shift 2 ;;
             --serial) serial=$2; shift 2 ;;
+            --console) console=$2; shift 2 ;;
+            --disk)
+                # path=FILE[,readonly=on][,serial=ID][,num_queues=N][,direct=on]
+                local path="" drive="" dev="" kv
+                IFS=, read -r -a spec <<<"$2"
+                for kv in "${spec[@]}"; do
+                    case $kv in
+                        path=*) path=${kv#path=} ;;
+                        readonly=on) drive+=",readonly=on" ;;
+                        direct=on) drive+=",cache=none,aio=native" ;;
+                        serial=*) dev+=",serial=${kv#serial=}" ;;
+                        num_queues=*) dev+=",num-queues=${kv#num_queues=}" ;;
+                        *) echo "vmm: error: bad --disk item '$kv' (QEMU adapter)" >&2; exit 1 ;;
+                    esac
+                done
+                disk_args+=(-drive "if=none,id=d$ndisk,file=$path,format=raw,discard=unmap$drive"
+                    -device "virtio-blk-pci,drive=d$ndisk$dev")
+                ndisk=$((ndisk + 1))
+                shift 2
+                ;;
             --boot-report) shift ;;
             *) echo "vmm: error: unknown option $1 (QEMU adapter)" >&2; exit 1 ;;
         esac
     done
     [[ -r $kernel ]] || { echo "vmm: error: cannot open kernel $kernel (QEMU adapter)" >&2; exit 1; }
+    local log=/dev/null relay=0 serial_arg qin=/dev/null
     case $serial in
-        tty) ;;
-        file=*) exec >"${serial#file=}" ;;
-        off) exec >/dev/null ;;
+        tty) log=$(mktemp "${TMPDIR:-/tmp}/qemu-adapter.XXXXXX"); serial_arg="file:$log"; relay=1 ;;
+        file=*) serial_arg="file:${serial#file=}"; log=${serial#file=} ;;
+        off) serial_arg=null ;;
+        *) echo "vmm: error: bad --serial $serial (QEMU adapter)" >&2; exit 1 ;;
     esac
-    local log
-    log=$(mktemp "${TMPDIR:-/tmp}/qemu-adapter.XXXXXX")
-    local args=(qemu-system-x86_64 -M pc -accel kvm -cpu host -smp "$cpus" -m "$memory"
+    local con_args=()
+    # shellcheck disable=SC2054 # QEMU's commas
+    case $console in
+        off) ;;
+        tty) con_args=(-chardev stdio,id=hvc,signal=off); qin=/dev/stdin ;;
+        file=*) con_args=(-chardev "file,id=hvc,path=${console#file=}") ;;
+        *) echo "vmm: error: bad --console $console (QEMU adapter)" >&2; exit 1 ;;
+    esac
+    # shellcheck disable=SC2054 # QEMU's commas
+    [[ $console != off ]] && con_args+=(-device virtio-serial-pci -device virtconsole,chardev=hvc)
+    # VMM_QEMU_ACCEL=tcg runs the guests without /dev/kvm (run-guest-tests.sh --vmm qemu)
+    local accel=(-accel kvm -cpu host)
+    [[ ${VMM_QEMU_ACCEL:-kvm} == tcg ]] && accel=(-accel tcg -cpu max)
+    local args=(qemu-system-x86_64 -M pc "${accel[@]}" -smp "$cpus" -m "$memory"
         -nodefaults -no-user-config -display none -nic none -no-reboot
-        -serial "file:$log" -monitor none -kernel "$kernel" -append "$cmdline")
+        -serial "$serial_arg" -monitor none -kernel "$kernel" -append "$cmdline"
+        "${disk_args[@]}" "${con_args[@]}")
     [[ -n $initrd ]] && args+=(-initrd "$initrd")
-    "${args[@]}" </dev/null &
+    "${args[@]}" <"$qin" &
     local qpid=$! sig=""
     trap 'sig=15; kill -TERM $qpid 2>/dev/null' TERM
     trap 'sig=2; kill -TERM $qpid 2>/dev/null' INT
     # relay the console file to our stdout as it grows
-    tail -n +1 -f --pid="$qpid" "$log" &
-    local tpid=$!
+    local tpid=""
+    if [[ $relay == 1 ]]; then
+        tail -n +1 -f --pid="$qpid" "$log" &
+        tpid=$!
+    fi
     local st=0
     while :; do
         wait "$qpid" && st=0 || st=$?
         kill -0 "$qpid" 2>/dev/null || break # else wait was interrupted by a trap
     done
-    wait "$tpid" 2>/dev/null || true
-    if [[ -n $sig ]]; then rm -f "$log"; exit $((128 + sig)); fi
+    [[ -n $tpid ]] && { wait "$tpid" 2>/dev/null || true; }
+    if [[ -n $sig ]]; then [[ $relay == 1 ]] && rm -f "$log"; exit $((128 + sig)); fi
     local rc=0
     if [[ $st -ne 0 ]]; then
         rc=1
     elif grep -q 'reboot: Restarting system' "$log"; then
         rc=2 # -no-reboot turns a guest reboot into a plain exit
     fi
-    rm -f "$log"
+    [[ $relay == 1 ]] && rm -f "$log"
     exit "$rc"
 }
 if [[ ${1:-} == --qemu-adapter ]]; then
@@ -106,13 +155,14 @@ usage() {
     sed -n '2p' "$0" | sed 's/^# /usage: /' >&2
     exit 1
 }
-build="$REPO_ROOT/build" case_timeout=240 only="" inner=0 logdir="" list=0
+build="$REPO_ROOT/build" case_timeout=240 only="" inner=0 logdir="" list=0 vmm_choice=vmm
 while [[ $# -gt 0 ]]; do
     case $1 in
         --build) [[ $# -ge 2 ]] || usage; build=$2; shift 2 ;;
         --timeout) [[ $# -ge 2 ]] || usage; case_timeout=$2; shift 2 ;;
         --only) [[ $# -ge 2 ]] || usage; only=$2; shift 2 ;;
         --list) list=1; shift ;;
+        --vmm) [[ $# -ge 2 ]] || usage; vmm_choice=$2; shift 2 ;;
         --inner) inner=1; shift ;;              # internal: run the cases here
         --logdir) logdir=$2; shift 2 ;;         # internal
         -h|--help) usage ;;
@@ -123,7 +173,14 @@ mkdir -p "$build"
 build=$(cd "$build" && pwd)
 export VMM_TEST_CACHE=${VMM_TEST_CACHE:-$build/test-cache}
 
-all_cases=(kvm_tests bzimage-1cpu bzimage-4cpu pvh-1cpu pvh-4cpu reboot sigterm bad-kernel)
+case $vmm_choice in
+    vmm) ;;
+    qemu) export VMM_UNDER_TEST_QEMU=1 ;;
+    *) die "--vmm takes vmm or qemu, not '$vmm_choice'" ;;
+esac
+
+all_cases=(kvm_tests bzimage-1cpu bzimage-4cpu pvh-1cpu pvh-4cpu reboot sigterm bad-kernel
+    blk-root blk-integrity blk-discard blk-mq blk-intx console)
 selected=()
 for c in "${all_cases[@]}"; do
     [[ -z $only || $c =~ $only ]] && selected+=("$c")
@@ -141,6 +198,14 @@ if [[ $inner == 0 ]]; then
     initrd=$(guest_test_initramfs)
     vmlinux=$(guest_pvh_vmlinux)
     note "guest kernel $kernel, PVH ELF $vmlinux, initramfs $initrd"
+    # The virtio block guest (gcc, mke2fs); its cases SKIP if this fails.
+    if [[ " ${selected[*]} " == *" blk-"* || " ${selected[*]} " == *" console "* ]]; then
+        if blk_root=$(guest_blk_rootfs) && blk_initrd=$(guest_blk_initramfs); then
+            note "virtio block guest: initramfs $blk_initrd, root image $blk_root"
+        else
+            note "warning: the virtio block guest could not be built; the blk-*/console cases will SKIP"
+        fi
+    fi
     logdir=$build/guest-tests
     rm -rf "$logdir"
     mkdir -p "$logdir"
@@ -149,6 +214,12 @@ if [[ $inner == 0 ]]; then
 
     if verdict=$("$GUEST_DIR/kvm-usable.sh"); then
         note "$verdict -> running the cases directly"
+        exec "$SELF" "${inner_args[@]}"
+    fi
+    if [[ -n ${VMM_UNDER_TEST_QEMU:-} && ${VMM_UNDER_TEST_QEMU} != 0 ]]; then
+        # QEMU needs no /dev/kvm: run its guests here under TCG, no test host.
+        note "$verdict -> QEMU stands in for the VMM: running the cases here under TCG"
+        export VMM_QEMU_ACCEL=tcg
         exec "$SELF" "${inner_args[@]}"
     fi
     if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
@@ -365,6 +436,219 @@ kvm_tests_case() {
     report "$name" "$(elapsed_s "$t0")" "${reasons[@]}"
 }
 
+# ------------------------------------------------ virtio block / console ----
+# The blk-* and console cases boot the module-carrying initramfs
+# (make-blk-guest.sh --initramfs), which switch_roots into a private copy of
+# the ext4 root image on /dev/vda; the root's /sbin/vmmtest-blk runs the
+# checks vmmtest.blk= names.  Disk images live in $live/img (a tmpfs in the
+# test host, which also supports hole punching for blk-discard).
+blk_root="" blk_initrd="" blkbench=""
+blk_prereq() { # sets BLK_WHY: "" if the blk cases can run, else why not
+    BLK_WHY=""
+    if [[ ! -x ${vmm[0]} ]]; then
+        BLK_WHY="${vmm[0]} does not exist or is not executable"
+        return
+    fi
+    if [[ -z $blk_root ]]; then
+        # built by the outer run (the cache is read-only in the test host)
+        blk_root=$(guest_blk_rootfs 2>/dev/null) || blk_root=""
+        blk_initrd=$(guest_blk_initramfs 2>/dev/null) || blk_initrd=""
+        blkbench=$(guest_blkbench 2>/dev/null) || blkbench=""
+    fi
+    if [[ -z $blk_root || -z $blk_initrd || -z $blkbench ]]; then
+        BLK_WHY="the virtio block guest was not built (needs gcc, libc6-dev, e2fsprogs; see the outer run's warnings)"
+    fi
+}
+blk_skip() { # NAME WHY: a missing VMM fails (as in the other cases), a missing guest skips
+    if [[ ! -x ${vmm[0]} ]]; then
+        report "$1" 0 "$2"
+        return
+    fi
+    skipped=$((skipped + 1))
+    echo "SKIP $1 ($2)"
+}
+
+# blk_boot NAME CPUS CMDLINE-EXTRA [VMM-OPTIONS...]: boots the blk guest with
+# the root image copy $live/img/NAME-root.img as the first --disk, serial
+# console to $live/NAME.console; sets BLK_ST (exit status) and BLK_SECS.
+blk_boot() {
+    local name=$1 cpus=$2 extra=$3 t0
+    shift 3
+    BLK_ST=0
+    t0=$(now_ms)
+    timeout -k 10 "$case_timeout" "${vmm[@]}" --kernel "$kernel" --initramfs "$blk_initrd" \
+        --cmdline "console=ttyS0 panic=-1 vmmtest.cpus=$cpus $extra" --cpus "$cpus" --memory 512M \
+        --serial "file=$live/$name.console" --disk "path=$live/img/$name-root.img${BLK_ROOT_OPTS:-}" "$@" \
+        </dev/null >"$live/$name.stdout" 2>"$live/$name.stderr" || BLK_ST=$?
+    BLK_SECS=$(elapsed_s "$t0")
+}
+
+# blk_common NAME CHECKS...: the reasons common to every blk case (appended
+# to the array REASONS): exit status 0, both stages ran, "VMMTEST: done", no
+# FAIL, a PASS line for each of CHECKS.
+blk_common() {
+    local name=$1 c
+    shift
+    : >>"$live/$name.console"
+    if [[ $BLK_ST -eq 124 || $BLK_ST -eq 137 ]]; then
+        REASONS+=("timed out after ${case_timeout} s")
+    elif [[ $BLK_ST -ne 0 ]]; then
+        REASONS+=("exit status $BLK_ST, expected 0")
+    fi
+    console_has "$name" '^VMMTEST: init started' || REASONS+=("no 'VMMTEST: init started' on the serial console")
+    console_has "$name" '^VMMTEST: stage2 started' ||
+        REASONS+=("no 'VMMTEST: stage2 started': the initramfs did not switch_root into /dev/vda")
+    console_has "$name" '^VMMTEST: done' || REASONS+=("no 'VMMTEST: done' on the serial console")
+    if console_has "$name" 'VMMTEST: FAIL'; then
+        REASONS+=("guest checks failed: $(tr -d '\r' <"$live/$name.console" | grep 'VMMTEST: FAIL' | tr '\n' ';')")
+    fi
+    for c in "$@"; do
+        console_has "$name" "^VMMTEST: PASS $c( |\$)" || REASONS+=("no 'VMMTEST: PASS $c' on the console")
+    done
+}
+
+# blk_prepare NAME: fresh image dir and root copy (sparse)
+blk_prepare() {
+    rm -rf "$live/img"
+    mkdir -p "$live/img"
+    cp --sparse=always "$blk_root" "$live/img/$1-root.img"
+}
+
+blk_root_case() {
+    local name=blk-root token
+    blk_prereq
+    [[ -z $BLK_WHY ]] || { blk_skip "$name" "$BLK_WHY"; return; }
+    blk_prepare "$name"
+    token=$(new_token)
+    REASONS=()
+    : >"$live/$name.hvc"
+    blk_boot "$name" 1 "console=hvc0 vmmtest.blk=root vmmtest.token=$token" --console "file=$live/$name.hvc"
+    blk_common "$name" rootfs rootfs-content rootfs-rw irq
+    # the guest's reports must also have come over virtio-console (hvc0)
+    local c
+    for c in 'VMMTEST: PASS rootfs ' 'VMMTEST: PASS rootfs-rw' 'VMMTEST: PASS irq' 'VMMTEST: done'; do
+        tr -d '\r' <"$live/$name.hvc" | grep -F -- "$c" >/dev/null || REASONS+=("no '$c' in the --console file (hvc0)")
+    done
+    # and the guest's write must be in the image (debugfs reads ext4 without mounting)
+    if command -v debugfs >/dev/null; then
+        local got
+        got=$(debugfs -R "cat /var/rw-test" "$live/img/$name-root.img" 2>/dev/null || true)
+        [[ $got == "written $token" ]] || REASONS+=("/var/rw-test in the root image holds '$got', not 'written $token'")
+    fi
+    report "$name" "$BLK_SECS" "${REASONS[@]}"
+}
+
+blk_integrity_case() {
+    local name=blk-integrity seed_w seed_r count=128 out
+    blk_prereq
+    [[ -z $BLK_WHY ]] || { blk_skip "$name" "$BLK_WHY"; return; }
+    blk_prepare "$name"
+    seed_w=$((RANDOM * 32768 + RANDOM + 1))
+    seed_r=$((RANDOM * 32768 + RANDOM + 1))
+    truncate -s 64M "$live/img/vdb.img"
+    truncate -s 64M "$live/img/vdc.img"
+    "$blkbench" pattern-write "$live/img/vdc.img" "$seed_r" "$count" >"$live/$name.host" 2>&1 ||
+        { report "$name" 0 "host-side pattern-write to vdc.img failed: $(cat "$live/$name.host")"; return; }
+    REASONS=()
+    blk_boot "$name" 1 "vmmtest.blk=integrity vmmtest.seed_w=$seed_w vmmtest.seed_r=$seed_r vmmtest.count=$count" \
+        --disk "path=$live/img/vdb.img,serial=vmmtest-rw" --disk "path=$live/img/vdc.img,readonly=on,serial=vmmtest-ro"
+    blk_common "$name" pattern-write vdc-ro pattern-verify vdc-write-refused
+    # byte for byte: the guest's slots hold the pattern, everything else is zero
+    out=$("$blkbench" pattern-verify "$live/img/vdb.img" "$seed_w" "$count" 2>&1) ||
+        REASONS+=("host check of vdb.img (guest-written pattern): $out")
+    out=$("$blkbench" pattern-verify "$live/img/vdc.img" "$seed_r" "$count" 2>&1) ||
+        REASONS+=("the read-only vdc.img changed: $out")
+    echo "$out" >>"$live/$name.host"
+    report "$name" "$BLK_SECS" "${REASONS[@]}"
+}
+
+blk_discard_case() {
+    local name=blk-discard before after mib=16 min_drop
+    blk_prereq
+    [[ -z $BLK_WHY ]] || { blk_skip "$name" "$BLK_WHY"; return; }
+    blk_prepare "$name"
+    truncate -s 64M "$live/img/vdb.img"
+    "$blkbench" fill "$live/img/vdb.img" 32 >"$live/$name.host" 2>&1 ||
+        { report "$name" 0 "host-side fill of vdb.img failed: $(cat "$live/$name.host")"; return; }
+    before=$(stat -c %b "$live/img/vdb.img")
+    REASONS=()
+    blk_boot "$name" 1 "vmmtest.blk=discard vmmtest.discard_mib=$mib" --disk "path=$live/img/vdb.img"
+    blk_common "$name" discard-advertised blkdiscard
+    after=$(stat -c %b "$live/img/vdb.img")
+    # stat's %b counts 512-byte blocks; at least half the discarded range must be freed
+    min_drop=$((mib * 1024))
+    echo "allocated 512-byte blocks: before $before, after $after (discarded $mib MiB = $((mib * 2048)))" >>"$live/$name.host"
+    [[ $((before - after)) -ge $min_drop ]] ||
+        REASONS+=("vdb.img allocation went from $before to $after blocks; expected a drop of >= $min_drop after discarding $mib MiB")
+    report "$name" "$BLK_SECS" "${REASONS[@]}"
+}
+
+blk_mq_case() {
+    local name=blk-mq
+    blk_prereq
+    [[ -z $BLK_WHY ]] || { blk_skip "$name" "$BLK_WHY"; return; }
+    blk_prepare "$name"
+    truncate -s 64M "$live/img/vdb.img"
+    REASONS=()
+    # 4 vCPUs, 4 queues on both disks (BLK_ROOT_OPTS: the root disk's options)
+    BLK_ROOT_OPTS=,num_queues=4 blk_boot "$name" 4 "vmmtest.blk=mq vmmtest.queues=4" \
+        --disk "path=$live/img/vdb.img,num_queues=4"
+    blk_common "$name" mq-vda mq-vdb mq-io irq
+    report "$name" "$BLK_SECS" "${REASONS[@]}"
+}
+
+blk_intx_case() {
+    local name=blk-intx token
+    blk_prereq
+    [[ -z $BLK_WHY ]] || { blk_skip "$name" "$BLK_WHY"; return; }
+    blk_prepare "$name"
+    token=$(new_token)
+    REASONS=()
+    blk_boot "$name" 1 "pci=nomsi vmmtest.blk=intx vmmtest.irq=intx vmmtest.token=$token"
+    blk_common "$name" rootfs rootfs-rw irq read-vda
+    report "$name" "$BLK_SECS" "${REASONS[@]}"
+}
+
+# console: --console tty with stdin from a FIFO: the guest's line on hvc0 must
+# reach our stdout, and a line we send after it must reach the guest.
+console_case() {
+    local name=console token input pid t0 i st=0
+    blk_prereq
+    [[ -z $BLK_WHY ]] || { blk_skip "$name" "$BLK_WHY"; return; }
+    blk_prepare "$name"
+    token=$(new_token)
+    input="hello-$(new_token)"
+    REASONS=()
+    rm -f "$live/fifo"
+    mkfifo "$live/fifo"
+    : >"$live/$name.hvc"
+    t0=$(now_ms)
+    timeout -k 10 "$case_timeout" "${vmm[@]}" --kernel "$kernel" --initramfs "$blk_initrd" \
+        --cmdline "console=ttyS0 panic=-1 vmmtest.cpus=1 vmmtest.blk=console vmmtest.token=$token vmmtest.hvc_in=$input" \
+        --cpus 1 --memory 512M --serial "file=$live/$name.console" --disk "path=$live/img/$name-root.img" \
+        --console tty <"$live/fifo" >"$live/$name.hvc" 2>"$live/$name.stderr" &
+    pid=$!
+    exec 3>"$live/fifo" # unblocks the VMM's open; held until it exits
+    for ((i = 0; i < case_timeout * 5; i++)); do
+        tr -d '\r' <"$live/$name.hvc" | grep -F "VMMTEST: hvc0 $token" >/dev/null && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if tr -d '\r' <"$live/$name.hvc" | grep -F "VMMTEST: hvc0 $token" >/dev/null; then
+        sleep 1 # the guest opens hvc0 for reading right after; input before that is buffered anyway
+        printf '%s\n' "$input" >&3
+    else
+        REASONS+=("'VMMTEST: hvc0 $token' never arrived on the VMM's stdout (virtio-console output)")
+    fi
+    wait "$pid" && st=0 || st=$?
+    exec 3>&-
+    rm -f "$live/fifo"
+    BLK_ST=$st
+    BLK_SECS=$(elapsed_s "$t0")
+    blk_common "$name" hvc0-present hvc0-input
+    report "$name" "$BLK_SECS" "${REASONS[@]}"
+}
+
 suite_t0=$(now_ms)
 for c in "${selected[@]}"; do
     case $c in
@@ -376,6 +660,12 @@ for c in "${selected[@]}"; do
         sigterm) sigterm_case "$kernel" ;;
         bad-kernel) bad_kernel_case ;;
         kvm_tests) kvm_tests_case ;;
+        blk-root) blk_root_case ;;
+        blk-integrity) blk_integrity_case ;;
+        blk-discard) blk_discard_case ;;
+        blk-mq) blk_mq_case ;;
+        blk-intx) blk_intx_case ;;
+        console) console_case ;;
     esac
 done
 
