@@ -1,6 +1,7 @@
-// The VM configuration model: plain data, filled from the command line today
-// (and from JSON later, into this same struct, so defaults exist only once:
-// in the member initialisers below). Devices never see this struct; the VM
+// The VM configuration model: plain data, filled from a JSON file
+// (--config, vmm/config_json.*) and/or the command line (vmm/cli.*), which
+// both write into this one struct, so defaults exist only once: in the
+// member initialisers below. Devices never see this struct; the VM
 // translates it into per-device parameters.
 #pragma once
 
@@ -11,7 +12,9 @@
 
 namespace vmm {
 
-enum class SerialMode { Tty, File, Off };
+// Where a console (COM1 or the virtio console) goes. Socket: a UNIX socket
+// the VMM listens on; one client at a time gets the output and may type.
+enum class SerialMode { Tty, File, Socket, Off };
 
 // One virtio-blk disk (--disk).
 struct DiskConfig {
@@ -30,14 +33,19 @@ struct VmConfig {
     uint32_t cpus = 1;
     uint64_t memory = 512ull << 20;  // bytes
     SerialMode serial = SerialMode::Tty;
-    std::string serial_path;  // for SerialMode::File
+    std::string serial_path;  // for SerialMode::File and Socket
     // virtio-console port 0 (the guest's hvc0); off unless asked for.
     SerialMode console = SerialMode::Off;
-    std::string console_path;  // for SerialMode::File
+    std::string console_path;  // for SerialMode::File and Socket
+    bool hugepages = false;    // back guest RAM with hugetlbfs pages (MAP_HUGETLB)
     std::vector<DiskConfig> disks;
     bool boot_report = false;   // print boot timing lines to stderr
     bool allow_reboot = false;  // restart the VM when the guest reboots
     std::string log_level = "warn";
+    std::string log_file;       // the VMM's own messages; empty: stderr
+    std::string api_socket;     // control API UNIX socket; empty: none
+    uint32_t timeout_s = 0;     // stop the VM after this many seconds; 0: never
+    bool pvpanic = true;        // pvpanic device (guest panic -> exit status 3)
 };
 
 // Exit statuses of the vmm binary (documented in README.md).
@@ -45,9 +53,10 @@ enum ExitStatus : int {
     kExitPowerOff = 0,
     kExitError = 1,    // VMM error or bad input
     kExitReboot = 2,   // guest rebooted and --reboot was not given
-    kExitPanic = 3,    // guest panic (reserved for pvpanic)
+    kExitPanic = 3,    // guest panic (pvpanic)
     kExitCrash = 4,    // triple fault, emulation failure, internal error
-    kExitTimeout = 5,  // reserved for --timeout
+    kExitTimeout = 5,  // --timeout ran out
+    kExitStopped = 6,  // hard stop through the control API
     kExitSignalBase = 128,
 };
 

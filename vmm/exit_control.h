@@ -12,7 +12,7 @@
 
 namespace vmm {
 
-enum class ExitReason { None, PowerOff, Reboot, Panic, Crash, Error, Signal };
+enum class ExitReason { None, PowerOff, Reboot, Panic, Crash, Error, Signal, Timeout, Stopped };
 
 class ExitControl {
 public:
@@ -51,6 +51,8 @@ public:
             case ExitReason::Crash: return kExitCrash;
             case ExitReason::Error: return kExitError;
             case ExitReason::Signal: return kExitSignalBase + signo_;
+            case ExitReason::Timeout: return kExitTimeout;
+            case ExitReason::Stopped: return kExitStopped;
         }
         return kExitError;
     }
