@@ -24,6 +24,7 @@
 #include "devices/cmos.h"
 #include "devices/i8042.h"
 #include "devices/pci.h"
+#include "devices/pvpanic.h"
 #include "devices/reset.h"
 #include "devices/serial.h"
 #include "vmm/boot_clock.h"
@@ -164,6 +165,7 @@ void install_vcpu_kick_handler() {
 
 Machine::Machine(const VmConfig& cfg, int console_in, int console_out)
     : cfg_(cfg), console_in_(console_in), console_out_(console_out), kvm_(), vm_(kvm_) {
+    created_ms_ = ms_since_start();
     kvm_.require(KVM_CAP_IRQCHIP, "an in-kernel irqchip");
     kvm_.require(KVM_CAP_USER_MEMORY, "user memory regions");
     kvm_.require(KVM_CAP_SET_TSS_ADDR, "KVM_SET_TSS_ADDR");
@@ -204,7 +206,7 @@ void Machine::setup_memory() {
     auto layout = x86::ram_layout(cfg_.memory);
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
     for (auto& r : layout) ranges.emplace_back(r.gpa, r.size);
-    mem_ = GuestMemory::create_anonymous(ranges);
+    mem_ = GuestMemory::create_anonymous(ranges, true, cfg_.hugepages);
     uint32_t slot = 0;
     for (auto& r : mem_.regions()) vm_.set_user_memory_region(slot++, r.gpa, r.size, r.host);
 }
@@ -253,6 +255,7 @@ void Machine::load_kernel_and_tables() {
     acpi.reset_port = platform::kResetPort;
     acpi.reset_value = platform::kResetValue;
     acpi.s5_sleep_type = platform::kAcpiS5SleepType;
+    acpi.pvpanic_port = cfg_.pvpanic ? platform::kPvPanicPort : 0;
     auto win64 = x86::pci_mmio64_window(ram);
     acpi.pci_mmio64_start = win64.start;
     acpi.pci_mmio64_size = win64.size;
@@ -288,10 +291,18 @@ void Machine::setup_devices() {
              }));
     uint64_t below = std::min<uint64_t>(cfg_.memory, x86::kMmioHoleStart);
     pio_.add(platform::kCmosPort, 2, std::make_shared<devices::Cmos>(below, cfg_.memory - below));
-    pio_.add(platform::kAcpiPmPort, 12,
-             std::make_shared<devices::AcpiPm>(
-                 platform::kAcpiS5SleepType, [this] { exit_.request(ExitReason::PowerOff); },
-                 std::make_shared<KvmIrqLine>(vm_, platform::kAcpiSciIrq)));
+    acpi_pm_ = std::make_shared<devices::AcpiPm>(
+        platform::kAcpiS5SleepType, [this] { exit_.request(ExitReason::PowerOff); },
+        std::make_shared<KvmIrqLine>(vm_, platform::kAcpiSciIrq));
+    pio_.add(platform::kAcpiPmPort, 12, acpi_pm_);
+    if (cfg_.pvpanic) {
+        pio_.add(platform::kPvPanicPort, 1, std::make_shared<devices::PvPanic>([this](uint8_t events) {
+                     if (events & devices::PvPanic::kPanicked)
+                         exit_.request(ExitReason::Panic, "the guest kernel panicked (pvpanic)");
+                     else
+                         log::warn("guest loaded a crash kernel after a panic (pvpanic CRASH_LOADED)");
+                 }));
+    }
     reset_ = std::make_shared<devices::ResetControl>(
         [this] { exit_.request(ExitReason::Reboot, "guest reset through the reset control register"); });
     bool report = cfg_.boot_report;
@@ -330,7 +341,9 @@ void Machine::setup_pci() {
             bc.serial = d.serial;
             bc.num_queues = d.num_queues;
             bc.name = fmt::format("virtio-blk{}", i);
-            add_virtio(std::make_shared<virtio::BlockDevice>(std::move(bc)), d.slot);
+            auto blk = std::make_shared<virtio::BlockDevice>(std::move(bc));
+            disks_.push_back(blk);
+            add_virtio(blk, d.slot);
         }
     }
     if (cfg_.console != SerialMode::Off) {
@@ -514,8 +527,10 @@ void Machine::vcpu_loop(size_t index) {
                 double ms = ms_since_start();
                 if (cfg_.boot_report) std::fprintf(stderr, "vmm: boot: first KVM_RUN at %.1f ms\n", ms);
             }
+            park_if_paused(index);
+            if (stopping_.load()) break;
             int r = v.run();
-            if (r < 0) continue;  // EINTR/EAGAIN: kicked; re-check stopping_
+            if (r < 0) continue;  // EINTR/EAGAIN: kicked; re-check stopping_ and paused_
             if (!handle_exit(index)) break;
         }
     } catch (const std::exception& e) {
@@ -523,8 +538,24 @@ void Machine::vcpu_loop(size_t index) {
     }
 }
 
+void Machine::park_if_paused(size_t index) {
+    std::unique_lock lk(pause_mu_);
+    if (!paused_) return;
+    ++parked_;
+    pause_cv_.notify_all();
+    pause_cv_.wait(lk, [this] { return !paused_ || stopping_.load(); });
+    --parked_;
+    // The kick that parked us set immediate_exit; clear it or KVM_RUN
+    // returns at once forever.
+    vcpus_[index]->run_struct()->immediate_exit = 0;
+}
+
 void Machine::stop_vcpus() {
-    stopping_.store(true);
+    {
+        std::lock_guard lk(pause_mu_);
+        stopping_.store(true);
+    }
+    pause_cv_.notify_all();
     for (size_t i = 0; i < threads_.size(); ++i) {
         if (!threads_[i].joinable()) continue;
         // immediate_exit covers a kick that lands just before KVM_RUN.
@@ -553,7 +584,17 @@ void Machine::event_loop() {
                          {sfd.get(), POLLIN, 0},
                          {in_open && pending.empty() ? console_in_ : -1, POLLIN, 0},
                          {tasks_ready_.fd(), POLLIN, 0}};
-        int r = ::poll(fds, 4, pending.empty() ? -1 : 10);
+        int wait_ms = pending.empty() ? -1 : 10;
+        if (cfg_.timeout_s) {
+            double left = created_ms_ + cfg_.timeout_s * 1000.0 - ms_since_start();
+            if (left <= 0) {
+                exit_.request(ExitReason::Timeout, fmt::format("the VM ran longer than --timeout {} s", cfg_.timeout_s));
+                break;
+            }
+            int l = static_cast<int>(left) + 1;
+            wait_ms = wait_ms < 0 ? l : std::min(wait_ms, l);
+        }
+        int r = ::poll(fds, 4, wait_ms);
         if (r < 0 && errno != EINTR) throw_errno("poll");
         if (fds[3].revents & POLLIN) run_deferred();
         if (fds[1].revents & POLLIN) {
@@ -595,6 +636,90 @@ void Machine::event_loop() {
             if (took == 0) break;
         }
     }
+}
+
+VmInfo Machine::info() {
+    VmInfo i;
+    i.config = cfg_;
+    i.uptime_s = (ms_since_start() - created_ms_) / 1000.0;
+    std::lock_guard lk(pause_mu_);
+    i.state = exit_.requested() || stopping_.load() ? VmState::ShuttingDown
+              : paused_                             ? VmState::Paused
+                                                    : VmState::Running;
+    return i;
+}
+
+void Machine::pause() {
+    std::unique_lock lk(pause_mu_);
+    if (stopping_.load() || exit_.requested()) fail("the VM is shutting down");
+    if (paused_) fail("the VM is already paused");
+    paused_ = true;
+    for (size_t i = 0; i < threads_.size(); ++i) {
+        vcpus_[i]->run_struct()->immediate_exit = 1;
+        pthread_kill(threads_[i].native_handle(), kKickSignal);
+    }
+    // Every vCPU thread that is still running parks; one that already ended
+    // (the VM is going down) never will, hence the deadline.
+    if (!pause_cv_.wait_for(lk, std::chrono::seconds(5), [this] { return parked_ == threads_.size() || stopping_.load(); })) {
+        paused_ = false;
+        pause_cv_.notify_all();
+        fail("not every vCPU stopped within 5 s; the VM keeps running");
+    }
+    log::info("VM paused");
+}
+
+void Machine::resume() {
+    {
+        std::lock_guard lk(pause_mu_);
+        if (!paused_) fail("the VM is not paused");
+        paused_ = false;
+    }
+    pause_cv_.notify_all();
+    log::info("VM resumed");
+}
+
+void Machine::power_button() {
+    {
+        std::lock_guard lk(pause_mu_);
+        if (paused_) fail("the VM is paused: resume it first, or the guest cannot react");
+    }
+    acpi_pm_->power_button();
+    log::info("ACPI power button pressed");
+}
+
+void Machine::stop() {
+    exit_.request(ExitReason::Stopped, "stopped through the control API");
+}
+
+void Machine::reboot() {
+    exit_.request(ExitReason::Reboot, "reset through the control API");
+}
+
+std::vector<DeviceCounters> Machine::counters() {
+    std::vector<DeviceCounters> out;
+    for (auto& d : disks_) {
+        auto s = d->stats();
+        out.push_back({d->name(),
+                       {{"requests", s.requests},
+                        {"read_bytes", s.read_bytes},
+                        {"write_bytes", s.write_bytes},
+                        {"errors", s.errors},
+                        {"notifications", s.notifications},
+                        {"interrupts", s.interrupts}}});
+    }
+    if (console_) {
+        auto& s = console_->stats();
+        out.push_back({console_->name(),
+                       {{"tx_bytes", s.tx_bytes.load()},
+                        {"rx_bytes", s.rx_bytes.load()},
+                        {"errors", s.errors.load()},
+                        {"interrupts", s.interrupts.load()}}});
+    }
+    return out;
+}
+
+void Machine::set_balloon_target(uint64_t) {
+    fail("this VM has no balloon device (virtio-balloon is not implemented yet)");
 }
 
 ExitReason Machine::run() {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -17,11 +18,13 @@
 #include "vmm/core/guest_memory.h"
 #include "vmm/core/kvm.h"
 #include "vmm/exit_control.h"
+#include "vmm/vm_control.h"
 
 namespace vmm {
 
 namespace devices {
 class Serial8250;
+class AcpiPm;
 namespace pci {
 class PciBus;
 }
@@ -29,11 +32,12 @@ class PciBus;
 namespace virtio {
 class PciTransport;
 class ConsoleDevice;
+class BlockDevice;
 class VirtioDevice;
 }  // namespace virtio
 class MsiRouter;
 
-class Machine {
+class Machine : public VmControl {
 public:
     // Builds the whole VM; throws vmm::Error with a user-facing message.
     // `console_in` is the fd whose bytes go to the serial port (-1: none);
@@ -47,6 +51,16 @@ public:
     // The message (if any) explains a non-clean end.
     ExitReason run();
     const ExitControl& exit_control() const { return exit_; }
+
+    // VmControl (the control API); thread-safe.
+    VmInfo info() override;
+    void pause() override;
+    void resume() override;
+    void power_button() override;
+    void stop() override;
+    void reboot() override;
+    std::vector<DeviceCounters> counters() override;
+    void set_balloon_target(uint64_t bytes) override;
 
 private:
     void setup_memory();
@@ -73,6 +87,8 @@ private:
     Bus pio_{"pio"};
     Bus mmio_{"mmio"};
     std::shared_ptr<devices::Serial8250> serial_;
+    std::shared_ptr<devices::AcpiPm> acpi_pm_;
+    std::vector<std::shared_ptr<virtio::BlockDevice>> disks_;
     std::shared_ptr<BusDevice> reset_;
     std::unique_ptr<MsiRouter> msi_;
     std::shared_ptr<devices::pci::PciBus> pci_;
@@ -88,6 +104,13 @@ private:
     ExitControl exit_;
     std::atomic<bool> stopping_{false};
     std::atomic<bool> first_run_reported_{false};
+    // Pause: vCPU threads park on pause_cv_ while paused_ is set.
+    std::mutex pause_mu_;
+    std::condition_variable pause_cv_;
+    bool paused_ = false;
+    size_t parked_ = 0;
+    void park_if_paused(size_t index);
+    double created_ms_ = 0;
     bool is_pvh_ = false;
     uint64_t entry_ = 0;
 };

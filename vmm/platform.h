@@ -17,6 +17,7 @@ constexpr uint8_t kAcpiS5SleepType = 5;
 constexpr uint16_t kResetPort = 0xcf9;
 constexpr uint8_t kResetValue = 0x06;
 constexpr uint16_t kBootProgressPort = 0x440;
+constexpr uint16_t kPvPanicPort = 0x505;  // QEMU's ISA pvpanic port
 
 // Placed in the 32-bit MMIO hole, below the IOAPIC/LAPIC, like other VMMs.
 constexpr uint64_t kIdentityMapAddr = 0xfffbc000;

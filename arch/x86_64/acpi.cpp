@@ -192,6 +192,16 @@ std::vector<uint8_t> build_dsdt(const AcpiConfig& cfg) {
                                                Aml::integer(cfg.s5_sleep_type), Aml::zero(),
                                                Aml::zero()}));
     if (cfg.pci) body.append(Aml(build_pci_aml(cfg)));
+    if (cfg.pvpanic_port) {
+        ResourceTemplate io;
+        io.io(cfg.pvpanic_port, cfg.pvpanic_port, 1, 1);
+        body.append(Aml::scope("\\_SB", {Aml::device("PEVT", {
+                                                          Aml::name("_HID", Aml::string("QEMU0001")),
+                                                          Aml::name("_UID", Aml::zero()),
+                                                          Aml::name("_CRS", io.to_aml()),
+                                                          Aml::name("_STA", Aml::integer(0xf)),
+                                                      })}));
+    }
     // Revision 2: integers are 64-bit in this definition block.
     auto t = new_table("DSDT", kHeaderSize + body.size(), 2);
     std::copy(body.bytes().begin(), body.bytes().end(), t.begin() + kHeaderSize);

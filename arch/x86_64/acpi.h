@@ -40,6 +40,10 @@ struct AcpiConfig {
     // is only right when RAM ends at or below 4 GiB. Size 0: no window.
     uint64_t pci_mmio64_start = 4 * GiB;
     uint64_t pci_mmio64_size = kPciMmio64Size;
+
+    // pvpanic I/O port, described as ACPI device QEMU0001 (what Linux's
+    // pvpanic-mmio driver and Windows look for). 0: no pvpanic device.
+    uint16_t pvpanic_port = 0;
 };
 
 struct AcpiTables {

@@ -577,3 +577,19 @@ TEST_CASE("arch: ACPI PCI configuration is checked", "[arch][acpi][pci]") {
     moved.pci_ecam_base = 0xb0000000;
     CHECK(rd(build_mcfg(moved), 44, 8) == 0xb0000000);
 }
+
+TEST_CASE("arch: DSDT describes pvpanic as QEMU0001 only when asked", "[arch][acpi]") {
+    auto find = [](const std::vector<uint8_t>& d, const std::vector<uint8_t>& pat) {
+        return std::search(d.begin(), d.end(), pat.begin(), pat.end()) != d.end();
+    };
+    const std::string hid = "QEMU0001";
+    const std::vector<uint8_t> hid_bytes(hid.begin(), hid.end());
+    CHECK_FALSE(find(walk(build_acpi({.ncpus = 1})).dsdt, hid_bytes));
+    AcpiConfig cfg{.ncpus = 1};
+    cfg.pvpanic_port = 0x505;
+    const Walk w = walk(build_acpi(cfg));
+    CHECK(find(w.dsdt, hid_bytes));
+    // IO(Decode16, 0x505, 0x505, 1, 1): tag 0x47, decode 1, min, max, align, length.
+    CHECK(find(w.dsdt, {0x47, 0x01, 0x05, 0x05, 0x05, 0x05, 0x01, 0x01}));
+    CHECK(find(w.dsdt, {'P', 'E', 'V', 'T'}));
+}

@@ -35,7 +35,7 @@ void GuestMemory::release() {
 }
 
 GuestMemory GuestMemory::create_anonymous(std::span<const std::pair<uint64_t, uint64_t>> ranges,
-                                          bool transparent_hugepages) {
+                                          bool transparent_hugepages, bool hugetlb) {
     const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
     GuestMemory m;
     m.owned_ = true;
@@ -49,9 +49,16 @@ GuestMemory GuestMemory::create_anonymous(std::span<const std::pair<uint64_t, ui
             fail("guest memory: range {:#x} overlaps the previous one", gpa);
         // MAP_NORESERVE: guest RAM is committed lazily, like any VMM; the
         // guest only costs host memory for pages it touches.
-        void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        constexpr uint64_t kHuge = 2ull << 20;
+        if (hugetlb && (gpa % kHuge || size % kHuge))
+            fail("guest memory: range {:#x}+{:#x} is not a multiple of 2 MiB, as huge pages need", gpa, size);
+        int flags = MAP_PRIVATE | MAP_ANONYMOUS | (hugetlb ? MAP_HUGETLB : MAP_NORESERVE);
+        void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, -1, 0);
+        if (p == MAP_FAILED && hugetlb)
+            throw_errno(fmt::format("guest memory: {} MiB of huge pages (reserve them in /proc/sys/vm/nr_hugepages)",
+                                    size >> 20));
         if (p == MAP_FAILED) throw_errno(fmt::format("guest memory: mmap of {} MiB", size >> 20));
-        if (transparent_hugepages && madvise(p, size, MADV_HUGEPAGE) != 0)
+        if (!hugetlb && transparent_hugepages && madvise(p, size, MADV_HUGEPAGE) != 0)
             log::debug("guest memory: MADV_HUGEPAGE not available: {}", std::strerror(errno));
         m.regions_.push_back({gpa, size, static_cast<uint8_t*>(p)});
     }

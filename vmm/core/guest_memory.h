@@ -30,8 +30,11 @@ public:
 
     // Maps anonymous memory for each (gpa, size) range. Ranges must be
     // page-aligned, non-empty and must not overlap. Throws vmm::Error.
+    // `hugetlb`: back RAM with the host's reserved huge pages (MAP_HUGETLB,
+    // 2 MiB); ranges must then be 2 MiB multiples, and a host without
+    // enough reserved pages gets an error naming /proc/sys/vm/nr_hugepages.
     static GuestMemory create_anonymous(std::span<const std::pair<uint64_t, uint64_t>> ranges,
-                                        bool transparent_hugepages = true);
+                                        bool transparent_hugepages = true, bool hugetlb = false);
     // Wraps caller-owned buffers (unit tests). Not unmapped on destruction.
     static GuestMemory from_buffers(std::vector<MemoryRegion> regions);
 
