@@ -226,6 +226,9 @@ public:
     // windows given (addresses passed to read/write are offsets from `base`).
     std::shared_ptr<BusDevice> mmio_device(uint64_t base);
     std::shared_ptr<BusDevice> pio_device(uint64_t base);
+    // The BusDevices above point back at this PciBus, which must outlive
+    // them. Config accesses to one bus are serialised by it; BAR accesses
+    // are not (a device locks its own state against its BAR handlers).
 
     // Bytes of the ECAM window for bus 0.
     static constexpr uint64_t kEcamBytes = 1u << 20;
