@@ -34,6 +34,7 @@
 #include "virtio/block.h"
 #include "virtio/console.h"
 #include "virtio/pci_transport.h"
+#include "vmm/console_socket.h"
 #include "vmm/guest_walk.h"
 #include "vmm/irq_routing.h"
 #include "vmm/platform.h"
@@ -124,27 +125,6 @@ private:
 };
 
 void kick_handler(int) {}
-
-// Ports 0xcf8..0xcff: the PCI configuration address (dword at 0xcf8) and
-// data registers, with the reset control register as the byte at 0xcf9, as
-// on the PC chipsets (a byte access there is never a config access).
-class ConfigPortsWithReset : public BusDevice {
-public:
-    ConfigPortsWithReset(std::shared_ptr<BusDevice> pci, std::shared_ptr<BusDevice> reset)
-        : pci_(std::move(pci)), reset_(std::move(reset)) {}
-    void read(uint64_t offset, std::span<uint8_t> data) override {
-        if (offset == 1 && data.size() == 1) reset_->read(0, data);
-        else pci_->read(offset, data);
-    }
-    void write(uint64_t offset, std::span<const uint8_t> data) override {
-        if (offset == 1 && data.size() == 1) reset_->write(0, data);
-        else pci_->write(offset, data);
-    }
-    std::string name() const override { return "pci_config_ports+reset"; }
-
-private:
-    std::shared_ptr<BusDevice> pci_, reset_;
-};
 
 // An output sink for a console: the VMM's stdout (tty) or a file.
 std::function<void(std::span<const uint8_t>)> fd_writer(int fd) {
@@ -279,12 +259,15 @@ void Machine::load_kernel_and_tables() {
 }
 
 void Machine::setup_devices() {
-    int out = console_out_;
-    serial_ = std::make_shared<devices::Serial8250>(
-        std::make_shared<KvmIrqLine>(vm_, platform::kCom1Irq),
-        [out](std::span<const uint8_t> bytes) {
-            if (out >= 0) write_all(out, bytes.data(), bytes.size());
-        });
+    std::function<void(std::span<const uint8_t>)> serial_out;
+    if (cfg_.serial == SerialMode::Socket) {
+        serial_sock_ = std::make_unique<ConsoleSocket>(cfg_.serial_path, "--serial socket=" + cfg_.serial_path);
+        serial_out = [s = serial_sock_.get()](std::span<const uint8_t> b) { s->write_output(b); };
+    } else {
+        serial_out = fd_writer(console_out_);
+    }
+    serial_ = std::make_shared<devices::Serial8250>(std::make_shared<KvmIrqLine>(vm_, platform::kCom1Irq),
+                                                    std::move(serial_out));
     pio_.add(platform::kCom1Port, 8, serial_);
     pio_.add(platform::kI8042Port, 5, std::make_shared<devices::I8042>([this] {
                  exit_.request(ExitReason::Reboot, "guest reset through the i8042 controller");
@@ -318,8 +301,9 @@ void Machine::setup_pci() {
     msi_ = std::make_unique<MsiRouter>(vm_);
     pci_ = std::make_shared<devices::pci::PciBus>();
     pci_->add(0, devices::pci::make_host_bridge());
+    // The reset control register (0xcf9) lives inside the config ports.
     static_assert(platform::kResetPort == 0xcf9);
-    pio_.add(0xcf8, 8, std::make_shared<ConfigPortsWithReset>(pci_->io_port_device(), reset_));
+    pio_.add(0xcf8, 8, pci_->io_port_device(reset_));
     mmio_.add(x86::kPciEcamBase, x86::kPciEcamSize, pci_->ecam_device());
     mmio_.add(x86::kPciMmio32Start, x86::kPciMmio32End - x86::kPciMmio32Start, pci_->mmio_device(x86::kPciMmio32Start));
     // The 64-bit window decodes too: a guest may move BARs up there.
@@ -354,7 +338,12 @@ void Machine::setup_pci() {
             if (fd < 0) throw_errno(fmt::format("--console file={}", cfg_.console_path));
             console_file_ = Fd(fd);
         }
-        cc.output = fd_writer(fd);
+        if (cfg_.console == SerialMode::Socket) {
+            console_sock_ = std::make_unique<ConsoleSocket>(cfg_.console_path, "--console socket=" + cfg_.console_path);
+            cc.output = [s = console_sock_.get()](std::span<const uint8_t> b) { s->write_output(b); };
+        } else {
+            cc.output = fd_writer(fd);
+        }
         console_ = std::make_shared<virtio::ConsoleDevice>(std::move(cc));
         add_virtio(console_, -1);
     }
@@ -576,15 +565,40 @@ void Machine::event_loop() {
     Fd sfd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!sfd) throw_errno("signalfd");
 
-    std::deque<uint8_t> pending;  // console input the UART had no room for
-    bool escape = false;          // saw Ctrl-A
+    // Console input: the terminal (with the Ctrl-A escape) and the console
+    // sockets. Each keeps what its device had no room for yet (flow control
+    // instead of dropping keystrokes).
+    auto to_serial = [this](std::span<const uint8_t> b) { return serial_->enqueue_input(b); };
+    auto to_console = [this](std::span<const uint8_t> b) { return console_->enqueue_input(b); };
+    struct Input {
+        std::function<size_t(std::span<const uint8_t>)> sink;
+        std::deque<uint8_t> pending;
+    };
+    Input tty{console_ && cfg_.console == SerialMode::Tty ? std::function<size_t(std::span<const uint8_t>)>(to_console)
+                                                          : to_serial,
+              {}};
+    Input serial_sock{to_serial, {}}, console_sock{to_console, {}};
+    bool escape = false;  // saw Ctrl-A
     bool in_open = console_in_ >= 0;
+    auto flush = [](Input& in) {
+        while (!in.pending.empty()) {
+            std::vector<uint8_t> chunk(in.pending.begin(), in.pending.end());
+            size_t took = in.sink(chunk);
+            in.pending.erase(in.pending.begin(), in.pending.begin() + static_cast<long>(took));
+            if (took == 0) break;
+        }
+    };
     while (!exit_.requested()) {
-        pollfd fds[4] = {{exit_.fd(), POLLIN, 0},
+        bool waiting = !tty.pending.empty() || !serial_sock.pending.empty() || !console_sock.pending.empty();
+        pollfd fds[8] = {{exit_.fd(), POLLIN, 0},
                          {sfd.get(), POLLIN, 0},
-                         {in_open && pending.empty() ? console_in_ : -1, POLLIN, 0},
-                         {tasks_ready_.fd(), POLLIN, 0}};
-        int wait_ms = pending.empty() ? -1 : 10;
+                         {in_open && tty.pending.empty() ? console_in_ : -1, POLLIN, 0},
+                         {tasks_ready_.fd(), POLLIN, 0},
+                         {serial_sock_ ? serial_sock_->listen_fd() : -1, POLLIN, 0},
+                         {serial_sock_ && serial_sock.pending.empty() ? serial_sock_->client_fd() : -1, POLLIN, 0},
+                         {console_sock_ ? console_sock_->listen_fd() : -1, POLLIN, 0},
+                         {console_sock_ && console_sock.pending.empty() ? console_sock_->client_fd() : -1, POLLIN, 0}};
+        int wait_ms = waiting ? 10 : -1;
         if (cfg_.timeout_s) {
             double left = created_ms_ + cfg_.timeout_s * 1000.0 - ms_since_start();
             if (left <= 0) {
@@ -594,7 +608,7 @@ void Machine::event_loop() {
             int l = static_cast<int>(left) + 1;
             wait_ms = wait_ms < 0 ? l : std::min(wait_ms, l);
         }
-        int r = ::poll(fds, 4, wait_ms);
+        int r = ::poll(fds, 8, wait_ms);
         if (r < 0 && errno != EINTR) throw_errno("poll");
         if (fds[3].revents & POLLIN) run_deferred();
         if (fds[1].revents & POLLIN) {
@@ -617,24 +631,30 @@ void Machine::event_loop() {
                             exit_.request(ExitReason::Signal, "quit from the console (Ctrl-A x)", SIGINT);
                             break;
                         }
-                        if (c != 0x01) pending.push_back(0x01);
-                        pending.push_back(c);
+                        if (c != 0x01) tty.pending.push_back(0x01);
+                        tty.pending.push_back(c);
                     } else if (c == 0x01) {
                         escape = true;
                     } else {
-                        pending.push_back(c);
+                        tty.pending.push_back(c);
                     }
                 }
             }
         }
-        while (!pending.empty()) {
-            std::vector<uint8_t> chunk(pending.begin(), pending.end());
-            // Terminal input goes to the virtio console when it is on the tty.
-            size_t took = console_ && cfg_.console == SerialMode::Tty ? console_->enqueue_input(chunk)
-                                                                      : serial_->enqueue_input(chunk);
-            pending.erase(pending.begin(), pending.begin() + static_cast<long>(took));
-            if (took == 0) break;
-        }
+        auto serve = [](ConsoleSocket* sock, short listen_ev, short client_ev, Input& in) {
+            if (!sock) return;
+            if (listen_ev & POLLIN) sock->accept_client();
+            if (client_ev & (POLLIN | POLLHUP | POLLERR)) {
+                uint8_t buf[256];
+                size_t n = sock->read_input(buf);
+                in.pending.insert(in.pending.end(), buf, buf + n);
+            }
+        };
+        serve(serial_sock_.get(), fds[4].revents, fds[5].revents, serial_sock);
+        serve(console_sock_.get(), fds[6].revents, fds[7].revents, console_sock);
+        flush(tty);
+        flush(serial_sock);
+        if (console_) flush(console_sock);
     }
 }
 

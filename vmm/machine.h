@@ -36,6 +36,7 @@ class BlockDevice;
 class VirtioDevice;
 }  // namespace virtio
 class MsiRouter;
+class ConsoleSocket;
 
 class Machine : public VmControl {
 public:
@@ -99,6 +100,7 @@ private:
     std::deque<std::function<void()>> tasks_;
     EventFd tasks_ready_;
     Fd console_file_;
+    std::unique_ptr<ConsoleSocket> serial_sock_, console_sock_;
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
     std::vector<std::thread> threads_;
     ExitControl exit_;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,17 @@ vmm::log::Level parse_level(const std::string& s) {
 
 int run(const vmm::VmConfig& cfg) {
     vmm::log::set_level(parse_level(cfg.log_level));
+    // --log-file: the VMM's own messages go there (appended, with the
+    // guest's console kept apart); fatal errors still reach stderr too.
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> log_file(nullptr, std::fclose);
+    if (!cfg.log_file.empty()) {
+        log_file.reset(std::fopen(cfg.log_file.c_str(), "ae"));
+        if (!log_file) vmm::throw_errno("--log-file " + cfg.log_file);
+        vmm::log::set_file(log_file.get());
+    }
+    struct ResetLog {
+        ~ResetLog() { vmm::log::set_file(nullptr); }
+    } reset_log;
     // Signals: SIGINT/SIGTERM/SIGHUP are blocked in every thread and read
     // through a signalfd by the main loop; SIGPIPE must not kill the VMM when
     // the console reader goes away.
@@ -68,6 +80,7 @@ int run(const vmm::VmConfig& cfg) {
             continue;
         }
         raw.reset();  // messages below go to a sane terminal
+        if (log_file) vmm::log::info("VM ended: {} (exit status {})", message.empty() ? "guest powered off" : message, status);
         switch (reason) {
             case vmm::ExitReason::PowerOff:
             case vmm::ExitReason::None:
