@@ -104,6 +104,10 @@ int main(int argc, char** argv) {
             std::fputs(help->text.c_str(), stdout);
             return 0;
         }
+        if (auto* print = std::get_if<vmm::PrintConfig>(&parsed)) {
+            std::fputs(print->json.c_str(), stdout);
+            return 0;
+        }
         return run(std::get<vmm::VmConfig>(parsed));
     } catch (const std::exception& e) {
         vmm::RawTerminal::restore_now();
