@@ -34,6 +34,7 @@
 #include "virtio/block.h"
 #include "virtio/console.h"
 #include "virtio/pci_transport.h"
+#include "vmm/api.h"
 #include "vmm/console_socket.h"
 #include "vmm/guest_walk.h"
 #include "vmm/irq_routing.h"
@@ -174,9 +175,13 @@ Machine::Machine(const VmConfig& cfg, int console_in, int console_out)
     setup_devices();
     setup_vcpus();
     log::debug("startup: vCPUs ready at {:.1f} ms", ms_since_start());
+    // Last, so a client never sees a half-built VM; a socket in use fails
+    // the start before the guest runs.
+    if (!cfg_.api_socket.empty()) api_ = std::make_unique<ApiServer>(cfg_.api_socket, *this);
 }
 
 Machine::~Machine() {
+    if (api_) api_->stop();  // no control requests while the VM comes apart
     stop_vcpus();
     // Devices stop their I/O threads before guest memory goes away.
     for (auto& t : virtio_) t->shutdown();
@@ -680,7 +685,7 @@ void Machine::pause() {
     }
     // Every vCPU thread that is still running parks; one that already ended
     // (the VM is going down) never will, hence the deadline.
-    if (!pause_cv_.wait_for(lk, std::chrono::seconds(5), [this] { return parked_ == threads_.size() || stopping_.load(); })) {
+    if (!pause_cv_.wait_for(lk, std::chrono::seconds(5), [this] { return stopping_.load() || parked_ == threads_.size(); })) {
         paused_ = false;
         pause_cv_.notify_all();
         fail("not every vCPU stopped within 5 s; the VM keeps running");
@@ -743,7 +748,10 @@ void Machine::set_balloon_target(uint64_t) {
 }
 
 ExitReason Machine::run() {
-    for (size_t i = 0; i < vcpus_.size(); ++i) threads_.emplace_back(&Machine::vcpu_loop, this, i);
+    {
+        std::lock_guard lk(pause_mu_);  // pause() walks threads_ from the API thread
+        for (size_t i = 0; i < vcpus_.size(); ++i) threads_.emplace_back(&Machine::vcpu_loop, this, i);
+    }
     try {
         event_loop();
     } catch (const std::exception& e) {
