@@ -19,7 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vmm/cli.h"
-#include "vmm/api_config_json_tmp.h"  // TEMPORARY: vmm/config_json.h once h-config lands
+#include "vmm/config_json.h"
 #include "vmm/core/error.h"
 
 namespace vmm {

@@ -22,7 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vmm/api.h"
-#include "vmm/api_config_json_tmp.h"
+#include "vmm/config_json.h"
 #include "vmm/core/error.h"
 #include "vmm/core/fd.h"
 #include "vmm/ctl.h"
@@ -30,9 +30,6 @@
 using Catch::Matchers::Contains;
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-// TEMPORARY until h-config lands with the real converter.
-nlohmann::json vmm::config_to_json(const VmConfig& c) { return {{"machine", {{"cpus", c.cpus}}}}; }
 
 namespace {
 
