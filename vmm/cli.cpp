@@ -95,46 +95,57 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
 
     auto* o_config = app.add_option("--config", config_path,
                                     "JSON VM configuration (README: Configuration file); options given on the "
-                                    "command line override it");
+                                    "command line override it")
+                       ->type_name("FILE");
     app.add_flag("--print-config", print_config,
                  "Print the effective configuration as JSON (a valid --config file) and exit without starting a VM");
     auto* o_kernel = app.add_option("--kernel", kernel,
                                     "Guest kernel: a bzImage (64-bit boot protocol >= 2.12) or a vmlinux ELF with a "
-                                    "PVH entry note (required, here or as boot.kernel in --config)");
-    auto* o_initramfs = app.add_option("--initramfs", initramfs, "Initial ramdisk loaded for the kernel");
-    auto* o_cmdline = app.add_option("--cmdline", cmdline, "Kernel command line")->default_str(def.cmdline);
+                                    "PVH entry note (required, here or as boot.kernel in --config)")
+                       ->type_name("PATH");
+    auto* o_initramfs = app.add_option("--initramfs", initramfs, "Initial ramdisk loaded for the kernel")->type_name("PATH");
+    auto* o_cmdline = app.add_option("--cmdline", cmdline, "Kernel command line")->type_name("STR")->default_str(def.cmdline);
     auto* o_cpus = app.add_option("--cpus", cpus,
                                   fmt::format("Number of vCPUs ({}-{}, and no more than KVM allows)", check::kMinCpus,
                                               check::kMaxCpus))
+                       ->type_name("N")
                        ->default_str(std::to_string(def.cpus));
     auto* o_memory = app.add_option("--memory", memory, "Guest RAM, e.g. 512M, 2G (a bare number is MiB)")
+                         ->type_name("SIZE")
                          ->default_str(fmt::format("{}M", def.memory >> 20));
     auto* o_hugepages = app.add_flag("--hugepages", hugepages, "Back guest RAM with huge pages (hugetlbfs, MAP_HUGETLB)");
     auto* o_serial = app.add_option("--serial", serial,
                                     "COM1 (ttyS0): tty (this terminal, with input), file=PATH, socket=PATH "
                                     "(a UNIX socket the VMM listens on), or off")
+                         ->type_name("MODE")
                          ->default_str(check::console_mode_name(def.serial));
     auto* o_console = app.add_option("--console", console,
                                      "virtio-console (the guest's hvc0; use console=hvc0): tty (this terminal, with "
                                      "input), file=PATH, socket=PATH, or off")
+                          ->type_name("MODE")
                           ->default_str(check::console_mode_name(def.console));
     auto* o_disk = app.add_option("--disk", disks,
                                   "virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,num_queues=N][,direct=on]"
                                   "[,slot=N] (repeatable; /dev/vda, vdb, ... in order; replaces the --config disks)")
+                       ->type_name("SPEC")
                        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
                        ->allow_extra_args(false);
-    auto* o_api = app.add_option("--api-socket", api_socket, "Control API on this UNIX socket (see vmm ctl)");
+    auto* o_api = app.add_option("--api-socket", api_socket, "Serve the control API on this UNIX socket")
+                      ->type_name("PATH");
     auto* o_timeout = app.add_option("--timeout", timeout, "Stop the VM after SECONDS (exit status 5); 0: never")
+                          ->type_name("SECONDS")
                           ->default_str(std::to_string(def.timeout_s));
     auto* o_boot_report = app.add_flag("--boot-report", boot_report,
                                        "Print boot timing (first KVM_RUN, boot-progress port writes) to stderr");
     auto* o_reboot = app.add_flag("--reboot", reboot,
                                   "Restart the VM when the guest reboots (default: exit with status 2)");
     auto* o_no_pvpanic = app.add_flag("--no-pvpanic", no_pvpanic,
-                                      "No pvpanic device (a guest panic is then seen only through what panic= makes the guest do)");
+                                      "Leave out the pvpanic device (a guest panic then does not end the VMM with status 3)");
     auto* o_log_level = app.add_option("--log-level", log_level, "VMM log level: error, warn, info, debug")
+                            ->type_name("LEVEL")
                             ->default_str(def.log_level);
-    auto* o_log_file = app.add_option("--log-file", log_file, "Write the VMM's own messages to PATH (default: stderr)");
+    auto* o_log_file = app.add_option("--log-file", log_file, "Write the VMM's own messages to PATH (default: stderr)")
+                           ->type_name("PATH");
     app.footer(
         "Flags take =false to undo a --config setting (e.g. --reboot=false).\n"
         "Exit status: 0 guest powered off, 1 VMM error or bad input, 2 guest rebooted,\n"

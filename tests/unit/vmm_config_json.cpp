@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -517,5 +518,37 @@ TEST_CASE("config json: every examples/*.json loads and round-trips", "[vmm][con
         CHECK(run.initramfs == "/t/i");
         REQUIRE(run.disks.size() == 1);
         CHECK(run.disks[0].path == "/t/d.img");
+    }
+}
+
+TEST_CASE("config json: README documents every option and every key", "[vmm][config]") {
+    std::ifstream in(std::string(VMM_SOURCE_DIR) + "/README.md");
+    REQUIRE(in);
+    std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // Every long option of --help has a row in the options table.
+    auto r = vmm::parse_cli({"--help"});
+    REQUIRE(std::holds_alternative<vmm::CliHelp>(r));
+    const std::string& help = std::get<vmm::CliHelp>(r).text;
+    size_t options = 0;
+    for (size_t p = help.find("\n  --"); p != std::string::npos; p = help.find("\n  --", p + 1)) {
+        size_t b = p + 3, e = b;
+        while (e < help.size() && (std::isalnum(static_cast<unsigned char>(help[e])) || help[e] == '-')) ++e;
+        std::string opt = help.substr(b, e - b);
+        INFO(opt);
+        CHECK(readme.find("| `" + opt) != std::string::npos);
+        ++options;
+    }
+    CHECK(options >= 18);
+    // Every key config_to_json writes has a row in the schema table.
+    vmm::VmConfig c;
+    c.disks.push_back({"/a", false, "", 1, false, -1});
+    json j = vmm::config_to_json(c);
+    for (auto& [section, body] : j.items()) {
+        const json& fields = body.is_array() ? body[0] : body;
+        for (auto& [key, value] : fields.items()) {
+            std::string row = "| `" + section + (body.is_array() ? "[]." : ".") + key + "`";
+            INFO(row);
+            CHECK(readme.find(row) != std::string::npos);
+        }
     }
 }
