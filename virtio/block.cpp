@@ -97,6 +97,7 @@ struct BlockDevice::Worker {
             fail_queue(e.what());
         }
         if (!batch.empty()) {
+            dev.counters_.host_ops.fetch_add(batch.size(), std::memory_order_relaxed);
             engine->submit(batch);
             batch.clear();
         }
@@ -239,6 +240,7 @@ struct BlockDevice::Worker {
         engine->drain();
         done.clear();
         engine->reap(done);
+        dev.counters_.bounced.fetch_add(engine->bounced(), std::memory_order_relaxed);
     }
 };
 
@@ -324,12 +326,25 @@ void BlockDevice::activate(ActivationContext ctx) {
         reset();
         throw;
     }
-    log::debug("{}: active, {} queue(s), {} engine, {} sectors", cfg_.name, workers_.size(),
-               workers_.empty() ? "no" : workers_[0]->engine->name(), limits_.capacity);
+    const char* engine = workers_.empty() ? "no" : workers_[0]->engine->name();
+    // Once per disk: which engine runs decides most of the performance.
+    if (!engine_logged_ && !workers_.empty()) {
+        engine_logged_ = true;
+        log::info("{}: {} engine{}", cfg_.name, engine, disk_.direct() ? ", O_DIRECT" : "");
+    }
+    log::debug("{}: active, {} queue(s), {} engine, {} sectors", cfg_.name, workers_.size(), engine,
+               limits_.capacity);
 }
 
 void BlockDevice::reset() {
     for (auto& w : workers_) w->quiesce();
+    if (!workers_.empty()) {
+        BlockStats s = stats();
+        log::info("{}: {} requests ({} host ops, {} bounced), {} MiB read, {} MiB written, {} kicks, {} interrupts, "
+                  "{} errors",
+                  cfg_.name, s.requests, s.host_ops, s.bounced, s.read_bytes >> 20, s.write_bytes >> 20,
+                  s.notifications, s.interrupts, s.errors);
+    }
     workers_.clear();
     ctx_ = ActivationContext{};
 }
@@ -342,6 +357,8 @@ BlockStats BlockDevice::stats() const {
     s.errors = counters_.errors.load();
     s.notifications = counters_.notifications.load();
     s.interrupts = counters_.interrupts.load();
+    s.host_ops = counters_.host_ops.load();
+    s.bounced = counters_.bounced.load();
     return s;
 }
 

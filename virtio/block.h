@@ -50,6 +50,8 @@ struct BlockStats {
     uint64_t errors = 0;         // requests answered with IOERR/UNSUPP or dropped
     uint64_t notifications = 0;  // kicks received
     uint64_t interrupts = 0;     // interrupts raised
+    uint64_t host_ops = 0;       // operations submitted to the disk engine
+    uint64_t bounced = 0;        // of which went through a bounce buffer
 };
 
 class BlockDevice final : public VirtioDevice {
@@ -77,7 +79,7 @@ private:
     struct Worker;
     struct Counters {
         std::atomic<uint64_t> requests{0}, read_bytes{0}, write_bytes{0}, errors{0}, notifications{0},
-            interrupts{0};
+            interrupts{0}, host_ops{0}, bounced{0};
     };
 
     void build_config();
@@ -89,6 +91,7 @@ private:
     Counters counters_;
     ActivationContext ctx_;  // mem, interrupt and needs_reset of the running activation
     std::vector<std::unique_ptr<Worker>> workers_;
+    bool engine_logged_ = false;
 };
 
 }  // namespace vmm::virtio

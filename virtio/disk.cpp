@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <condition_variable>
@@ -318,8 +319,10 @@ public:
             op->req = std::move(r);
             if (int e = prepare(*op, align_))
                 failed.push_back({op->req.cookie, e});
-            else
+            else {
+                if (op->bounce) bounced_.fetch_add(1, std::memory_order_relaxed);
                 ops.push_back(std::move(op));
+            }
         }
         {
             std::lock_guard lk(mu_);
@@ -362,6 +365,7 @@ public:
         std::unique_lock lk(mu_);
         idle_cv_.wait(lk, [this] { return pending_ == 0; });
     }
+    uint64_t bounced() const override { return bounced_.load(std::memory_order_relaxed); }
 
 private:
     void work() {
@@ -393,6 +397,7 @@ private:
     size_t in_flight_ = 0;  // submitted, not reaped
     size_t pending_ = 0;    // submitted, not completed
     bool stop_ = false;
+    std::atomic<uint64_t> bounced_{0};
     std::vector<std::thread> workers_;
 };
 
@@ -442,6 +447,7 @@ public:
                 efd_->signal();
                 continue;
             }
+            if (op->bounce) ++bounced_;
             route(std::move(op));
         }
         pump();
@@ -458,6 +464,7 @@ public:
     }
 
     size_t in_flight() const override { return in_flight_; }
+    uint64_t bounced() const override { return bounced_; }
 
     void drain() override {
         for (;;) {
@@ -618,6 +625,7 @@ private:
     size_t in_ring_ = 0;
     size_t in_flight_ = 0;
     std::vector<DiskCompletion> ready_;
+    uint64_t bounced_ = 0;
     std::unique_ptr<ThreadEngine> sync_;
     log::RateLimit rl_;
 };

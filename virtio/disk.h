@@ -102,6 +102,9 @@ public:
     // Blocks until every submitted request has completed (completions are
     // then available to reap()). Used before freeing a queue on reset.
     virtual void drain() = 0;
+    // Read/Write requests that went through a bounce buffer (misaligned for
+    // O_DIRECT or too many segments): should stay 0 for page-sized guest I/O.
+    virtual uint64_t bounced() const = 0;
 };
 
 enum class DiskEngineKind { Auto, IoUring, Threads };

@@ -730,7 +730,9 @@ std::vector<DeviceCounters> Machine::counters() {
                         {"write_bytes", s.write_bytes},
                         {"errors", s.errors},
                         {"notifications", s.notifications},
-                        {"interrupts", s.interrupts}}});
+                        {"interrupts", s.interrupts},
+                        {"host_ops", s.host_ops},
+                        {"bounced", s.bounced}}});
     }
     if (console_) {
         auto& s = console_->stats();

@@ -164,7 +164,7 @@ cmd_for() {
             q=""
             [[ $1 == vmm ]] && q=",direct=on"
             CMD=("$vmm" --kernel "$kernel" --initramfs "$initrd" --cmdline "$append" --cpus "$cpus"
-                --memory "${mem}M" --serial "file=$dir/console"
+                --memory "${mem}M" --serial "file=$dir/console" --log-level info
                 --disk "path=$dir/root.img" --disk "path=$img$q$mq")
             ;;
     esac
