@@ -59,7 +59,7 @@ SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 # run-guest-tests.sh --qemu-adapter VMM-OPTIONS...: behaves like build/vmm
 # (options, exit statuses) using QEMU.  Only for VMM_UNDER_TEST_QEMU=1.
 qemu_adapter() {
-    local kernel="" initrd="" cmdline="" cpus=1 memory=512M serial=tty console=off ndisk=0 spec
+    local kernel="" initrd="" cmdline="" cpus=1 memory=512M serial=tty console=off ndisk=0 spec timeout_s=0
     local disk_args=()
     while [[ $# -gt 0 ]]; do
         case $1 in
@@ -90,6 +90,8 @@ qemu_adapter() {
                 shift 2
                 ;;
             --boot-report) shift ;;
+            --timeout) timeout_s=$2; shift 2 ;;
+            --log-file) shift 2 ;;
             *) echo "vmm: error: unknown option $1 (QEMU adapter)" >&2; exit 1 ;;
         esac
     done
@@ -98,6 +100,7 @@ qemu_adapter() {
     case $serial in
         tty) log=$(mktemp "${TMPDIR:-/tmp}/qemu-adapter.XXXXXX"); serial_arg="file:$log"; relay=1 ;;
         file=*) serial_arg="file:${serial#file=}"; log=${serial#file=} ;;
+        socket=*) serial_arg="unix:${serial#socket=},server=on,wait=off" ;;
         off) serial_arg=null ;;
         *) echo "vmm: error: bad --serial $serial (QEMU adapter)" >&2; exit 1 ;;
     esac
@@ -114,15 +117,25 @@ qemu_adapter() {
     # VMM_QEMU_ACCEL=tcg runs the guests without /dev/kvm (run-guest-tests.sh --vmm qemu)
     local accel=(-accel kvm -cpu host)
     [[ ${VMM_QEMU_ACCEL:-kvm} == tcg ]] && accel=(-accel tcg -cpu max)
+    # pvpanic (ISA, port 0x505, ACPI QEMU0001 like the VMM's): a guest panic
+    # makes QEMU exit with status 1, mapped to 3 below
     local args=(qemu-system-x86_64 -M pc "${accel[@]}" -smp "$cpus" -m "$memory"
         -nodefaults -no-user-config -display none -nic none -no-reboot
+        -device pvpanic -action panic=exit-failure
         -serial "$serial_arg" -monitor none -kernel "$kernel" -append "$cmdline"
         "${disk_args[@]}" "${con_args[@]}")
     [[ -n $initrd ]] && args+=(-initrd "$initrd")
     "${args[@]}" <"$qin" &
-    local qpid=$! sig=""
+    local qpid=$! sig="" timed_out=0
     trap 'sig=15; kill -TERM $qpid 2>/dev/null' TERM
     trap 'sig=2; kill -TERM $qpid 2>/dev/null' INT
+    trap 'timed_out=1; kill -TERM $qpid 2>/dev/null' USR1
+    # --timeout: a watcher signals us (the wait below is interruptible)
+    local wpid=""
+    if [[ $timeout_s != 0 ]]; then
+        (sleep "$timeout_s" && kill -USR1 $$) </dev/null >/dev/null 2>&1 &
+        wpid=$!
+    fi
     # relay the console file to our stdout as it grows
     local tpid=""
     if [[ $relay == 1 ]]; then
@@ -135,9 +148,13 @@ qemu_adapter() {
         kill -0 "$qpid" 2>/dev/null || break # else wait was interrupted by a trap
     done
     [[ -n $tpid ]] && { wait "$tpid" 2>/dev/null || true; }
+    [[ -n $wpid ]] && { kill "$wpid" 2>/dev/null || true; }
     if [[ -n $sig ]]; then [[ $relay == 1 ]] && rm -f "$log"; exit $((128 + sig)); fi
+    if [[ $timed_out == 1 ]]; then [[ $relay == 1 ]] && rm -f "$log"; exit 5; fi
     local rc=0
-    if [[ $st -ne 0 ]]; then
+    if [[ $st -ne 0 ]] && [[ -f $log ]] && grep -q 'Kernel panic - not syncing' "$log"; then
+        rc=3 # -action panic=exit-failure
+    elif [[ $st -ne 0 ]]; then
         rc=1
     elif grep -q 'reboot: Restarting system' "$log"; then
         rc=2 # -no-reboot turns a guest reboot into a plain exit
