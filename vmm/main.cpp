@@ -91,7 +91,12 @@ int run(const vmm::VmConfig& cfg) {
                              message.c_str(), status);
                 break;
             case vmm::ExitReason::Signal:
+            case vmm::ExitReason::Stopped:
                 std::fprintf(stderr, "vmm: %s\n", message.c_str());
+                break;
+            case vmm::ExitReason::Panic:
+            case vmm::ExitReason::Timeout:
+                std::fprintf(stderr, "vmm: %s; exiting with status %d\n", message.c_str(), status);
                 break;
             case vmm::ExitReason::Crash:
                 std::fprintf(stderr, "vmm: error: guest crashed: %s", message.c_str());
