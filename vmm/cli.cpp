@@ -1,71 +1,39 @@
+// The command line: CLI11 collects the text of each option, then the given
+// options are validated (with the shared rules of config_check.h) and
+// overlaid on the --config file's configuration, or on the defaults.
 #include "vmm/cli.h"
 
 #include <CLI/CLI.hpp>
 
-#include <cctype>
-#include <limits>
-
+#include "vmm/config_json.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
 
 namespace vmm {
 
-uint64_t parse_size(const std::string& text, const std::string& what) {
-    size_t i = 0;
-    uint64_t n = 0;
-    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
-        uint64_t d = static_cast<uint64_t>(text[i] - '0');
-        if (n > (std::numeric_limits<uint64_t>::max() - d) / 10) fail("{}: \"{}\" is too large", what, text);
-        n = n * 10 + d;
-        ++i;
-    }
-    if (i == 0) fail("{}: \"{}\" is not a size (expected e.g. 512M or 2G)", what, text);
-    std::string suffix;
-    for (; i < text.size(); ++i) suffix += static_cast<char>(std::toupper(static_cast<unsigned char>(text[i])));
-    unsigned shift;
-    if (suffix.empty() || suffix == "M" || suffix == "MB" || suffix == "MIB") shift = 20;
-    else if (suffix == "K" || suffix == "KB" || suffix == "KIB") shift = 10;
-    else if (suffix == "G" || suffix == "GB" || suffix == "GIB") shift = 30;
-    else if (suffix == "T" || suffix == "TB" || suffix == "TIB") shift = 40;
-    else fail("{}: \"{}\" is not a size (expected e.g. 512M or 2G)", what, text);
-    if (n > (std::numeric_limits<uint64_t>::max() >> shift)) fail("{}: \"{}\" is too large", what, text);
-    return n << shift;
-}
-
 namespace {
 
-constexpr uint64_t kMinMemory = 32ull << 20;
-constexpr uint64_t kMaxMemory = 1ull << 40;  // 1 TiB: far beyond these hosts, below every mmap limit
-constexpr uint32_t kMaxCpus = 254;           // one xAPIC ID for the IOAPIC, 0xff is broadcast
-
-void parse_serial(const std::string& v, VmConfig& cfg) {
-    if (v == "tty") {
-        cfg.serial = SerialMode::Tty;
-    } else if (v == "off") {
-        cfg.serial = SerialMode::Off;
-    } else if (v.rfind("file=", 0) == 0 && v.size() > 5) {
-        cfg.serial = SerialMode::File;
-        cfg.serial_path = v.substr(5);
-    } else {
-        fail("--serial: \"{}\" is not one of tty, file=PATH, off", v);
-    }
+// --serial / --console: tty, off, file=PATH or socket=PATH.
+void parse_console_spec(const std::string& v, const std::string& what, SerialMode& mode, std::string& path) {
+    size_t eq = v.find('=');
+    std::string name = v.substr(0, eq);
+    std::string p = eq == std::string::npos ? "" : v.substr(eq + 1);
+    bool known = false;
+    for (SerialMode m : {SerialMode::Tty, SerialMode::File, SerialMode::Socket, SerialMode::Off})
+        if (name == check::console_mode_name(m)) mode = m, known = true;
+    if (!known) fail("{}: \"{}\" is not one of tty, file=PATH, socket=PATH, off", what, v);
+    if ((mode == SerialMode::File || mode == SerialMode::Socket) && p.empty())
+        fail("{}: \"{}\" needs a path: {}=PATH", what, v, name);
+    if (eq != std::string::npos && mode != SerialMode::File && mode != SerialMode::Socket)
+        fail("{}: \"{}\" takes no path", what, v);
+    check::console_path(mode, p, what);
+    path = p;
 }
 
 bool parse_on_off(const std::string& v, const std::string& what) {
     if (v == "on" || v == "true" || v == "1") return true;
     if (v == "off" || v == "false" || v == "0") return false;
     fail("{}: \"{}\" is not on or off", what, v);
-}
-
-uint64_t parse_uint(const std::string& v, const std::string& what, uint64_t lo, uint64_t hi) {
-    uint64_t n = 0;
-    if (v.empty() || v.size() > 10) fail("{}: \"{}\" is not a number in {}..{}", what, v, lo, hi);
-    for (char c : v) {
-        if (!std::isdigit(static_cast<unsigned char>(c))) fail("{}: \"{}\" is not a number in {}..{}", what, v, lo, hi);
-        n = n * 10 + static_cast<uint64_t>(c - '0');
-    }
-    if (n < lo || n > hi) fail("{}: {} is out of range ({}..{})", what, n, lo, hi);
-    return n;
 }
 
 // "key=value,key=value"; a value cannot contain a comma.
@@ -90,23 +58,17 @@ DiskConfig parse_disk(const std::string& spec) {
     for (auto& [k, v] : split_kv(spec, "--disk")) {
         std::string what = "--disk " + k;
         if (k == "path") {
-            if (v.empty()) fail("--disk path: empty path");
-            d.path = v;
+            d.path = check::path(v, what);
         } else if (k == "readonly") {
             d.readonly = parse_on_off(v, what);
         } else if (k == "serial") {
-            // GET_ID returns at most 20 bytes; printable ASCII keeps
-            // /sys/block/vdX/serial and udev's by-id links sane.
-            if (v.size() > 20) fail("--disk serial: \"{}\" is longer than 20 characters", v);
-            for (char c : v)
-                if (c < 0x21 || c > 0x7e) fail("--disk serial: \"{}\" must be printable ASCII without spaces", v);
-            d.serial = v;
+            d.serial = check::disk_serial(v, what);
         } else if (k == "num_queues") {
-            d.num_queues = static_cast<uint16_t>(parse_uint(v, what, 1, 64));
+            d.num_queues = check::disk_num_queues(check::parse_uint(v, what, 1, check::kMaxDiskQueues), what);
         } else if (k == "direct") {
             d.direct = parse_on_off(v, what);
         } else if (k == "slot") {
-            d.slot = static_cast<int>(parse_uint(v, what, 1, 31));
+            d.slot = v == "auto" ? -1 : check::disk_slot(check::parse_uint(v, what, check::kMinSlot, check::kMaxSlot), what);
         } else {
             fail("--disk: unknown key \"{}\" (expected path, readonly, serial, num_queues, direct, slot)", k);
         }
@@ -115,60 +77,69 @@ DiskConfig parse_disk(const std::string& spec) {
     return d;
 }
 
-void parse_console(const std::string& v, VmConfig& cfg) {
-    if (v == "tty") {
-        cfg.console = SerialMode::Tty;
-    } else if (v == "off") {
-        cfg.console = SerialMode::Off;
-    } else if (v.rfind("file=", 0) == 0 && v.size() > 5) {
-        cfg.console = SerialMode::File;
-        cfg.console_path = v.substr(5);
-    } else {
-        fail("--console: \"{}\" is not one of tty, file=PATH, off", v);
-    }
-}
-
 }  // namespace
 
-std::variant<VmConfig, CliHelp> parse_cli(const std::vector<std::string>& args) {
-    VmConfig cfg;
+std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::string>& args) {
+    const VmConfig def;  // the defaults shown in --help
     CLI::App app{"vmm: a lightweight KVM virtual machine monitor", "vmm"};
     app.get_formatter()->column_width(34);
     // A repeated option takes its last value, so scripts can append overrides.
     app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-    std::string memory, serial = "tty";
-    app.add_option("--kernel", cfg.kernel,
-                   "Guest kernel: a bzImage (64-bit boot protocol >= 2.12) or a vmlinux ELF with a PVH entry note")
-        ->required();
-    app.add_option("--initramfs", cfg.initramfs, "Initial ramdisk loaded for the kernel");
-    app.add_option("--cmdline", cfg.cmdline, "Kernel command line")->capture_default_str();
-    app.add_option("--cpus", cfg.cpus, fmt::format("Number of vCPUs (1-{}, and no more than KVM allows)", kMaxCpus))
-        ->capture_default_str();
-    app.add_option("--memory", memory, "Guest RAM, e.g. 512M, 2G (a bare number is MiB)")->default_str("512M");
-    app.add_option("--serial", serial,
-                   "COM1 (ttyS0) output: tty (this terminal, with input), file=PATH, or off")
-        ->default_str("tty");
-    std::string console = "off";
+
+    // Options are collected as given and only applied below when count() > 0,
+    // so that an option not given leaves the --config file's value alone.
+    std::string config_path, kernel, initramfs, cmdline, cpus, memory, serial, console, log_level, log_file, api_socket,
+        timeout;
     std::vector<std::string> disks;
-    app.add_option("--console", console,
-                   "virtio-console (the guest's hvc0; use console=hvc0): tty (this terminal, with input), "
-                   "file=PATH, or off")
-        ->default_str("off");
-    app.add_option("--disk", disks,
-                   "virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,num_queues=N][,direct=on][,slot=N] "
-                   "(repeatable; /dev/vda, vdb, ... in order)")
-        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
-        ->allow_extra_args(false);
-    app.add_flag("--boot-report", cfg.boot_report,
-                 "Print boot timing (first KVM_RUN, boot-progress port writes) to stderr");
-    app.add_flag("--reboot", cfg.allow_reboot,
-                 "Restart the VM when the guest reboots (default: exit with status 2)");
-    app.add_option("--log-level", cfg.log_level, "VMM log level: error, warn, info, debug")
-        ->check(CLI::IsMember({"error", "warn", "info", "debug"}))
-        ->capture_default_str();
+    bool print_config = false, boot_report = false, reboot = false, hugepages = false, no_pvpanic = false;
+
+    auto* o_config = app.add_option("--config", config_path,
+                                    "JSON VM configuration (README: Configuration file); options given on the "
+                                    "command line override it");
+    app.add_flag("--print-config", print_config,
+                 "Print the effective configuration as JSON (a valid --config file) and exit without starting a VM");
+    auto* o_kernel = app.add_option("--kernel", kernel,
+                                    "Guest kernel: a bzImage (64-bit boot protocol >= 2.12) or a vmlinux ELF with a "
+                                    "PVH entry note (required, here or as boot.kernel in --config)");
+    auto* o_initramfs = app.add_option("--initramfs", initramfs, "Initial ramdisk loaded for the kernel");
+    auto* o_cmdline = app.add_option("--cmdline", cmdline, "Kernel command line")->default_str(def.cmdline);
+    auto* o_cpus = app.add_option("--cpus", cpus,
+                                  fmt::format("Number of vCPUs ({}-{}, and no more than KVM allows)", check::kMinCpus,
+                                              check::kMaxCpus))
+                       ->default_str(std::to_string(def.cpus));
+    auto* o_memory = app.add_option("--memory", memory, "Guest RAM, e.g. 512M, 2G (a bare number is MiB)")
+                         ->default_str(fmt::format("{}M", def.memory >> 20));
+    auto* o_hugepages = app.add_flag("--hugepages", hugepages, "Back guest RAM with huge pages (hugetlbfs, MAP_HUGETLB)");
+    auto* o_serial = app.add_option("--serial", serial,
+                                    "COM1 (ttyS0): tty (this terminal, with input), file=PATH, socket=PATH "
+                                    "(a UNIX socket the VMM listens on), or off")
+                         ->default_str(check::console_mode_name(def.serial));
+    auto* o_console = app.add_option("--console", console,
+                                     "virtio-console (the guest's hvc0; use console=hvc0): tty (this terminal, with "
+                                     "input), file=PATH, socket=PATH, or off")
+                          ->default_str(check::console_mode_name(def.console));
+    auto* o_disk = app.add_option("--disk", disks,
+                                  "virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,num_queues=N][,direct=on]"
+                                  "[,slot=N] (repeatable; /dev/vda, vdb, ... in order; replaces the --config disks)")
+                       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+                       ->allow_extra_args(false);
+    auto* o_api = app.add_option("--api-socket", api_socket, "Control API on this UNIX socket (see vmm ctl)");
+    auto* o_timeout = app.add_option("--timeout", timeout, "Stop the VM after SECONDS (exit status 5); 0: never")
+                          ->default_str(std::to_string(def.timeout_s));
+    auto* o_boot_report = app.add_flag("--boot-report", boot_report,
+                                       "Print boot timing (first KVM_RUN, boot-progress port writes) to stderr");
+    auto* o_reboot = app.add_flag("--reboot", reboot,
+                                  "Restart the VM when the guest reboots (default: exit with status 2)");
+    auto* o_no_pvpanic = app.add_flag("--no-pvpanic", no_pvpanic,
+                                      "No pvpanic device (a guest panic is then seen only through what panic= makes the guest do)");
+    auto* o_log_level = app.add_option("--log-level", log_level, "VMM log level: error, warn, info, debug")
+                            ->default_str(def.log_level);
+    auto* o_log_file = app.add_option("--log-file", log_file, "Write the VMM's own messages to PATH (default: stderr)");
     app.footer(
+        "Flags take =false to undo a --config setting (e.g. --reboot=false).\n"
         "Exit status: 0 guest powered off, 1 VMM error or bad input, 2 guest rebooted,\n"
-        "4 triple fault or KVM emulation failure, 128+N after signal N.\n"
+        "3 guest panic (pvpanic), 4 triple fault or KVM emulation failure, 5 --timeout ran out,\n"
+        "6 hard stop through the control API, 128+N after signal N.\n"
         "On the terminal, Ctrl-A x quits the VMM and Ctrl-A Ctrl-A sends Ctrl-A.");
 
     std::vector<std::string> rev(args.rbegin(), args.rend());  // CLI11 consumes a reversed vector
@@ -179,22 +150,42 @@ std::variant<VmConfig, CliHelp> parse_cli(const std::vector<std::string>& args) 
     } catch (const CLI::ParseError& e) {
         fail("{} (see --help)", e.what());
     }
-    if (!memory.empty()) cfg.memory = parse_size(memory, "--memory");
-    parse_serial(serial, cfg);
-    parse_console(console, cfg);
-    for (auto& d : disks) cfg.disks.push_back(parse_disk(d));
-    if (cfg.disks.size() > 24) fail("--disk: {} disks given; at most 24 fit on the PCI bus", cfg.disks.size());
-    for (size_t i = 0; i < cfg.disks.size(); ++i)
-        for (size_t j = 0; j < i; ++j)
-            if (cfg.disks[i].slot >= 0 && cfg.disks[i].slot == cfg.disks[j].slot)
-                fail("--disk: PCI slot {} is given twice", cfg.disks[i].slot);
+
+    VmConfig cfg;
+    if (o_config->count()) cfg = config_from_file(check::path(config_path, "--config"));
+    auto given = [](const CLI::Option* o) { return o->count() > 0; };
+    if (given(o_kernel)) cfg.kernel = check::path(kernel, "--kernel");
+    if (given(o_initramfs)) cfg.initramfs = check::path(initramfs, "--initramfs");
+    if (given(o_cmdline)) cfg.cmdline = cmdline;
+    if (given(o_cpus)) cfg.cpus = check::cpus(check::parse_uint(cpus, "--cpus", check::kMinCpus, check::kMaxCpus), "--cpus");
+    if (given(o_memory)) cfg.memory = check::memory(check::parse_size(memory, "--memory"), "--memory");
+    if (given(o_hugepages)) cfg.hugepages = hugepages;
+    if (given(o_serial)) parse_console_spec(serial, "--serial", cfg.serial, cfg.serial_path);
+    if (given(o_console)) parse_console_spec(console, "--console", cfg.console, cfg.console_path);
+    if (given(o_disk)) {
+        cfg.disks.clear();
+        for (auto& d : disks) cfg.disks.push_back(parse_disk(d));
+        check::disk_list(cfg.disks, "--disk");
+    }
+    if (given(o_api)) cfg.api_socket = check::path(api_socket, "--api-socket");
+    if (given(o_timeout))
+        cfg.timeout_s = check::timeout(check::parse_uint(timeout, "--timeout", 0, check::kMaxTimeout), "--timeout");
+    if (given(o_boot_report)) cfg.boot_report = boot_report;
+    if (given(o_reboot)) cfg.allow_reboot = reboot;
+    if (given(o_no_pvpanic)) cfg.pvpanic = !no_pvpanic;
+    if (given(o_log_level)) cfg.log_level = check::log_level(log_level, "--log-level");
+    if (given(o_log_file)) cfg.log_file = check::path(log_file, "--log-file");
+
+    // Checks across options, after the merge (each source alone passed them).
+    check::distinct_paths({{"--serial", cfg.serial_path},
+                           {"--console", cfg.console_path},
+                           {"--api-socket", cfg.api_socket},
+                           {"--log-file", cfg.log_file}},
+                          "");
     if (cfg.serial == SerialMode::Tty && cfg.console == SerialMode::Tty)
         log::debug("--serial tty and --console tty: terminal input goes to the virtio console");
-    if (cfg.cpus < 1 || cfg.cpus > kMaxCpus) fail("--cpus: {} is out of range (1-{})", cfg.cpus, kMaxCpus);
-    if (cfg.memory < kMinMemory) fail("--memory: {} MiB is too little (at least {} MiB)", cfg.memory >> 20, kMinMemory >> 20);
-    if (cfg.memory > kMaxMemory) fail("--memory: {} GiB is more than the supported {} GiB", cfg.memory >> 30, kMaxMemory >> 30);
-    if (cfg.memory % (1ull << 20)) fail("--memory: must be a whole number of MiB");
-    if (cfg.kernel.empty()) fail("--kernel: a path is required");
+    if (cfg.kernel.empty()) fail("--kernel: a path is required (on the command line or as boot.kernel in --config)");
+    if (print_config) return PrintConfig{config_to_text(cfg)};
     return cfg;
 }
 

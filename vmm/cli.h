@@ -1,5 +1,6 @@
-// Command-line parsing into VmConfig. Pure (no I/O besides the help text),
-// so every error path is unit tested.
+// Command-line parsing into VmConfig, on top of an optional JSON config
+// (--config). Pure (reads only the --config file), so every error path is
+// unit tested.
 #pragma once
 
 #include <string>
@@ -7,18 +8,24 @@
 #include <vector>
 
 #include "vmm/config.h"
+#include "vmm/config_check.h"
 
 namespace vmm {
 
-// Parses "512M", "2G", "1536MiB", "4096K", "1T"; a bare number means MiB
-// (as with QEMU's -m). Throws vmm::Error naming `what` on bad input.
-uint64_t parse_size(const std::string& text, const std::string& what);
+// The shared size parser (vmm/config_check.h), under its old name.
+using check::parse_size;
 
 struct CliHelp {
     std::string text;
 };
-// Either a config to run, or help text to print (exit 0). Throws vmm::Error
-// with a one-line message for bad options.
-std::variant<VmConfig, CliHelp> parse_cli(const std::vector<std::string>& args);
+// --print-config: the effective configuration as pretty JSON (exit 0, no VM).
+struct PrintConfig {
+    std::string json;
+};
+// A config to run, help text or the configuration to print. Throws
+// vmm::Error with a one-line message for bad options or a bad --config file.
+// Precedence: VmConfig's defaults, then the --config file, then every option
+// given on the command line (a given --disk replaces the file's disk list).
+std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::string>& args);
 
 }  // namespace vmm

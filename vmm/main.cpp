@@ -14,6 +14,7 @@
 #include "vmm/cli.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
+#include "vmm/ctl.h"
 #include "vmm/machine.h"
 #include "vmm/terminal.h"
 
@@ -114,10 +115,15 @@ int run(const vmm::VmConfig& cfg) {
 int main(int argc, char** argv) {
     (void)vmm::ms_since_start();
     std::vector<std::string> args(argv + 1, argv + argc);
+    if (!args.empty() && args[0] == "ctl") return vmm::ctl_main({args.begin() + 1, args.end()});  // the API client
     try {
         auto parsed = vmm::parse_cli(args);
         if (auto* help = std::get_if<vmm::CliHelp>(&parsed)) {
             std::fputs(help->text.c_str(), stdout);
+            return 0;
+        }
+        if (auto* print = std::get_if<vmm::PrintConfig>(&parsed)) {
+            std::fputs(print->json.c_str(), stdout);
             return 0;
         }
         return run(std::get<vmm::VmConfig>(parsed));

@@ -1,0 +1,521 @@
+// JSON VM configs (vmm/config_json.*) and their merge with the command line
+// (vmm/cli.*): every error path with its message, precedence, the
+// --print-config round trip and the examples/ files.
+#include <catch2/catch.hpp>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vmm/cli.h"
+#include "vmm/config_json.h"
+#include "vmm/core/error.h"
+
+using Catch::Matchers::Contains;
+using Catch::Matchers::Equals;
+using nlohmann::json;
+
+namespace {
+
+vmm::VmConfig load(const std::string& text) {
+    vmm::VmConfig cfg;
+    vmm::apply_json(cfg, vmm::parse_config_text(text, "vm.json"), "vm.json");
+    return cfg;
+}
+
+std::string error_of_json(const std::string& text) {
+    try {
+        load(text);
+    } catch (const vmm::Error& e) {
+        return e.what();
+    }
+    FAIL("no error for " << text);
+    return {};
+}
+
+std::string error_of_cli(const std::vector<std::string>& args) {
+    try {
+        vmm::parse_cli(args);
+    } catch (const vmm::Error& e) {
+        return e.what();
+    }
+    FAIL("no error for the given arguments");
+    return {};
+}
+
+vmm::VmConfig cli(const std::vector<std::string>& args) {
+    auto r = vmm::parse_cli(args);
+    REQUIRE(std::holds_alternative<vmm::VmConfig>(r));
+    return std::get<vmm::VmConfig>(r);
+}
+
+// Field-by-field equality; a new VmConfig field must be added here and to
+// config_to_json (the round-trip tests then cover it).
+bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
+    auto disk_eq = [](const vmm::DiskConfig& x, const vmm::DiskConfig& y) {
+        return x.path == y.path && x.readonly == y.readonly && x.serial == y.serial && x.num_queues == y.num_queues &&
+               x.direct == y.direct && x.slot == y.slot;
+    };
+    return a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
+           a.memory == b.memory && a.serial == b.serial && a.serial_path == b.serial_path && a.console == b.console &&
+           a.console_path == b.console_path && a.hugepages == b.hugepages && a.boot_report == b.boot_report &&
+           a.allow_reboot == b.allow_reboot && a.log_level == b.log_level && a.log_file == b.log_file &&
+           a.api_socket == b.api_socket && a.timeout_s == b.timeout_s && a.pvpanic == b.pvpanic &&
+           std::equal(a.disks.begin(), a.disks.end(), b.disks.begin(), b.disks.end(), disk_eq);
+}
+
+// A scratch directory under /tmp, removed with its files.
+struct TempDir {
+    std::string path;
+    std::vector<std::string> files;
+    TempDir() {
+        char tmpl[] = "/tmp/vmm-config-test-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        path = tmpl;
+    }
+    ~TempDir() {
+        for (auto& f : files) ::unlink(f.c_str());
+        ::rmdir(path.c_str());
+    }
+    std::string write(const std::string& name, const std::string& text) {
+        std::string p = path + "/" + name;
+        std::ofstream(p) << text;
+        files.push_back(p);
+        return p;
+    }
+};
+
+// A config with every field away from its default.
+vmm::VmConfig everything() {
+    vmm::VmConfig c;
+    c.kernel = "/k/bzImage";
+    c.initramfs = "/k/initrd";
+    c.cmdline = "console=hvc0 \"quoted\" x=1";
+    c.cpus = 7;
+    c.memory = 1536ull << 20;
+    c.serial = vmm::SerialMode::Socket;
+    c.serial_path = "/run/s.sock";
+    c.console = vmm::SerialMode::File;
+    c.console_path = "/var/log/hvc0";
+    c.hugepages = true;
+    c.disks.push_back({"/a.img", false, "", 1, false, -1});
+    c.disks.push_back({"/b.img", true, "SN-2", 4, true, 9});
+    c.boot_report = true;
+    c.allow_reboot = true;
+    c.log_level = "debug";
+    c.log_file = "/var/log/vmm.log";
+    c.api_socket = "/run/vmm.sock";
+    c.timeout_s = 3600;
+    c.pvpanic = false;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("config json: every section is read", "[vmm][config]") {
+    auto c = load(R"({
+        "machine": {"cpus": 4, "memory": "2G", "hugepages": true},
+        "boot": {"kernel": "/k", "initramfs": "/i", "cmdline": "quiet"},
+        "disks": [{"path": "/a.img"}, {"path": "/b.img", "readonly": true, "serial": "S1", "num_queues": 3,
+                   "direct": true, "slot": 5}],
+        "serial": {"mode": "socket", "path": "/s.sock"},
+        "console": {"mode": "file", "path": "/c.log"},
+        "api": {"socket": "/api.sock"},
+        "logging": {"level": "debug", "file": "/vmm.log"},
+        "run": {"timeout_s": 30, "reboot": true, "boot_report": true},
+        "devices": {"pvpanic": false}
+    })");
+    CHECK(c.cpus == 4);
+    CHECK(c.memory == 2ull << 30);
+    CHECK(c.hugepages);
+    CHECK(c.kernel == "/k");
+    CHECK(c.initramfs == "/i");
+    CHECK(c.cmdline == "quiet");
+    REQUIRE(c.disks.size() == 2);
+    CHECK(c.disks[0].path == "/a.img");
+    CHECK(c.disks[0].slot == -1);
+    CHECK(c.disks[0].num_queues == 1);
+    CHECK(c.disks[1].readonly);
+    CHECK(c.disks[1].serial == "S1");
+    CHECK(c.disks[1].num_queues == 3);
+    CHECK(c.disks[1].direct);
+    CHECK(c.disks[1].slot == 5);
+    CHECK(c.serial == vmm::SerialMode::Socket);
+    CHECK(c.serial_path == "/s.sock");
+    CHECK(c.console == vmm::SerialMode::File);
+    CHECK(c.console_path == "/c.log");
+    CHECK(c.api_socket == "/api.sock");
+    CHECK(c.log_level == "debug");
+    CHECK(c.log_file == "/vmm.log");
+    CHECK(c.timeout_s == 30);
+    CHECK(c.allow_reboot);
+    CHECK(c.boot_report);
+    CHECK_FALSE(c.pvpanic);
+
+    // Memory as an integer is bytes; as a string a bare number is MiB (like --memory).
+    CHECK(load(R"({"machine": {"memory": 1073741824}})").memory == 1ull << 30);
+    CHECK(load(R"({"machine": {"memory": "768"}})").memory == 768ull << 20);
+    CHECK(load(R"({"disks": [{"path": "/a", "slot": "auto"}]})").disks.at(0).slot == -1);
+}
+
+TEST_CASE("config json: absent keys keep the defaults, as absent options do", "[vmm][config]") {
+    CHECK(same(load("{}"), vmm::VmConfig{}));
+    // The same defaults through the CLI (kernel aside, which is required there).
+    auto from_cli = cli({"--kernel", "/k"});
+    auto from_json = load(R"({"boot": {"kernel": "/k"}})");
+    CHECK(same(from_cli, from_json));
+    vmm::VmConfig expect;
+    expect.kernel = "/k";
+    CHECK(same(from_json, expect));
+    // Empty sections change nothing either.
+    CHECK(same(load(R"({"machine": {}, "boot": {}, "serial": {}, "console": {}, "api": {}, "logging": {}, "run": {},
+                        "devices": {}})"),
+               vmm::VmConfig{}));
+}
+
+TEST_CASE("config json: syntax errors give line and column", "[vmm][config]") {
+    CHECK_THAT(error_of_json("{\n  \"machine\": {\n    \"cpus\": x\n  }\n}"),
+               Contains("vm.json: line 3, column 13: ") && Contains("invalid literal"));
+    CHECK_THAT(error_of_json("{\"machine\": {}"), Contains("vm.json: line 1, column 15: ") && Contains("end of input"));
+    CHECK_THAT(error_of_json(""), Contains("vm.json: line 1, column 1: "));
+    CHECK_THAT(error_of_json("{\n\"run\": {},\n}\n"), Contains("vm.json: line 3, column 1: "));
+    // The parser's own prefix is gone: one clean line.
+    auto msg = error_of_json("{,}");
+    CHECK(msg.find("json.exception") == std::string::npos);
+    CHECK(msg.find('\n') == std::string::npos);
+    // Strict JSON: no comments, no duplicate keys (nlohmann would keep the last silently).
+    CHECK_THAT(error_of_json("{ // c\n}"), Contains("vm.json: line 1, column"));
+    CHECK_THAT(error_of_json(R"({"machine": {"cpus": 1, "cpus": 2}})"),
+               Equals("vm.json: machine.cpus: duplicate key"));
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": "/a"}, {"path": "/b", "path": "/c"}]})"),
+               Equals("vm.json: disks[1].path: duplicate key"));
+    CHECK_THAT(error_of_json(std::string(40, '[') + std::string(40, ']')), Contains("nested more than"));
+}
+
+TEST_CASE("config json: wrong types name the path and what was expected", "[vmm][config]") {
+    CHECK_THAT(error_of_json("[]"), Equals("vm.json: expected an object at the top level, got an array"));
+    CHECK_THAT(error_of_json("3"), Contains("expected an object at the top level, got 3"));
+    CHECK_THAT(error_of_json(R"({"machine": {"cpus": "four"}})"),
+               Equals(R"(vm.json: machine.cpus: expected an integer in 1..254, got "four")"));
+    CHECK_THAT(error_of_json(R"({"machine": {"cpus": 1.5}})"),
+               Equals("vm.json: machine.cpus: expected an integer in 1..254, got 1.5"));
+    CHECK_THAT(error_of_json(R"({"machine": {"cpus": 2.0}})"), Contains("machine.cpus: expected an integer"));
+    CHECK_THAT(error_of_json(R"({"machine": {"cpus": -1}})"),
+               Equals("vm.json: machine.cpus: expected an integer in 1..254, got -1"));
+    CHECK_THAT(error_of_json(R"({"machine": {"cpus": null}})"),
+               Equals("vm.json: machine.cpus: expected an integer in 1..254, got null"));
+    CHECK_THAT(error_of_json(R"({"machine": null})"), Equals("vm.json: machine: expected an object, got null"));
+    CHECK_THAT(error_of_json(R"({"machine": [1]})"), Equals("vm.json: machine: expected an object, got an array"));
+    CHECK_THAT(error_of_json(R"({"machine": {"memory": "12Q"}})"),
+               Equals(R"(vm.json: machine.memory: "12Q" is not a size (expected e.g. 512M or 2G))"));
+    CHECK_THAT(error_of_json(R"({"machine": {"memory": -5}})"),
+               Contains("machine.memory: expected a size such as \"512M\" or an integer number of bytes, got -5"));
+    CHECK_THAT(error_of_json(R"({"machine": {"memory": true}})"), Contains("machine.memory: expected a size"));
+    CHECK_THAT(error_of_json(R"({"machine": {"hugepages": "yes"}})"),
+               Equals(R"(vm.json: machine.hugepages: expected true or false, got "yes")"));
+    CHECK_THAT(error_of_json(R"({"boot": {"kernel": 7}})"), Equals("vm.json: boot.kernel: expected a string, got 7"));
+    CHECK_THAT(error_of_json(R"({"boot": {"cmdline": null}})"),
+               Equals("vm.json: boot.cmdline: expected a string, got null"));
+    CHECK_THAT(error_of_json(R"({"disks": {"path": "/a"}})"),
+               Equals("vm.json: disks: expected an array of disks, got an object"));
+    CHECK_THAT(error_of_json(R"({"disks": ["/a.img"]})"),
+               Equals(R"(vm.json: disks[0]: expected an object, got "/a.img")"));
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": "/a"}, {"readonly": true}]})"),
+               Equals(R"(vm.json: disks[1]: missing "path")"));
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": ""}]})"), Equals("vm.json: disks[0].path: empty path"));
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": "/a", "readonly": "on"}]})"),
+               Contains("disks[0].readonly: expected true or false"));
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": "/a", "slot": "7"}]})"),
+               Equals(R"(vm.json: disks[0].slot: expected "auto" or an integer in 1..31, got "7")"));
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": "/a", "num_queues": 1.0}]})"),
+               Contains("disks[0].num_queues: expected an integer in 1..64"));
+    CHECK_THAT(error_of_json(R"({"serial": {"mode": 1}})"), Equals("vm.json: serial.mode: expected a string, got 1"));
+    CHECK_THAT(error_of_json(R"({"serial": {"mode": "pty"}})"),
+               Equals(R"(vm.json: serial.mode: "pty" is not one of tty, file, socket, off)"));
+    CHECK_THAT(error_of_json(R"({"logging": {"level": "loud"}})"),
+               Equals(R"(vm.json: logging.level: "loud" is not one of error, warn, info, debug)"));
+    CHECK_THAT(error_of_json(R"({"run": {"reboot": 1}})"), Equals("vm.json: run.reboot: expected true or false, got 1"));
+    CHECK_THAT(error_of_json(R"({"run": {"timeout_s": -3}})"),
+               Equals("vm.json: run.timeout_s: expected an integer in 0..4294967295, got -3"));
+    CHECK_THAT(error_of_json(R"({"devices": {"pvpanic": "off"}})"), Contains("devices.pvpanic: expected true or false"));
+    CHECK_THAT(error_of_json(R"({"api": {"socket": false}})"), Contains("api.socket: expected a string"));
+}
+
+TEST_CASE("config json: values out of range use the CLI's rules", "[vmm][config]") {
+    CHECK_THAT(error_of_json(R"({"machine": {"cpus": 0}})"), Equals("vm.json: machine.cpus: 0 is out of range (1..254)"));
+    CHECK_THAT(error_of_json(R"({"machine": {"cpus": 255}})"), Contains("machine.cpus: 255 is out of range"));
+    CHECK_THAT(error_of_json(R"({"machine": {"cpus": 18446744073709551615}})"), Contains("out of range"));
+    CHECK_THAT(error_of_json(R"({"machine": {"memory": "16M"}})"),
+               Equals("vm.json: machine.memory: 16 MiB is too little (at least 32 MiB)"));
+    CHECK_THAT(error_of_json(R"({"machine": {"memory": "2048G"}})"), Contains("machine.memory: 2048 GiB is more than"));
+    CHECK_THAT(error_of_json(R"({"machine": {"memory": 33554433}})"),
+               Contains("machine.memory: 33554433 bytes is not a whole number of MiB"));
+    CHECK_THAT(error_of_json(R"({"machine": {"memory": "99999999999T"}})"), Contains("too large"));
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": "/a", "num_queues": 0}]})"),
+               Equals("vm.json: disks[0].num_queues: 0 is out of range (1..64)"));
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": "/a", "slot": 32}]})"),
+               Equals("vm.json: disks[0].slot: 32 is out of range (1..31)"));
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": "/a", "slot": 0}]})"), Contains("disks[0].slot: 0 is out of range"));
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": "/a", "serial": "123456789012345678901"}]})"),
+               Contains("disks[0].serial: \"123456789012345678901\" is longer than 20 characters"));
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": "/a", "serial": "a b"}]})"),
+               Contains("disks[0].serial") && Contains("printable ASCII"));
+    CHECK_THAT(error_of_json(R"({"run": {"timeout_s": 4294967296}})"),
+               Contains("run.timeout_s: 4294967296 is out of range (0..4294967295)"));
+    std::string many = R"({"disks": [)";
+    for (int i = 0; i < 25; ++i) many += std::string(i ? "," : "") + R"({"path": "/d)" + std::to_string(i) + "\"}";
+    CHECK_THAT(error_of_json(many + "]}"), Equals("vm.json: disks: 25 disks given; at most 24 fit on the PCI bus"));
+}
+
+TEST_CASE("config json: conflicting values", "[vmm][config]") {
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": "/a", "slot": 3}, {"path": "/b"}, {"path": "/c", "slot": 3}]})"),
+               Equals("vm.json: disks: PCI slot 3 is given twice (disks 0 and 2)"));
+    CHECK_THAT(error_of_json(R"({"serial": {"mode": "file"}})"), Equals(R"(vm.json: serial: mode "file" needs a path)"));
+    CHECK_THAT(error_of_json(R"({"console": {"mode": "socket", "path": ""}})"),
+               Contains(R"(console.path: mode "socket" needs a path)"));
+    CHECK_THAT(error_of_json(R"({"serial": {"mode": "tty", "path": "/x"}})"),
+               Contains(R"(serial.path: a path is only used with mode "file" or "socket", not "tty")"));
+    CHECK_THAT(error_of_json(R"({"serial": {"path": "/x"}})"), Contains("serial.path: a path is only used"));
+    CHECK_THAT(error_of_json(R"({"serial": {"mode": "file", "path": "/o"}, "console": {"mode": "file", "path": "/o"}})"),
+               Equals(R"(vm.json: serial.path and console.path are the same path "/o")"));
+    CHECK_THAT(error_of_json(R"({"api": {"socket": "/s"}, "console": {"mode": "socket", "path": "/s"}})"),
+               Contains("console.path and api.socket are the same path"));
+    // Giving a mode without a path clears a path set before (by an earlier overlay).
+    vmm::VmConfig c;
+    c.serial = vmm::SerialMode::File;
+    c.serial_path = "/old";
+    vmm::apply_json(c, json::parse(R"({"serial": {"mode": "off"}})"), "x");
+    CHECK(c.serial == vmm::SerialMode::Off);
+    CHECK(c.serial_path.empty());
+}
+
+TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no", "[vmm][config]") {
+    CHECK_THAT(error_of_json(R"({"machine": {"cpu": 2}})"),
+               Equals(R"(vm.json: machine.cpu: unknown key (did you mean "cpus"?))"));
+    CHECK_THAT(error_of_json(R"({"machine": {"memroy": "1G"}})"), Contains(R"(did you mean "memory"?)"));
+    CHECK_THAT(error_of_json(R"({"mashine": {}})"), Equals(R"(vm.json: mashine: unknown key (did you mean "machine"?))"));
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": "/a", "read_only": true}]})"),
+               Equals(R"(vm.json: disks[0].read_only: unknown key (did you mean "readonly"?))"));
+    CHECK_THAT(error_of_json(R"({"run": {"timeout": 5}})"), Contains(R"(run.timeout: unknown key (did you mean "timeout_s"?))"));
+    CHECK_THAT(error_of_json(R"({"frobnicate": 1})"),
+               Equals("vm.json: frobnicate: unknown key (expected one of machine, boot, disks, serial, console, api, "
+                      "logging, run, devices)"));
+    CHECK_THAT(error_of_json(R"({"serial": {"x": 1}})"), Contains("serial.x: unknown key (expected one of mode, path)"));
+    CHECK_THAT(error_of_json(R"({"net": [{"tap": "tap0"}]})"), Equals("vm.json: net: virtio-net is not supported yet"));
+    CHECK_THAT(error_of_json(R"({"scsi": {}})"), Equals("vm.json: scsi: virtio-scsi is not supported yet"));
+    CHECK_THAT(error_of_json(R"({"balloon": {}})"), Contains("balloon: virtio-balloon is not supported yet"));
+    CHECK_THAT(error_of_json(R"({"devices": {"rng": true}})"),
+               Equals("vm.json: devices.rng: virtio-rng is not supported yet"));
+    // A bad document leaves the config as it was.
+    vmm::VmConfig c;
+    CHECK_THROWS_AS(vmm::apply_json(c, json::parse(R"({"machine": {"cpus": 3}, "run": {"x": 1}})"), "x"), vmm::Error);
+    CHECK(c.cpus == 1);
+}
+
+TEST_CASE("config json: config_to_json is complete and round-trips", "[vmm][config]") {
+    for (const vmm::VmConfig& c : {everything(), vmm::VmConfig{}}) {
+        json j = vmm::config_to_json(c);
+        vmm::VmConfig back;
+        vmm::apply_json(back, j, "print");
+        CHECK(same(back, c));
+        // Text too, the way --print-config writes it; and printing again gives the same text.
+        std::string text = vmm::config_to_text(c);
+        auto again = load(text);
+        CHECK(same(again, c));
+        CHECK(vmm::config_to_text(again) == text);
+        // Overlaid on a config far from the defaults, the complete document still wins everywhere.
+        vmm::VmConfig other = c.pvpanic ? everything() : vmm::VmConfig{};
+        vmm::apply_json(other, j, "print");
+        CHECK(same(other, c));
+    }
+    json j = vmm::config_to_json(everything());
+    CHECK(j["machine"]["memory"] == "1536M");
+    CHECK(j["disks"][0]["slot"] == "auto");
+    CHECK(j["disks"][1]["slot"] == 9);
+    CHECK(j["serial"]["mode"] == "socket");
+    CHECK(vmm::config_to_json(vmm::VmConfig{})["machine"]["memory"] == "512M");
+    vmm::VmConfig big;
+    big.memory = 2ull << 30;
+    CHECK(vmm::config_to_json(big)["machine"]["memory"] == "2G");
+}
+
+TEST_CASE("config json: --config files and their errors", "[vmm][config]") {
+    TempDir dir;
+    CHECK_THAT(error_of_cli({"--config", dir.path + "/missing.json"}),
+               Equals(dir.path + "/missing.json: No such file or directory"));
+    CHECK_THAT(error_of_cli({"--config", dir.path}), Equals(dir.path + ": not a regular file"));
+    CHECK_THAT(error_of_cli({"--config", ""}), Contains("--config: empty path"));
+    auto bad = dir.write("bad.json", "{\n  \"machine\": {\"cpus\": \"four\"}\n}\n");
+    CHECK_THAT(error_of_cli({"--config", bad}),
+               Equals(bad + R"(: machine.cpus: expected an integer in 1..254, got "four")"));
+    auto broken = dir.write("broken.json", "{\n  \"machine\": {\n    \"cpus\": 2,\n  }\n}\n");
+    CHECK_THAT(error_of_cli({"--config", broken}), Contains(broken + ": line 4, column 3: "));
+    // No kernel in the file or on the command line.
+    auto nokernel = dir.write("nokernel.json", R"({"machine": {"cpus": 2}})");
+    CHECK_THAT(error_of_cli({"--config", nokernel}), Contains("--kernel: a path is required"));
+    // The kernel from the file satisfies the requirement.
+    auto k = dir.write("k.json", R"({"boot": {"kernel": "/from/file"}, "machine": {"cpus": 2}})");
+    auto c = cli({"--config", k});
+    CHECK(c.kernel == "/from/file");
+    CHECK(c.cpus == 2);
+    CHECK(same(vmm::config_from_file(k), load(R"({"boot": {"kernel": "/from/file"}, "machine": {"cpus": 2}})")));
+}
+
+TEST_CASE("config json: options on the command line override the file", "[vmm][config]") {
+    TempDir dir;
+    auto file = dir.write("vm.json", R"({
+        "machine": {"cpus": 4, "memory": "2G", "hugepages": true},
+        "boot": {"kernel": "/file/k", "initramfs": "/file/i", "cmdline": "from-file"},
+        "disks": [{"path": "/file/a.img", "slot": 5}, {"path": "/file/b.img"}],
+        "serial": {"mode": "file", "path": "/file/serial.log"},
+        "console": {"mode": "socket", "path": "/file/hvc.sock"},
+        "api": {"socket": "/file/api.sock"},
+        "logging": {"level": "info", "file": "/file/vmm.log"},
+        "run": {"timeout_s": 60, "reboot": true, "boot_report": true},
+        "devices": {"pvpanic": false}
+    })");
+    auto from_file = vmm::config_from_file(file);
+
+    // Nothing given: the file as it is.
+    CHECK(same(cli({"--config", file}), from_file));
+
+    // One option at a time changes exactly that field.
+    auto c = cli({"--config", file, "--cpus", "2"});
+    auto expect = from_file;
+    expect.cpus = 2;
+    CHECK(same(c, expect));
+
+    c = cli({"--config", file, "--kernel", "/cli/k", "--initramfs", "/cli/i", "--cmdline", "from-cli", "--memory",
+             "1G", "--serial", "tty", "--console", "file=/cli/hvc.log", "--api-socket", "/cli/api.sock", "--log-level",
+             "error", "--log-file", "/cli/vmm.log", "--timeout", "0"});
+    CHECK(c.kernel == "/cli/k");
+    CHECK(c.initramfs == "/cli/i");
+    CHECK(c.cmdline == "from-cli");
+    CHECK(c.memory == 1ull << 30);
+    CHECK(c.cpus == 4);
+    CHECK(c.serial == vmm::SerialMode::Tty);
+    CHECK(c.serial_path.empty());  // tty takes no path: the file's is dropped
+    CHECK(c.console == vmm::SerialMode::File);
+    CHECK(c.console_path == "/cli/hvc.log");
+    CHECK(c.api_socket == "/cli/api.sock");
+    CHECK(c.log_level == "error");
+    CHECK(c.log_file == "/cli/vmm.log");
+    CHECK(c.timeout_s == 0);
+    CHECK(c.disks.size() == 2);  // --disk not given: the file's list stays
+
+    // A given --disk replaces the file's whole list (slot 5 is free again).
+    c = cli({"--config", file, "--disk", "path=/cli/x.img,slot=6"});
+    REQUIRE(c.disks.size() == 1);
+    CHECK(c.disks[0].path == "/cli/x.img");
+    CHECK(c.disks[0].slot == 6);
+
+    // Flags: given sets them, =false undoes the file's setting.
+    c = cli({"--config", file, "--reboot=false", "--boot-report=false", "--hugepages=false", "--no-pvpanic=false"});
+    CHECK_FALSE(c.allow_reboot);
+    CHECK_FALSE(c.boot_report);
+    CHECK_FALSE(c.hugepages);
+    CHECK(c.pvpanic);
+    CHECK_FALSE(cli({"--kernel", "/k", "--no-pvpanic"}).pvpanic);
+    CHECK(cli({"--kernel", "/k", "--hugepages"}).hugepages);
+
+    // Order on the command line does not matter: the file is always the base.
+    CHECK(cli({"--cpus", "3", "--config", file}).cpus == 3);
+
+    // The merge is checked as a whole: the CLI's console over the file's API socket.
+    CHECK_THAT(error_of_cli({"--config", file, "--serial", "socket=/file/api.sock"}),
+               Equals(R"(--serial and --api-socket are the same path "/file/api.sock")"));
+    // A bad CLI value is reported as the option even with a file.
+    CHECK_THAT(error_of_cli({"--config", file, "--cpus", "0"}), Equals("--cpus: 0 is out of range (1..254)"));
+}
+
+TEST_CASE("config json: --print-config prints what would run, and it parses back", "[vmm][config]") {
+    TempDir dir;
+    auto file = dir.write("vm.json", R"({"boot": {"kernel": "/file/k"}, "machine": {"cpus": 4},
+                                         "disks": [{"path": "/file/a.img", "serial": "A"}]})");
+    auto r = vmm::parse_cli({"--config", file, "--memory", "1G", "--serial", "socket=/tmp/s.sock", "--timeout", "9",
+                             "--print-config"});
+    REQUIRE(std::holds_alternative<vmm::PrintConfig>(r));
+    const std::string& text = std::get<vmm::PrintConfig>(r).json;
+    CHECK(text.back() == '\n');
+    auto printed = load(text);
+    auto running = cli({"--config", file, "--memory", "1G", "--serial", "socket=/tmp/s.sock", "--timeout", "9"});
+    CHECK(same(printed, running));
+    CHECK(printed.cpus == 4);
+    CHECK(printed.memory == 1ull << 30);
+    CHECK(printed.timeout_s == 9);
+    CHECK(printed.disks.at(0).serial == "A");
+    // The printed text is itself a --config file that gives the same configuration.
+    auto again = dir.write("printed.json", text);
+    CHECK(same(cli({"--config", again}), running));
+    // Every field, every section.
+    auto j = json::parse(text);
+    for (const char* s : {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices"})
+        CHECK(j.contains(s));
+    CHECK(j["machine"].size() == 3);
+    CHECK(j["boot"].size() == 3);
+    CHECK(j["disks"][0].size() == 6);
+    CHECK(j["run"].size() == 3);
+    // Still validated: no kernel, no printout.
+    CHECK_THAT(error_of_cli({"--print-config"}), Contains("--kernel"));
+}
+
+TEST_CASE("config json: the new command-line options", "[vmm][config]") {
+    auto c = cli({"--kernel", "/k", "--timeout", "30", "--log-file", "/l", "--api-socket", "/a", "--serial",
+                  "socket=/s", "--console", "socket=/c"});
+    CHECK(c.timeout_s == 30);
+    CHECK(c.log_file == "/l");
+    CHECK(c.api_socket == "/a");
+    CHECK(c.serial == vmm::SerialMode::Socket);
+    CHECK(c.serial_path == "/s");
+    CHECK(c.console == vmm::SerialMode::Socket);
+    CHECK(c.console_path == "/c");
+    CHECK(cli({"--kernel", "/k", "--disk", "path=/a,slot=auto"}).disks.at(0).slot == -1);
+    CHECK_THAT(error_of_cli({"--kernel", "/k", "--timeout", "-1"}), Contains("--timeout"));
+    CHECK_THAT(error_of_cli({"--kernel", "/k", "--timeout", "5s"}), Contains("--timeout: \"5s\" is not a number"));
+    CHECK_THAT(error_of_cli({"--kernel", "/k", "--serial", "socket="}), Contains("--serial") && Contains("needs a path"));
+    CHECK_THAT(error_of_cli({"--kernel", "/k", "--console", "tty=/x"}), Contains("--console") && Contains("takes no path"));
+    CHECK_THAT(error_of_cli({"--kernel", "/k", "--log-file", ""}), Equals("--log-file: empty path"));
+    CHECK_THAT(error_of_cli({"--kernel", "/k", "--serial", "file=/o", "--console", "file=/o"}),
+               Equals(R"(--serial and --console are the same path "/o")"));
+    auto r = vmm::parse_cli({"--help"});
+    REQUIRE(std::holds_alternative<vmm::CliHelp>(r));
+    for (const char* opt : {"--config", "--print-config", "--timeout", "--log-file", "--api-socket", "--hugepages",
+                            "--no-pvpanic", "socket=PATH", "5 --timeout", "6 hard stop"})
+        CHECK_THAT(std::get<vmm::CliHelp>(r).text, Contains(opt));
+}
+
+TEST_CASE("config json: every examples/*.json loads and round-trips", "[vmm][config]") {
+    std::string dir = std::string(VMM_SOURCE_DIR) + "/examples";
+    DIR* d = ::opendir(dir.c_str());
+    REQUIRE(d != nullptr);
+    std::vector<std::string> names;
+    while (auto* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0) names.push_back(n);
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    CHECK(names.size() >= 5);
+    for (auto& n : names) {
+        INFO(n);
+        std::string path = dir + "/" + n;
+        vmm::VmConfig c;
+        REQUIRE_NOTHROW(c = vmm::config_from_file(path));
+        CHECK_FALSE(c.kernel.empty());
+        auto back = load(vmm::config_to_text(c));
+        CHECK(same(back, c));
+        // Bootable elsewhere: the test suite overrides the host paths on the command line.
+        auto run = cli({"--config", path, "--kernel", "/t/k", "--initramfs", "/t/i", "--disk", "path=/t/d.img"});
+        CHECK(run.kernel == "/t/k");
+        CHECK(run.initramfs == "/t/i");
+        REQUIRE(run.disks.size() == 1);
+        CHECK(run.disks[0].path == "/t/d.img");
+    }
+}

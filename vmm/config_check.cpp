@@ -1,0 +1,136 @@
+// The configuration's validation rules (see config_check.h): one
+// implementation each, called by the CLI and the JSON loader.
+#include "vmm/config_check.h"
+
+#include <cctype>
+#include <limits>
+
+#include "vmm/core/error.h"
+
+namespace vmm::check {
+
+uint64_t parse_size(const std::string& text, const std::string& what) {
+    size_t i = 0;
+    uint64_t n = 0;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+        uint64_t d = static_cast<uint64_t>(text[i] - '0');
+        if (n > (std::numeric_limits<uint64_t>::max() - d) / 10) fail("{}: \"{}\" is too large", what, text);
+        n = n * 10 + d;
+        ++i;
+    }
+    if (i == 0) fail("{}: \"{}\" is not a size (expected e.g. 512M or 2G)", what, text);
+    std::string suffix;
+    for (; i < text.size(); ++i) suffix += static_cast<char>(std::toupper(static_cast<unsigned char>(text[i])));
+    unsigned shift;
+    if (suffix.empty() || suffix == "M" || suffix == "MB" || suffix == "MIB") shift = 20;
+    else if (suffix == "K" || suffix == "KB" || suffix == "KIB") shift = 10;
+    else if (suffix == "G" || suffix == "GB" || suffix == "GIB") shift = 30;
+    else if (suffix == "T" || suffix == "TB" || suffix == "TIB") shift = 40;
+    else fail("{}: \"{}\" is not a size (expected e.g. 512M or 2G)", what, text);
+    if (n > (std::numeric_limits<uint64_t>::max() >> shift)) fail("{}: \"{}\" is too large", what, text);
+    return n << shift;
+}
+
+uint64_t parse_uint(const std::string& text, const std::string& what, uint64_t lo, uint64_t hi) {
+    uint64_t n = 0;
+    // 19 digits cannot overflow 64 bits; anything longer is out of every range here.
+    if (text.empty() || text.size() > 19) fail("{}: \"{}\" is not a number in {}..{}", what, text, lo, hi);
+    for (char c : text) {
+        if (!std::isdigit(static_cast<unsigned char>(c)))
+            fail("{}: \"{}\" is not a number in {}..{}", what, text, lo, hi);
+        n = n * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return in_range(n, what, lo, hi);
+}
+
+uint64_t in_range(uint64_t n, const std::string& what, uint64_t lo, uint64_t hi) {
+    if (n < lo || n > hi) fail("{}: {} is out of range ({}..{})", what, n, lo, hi);
+    return n;
+}
+
+uint32_t cpus(uint64_t n, const std::string& what) {
+    return static_cast<uint32_t>(in_range(n, what, kMinCpus, kMaxCpus));
+}
+
+uint64_t memory(uint64_t bytes, const std::string& what) {
+    if (bytes < kMinMemory) fail("{}: {} MiB is too little (at least {} MiB)", what, bytes >> 20, kMinMemory >> 20);
+    if (bytes > kMaxMemory) fail("{}: {} GiB is more than the supported {} GiB", what, bytes >> 30, kMaxMemory >> 30);
+    if (bytes % (1ull << 20)) fail("{}: {} bytes is not a whole number of MiB", what, bytes);
+    return bytes;
+}
+
+uint32_t timeout(uint64_t seconds, const std::string& what) {
+    return static_cast<uint32_t>(in_range(seconds, what, 0, kMaxTimeout));
+}
+
+const std::string& log_level(const std::string& level, const std::string& what) {
+    if (level != "error" && level != "warn" && level != "info" && level != "debug")
+        fail("{}: \"{}\" is not one of error, warn, info, debug", what, level);
+    return level;
+}
+
+const std::string& path(const std::string& p, const std::string& what) {
+    if (p.empty()) fail("{}: empty path", what);
+    if (p.find('\0') != std::string::npos) fail("{}: path contains a NUL byte", what);
+    return p;
+}
+
+const std::string& disk_serial(const std::string& serial, const std::string& what) {
+    // Printable ASCII keeps /sys/block/vdX/serial and udev's by-id links sane.
+    if (serial.size() > kMaxDiskSerial)
+        fail("{}: \"{}\" is longer than {} characters", what, serial, kMaxDiskSerial);
+    for (char c : serial)
+        if (c < 0x21 || c > 0x7e) fail("{}: \"{}\" must be printable ASCII without spaces", what, serial);
+    return serial;
+}
+
+uint16_t disk_num_queues(uint64_t n, const std::string& what) {
+    return static_cast<uint16_t>(in_range(n, what, 1, kMaxDiskQueues));
+}
+
+int disk_slot(uint64_t n, const std::string& what) {
+    return static_cast<int>(in_range(n, what, kMinSlot, kMaxSlot));
+}
+
+void disk_list(const std::vector<DiskConfig>& disks, const std::string& what) {
+    if (disks.size() > kMaxDisks)
+        fail("{}: {} disks given; at most {} fit on the PCI bus", what, disks.size(), kMaxDisks);
+    for (size_t i = 0; i < disks.size(); ++i)
+        for (size_t j = 0; j < i; ++j)
+            if (disks[i].slot >= 0 && disks[i].slot == disks[j].slot)
+                fail("{}: PCI slot {} is given twice (disks {} and {})", what, disks[i].slot, j, i);
+}
+
+const char* console_mode_name(SerialMode mode) {
+    switch (mode) {
+        case SerialMode::Tty: return "tty";
+        case SerialMode::File: return "file";
+        case SerialMode::Socket: return "socket";
+        case SerialMode::Off: return "off";
+    }
+    return "off";
+}
+
+SerialMode console_mode(const std::string& name, const std::string& what) {
+    for (SerialMode m : {SerialMode::Tty, SerialMode::File, SerialMode::Socket, SerialMode::Off})
+        if (name == console_mode_name(m)) return m;
+    fail("{}: \"{}\" is not one of tty, file, socket, off", what, name);
+}
+
+void console_path(SerialMode mode, const std::string& p, const std::string& what) {
+    bool needs = mode == SerialMode::File || mode == SerialMode::Socket;
+    if (needs && p.empty()) fail("{}: mode \"{}\" needs a path", what, console_mode_name(mode));
+    if (needs) path(p, what);
+    if (!needs && !p.empty())
+        fail("{}: a path is only used with mode \"file\" or \"socket\", not \"{}\"", what, console_mode_name(mode));
+}
+
+void distinct_paths(const std::vector<std::pair<std::string, std::string>>& paths, const std::string& what) {
+    for (size_t i = 0; i < paths.size(); ++i)
+        for (size_t j = 0; j < i; ++j)
+            if (!paths[i].second.empty() && paths[i].second == paths[j].second)
+                fail("{}{}{} and {} are the same path \"{}\"", what, what.empty() ? "" : ": ", paths[j].first,
+                     paths[i].first, paths[i].second);
+}
+
+}  // namespace vmm::check

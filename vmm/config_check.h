@@ -1,0 +1,65 @@
+// Validation rules of the configuration, shared by the command line
+// (vmm/cli.*) and JSON configs (vmm/config_json.*), so that each rule and
+// its limits exist once. Every function throws vmm::Error whose message
+// starts with `what`: the option (`--cpus`) or the JSON path
+// (`vm.json: machine.cpus`) the value came from.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vmm/config.h"
+
+namespace vmm::check {
+
+inline constexpr uint32_t kMinCpus = 1;
+inline constexpr uint32_t kMaxCpus = 254;  // one xAPIC ID for the IOAPIC, 0xff is broadcast
+inline constexpr uint64_t kMinMemory = 32ull << 20;
+inline constexpr uint64_t kMaxMemory = 1ull << 40;  // 1 TiB: far beyond these hosts, below every mmap limit
+inline constexpr uint16_t kMaxDiskQueues = 64;
+inline constexpr int kMinSlot = 1;  // slot 0 is the host bridge
+inline constexpr int kMaxSlot = 31;
+inline constexpr size_t kMaxDisks = 24;
+inline constexpr size_t kMaxDiskSerial = 20;  // GET_ID returns at most 20 bytes
+inline constexpr uint32_t kMaxTimeout = UINT32_MAX;
+
+// Parses "512M", "2G", "1536MiB", "4096K", "1T"; a bare number means MiB
+// (as with QEMU's -m).
+uint64_t parse_size(const std::string& text, const std::string& what);
+
+// A decimal number without sign in lo..hi (for command-line text).
+uint64_t parse_uint(const std::string& text, const std::string& what, uint64_t lo, uint64_t hi);
+
+// "{what}: N is out of range (lo..hi)" unless lo <= n <= hi.
+uint64_t in_range(uint64_t n, const std::string& what, uint64_t lo, uint64_t hi);
+
+uint32_t cpus(uint64_t n, const std::string& what);
+uint64_t memory(uint64_t bytes, const std::string& what);
+uint32_t timeout(uint64_t seconds, const std::string& what);
+// One of error, warn, info, debug.
+const std::string& log_level(const std::string& level, const std::string& what);
+// Paths given for a file, socket, kernel, ...: not empty, no NUL byte.
+const std::string& path(const std::string& p, const std::string& what);
+
+// Disk fields.
+const std::string& disk_serial(const std::string& serial, const std::string& what);
+uint16_t disk_num_queues(uint64_t n, const std::string& what);
+int disk_slot(uint64_t n, const std::string& what);
+// The list as a whole: how many fit, no PCI slot twice.
+void disk_list(const std::vector<DiskConfig>& disks, const std::string& what);
+
+// Console modes: "tty", "file", "socket", "off".
+const char* console_mode_name(SerialMode mode);
+SerialMode console_mode(const std::string& name, const std::string& what);
+// A file or socket mode needs a path; tty and off take none.
+void console_path(SerialMode mode, const std::string& path, const std::string& what);
+
+// Files and sockets the VMM creates must differ: two consoles writing one
+// file, or a console socket bound over the API socket, would clobber each
+// other. Each entry is (name for the message, path); empty paths are unused.
+// `what` prefixes the message unless empty.
+void distinct_paths(const std::vector<std::pair<std::string, std::string>>& paths, const std::string& what);
+
+}  // namespace vmm::check

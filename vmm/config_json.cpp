@@ -1,0 +1,402 @@
+// JSON VM configs: strict parsing with positions, the schema walk that
+// overlays a document on a VmConfig, and the reverse (--print-config).
+// Every message names the document and the JSON path of the bad value.
+#include "vmm/config_json.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <initializer_list>
+#include <set>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vmm/config_check.h"
+#include "vmm/core/error.h"
+#include "vmm/core/fd.h"
+
+namespace vmm {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr size_t kMaxFileSize = 1 << 20;  // a config is a few hundred bytes; refuse to slurp a disk image
+constexpr int kMaxDepth = 16;             // the schema nests 3 deep
+
+// Sections for devices this VMM does not have yet: rejected like unknown
+// keys, but saying so instead of suggesting a near miss.
+struct Unsupported {
+    const char* key;
+    const char* device;
+};
+constexpr Unsupported kUnsupported[] = {
+    {"net", "virtio-net"},       {"network", "virtio-net"},        {"networks", "virtio-net"},
+    {"scsi", "virtio-scsi"},     {"balloon", "virtio-balloon"},    {"rng", "virtio-rng"},
+    {"vsock", "virtio-vsock"},
+};
+
+// Optimal string alignment distance: edits plus transpositions, so "memroy"
+// is one step from "memory".
+size_t edit_distance(const std::string& a, const std::string& b) {
+    std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+    for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+        for (size_t j = 1; j <= b.size(); ++j) {
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+        }
+    }
+    return d[a.size()][b.size()];
+}
+
+// How a value is shown in "got ..." (short; structured values by type).
+std::string describe(const json& v) {
+    if (v.is_object()) return "an object";
+    if (v.is_array()) return "an array";
+    std::string s = v.dump();
+    if (s.size() > 40) s = s.substr(0, 37) + "...";
+    return s;
+}
+
+// The walk over one document: `source` and the JSON path go into every message.
+class Reader {
+public:
+    Reader(VmConfig& cfg, std::string source) : cfg_(cfg), source_(std::move(source)) {}
+
+    void root(const json& doc) {
+        if (!doc.is_object()) fail("{}: expected an object at the top level, got {}", source_, describe(doc));
+        keys(doc, "", {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices"});
+        if (auto* v = find(doc, "machine")) machine(*v);
+        if (auto* v = find(doc, "boot")) boot(*v);
+        if (auto* v = find(doc, "disks")) disks(*v);
+        if (auto* v = find(doc, "serial")) console(*v, "serial", cfg_.serial, cfg_.serial_path);
+        if (auto* v = find(doc, "console")) console(*v, "console", cfg_.console, cfg_.console_path);
+        if (auto* v = find(doc, "api")) api(*v);
+        if (auto* v = find(doc, "logging")) logging(*v);
+        if (auto* v = find(doc, "run")) run(*v);
+        if (auto* v = find(doc, "devices")) devices(*v);
+        check::distinct_paths({{"serial.path", cfg_.serial_path},
+                               {"console.path", cfg_.console_path},
+                               {"api.socket", cfg_.api_socket},
+                               {"logging.file", cfg_.log_file}},
+                              source_);
+    }
+
+private:
+    std::string where(const std::string& path) const { return source_ + ": " + path; }
+
+    static const json* find(const json& obj, const char* key) {
+        auto it = obj.find(key);
+        return it == obj.end() ? nullptr : &*it;
+    }
+
+    // Rejects keys outside `allowed`: a device we lack says so, a near miss
+    // gets a suggestion, anything else the list of valid keys.
+    void keys(const json& obj, const std::string& path, std::initializer_list<const char*> allowed) const {
+        for (auto& [key, value] : obj.items()) {
+            if (std::find_if(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; }) != allowed.end())
+                continue;
+            std::string at = where(path.empty() ? key : path + "." + key);
+            for (auto& u : kUnsupported)
+                if (key == u.key) fail("{}: {} is not supported yet", at, u.device);
+            const char* best = nullptr;
+            size_t best_d = SIZE_MAX;
+            for (const char* a : allowed) {
+                size_t d = edit_distance(key, a);
+                if (d < best_d) best_d = d, best = a;
+            }
+            if (best && best_d <= 2 && best_d < key.size()) fail("{}: unknown key (did you mean \"{}\"?)", at, best);
+            std::string list;
+            for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+            fail("{}: unknown key (expected one of {})", at, list);
+        }
+    }
+
+    const json& object(const json& v, const std::string& path) const {
+        if (!v.is_object()) fail("{}: expected an object, got {}", where(path), describe(v));
+        return v;
+    }
+
+    // A JSON integer >= 0 (no float, no string, no null); the range is the
+    // caller's check, lo..hi only make the type error helpful.
+    static bool unsigned_value(const json& v, uint64_t& out) {
+        if (v.is_number_unsigned()) out = v.get<uint64_t>();
+        else if (v.is_number_integer() && v.get<int64_t>() >= 0) out = static_cast<uint64_t>(v.get<int64_t>());
+        else return false;
+        return true;
+    }
+
+    uint64_t integer(const json& v, const std::string& path, uint64_t lo, uint64_t hi) const {
+        uint64_t n = 0;
+        if (!unsigned_value(v, n)) fail("{}: expected an integer in {}..{}, got {}", where(path), lo, hi, describe(v));
+        return n;
+    }
+
+    bool boolean(const json& v, const std::string& path) const {
+        if (!v.is_boolean()) fail("{}: expected true or false, got {}", where(path), describe(v));
+        return v.get<bool>();
+    }
+
+    std::string string(const json& v, const std::string& path) const {
+        if (!v.is_string()) fail("{}: expected a string, got {}", where(path), describe(v));
+        return v.get<std::string>();
+    }
+
+    // A path that may be "" for "none".
+    std::string optional_path(const json& v, const std::string& path) const {
+        std::string s = string(v, path);
+        if (!s.empty()) check::path(s, where(path));
+        return s;
+    }
+
+    void machine(const json& v) {
+        object(v, "machine");
+        keys(v, "machine", {"cpus", "memory", "hugepages"});
+        if (auto* c = find(v, "cpus"))
+            cfg_.cpus = check::cpus(integer(*c, "machine.cpus", check::kMinCpus, check::kMaxCpus), where("machine.cpus"));
+        if (auto* m = find(v, "memory")) {
+            std::string at = where("machine.memory");
+            uint64_t bytes;
+            if (m->is_string()) bytes = check::parse_size(m->get<std::string>(), at);
+            else if (!unsigned_value(*m, bytes)) fail("{}: expected a size such as \"512M\" or an integer number of bytes, got {}", at, describe(*m));
+            cfg_.memory = check::memory(bytes, at);
+        }
+        if (auto* h = find(v, "hugepages")) cfg_.hugepages = boolean(*h, "machine.hugepages");
+    }
+
+    void boot(const json& v) {
+        object(v, "boot");
+        keys(v, "boot", {"kernel", "initramfs", "cmdline"});
+        if (auto* k = find(v, "kernel")) cfg_.kernel = optional_path(*k, "boot.kernel");
+        if (auto* i = find(v, "initramfs")) cfg_.initramfs = optional_path(*i, "boot.initramfs");
+        if (auto* c = find(v, "cmdline")) cfg_.cmdline = string(*c, "boot.cmdline");
+    }
+
+    void disks(const json& v) {
+        if (!v.is_array()) fail("{}: expected an array of disks, got {}", where("disks"), describe(v));
+        std::vector<DiskConfig> list;
+        for (size_t i = 0; i < v.size(); ++i) {
+            std::string at = fmt::format("disks[{}]", i);
+            const json& d = object(v[i], at);
+            keys(d, at, {"path", "readonly", "serial", "num_queues", "direct", "slot"});
+            DiskConfig disk;
+            auto* p = find(d, "path");
+            if (!p) fail("{}: missing \"path\"", where(at));
+            disk.path = check::path(string(*p, at + ".path"), where(at + ".path"));
+            if (auto* x = find(d, "readonly")) disk.readonly = boolean(*x, at + ".readonly");
+            if (auto* x = find(d, "serial"))
+                disk.serial = check::disk_serial(string(*x, at + ".serial"), where(at + ".serial"));
+            if (auto* x = find(d, "num_queues"))
+                disk.num_queues = check::disk_num_queues(integer(*x, at + ".num_queues", 1, check::kMaxDiskQueues),
+                                                         where(at + ".num_queues"));
+            if (auto* x = find(d, "direct")) disk.direct = boolean(*x, at + ".direct");
+            if (auto* x = find(d, "slot")) {
+                if (x->is_string() && x->get<std::string>() == "auto") disk.slot = -1;
+                else if (uint64_t n; unsigned_value(*x, n)) disk.slot = check::disk_slot(n, where(at + ".slot"));
+                else
+                    fail("{}: expected \"auto\" or an integer in {}..{}, got {}", where(at + ".slot"), check::kMinSlot,
+                         check::kMaxSlot, describe(*x));
+            }
+            list.push_back(std::move(disk));
+        }
+        check::disk_list(list, where("disks"));
+        cfg_.disks = std::move(list);
+    }
+
+    // "serial" and "console": {mode, path}. Giving a mode without a path
+    // clears the path, so a file's tty mode never inherits a stale one.
+    void console(const json& v, const std::string& name, SerialMode& mode, std::string& path) {
+        object(v, name);
+        keys(v, name, {"mode", "path"});
+        auto* m = find(v, "mode");
+        auto* p = find(v, "path");
+        if (m) {
+            mode = check::console_mode(string(*m, name + ".mode"), where(name + ".mode"));
+            if (!p) path.clear();
+        }
+        if (p) path = string(*p, name + ".path");
+        check::console_path(mode, path, where(p ? name + ".path" : name));
+    }
+
+    void api(const json& v) {
+        object(v, "api");
+        keys(v, "api", {"socket"});
+        if (auto* s = find(v, "socket")) cfg_.api_socket = optional_path(*s, "api.socket");
+    }
+
+    void logging(const json& v) {
+        object(v, "logging");
+        keys(v, "logging", {"level", "file"});
+        if (auto* l = find(v, "level")) cfg_.log_level = check::log_level(string(*l, "logging.level"), where("logging.level"));
+        if (auto* f = find(v, "file")) cfg_.log_file = optional_path(*f, "logging.file");
+    }
+
+    void run(const json& v) {
+        object(v, "run");
+        keys(v, "run", {"timeout_s", "reboot", "boot_report"});
+        if (auto* t = find(v, "timeout_s"))
+            cfg_.timeout_s = check::timeout(integer(*t, "run.timeout_s", 0, check::kMaxTimeout), where("run.timeout_s"));
+        if (auto* r = find(v, "reboot")) cfg_.allow_reboot = boolean(*r, "run.reboot");
+        if (auto* b = find(v, "boot_report")) cfg_.boot_report = boolean(*b, "run.boot_report");
+    }
+
+    void devices(const json& v) {
+        object(v, "devices");
+        keys(v, "devices", {"pvpanic"});
+        if (auto* p = find(v, "pvpanic")) cfg_.pvpanic = boolean(*p, "devices.pvpanic");
+    }
+
+    VmConfig& cfg_;
+    std::string source_;
+};
+
+// Tracks where the parser is, to reject duplicate keys (nlohmann keeps the
+// last one silently) and absurd nesting with a JSON path.
+class StrictCallback {
+public:
+    explicit StrictCallback(std::string source) : source_(std::move(source)) {}
+
+    bool operator()(int depth, json::parse_event_t event, json& parsed) {
+        using E = json::parse_event_t;
+        if (depth > kMaxDepth) fail("{}: {}: nested more than {} levels deep", source_, path(), kMaxDepth);
+        switch (event) {
+            case E::object_start:
+            case E::array_start:
+                element();
+                frames_.push_back(Frame{event == E::array_start, 0, {}, {}});
+                break;
+            case E::object_end:
+            case E::array_end:
+                if (!frames_.empty()) frames_.pop_back();
+                break;
+            case E::key: {
+                std::string key = parsed.get<std::string>();
+                Frame& f = frames_.back();
+                f.key = key;
+                if (!f.seen.insert(key).second) fail("{}: {}: duplicate key", source_, path());
+                break;
+            }
+            case E::value:
+                element();
+                break;
+        }
+        return true;
+    }
+
+private:
+    struct Frame {
+        bool array;
+        size_t count;  // elements begun so far (arrays)
+        std::string key;
+        std::set<std::string> seen;
+    };
+
+    void element() {
+        if (!frames_.empty() && frames_.back().array) ++frames_.back().count;
+    }
+
+    std::string path() const {
+        std::string p;
+        for (auto& f : frames_) {
+            if (f.array) p += fmt::format("[{}]", f.count ? f.count - 1 : 0);
+            else if (!f.key.empty()) p += (p.empty() ? "" : ".") + f.key;
+        }
+        return p.empty() ? "top level" : p;
+    }
+
+    std::string source_;
+    std::vector<Frame> frames_;
+};
+
+std::string memory_text(uint64_t bytes) {
+    if (bytes && bytes % (1ull << 30) == 0) return fmt::format("{}G", bytes >> 30);
+    return fmt::format("{}M", bytes >> 20);
+}
+
+}  // namespace
+
+void apply_json(VmConfig& cfg, const json& doc, const std::string& source) {
+    // Work on a copy so a bad document leaves cfg untouched.
+    VmConfig next = cfg;
+    Reader(next, source).root(doc);
+    cfg = std::move(next);
+}
+
+json parse_config_text(const std::string& text, const std::string& source) {
+    try {
+        return json::parse(text, StrictCallback(source), true, false);
+    } catch (const json::parse_error& e) {
+        // e.byte is the 1-based offset of the character the parser stopped at.
+        size_t at = std::min(e.byte ? e.byte - 1 : 0, text.size());
+        size_t line = 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<long>(at), '\n'));
+        size_t nl = at ? text.rfind('\n', at - 1) : std::string::npos;
+        size_t column = nl == std::string::npos ? at + 1 : at - nl;
+        // Drop nlohmann's "[json.exception...] parse error at line L, column C: " prefix.
+        std::string msg = e.what();
+        size_t p = msg.find("parse error");
+        p = p == std::string::npos ? std::string::npos : msg.find(": ", p);
+        if (p != std::string::npos) msg = msg.substr(p + 2);
+        fail("{}: line {}, column {}: {}", source, line, column, msg);
+    }
+}
+
+VmConfig config_from_file(const std::string& path) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) throw_errno(path);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) < 0) throw_errno(path);
+    if (!S_ISREG(st.st_mode)) fail("{}: not a regular file", path);
+    if (static_cast<uint64_t>(st.st_size) > kMaxFileSize)
+        fail("{}: {} bytes is too large for a config file (at most {})", path, st.st_size, kMaxFileSize);
+    std::string text;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw_errno(path);
+        if (n == 0) break;
+        text.append(buf, static_cast<size_t>(n));
+        if (text.size() > kMaxFileSize) fail("{}: too large for a config file (at most {} bytes)", path, kMaxFileSize);
+    }
+    VmConfig cfg;
+    apply_json(cfg, parse_config_text(text, path), path);
+    return cfg;
+}
+
+json config_to_json(const VmConfig& cfg) {
+    json disks = json::array();
+    for (auto& d : cfg.disks) {
+        disks.push_back({{"path", d.path},
+                         {"readonly", d.readonly},
+                         {"serial", d.serial},
+                         {"num_queues", d.num_queues},
+                         {"direct", d.direct},
+                         {"slot", d.slot < 0 ? json("auto") : json(d.slot)}});
+    }
+    // Memory as a size string when it is whole MiB (always, once validated).
+    json memory = cfg.memory % (1ull << 20) ? json(cfg.memory) : json(memory_text(cfg.memory));
+    return {
+        {"machine", {{"cpus", cfg.cpus}, {"memory", memory}, {"hugepages", cfg.hugepages}}},
+        {"boot", {{"kernel", cfg.kernel}, {"initramfs", cfg.initramfs}, {"cmdline", cfg.cmdline}}},
+        {"disks", disks},
+        {"serial", {{"mode", check::console_mode_name(cfg.serial)}, {"path", cfg.serial_path}}},
+        {"console", {{"mode", check::console_mode_name(cfg.console)}, {"path", cfg.console_path}}},
+        {"api", {{"socket", cfg.api_socket}}},
+        {"logging", {{"level", cfg.log_level}, {"file", cfg.log_file}}},
+        {"run", {{"timeout_s", cfg.timeout_s}, {"reboot", cfg.allow_reboot}, {"boot_report", cfg.boot_report}}},
+        {"devices", {{"pvpanic", cfg.pvpanic}}},
+    };
+}
+
+std::string config_to_text(const VmConfig& cfg) {
+    return config_to_json(cfg).dump(2) + "\n";
+}
+
+}  // namespace vmm

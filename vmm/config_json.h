@@ -1,0 +1,37 @@
+// JSON VM configs (--config FILE, --print-config): the only code that sees
+// JSON. A document is overlaid on a VmConfig, so every default comes from
+// VmConfig's member initialisers; the validation rules are the CLI's
+// (vmm/config_check.h). The schema is documented in README.md
+// ("Configuration file").
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "vmm/config.h"
+
+namespace vmm {
+
+// Overlays `doc` on `cfg`: keys present in the document replace the values
+// in cfg, absent keys leave them alone; "disks" replaces the whole list.
+// Throws vmm::Error "<source>: <json path>: <what is wrong>" for unknown
+// keys (with a suggestion), unsupported sections, wrong types, nulls and
+// values out of range. `source` names the document in messages (the file).
+void apply_json(VmConfig& cfg, const nlohmann::json& doc, const std::string& source = "config");
+
+// Parses JSON text strictly (no comments, no duplicate keys). Syntax errors
+// become vmm::Error "<source>: line L, column C: <parser message>".
+nlohmann::json parse_config_text(const std::string& text, const std::string& source);
+
+// Reads, parses and applies the file on top of a default VmConfig. Errors
+// name the file.
+VmConfig config_from_file(const std::string& path);
+
+// The complete configuration, every field, in the schema apply_json reads:
+// apply_json(VmConfig{}, config_to_json(c)) gives back c.
+nlohmann::json config_to_json(const VmConfig& cfg);
+// config_to_json pretty-printed, with a final newline (--print-config).
+std::string config_to_text(const VmConfig& cfg);
+
+}  // namespace vmm
