@@ -35,6 +35,9 @@
 #                                the console output (see the functions below
 #                                and tests/guest/README.md).  SKIP if that
 #                                guest could not be built (gcc, e2fsprogs).
+#   json-boot, examples, api, stop, panic, timeout, console-socket
+#                                JSON configs, the control API and the exit
+#                                statuses 3/5/6 (tests/guest/README.md)
 # Each case has a timeout (--timeout, default 240 s at TCG speed); a failing
 # case prints why plus the tail of its console log and stderr.  All logs stay
 # in DIR/guest-tests/ (NAME.console, NAME.stderr).
