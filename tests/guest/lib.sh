@@ -107,10 +107,14 @@ guest_kernel() {
 }
 
 guest_test_initramfs() {
-    local out key
+    local out key kver dep
+    kver=$(kernel_version "$(newest_kernel)")
     out="$(cache_dir)/guest-test.cpio.gz"
     key="$(cat "$GUEST_DIR/make-guest-initramfs.sh" "$GUEST_DIR/lib.sh" | sha256sum | cut -d' ' -f1) $(stamp "$(find_busybox_static)")"
-    cached "$out" "$key" "$GUEST_DIR/make-guest-initramfs.sh" --mode test >&2
+    # it carries a few of this kernel's modules (pvpanic, button, evdev)
+    dep=/lib/modules/$kver/modules.dep
+    key+=" $kver $( [[ -f $dep ]] && sha256sum "$dep" | cut -d' ' -f1)"
+    cached "$out" "$key" "$GUEST_DIR/make-guest-initramfs.sh" --mode test --kver "$kver" >&2
     echo "$out"
 }
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# make-guest-initramfs.sh OUT.cpio.gz [--mode shell|test]
+# make-guest-initramfs.sh OUT.cpio.gz [--mode shell|test] [--kver VERSION]
 #
 # Builds a busybox-static initramfs (gzip'd newc cpio) for a Linux guest run
 # by the VMM.  Debian's kernel needs no modules for it: the 8250 serial
 # console, ACPI, devtmpfs, /dev/port (CONFIG_DEVPORT) and gzip initramfs
-# support are all built in (checked against /boot/config-*).
+# support are all built in (checked against /boot/config-*).  The test mode
+# also carries the few modules its end modes load on demand (see below).
 #
 # --mode shell (default): an interactive guest.  /init mounts proc, sys,
 #   devtmpfs and devpts, prints a banner and runs a job-control shell on the
@@ -34,8 +35,25 @@
 #   4. prints "VMMTEST: info <line>" for dmesg lines matching acpi|smp|apic,
 #   5. writes 0x02 to port 0x440, prints "VMMTEST: done",
 #   6. does what vmmtest.end= says: poweroff (default, `poweroff -f`),
-#      reboot (`reboot -f`), panic (`echo c > /proc/sysrq-trigger`) or hang
-#      (sleep forever; for signal tests).
+#      reboot (`reboot -f`), panic (`echo c > /proc/sysrq-trigger`), hang
+#      (sleep forever; for signal, timeout and API stop tests) or
+#      wait-power (wait for the ACPI power button, then `poweroff -f`).
+#      Before "VMMTEST: done" the end modes that need drivers load them
+#      (insmod of the copies in /lib/modules, "VMMTEST: FAIL insmod <m>" if
+#      one is missing or fails):
+#        panic       pvpanic.ko + pvpanic-mmio.ko (the ACPI QEMU0001 device
+#                    at port 0x505); "PASS pvpanic <dev>" when a device is
+#                    bound to pvpanic-mmio, "FAIL pvpanic ..." otherwise.  A
+#                    VMM with pvpanic then sees the panic event; use panic=0
+#                    on the command line so nothing else can end the guest.
+#        wait-power  button.ko + evdev.ko; "PASS power-button <event dev>"
+#                    when an input device named "Power Button" exists, then
+#                    "VMMTEST: waiting for the power button"; on a KEY_POWER
+#                    press (read from its /dev/input/eventN) it prints
+#                    "VMMTEST: power button pressed" and powers off.
+#      vmmtest.tick=1 adds a background loop printing "VMMTEST: tick N"
+#      once a second from then on (the harness watches it stop while the VM
+#      is paused).
 #
 # The archive also carries a hand-made /dev/console node (a tiny newc archive
 # appended to the main one) so the kernel can open the console before /init
@@ -46,14 +64,15 @@ PROG=make-guest-initramfs.sh
 . "$(dirname "$0")/lib.sh"
 
 usage() {
-    echo "usage: $0 OUT.cpio.gz [--mode shell|test]" >&2
+    echo "usage: $0 OUT.cpio.gz [--mode shell|test] [--kver VERSION]" >&2
     exit 1
 }
 
-out="" mode=shell
+out="" mode=shell kver=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --mode) [[ $# -ge 2 ]] || usage; mode=$2; shift 2 ;;
+        --kver) [[ $# -ge 2 ]] || usage; kver=$2; shift 2 ;;
         --mode=*) mode=${1#--mode=}; shift ;;
         -h|--help) usage ;;
         -*) usage ;;
@@ -85,6 +104,34 @@ done < <("$busybox" --list-full)
 
 echo "root:x:0:0:root:/root:/bin/sh" >"$root/etc/passwd"
 echo "root:x:0:" >"$root/etc/group"
+
+# The test mode's on-demand modules (see the header), with their modules.dep
+# dependencies, decompressed, as /lib/modules/NAME.ko; the init loads them by
+# name in the order given there.  One that is built in or absent is left out
+# (built in: nothing to load; absent: the init reports it when it needs it).
+copy_test_modules() {
+    [[ -n $kver ]] || kver=$(kernel_version "$(newest_kernel)")
+    local mdir=/lib/modules/$kver m line path base
+    if [[ ! -f $mdir/modules.dep ]]; then
+        note "warning: $mdir/modules.dep not found: no modules in the test initramfs"
+        return 0
+    fi
+    mkdir -p "$root/lib/modules"
+    for m in pvpanic pvpanic-mmio button evdev; do
+        line=$(grep -E "/${m}\\.ko(\\.[a-z]+)?:" "$mdir/modules.dep" || true)
+        [[ -n $line ]] || continue
+        for path in ${line#*:} "${line%%:*}"; do
+            base=$(basename "$path")
+            case $base in
+                *.ko.xz) xz -dc "$mdir/$path" >"$root/lib/modules/${base%.xz}" ;;
+                *.ko.zst) zstd -qdc "$mdir/$path" >"$root/lib/modules/${base%.zst}" ;;
+                *.ko.gz) gzip -dc "$mdir/$path" >"$root/lib/modules/${base%.gz}" ;;
+                *) cp "$mdir/$path" "$root/lib/modules/$base" ;;
+            esac
+        done
+    done
+}
+[[ $mode == test ]] && copy_test_modules
 
 # ---------------------------------------------------------------- /init ----
 if [[ $mode == shell ]]; then
@@ -136,9 +183,10 @@ else
 fi
 
 # vmmtest.* parameters
-cpus="" mem_mb="" token="" end=poweroff
+cpus="" mem_mb="" token="" end=poweroff tick=0
 for w in $(cat /proc/cmdline); do
     case $w in
+        vmmtest.tick=*) tick=${w#vmmtest.tick=} ;;
         vmmtest.cpus=*) cpus=${w#vmmtest.cpus=} ;;
         vmmtest.mem_mb=*) mem_mb=${w#vmmtest.mem_mb=} ;;
         vmmtest.token=*) token=${w#vmmtest.token=} ;;
@@ -198,12 +246,80 @@ fi
 dmesg | grep -i -E 'acpi|smp|apic|Memory:' | grep -v 'acpiphp: Slot' | sed 's/^/VMMTEST: info /'
 echo "VMMTEST: info MemTotal=${memtotal_kb} kB online=$(cat /sys/devices/system/cpu/online)"
 
+# load_mod NAME...: insmod /lib/modules/NAME.ko (copied at build time)
+load_mod() {
+    for m in "$@"; do
+        if [ -d "/sys/module/$(echo "$m" | tr - _)" ]; then
+            continue # built in or already loaded
+        elif [ ! -f "/lib/modules/$m.ko" ]; then
+            fail insmod "$m: not in the initramfs (not a module of this kernel?)"
+        elif ! insmod "/lib/modules/$m.ko"; then
+            fail insmod "$m: insmod failed"
+        fi
+    done
+}
+
+# Drivers the end mode needs, checked before "done".
+power_dev=""
+case $end in
+    panic)
+        load_mod pvpanic pvpanic-mmio
+        bound=""
+        for d in /sys/bus/platform/drivers/pvpanic-mmio/*; do
+            # bound devices are symlinks, as is "module"
+            [ -L "$d" ] && [ "${d##*/}" != module ] && bound="$bound${d##*/} "
+        done
+        if [ -n "$bound" ]; then
+            pass pvpanic "$bound"
+        else
+            fail pvpanic "no device bound to pvpanic-mmio (no ACPI QEMU0001 device?)"
+        fi
+        ;;
+    wait-power)
+        load_mod button evdev
+        i=0
+        while [ -z "$power_dev" ] && [ $i -lt 50 ]; do
+            for d in /sys/class/input/event*; do
+                [ -e "$d/device/name" ] || continue
+                if [ "$(cat "$d/device/name")" = "Power Button" ] && [ -c "/dev/input/${d##*/}" ]; then
+                    power_dev=/dev/input/${d##*/}
+                fi
+            done
+            [ -n "$power_dev" ] || sleep 0.1
+            i=$((i + 1))
+        done
+        if [ -n "$power_dev" ]; then
+            pass power-button "$power_dev"
+        else
+            fail power-button "no input device named 'Power Button' (inputs: $(cat /sys/class/input/*/device/name 2>/dev/null | tr '\n' ';'))"
+        fi
+        ;;
+esac
+
+if [ "$tick" = 1 ]; then
+    (n=0; while :; do n=$((n + 1)); echo "VMMTEST: tick $n"; sleep 1; done) &
+fi
+
 progress 002
 echo "VMMTEST: done"
 case $end in
     reboot) reboot -f ;;
     panic) echo 1 >/proc/sys/kernel/sysrq; echo c >/proc/sysrq-trigger ;;
     hang) while :; do sleep 3600; done ;;
+    wait-power)
+        [ -n "$power_dev" ] || { echo "VMMTEST: FAIL power-button: nothing to wait on"; while :; do sleep 3600; done; }
+        echo "VMMTEST: waiting for the power button"
+        # struct input_event on x86-64: 16 bytes of time, u16 type, u16 code, s32 value
+        while :; do
+            dd if="$power_dev" of=/tmp/ev bs=24 count=1 2>/dev/null || { sleep 1; continue; }
+            # shellcheck disable=SC2046 # two numbers
+            set -- $(od -An -tu2 -j16 -N4 /tmp/ev)
+            [ "${1:-}" = 1 ] && [ "${2:-}" = 116 ] && break # EV_KEY, KEY_POWER
+        done
+        echo "VMMTEST: power button pressed"
+        sync
+        poweroff -f
+        ;;
     *) poweroff -f ;;
 esac
 echo "VMMTEST: FAIL end '$end' action returned"

@@ -35,6 +35,9 @@
 #                                the console output (see the functions below
 #                                and tests/guest/README.md).  SKIP if that
 #                                guest could not be built (gcc, e2fsprogs).
+#   json-boot, examples, api, stop, panic, timeout, console-socket
+#                                JSON configs, the control API and the exit
+#                                statuses 3/5/6 (tests/guest/README.md)
 # Each case has a timeout (--timeout, default 240 s at TCG speed); a failing
 # case prints why plus the tail of its console log and stderr.  All logs stay
 # in DIR/guest-tests/ (NAME.console, NAME.stderr).
@@ -59,7 +62,7 @@ SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 # run-guest-tests.sh --qemu-adapter VMM-OPTIONS...: behaves like build/vmm
 # (options, exit statuses) using QEMU.  Only for VMM_UNDER_TEST_QEMU=1.
 qemu_adapter() {
-    local kernel="" initrd="" cmdline="" cpus=1 memory=512M serial=tty console=off ndisk=0 spec
+    local kernel="" initrd="" cmdline="" cpus=1 memory=512M serial=tty console=off ndisk=0 spec timeout_s=0
     local disk_args=()
     while [[ $# -gt 0 ]]; do
         case $1 in
@@ -90,6 +93,8 @@ qemu_adapter() {
                 shift 2
                 ;;
             --boot-report) shift ;;
+            --timeout) timeout_s=$2; shift 2 ;;
+            --log-file) shift 2 ;;
             *) echo "vmm: error: unknown option $1 (QEMU adapter)" >&2; exit 1 ;;
         esac
     done
@@ -98,6 +103,7 @@ qemu_adapter() {
     case $serial in
         tty) log=$(mktemp "${TMPDIR:-/tmp}/qemu-adapter.XXXXXX"); serial_arg="file:$log"; relay=1 ;;
         file=*) serial_arg="file:${serial#file=}"; log=${serial#file=} ;;
+        socket=*) serial_arg="unix:${serial#socket=},server=on,wait=off" ;;
         off) serial_arg=null ;;
         *) echo "vmm: error: bad --serial $serial (QEMU adapter)" >&2; exit 1 ;;
     esac
@@ -114,15 +120,25 @@ qemu_adapter() {
     # VMM_QEMU_ACCEL=tcg runs the guests without /dev/kvm (run-guest-tests.sh --vmm qemu)
     local accel=(-accel kvm -cpu host)
     [[ ${VMM_QEMU_ACCEL:-kvm} == tcg ]] && accel=(-accel tcg -cpu max)
+    # pvpanic (ISA, port 0x505, ACPI QEMU0001 like the VMM's): a guest panic
+    # makes QEMU exit with status 1, mapped to 3 below
     local args=(qemu-system-x86_64 -M pc "${accel[@]}" -smp "$cpus" -m "$memory"
         -nodefaults -no-user-config -display none -nic none -no-reboot
+        -device pvpanic -action panic=exit-failure
         -serial "$serial_arg" -monitor none -kernel "$kernel" -append "$cmdline"
         "${disk_args[@]}" "${con_args[@]}")
     [[ -n $initrd ]] && args+=(-initrd "$initrd")
     "${args[@]}" <"$qin" &
-    local qpid=$! sig=""
+    local qpid=$! sig="" timed_out=0
     trap 'sig=15; kill -TERM $qpid 2>/dev/null' TERM
     trap 'sig=2; kill -TERM $qpid 2>/dev/null' INT
+    trap 'timed_out=1; kill -TERM $qpid 2>/dev/null' USR1
+    # --timeout: a watcher signals us (the wait below is interruptible)
+    local wpid=""
+    if [[ $timeout_s != 0 ]]; then
+        (sleep "$timeout_s" && kill -USR1 $$) </dev/null >/dev/null 2>&1 &
+        wpid=$!
+    fi
     # relay the console file to our stdout as it grows
     local tpid=""
     if [[ $relay == 1 ]]; then
@@ -135,9 +151,13 @@ qemu_adapter() {
         kill -0 "$qpid" 2>/dev/null || break # else wait was interrupted by a trap
     done
     [[ -n $tpid ]] && { wait "$tpid" 2>/dev/null || true; }
+    [[ -n $wpid ]] && { kill "$wpid" 2>/dev/null || true; }
     if [[ -n $sig ]]; then [[ $relay == 1 ]] && rm -f "$log"; exit $((128 + sig)); fi
+    if [[ $timed_out == 1 ]]; then [[ $relay == 1 ]] && rm -f "$log"; exit 5; fi
     local rc=0
-    if [[ $st -ne 0 ]]; then
+    if [[ $st -ne 0 ]] && [[ -f $log ]] && grep -q 'Kernel panic - not syncing' "$log"; then
+        rc=3 # -action panic=exit-failure
+    elif [[ $st -ne 0 ]]; then
         rc=1
     elif grep -q 'reboot: Restarting system' "$log"; then
         rc=2 # -no-reboot turns a guest reboot into a plain exit
@@ -180,7 +200,8 @@ case $vmm_choice in
 esac
 
 all_cases=(kvm_tests bzimage-1cpu bzimage-4cpu pvh-1cpu pvh-4cpu reboot sigterm bad-kernel
-    blk-root blk-integrity blk-discard blk-mq blk-intx console)
+    blk-root blk-integrity blk-discard blk-mq blk-intx console
+    json-boot examples api stop panic timeout console-socket)
 selected=()
 for c in "${all_cases[@]}"; do
     [[ -z $only || $c =~ $only ]] && selected+=("$c")
@@ -649,6 +670,575 @@ console_case() {
     report "$name" "$BLK_SECS" "${REASONS[@]}"
 }
 
+# ------------------------------------------ issue 5: config, API, exits ----
+# json-boot, examples, api, panic, timeout, stop, console-socket.  The VMM
+# runs in the background (bg_*), the host side talks to it with `vmm ctl`
+# and, for raw socket traffic, a small python3 client (sockclient.py below;
+# python3 is Debian's, used only when present: what needs it SKIPs without).
+python=""
+for c in /usr/bin/python3 python3; do
+    if command -v "$c" >/dev/null 2>&1; then python=$(command -v "$c"); break; fi
+done
+sockclient=$live/sockclient.py
+cat >"$sockclient" <<'PY'
+"""Tiny UNIX-socket and JSON helper for run-guest-tests.sh (stdlib only).
+
+request SOCKET LINE             send LINE + newline, print the first response line
+read SOCKET REGEX SECONDS WAIT  connect (retrying for WAIT s), copy what arrives to
+                                stdout until REGEX matches (exit 0), EOF or SECONDS (exit 1)
+error-code                      stdin is one response line: print error.code if it is
+                                {"ok": false, "error": {"code": ..., "message": ...}}, else exit 1
+key KEY                         stdin is JSON: print the first value of KEY found (depth first)
+example FILE                    an effective config (--print-config): lines cpus=, mem_mb=,
+                                console=, api=, log=, and disk=PATH<TAB>--disk options
+                                after path (one line per disk)
+"""
+import json, re, socket, sys, time
+
+def connect(path, wait):
+    end = time.monotonic() + wait
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            return s
+        except OSError as e:
+            s.close()
+            if time.monotonic() >= end:
+                sys.exit("cannot connect to %s: %s" % (path, e))
+            time.sleep(0.1)
+
+def find(obj, key):
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        obj = list(obj.values())
+    if isinstance(obj, list):
+        for v in obj:
+            r = find(v, key)
+            if r is not None:
+                return r
+    return None
+
+def mib(v):
+    if isinstance(v, int):
+        return v >> 20
+    m = re.fullmatch(r"(\d+)\s*([KMGT]?)(i?B)?", str(v).strip(), re.I)
+    if not m:
+        return 0
+    shift = {"": 20, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2).upper()]
+    return (int(m.group(1)) << shift) >> 20
+
+mode = sys.argv[1]
+if mode == "request":
+    s = connect(sys.argv[2], 5)
+    s.settimeout(10)
+    s.sendall(sys.argv[3].encode() + b"\n")
+    buf = b""
+    while b"\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            break
+        buf += d
+    print(buf.decode(errors="replace").split("\n")[0])
+elif mode == "read":
+    s = connect(sys.argv[2], float(sys.argv[5]))
+    pat = re.compile(sys.argv[3].encode(), re.M)
+    end = time.monotonic() + float(sys.argv[4])
+    buf = b""
+    while time.monotonic() < end:
+        s.settimeout(max(0.1, end - time.monotonic()))
+        try:
+            d = s.recv(4096)
+        except socket.timeout:
+            break
+        if not d:
+            break
+        buf += d
+        sys.stdout.buffer.write(d)
+        sys.stdout.flush()
+        if pat.search(buf.replace(b"\r", b"")):
+            sys.exit(0)
+    sys.exit(1)
+elif mode == "error-code":
+    r = json.loads(sys.stdin.readline())
+    e = r.get("error") if isinstance(r, dict) else None
+    if r.get("ok") is False and isinstance(e, dict) and e.get("code") and "message" in e:
+        print(e["code"])
+    else:
+        sys.exit(1)
+elif mode == "key":
+    v = find(json.load(sys.stdin), sys.argv[2])
+    if v is None:
+        sys.exit(1)
+    print(v if isinstance(v, str) else json.dumps(v))
+elif mode == "example":
+    c = json.load(open(sys.argv[2]))
+    print("cpus=%d" % c.get("machine", {}).get("cpus", 1))
+    print("mem_mb=%d" % mib(c.get("machine", {}).get("memory", "512M")))
+    print("console=%s" % (c.get("console") or {}).get("mode", "off"))
+    print("api=%s" % (c.get("api") or {}).get("socket", ""))
+    print("log=%s" % (c.get("logging") or {}).get("file", ""))
+    for d in c.get("disks") or []:
+        opts = ""
+        if d.get("readonly"):
+            opts += ",readonly=on"
+        if d.get("serial"):
+            opts += ",serial=" + d["serial"]
+        if d.get("num_queues", 1) != 1:
+            opts += ",num_queues=%d" % d["num_queues"]
+        if d.get("direct"):
+            opts += ",direct=on"
+        if isinstance(d.get("slot"), int):
+            opts += ",slot=%d" % d["slot"]
+        print("disk=%s\t%s" % (d.get("path", ""), opts))
+else:
+    sys.exit("unknown mode " + mode)
+PY
+py() { "$python" "$sockclient" "$@"; }
+
+# issue5_prereq NAME FEATURE-OPTION: 0 if NAME can run; otherwise it is reported
+# (a missing VMM binary or option FAILs, the QEMU adapter SKIPs) and 1 returned.
+issue5_prereq() {
+    local name=$1 opt=$2
+    : >"$live/$name.console"
+    if [[ ! -x ${vmm[0]} ]]; then
+        report "$name" 0 "${vmm[0]} does not exist or is not executable"
+        return 1
+    fi
+    if [[ $qemu_mode == 1 ]]; then
+        case $opt in
+            --timeout|--serial) return 0 ;; # the adapter has these (and pvpanic)
+        esac
+        skipped=$((skipped + 1))
+        echo "SKIP $name (the QEMU adapter has no $opt)"
+        return 1
+    fi
+    if [[ -n $opt ]] && ! "${vmm[@]}" --help 2>&1 | grep -q -- "$opt"; then
+        report "$name" 0 "${vmm[0]} --help does not mention $opt (feature not built in?)"
+        return 1
+    fi
+    return 0
+}
+
+# bg_start NAME VMM-ARGS...: the VMM in the background (stdin /dev/null,
+# stdout to NAME.console, or to NAME.stdout with BG_STDOUT=1); sets BG_PID, BG_T0.
+bg_start() {
+    local name=$1 out
+    shift
+    out=$live/$name.console
+    [[ ${BG_STDOUT:-0} == 1 ]] && out=$live/$name.stdout
+    : >"$live/$name.console"
+    BG_T0=$(now_ms)
+    "${vmm[@]}" "$@" </dev/null >"$out" 2>"$live/$name.stderr" &
+    BG_PID=$!
+}
+# bg_wait_console NAME REGEX SECONDS: 0 once the console log matches REGEX,
+# 1 if the VMM exited first or SECONDS passed.
+bg_wait_console() {
+    local name=$1 re=$2 deadline=$(($(now_ms) + $3 * 1000))
+    while :; do
+        console_has "$name" "$re" && return 0
+        if ! kill -0 "$BG_PID" 2>/dev/null; then
+            console_has "$name" "$re"
+            return
+        fi
+        [[ $(now_ms) -lt $deadline ]] || return 1
+        sleep 0.3
+    done
+}
+# bg_wait_exit SECONDS: BG_ST = the VMM's exit status; if it still runs after
+# SECONDS it is killed, BG_ST=running and 1 is returned.
+bg_wait_exit() {
+    local deadline=$(($(now_ms) + $1 * 1000))
+    while kill -0 "$BG_PID" 2>/dev/null && [[ $(now_ms) -lt $deadline ]]; do sleep 0.2; done
+    if kill -0 "$BG_PID" 2>/dev/null; then
+        kill -KILL "$BG_PID" 2>/dev/null || true
+        wait "$BG_PID" 2>/dev/null || true
+        BG_ST=running
+        return 1
+    fi
+    wait "$BG_PID" && BG_ST=0 || BG_ST=$?
+}
+# bg_kill: end a VMM the case gave up on
+bg_kill() {
+    kill -KILL "$BG_PID" 2>/dev/null || true
+    wait "$BG_PID" 2>/dev/null || true
+}
+
+# ctl ARGS...: `vmm ctl --socket $CTL_SOCK ARGS`; CTL_ST, CTL_OUT; logged to NAME.ctl
+ctl() {
+    CTL_ST=0
+    CTL_OUT=$(timeout -k 5 30 "$build/vmm" ctl --socket "$CTL_SOCK" "$@" 2>&1) || CTL_ST=$?
+    printf '$ vmm ctl %s -> exit %s\n%s\n' "$*" "$CTL_ST" "$CTL_OUT" >>"$live/$CTL_NAME.ctl"
+}
+# ctl_ok WHAT ARGS...: ctl, adding a reason to REASONS unless it exits 0
+ctl_ok() {
+    local what=$1
+    shift
+    ctl "$@"
+    [[ $CTL_ST == 0 ]] || REASONS+=("$what: 'vmm ctl $*' exited $CTL_ST: $(head -c 300 <<<"$CTL_OUT")")
+    [[ $CTL_ST == 0 ]]
+}
+ticks() { tr -d '\r' <"$live/$1.console" | grep -c '^VMMTEST: tick' || true; }
+
+# the command line of the issue-5 cases
+i5_cmdline() { # END [EXTRA]
+    echo "console=ttyS0 panic=-1 vmmtest.cpus=1 vmmtest.mem_mb=512 vmmtest.end=$1${2:+ $2}"
+}
+
+# json_str S: S as a JSON string (the paths here have no quotes or backslashes)
+json_str() {
+    [[ $1 != *[\"\\]* ]] || die "path with a quote or backslash: $1"
+    printf '"%s"' "$1"
+}
+
+# json-boot: a config file alone boots the guest (2 vCPUs, 512 MiB, serial
+# to a file); --print-config of it is a fixed point and parses back.
+json_boot_case() {
+    local name=json-boot token cfg st=0 t0 secs c p1 p2
+    issue5_prereq "$name" --config || return 0
+    token=$(new_token)
+    cfg=$live/$name.json
+    REASONS=()
+    cat >"$cfg" <<EOF
+{
+  "machine": { "cpus": 2, "memory": "512M" },
+  "boot": {
+    "kernel": $(json_str "$kernel"),
+    "initramfs": $(json_str "$initrd"),
+    "cmdline": "console=ttyS0 panic=-1 vmmtest.cpus=2 vmmtest.mem_mb=512 vmmtest.end=poweroff vmmtest.token=$token"
+  },
+  "serial": { "mode": "file", "path": $(json_str "$live/$name.console") }
+}
+EOF
+    : >"$live/$name.console"
+    t0=$(now_ms)
+    timeout -k 10 "$case_timeout" "${vmm[@]}" --config "$cfg" </dev/null >"$live/$name.stdout" 2>"$live/$name.stderr" || st=$?
+    secs=$(elapsed_s "$t0")
+    if [[ $st -eq 124 || $st -eq 137 ]]; then
+        REASONS+=("timed out after ${case_timeout} s")
+    elif [[ $st -ne 0 ]]; then
+        REASONS+=("exit status $st, expected 0")
+    fi
+    console_has "$name" '^VMMTEST: init started' || REASONS+=("no 'VMMTEST: init started' in the serial file")
+    console_has "$name" '^VMMTEST: done' || REASONS+=("no 'VMMTEST: done' in the serial file")
+    if console_has "$name" 'VMMTEST: FAIL'; then
+        REASONS+=("guest checks failed: $(tr -d '\r' <"$live/$name.console" | grep 'VMMTEST: FAIL' | tr '\n' ';')")
+    fi
+    for c in port "cpus 2" mem "token $token" interrupts; do
+        console_has "$name" "^VMMTEST: PASS $c( |\$)" || REASONS+=("no 'VMMTEST: PASS $c' in the serial file")
+    done
+    # --print-config: exit 0, a fixed point, and it holds what the file said
+    p1=$live/$name.print1.json p2=$live/$name.print2.json
+    st=0
+    "${vmm[@]}" --config "$cfg" --print-config >"$p1" 2>>"$live/$name.stderr" || st=$?
+    if [[ $st -ne 0 ]]; then
+        REASONS+=("--config F --print-config: exit status $st")
+    else
+        st=0
+        "${vmm[@]}" --config "$p1" --print-config >"$p2" 2>>"$live/$name.stderr" || st=$?
+        if [[ $st -ne 0 ]]; then
+            REASONS+=("--print-config output does not load back with --config: exit status $st")
+        elif ! cmp -s "$p1" "$p2"; then
+            REASONS+=("--print-config of the printed config differs: $(diff "$p1" "$p2" | head -n 5 | tr '\n' ' ')")
+        fi
+        if [[ -n $python ]]; then
+            [[ $(py key cpus <"$p1" 2>&1) == 2 ]] || REASONS+=("--print-config: machine.cpus is not 2")
+            [[ $(py key kernel <"$p1" 2>&1) == "$kernel" ]] || REASONS+=("--print-config: boot.kernel is not $kernel")
+            [[ $(py key cmdline <"$p1" 2>&1) == *"vmmtest.token=$token" ]] || REASONS+=("--print-config: boot.cmdline is not ours")
+            # a command-line option overrides the file
+            st=0
+            [[ $("${vmm[@]}" --config "$cfg" --cpus 1 --print-config 2>>"$live/$name.stderr" | py key cpus 2>&1) == 1 ]] ||
+                REASONS+=("--config F --cpus 1 --print-config does not show cpus 1")
+        else
+            grep -q -E '"cpus": *2' "$p1" || REASONS+=("--print-config output has no \"cpus\": 2")
+        fi
+    fi
+    report "$name" "$secs" "${REASONS[@]}"
+}
+
+# examples: every examples/*.json boots (guest powers off, exit 0) with the
+# kernel, initramfs, command line, serial (and the console, API socket and log
+# file if the example has them) overridden on the command line, in a scratch
+# dir that is the VMM's cwd; the disks are given again with --disk (which
+# replaces the file's), same options, each a fresh 64 MiB sparse file named
+# after the example's in that dir; direct=on is dropped where the dir cannot
+# do O_DIRECT (tmpfs in the test host).
+examples_case() {
+    local name=examples ex exname dir eff token st t0 k v secs_all t_all
+    local -a files over disks
+    issue5_prereq "$name" --config || return 0
+    files=()
+    for ex in "$REPO_ROOT"/examples/*.json; do [[ -f $ex ]] && files+=("$ex"); done
+    if [[ ${#files[@]} -eq 0 ]]; then
+        skipped=$((skipped + 1))
+        echo "SKIP $name (no examples/*.json in $REPO_ROOT)"
+        return 0
+    fi
+    if [[ -z $python ]]; then
+        skipped=$((skipped + 1))
+        echo "SKIP $name (python3 is needed to read the examples' effective configs)"
+        return 0
+    fi
+    REASONS=()
+    t_all=$(now_ms)
+    : >"$live/$name.console"
+    for ex in "${files[@]}"; do
+        exname=$(basename "$ex" .json)
+        dir=$live/ex-$exname
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        token=$(new_token)
+        over=(--kernel "$kernel" --initramfs "$initrd" --serial "file=$dir/serial.log")
+        # the effective config with those overrides
+        eff=$dir/effective.json
+        st=0
+        (cd "$dir" && "${vmm[@]}" --config "$ex" "${over[@]}" --print-config) >"$eff" 2>"$dir/stderr" || st=$?
+        if [[ $st -ne 0 ]]; then
+            REASONS+=("$exname: --print-config with overrides exited $st: $(head -c 300 "$dir/stderr")")
+            continue
+        fi
+        local cpus=1 mem_mb=512 console=off api="" log=""
+        disks=()
+        while IFS='=' read -r k v; do
+            case $k in
+                cpus) cpus=$v ;;
+                mem_mb) mem_mb=$v ;;
+                console) console=$v ;;
+                api) api=$v ;;
+                log) log=$v ;;
+                disk) disks+=("$v") ;;
+            esac
+        done < <(py example "$eff" 2>>"$dir/stderr")
+        over+=(--cmdline "console=ttyS0 panic=-1 vmmtest.cpus=$cpus vmmtest.mem_mb=$mem_mb vmmtest.end=poweroff vmmtest.token=$token")
+        [[ $console == off ]] || over+=(--console "file=$dir/hvc.log")
+        [[ -z $api ]] || over+=(--api-socket "$dir/api.sock")
+        [[ -z $log || $log != /* ]] || over+=(--log-file "$dir/vmm.log")
+        local d opts img odirect=1 n=0
+        dd if=/dev/zero of="$dir/.odirect" bs=4096 count=1 oflag=direct 2>/dev/null || odirect=0
+        rm -f "$dir/.odirect"
+        for d in "${disks[@]}"; do
+            opts=${d#*$'\t'}
+            n=$((n + 1))
+            img=$dir/disk$n-$(basename "${d%%$'\t'*}")
+            truncate -s 64M "$img"
+            [[ $odirect == 1 ]] || opts=${opts/,direct=on/}
+            over+=(--disk "path=$img$opts")
+        done
+        t0=$(now_ms)
+        st=0
+        (cd "$dir" && timeout -k 10 "$case_timeout" "${vmm[@]}" --config "$ex" "${over[@]}") \
+            </dev/null >"$dir/stdout" 2>>"$dir/stderr" || st=$?
+        {
+            echo "== $exname ($(elapsed_s "$t0") s, exit $st): cpus=$cpus mem=${mem_mb}M console=$console api=${api:-none} disks=${disks[*]:-none}"
+            tr -d '\r' <"$dir/serial.log" | grep '^VMMTEST' | grep -v 'VMMTEST: info'
+        } >>"$live/$name.console" 2>&1
+        cat "$dir/stderr" >>"$live/$name.stderr"
+        if [[ $st -eq 124 || $st -eq 137 ]]; then
+            REASONS+=("$exname: timed out after ${case_timeout} s")
+        elif [[ $st -ne 0 ]]; then
+            REASONS+=("$exname: exit status $st, expected 0")
+        fi
+        local c
+        for c in "init started" "PASS cpus $cpus" "PASS mem" "PASS token $token" "done"; do
+            tr -d '\r' <"$dir/serial.log" | grep -E -- "^VMMTEST: $c( |\$)" >/dev/null ||
+                REASONS+=("$exname: no 'VMMTEST: $c' on the serial console")
+        done
+        if tr -d '\r' <"$dir/serial.log" | grep 'VMMTEST: FAIL' >/dev/null; then
+            REASONS+=("$exname: $(tr -d '\r' <"$dir/serial.log" | grep 'VMMTEST: FAIL' | tr '\n' ';')")
+        fi
+        cp "$dir/serial.log" "$live/$name.$exname.console" 2>/dev/null || true
+    done
+    secs_all=$(elapsed_s "$t_all")
+    echo "  (examples: $(basename -a "${files[@]}" | tr '\n' ' '))"
+    report "$name" "$secs_all" "${REASONS[@]}"
+}
+
+# api: the control API against a guest that waits for the power button.
+api_case() {
+    local name=api sock mode n1 n2 i code line alive
+    issue5_prereq "$name" --api-socket || return 0
+    sock=$live/$name.sock
+    rm -f "$sock"
+    REASONS=()
+    CTL_NAME=$name CTL_SOCK=$sock
+    : >"$live/$name.ctl"
+    bg_start "$name" --kernel "$kernel" --initramfs "$initrd" --cpus 1 --memory 512M \
+        --cmdline "$(i5_cmdline wait-power vmmtest.tick=1)" --api-socket "$sock"
+    if ! bg_wait_console "$name" '^VMMTEST: waiting for the power button' "$case_timeout"; then
+        REASONS+=("the guest never reached 'VMMTEST: waiting for the power button'")
+        console_has "$name" 'VMMTEST: FAIL' &&
+            REASONS+=("guest: $(tr -d '\r' <"$live/$name.console" | grep 'VMMTEST: FAIL' | tr '\n' ';')")
+        bg_kill
+        report "$name" "$(elapsed_s "$BG_T0")" "${REASONS[@]}"
+        return 0
+    fi
+    # the socket: ours only
+    if [[ -S $sock ]]; then
+        mode=$(stat -c %a "$sock")
+        [[ $mode == 600 ]] || REASONS+=("the API socket has mode $mode, expected 600")
+    else
+        REASONS+=("$sock is not a socket")
+    fi
+    ctl_ok ping ping || true
+    if ctl_ok info info && [[ -n $python ]]; then
+        [[ $(py key state <<<"$CTL_OUT" 2>&1) == running ]] || REASONS+=("info: state is not \"running\": $CTL_OUT")
+        py key config <<<"$CTL_OUT" >/dev/null 2>&1 || REASONS+=("info: no \"config\" in $CTL_OUT")
+        [[ $(py key kernel <<<"$CTL_OUT" 2>&1) == "$kernel" ]] || REASONS+=("info: config.boot.kernel is not $kernel")
+    elif [[ $CTL_ST == 0 ]]; then
+        grep -q -E '"state": *"running"' <<<"$CTL_OUT" || REASONS+=("info: no \"state\": \"running\" in $CTL_OUT")
+    fi
+    # pause: info says paused and the guest's once-a-second tick stops
+    if ctl_ok pause pause; then
+        ctl_ok info info || true
+        grep -q -E '"state": *"paused"' <<<"$CTL_OUT" || REASONS+=("info after pause: state is not \"paused\": $CTL_OUT")
+        sleep 1
+        n1=$(ticks "$name")
+        sleep 4
+        n2=$(ticks "$name")
+        [[ $n1 == "$n2" ]] || REASONS+=("the guest's console kept advancing while paused (ticks $n1 -> $n2 in 4 s)")
+        ctl pause
+        [[ $CTL_ST == 1 ]] || REASONS+=("a second pause: 'vmm ctl pause' exited $CTL_ST, expected 1 (error: already paused)")
+        ctl_ok resume resume || true
+        ctl_ok info info || true
+        grep -q -E '"state": *"running"' <<<"$CTL_OUT" || REASONS+=("info after resume: state is not \"running\": $CTL_OUT")
+        for ((i = 0; i < 100; i++)); do
+            [[ $(ticks "$name") -gt $n2 ]] && break
+            sleep 0.3
+        done
+        [[ $(ticks "$name") -gt $n2 ]] || REASONS+=("no new tick on the console within 30 s of resume")
+    fi
+    if ctl_ok counters counters; then
+        grep -q '"devices"' <<<"$CTL_OUT" || REASONS+=("counters: no \"devices\" in $CTL_OUT")
+    fi
+    # errors: an unknown command (client side or server side), a bad socket path
+    ctl no_such_command
+    [[ $CTL_ST == 1 ]] || REASONS+=("'vmm ctl no_such_command' exited $CTL_ST, expected 1")
+    CTL_SOCK=$live/no-such.sock ctl ping
+    [[ $CTL_ST == 2 ]] || REASONS+=("'vmm ctl --socket <missing> ping' exited $CTL_ST, expected 2 (cannot connect)")
+    # raw bad requests get structured errors and the VM keeps running
+    if [[ -n $python ]]; then
+        for line in 'this is not json' '{"cmd": "no_such_command", "id": 7}' '{"cmd": 5}' '[1, 2]'; do
+            local resp
+            resp=$(py request "$sock" "$line" 2>&1) || true
+            printf '$ raw %s\n%s\n' "$line" "$resp" >>"$live/$name.ctl"
+            if code=$(py error-code <<<"$resp" 2>/dev/null); then
+                echo "(error code $code)" >>"$live/$name.ctl"
+            else
+                REASONS+=("raw request '$line' got no structured error: '$(head -c 200 <<<"$resp")'")
+            fi
+        done
+        resp=$(py request "$sock" '{"cmd": "ping", "id": "x1"}' 2>&1) || true
+        printf '$ raw ping\n%s\n' "$resp" >>"$live/$name.ctl"
+        [[ $(py key id <<<"$resp" 2>&1) == x1 && $(py key ok <<<"$resp" 2>&1) == true ]] ||
+            REASONS+=("raw ping with id x1: unexpected response '$resp'")
+    else
+        echo "  (api: raw-socket requests not tried: no python3)"
+    fi
+    alive=1
+    kill -0 "$BG_PID" 2>/dev/null || { alive=0; REASONS+=("the VMM exited during the API requests"); }
+    if [[ $alive == 1 ]]; then
+        ctl_ok ping "ping after the bad requests" || true
+        # the power button: the guest powers off cleanly -> exit 0
+        ctl_ok power_button power_button || true
+        bg_wait_exit 90 || REASONS+=("still running 90 s after power_button")
+        [[ $BG_ST == 0 ]] || REASONS+=("exit status $BG_ST after power_button, expected 0")
+        console_has "$name" '^VMMTEST: power button pressed' || REASONS+=("the guest saw no power button press")
+        [[ ! -e $sock ]] || REASONS+=("the API socket $sock was left behind after exit")
+    else
+        bg_wait_exit 5 || true
+    fi
+    report "$name" "$(elapsed_s "$BG_T0")" "${REASONS[@]}"
+}
+
+# stop: `vmm ctl stop` ends a running guest hard: exit status 6.
+stop_case() {
+    local name=stop sock
+    issue5_prereq "$name" --api-socket || return 0
+    sock=$live/$name.sock
+    rm -f "$sock"
+    REASONS=()
+    CTL_NAME=$name CTL_SOCK=$sock
+    : >"$live/$name.ctl"
+    bg_start "$name" --kernel "$kernel" --initramfs "$initrd" --cpus 1 --memory 512M \
+        --cmdline "$(i5_cmdline hang)" --api-socket "$sock"
+    if ! bg_wait_console "$name" '^VMMTEST: done' "$case_timeout"; then
+        REASONS+=("no 'VMMTEST: done' within ${case_timeout} s")
+        bg_kill
+    else
+        ctl_ok stop stop || true
+        bg_wait_exit 30 || REASONS+=("still running 30 s after 'ctl stop'")
+        [[ $BG_ST == 6 ]] || REASONS+=("exit status $BG_ST after 'ctl stop', expected 6")
+    fi
+    report "$name" "$(elapsed_s "$BG_T0")" "${REASONS[@]}"
+}
+
+# panic: pvpanic.ko + pvpanic-mmio.ko, then a sysrq crash with panic=0 (the
+# kernel would wait forever): only pvpanic can end it, with exit status 3.
+panic_case() {
+    local name=panic
+    issue5_prereq "$name" --timeout || return 0 # pvpanic came with --timeout
+    REASONS=()
+    bg_start "$name" --kernel "$kernel" --initramfs "$initrd" --cpus 1 --memory 512M \
+        --cmdline "console=ttyS0 panic=0 vmmtest.cpus=1 vmmtest.mem_mb=512 vmmtest.end=panic"
+    if ! bg_wait_console "$name" '^VMMTEST: done' "$case_timeout"; then
+        REASONS+=("no 'VMMTEST: done' within ${case_timeout} s")
+        bg_kill
+    else
+        bg_wait_exit 60 || REASONS+=("still running 60 s after the guest's panic (pvpanic event not seen?)")
+        [[ $BG_ST == 3 ]] || REASONS+=("exit status $BG_ST, expected 3 (guest panic)")
+        console_has "$name" '^VMMTEST: PASS pvpanic' ||
+            REASONS+=("the guest has no pvpanic device: $(tr -d '\r' <"$live/$name.console" | grep 'VMMTEST: FAIL' | tr '\n' ';')")
+        console_has "$name" 'Kernel panic' || REASONS+=("no 'Kernel panic' on the console")
+    fi
+    report "$name" "$(elapsed_s "$BG_T0")" "${REASONS[@]}"
+}
+
+# timeout: a guest that never ends, --timeout 20: exit status 5 after ~20 s.
+timeout_case() {
+    local name=timeout secs ms
+    issue5_prereq "$name" --timeout || return 0
+    REASONS=()
+    bg_start "$name" --kernel "$kernel" --initramfs "$initrd" --cpus 1 --memory 512M \
+        --cmdline "$(i5_cmdline hang)" --timeout 20
+    bg_wait_exit $((20 + 60)) || REASONS+=("still running 80 s after start with --timeout 20")
+    ms=$(($(now_ms) - BG_T0))
+    secs=$(elapsed_s "$BG_T0")
+    [[ $BG_ST == 5 ]] || REASONS+=("exit status $BG_ST, expected 5 (timeout)")
+    # from the VMM's start; 40 s leaves room for a loaded machine's process start-up
+    [[ $ms -ge 19500 && $ms -le 40000 ]] || REASONS+=("exited after $secs s, expected about 20 s")
+    report "$name" "$secs" "${REASONS[@]}"
+}
+
+# console-socket: --serial socket=PATH; a client reads the guest's console.
+console_socket_case() {
+    local name=console-socket sock st=0
+    issue5_prereq "$name" --serial || return 0
+    if [[ $qemu_mode == 0 ]] && ! "${vmm[@]}" --help 2>&1 | grep -q 'socket='; then
+        report "$name" 0 "${vmm[0]} --help does not mention socket= (feature not built in?)"
+        return 0
+    fi
+    if [[ -z $python ]]; then
+        skipped=$((skipped + 1))
+        echo "SKIP $name (python3 is needed for the socket client)"
+        return 0
+    fi
+    sock=$live/$name.sock
+    rm -f "$sock"
+    REASONS=()
+    BG_STDOUT=1 bg_start "$name" --kernel "$kernel" --initramfs "$initrd" --cpus 1 --memory 512M \
+        --cmdline "$(i5_cmdline poweroff)" --serial "socket=$sock"
+    # the client connects as soon as the socket exists and reads to the end of the checks
+    py read "$sock" '^VMMTEST: done' "$case_timeout" 30 >"$live/$name.console" 2>"$live/$name.client" || st=$?
+    [[ $st == 0 ]] || REASONS+=("the socket client saw no 'VMMTEST: done' (status $st: $(head -c 200 "$live/$name.client"))")
+    console_has "$name" '^VMMTEST: init started' || REASONS+=("no 'VMMTEST: init started' through the socket")
+    console_has "$name" '^VMMTEST: PASS cpus 1' || REASONS+=("no 'VMMTEST: PASS cpus 1' through the socket")
+    bg_wait_exit 60 || REASONS+=("still running 60 s after the client read 'VMMTEST: done'")
+    [[ $BG_ST == 0 ]] || REASONS+=("exit status $BG_ST, expected 0")
+    report "$name" "$(elapsed_s "$BG_T0")" "${REASONS[@]}"
+}
+
 suite_t0=$(now_ms)
 for c in "${selected[@]}"; do
     case $c in
@@ -666,6 +1256,13 @@ for c in "${selected[@]}"; do
         blk-mq) blk_mq_case ;;
         blk-intx) blk_intx_case ;;
         console) console_case ;;
+        json-boot) json_boot_case ;;
+        examples) examples_case ;;
+        api) api_case ;;
+        stop) stop_case ;;
+        panic) panic_case ;;
+        timeout) timeout_case ;;
+        console-socket) console_socket_case ;;
     esac
 done
 
