@@ -12,6 +12,8 @@ PACKAGES=(
   qemu-system-x86 linux-image-amd64 busybox-static cpio gzip e2fsprogs xz-utils zstd kmod
   # benchmarks
   strace time
+  # guest tests that talk to the control API and console sockets
+  python3
 )
 
 missing=()
