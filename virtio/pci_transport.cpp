@@ -145,19 +145,31 @@ uint8_t PciTransport::status() const {
     return status_;
 }
 
+bool PciTransport::in_pcicfg_window(uint16_t offset) const {
+    uint16_t win = static_cast<uint16_t>(pcicfg_cap_ + 16);
+    return pcicfg_cap_ && offset >= win && offset < win + 4;
+}
+
+// The BAR 0 access the PCI-config-access capability's bar/offset/length
+// fields describe, if an access of `size` bytes at `offset` triggers one.
+std::optional<std::pair<uint32_t, uint32_t>> PciTransport::pcicfg_target(uint16_t offset, size_t size) const {
+    auto c = cfg_.bytes();
+    uint32_t off = static_cast<uint32_t>(load_le(c.subspan(pcicfg_cap_ + 8, 4)));
+    uint32_t len = static_cast<uint32_t>(load_le(c.subspan(pcicfg_cap_ + 12, 4)));
+    if (c[pcicfg_cap_ + 4] != 0 || !(len == 1 || len == 2 || len == 4) || size < len || offset != pcicfg_cap_ + 16)
+        return std::nullopt;
+    return std::pair{off, len};
+}
+
 void PciTransport::config_read(uint16_t offset, std::span<uint8_t> data) {
     std::unique_lock lk(mu_);
     // The PCI-config-access window reads through to the BAR (with the lock
     // dropped: BAR accesses take it themselves).
-    uint16_t win = static_cast<uint16_t>(pcicfg_cap_ + 16);
-    if (pcicfg_cap_ && offset >= win && offset < win + 4) {
-        auto c = cfg_.bytes();
-        uint32_t off = static_cast<uint32_t>(load_le(c.subspan(pcicfg_cap_ + 8, 4)));
-        uint32_t len = static_cast<uint32_t>(load_le(c.subspan(pcicfg_cap_ + 12, 4)));
+    if (in_pcicfg_window(offset)) {
         std::fill(data.begin(), data.end(), 0);
-        if (c[pcicfg_cap_ + 4] == 0 && (len == 1 || len == 2 || len == 4) && data.size() >= len && offset == win) {
+        if (auto w = pcicfg_target(offset, data.size())) {
             lk.unlock();
-            bar_read(0, off, data.first(len));
+            bar_read(0, w->first, data.first(w->second));
         }
         return;
     }
@@ -166,14 +178,10 @@ void PciTransport::config_read(uint16_t offset, std::span<uint8_t> data) {
 
 void PciTransport::config_write(uint16_t offset, std::span<const uint8_t> data) {
     std::unique_lock lk(mu_);
-    uint16_t win = static_cast<uint16_t>(pcicfg_cap_ + 16);
-    if (pcicfg_cap_ && offset >= win && offset < win + 4) {
-        auto c = cfg_.bytes();
-        uint32_t off = static_cast<uint32_t>(load_le(c.subspan(pcicfg_cap_ + 8, 4)));
-        uint32_t len = static_cast<uint32_t>(load_le(c.subspan(pcicfg_cap_ + 12, 4)));
-        if (c[pcicfg_cap_ + 4] == 0 && (len == 1 || len == 2 || len == 4) && data.size() >= len && offset == win) {
+    if (in_pcicfg_window(offset)) {
+        if (auto w = pcicfg_target(offset, data.size())) {
             lk.unlock();
-            bar_write(0, off, data.first(len));
+            bar_write(0, w->first, data.first(w->second));
         }
         return;
     }

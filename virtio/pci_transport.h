@@ -23,6 +23,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include "devices/pci.h"
@@ -102,6 +104,8 @@ private:
     void device_bar_read(uint64_t offset, std::span<uint8_t> data);
     void device_bar_write(uint64_t offset, std::span<const uint8_t> data);
     uint64_t offered_features() const;
+    bool in_pcicfg_window(uint16_t offset) const;
+    std::optional<std::pair<uint32_t, uint32_t>> pcicfg_target(uint16_t offset, size_t size) const;
 
     std::shared_ptr<VirtioDevice> dev_;
     Platform platform_;
