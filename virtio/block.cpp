@@ -71,6 +71,7 @@ struct BlockDevice::Worker {
 
     void on_kick() {
         kick->consume();
+        queue.note_notification();
         dev.counters_.notifications.fetch_add(1, std::memory_order_relaxed);
         if (broken) return;
         process();
@@ -360,6 +361,13 @@ BlockStats BlockDevice::stats() const {
     s.host_ops = counters_.host_ops.load();
     s.bounced = counters_.bounced.load();
     return s;
+}
+
+std::map<std::string, uint64_t> BlockDevice::counters() const {
+    BlockStats s = stats();
+    return {{"requests", s.requests},   {"read_bytes", s.read_bytes},       {"write_bytes", s.write_bytes},
+            {"errors", s.errors},       {"notifications", s.notifications}, {"interrupts", s.interrupts},
+            {"host_ops", s.host_ops},   {"bounced", s.bounced}};
 }
 
 }  // namespace vmm::virtio

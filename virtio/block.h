@@ -69,6 +69,7 @@ public:
     void reset() override;
 
     BlockStats stats() const;
+    std::map<std::string, uint64_t> counters() const override;
     uint64_t capacity_sectors() const { return limits_.capacity; }
     const DiskImage& disk() const { return disk_; }
 

@@ -53,11 +53,13 @@ void ConsoleDevice::activate(ActivationContext ctx) {
     auto& loop = thread_->loop();
     if (txq_) loop.add(txq_->kick->fd(), [this](uint32_t) {
         txq_->kick->consume();
+        txq_->queue.note_notification();
         on_tx();
     });
     if (rxq_) {
         loop.add(rxq_->kick->fd(), [this](uint32_t) {
             rxq_->kick->consume();
+            rxq_->queue.note_notification();
             on_rx();
         });
         loop.add(input_ready_.fd(), [this](uint32_t) {
@@ -156,6 +158,13 @@ void ConsoleDevice::on_rx() {
         ++stats_.interrupts;
         irq_->signal_queue(kRxQueue);
     }
+}
+
+std::map<std::string, uint64_t> ConsoleDevice::counters() const {
+    return {{"tx_bytes", stats_.tx_bytes.load()},
+            {"rx_bytes", stats_.rx_bytes.load()},
+            {"errors", stats_.errors.load()},
+            {"interrupts", stats_.interrupts.load()}};
 }
 
 }  // namespace vmm::virtio

@@ -48,6 +48,7 @@ public:
         std::atomic<uint64_t> tx_bytes{0}, rx_bytes{0}, errors{0}, interrupts{0};
     };
     const Stats& stats() const { return stats_; }
+    std::map<std::string, uint64_t> counters() const override;
 
 private:
     void on_tx();

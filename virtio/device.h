@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -83,6 +84,10 @@ public:
     // Stops all I/O threads (joining them) and forgets the queues. Called on
     // driver reset and on VM shutdown; must be safe when not active.
     virtual void reset() = 0;
+    // Device-level counters for the control API ("read_bytes", ...), totals
+    // since the VM started; callable from any thread. The transport adds
+    // the per-queue ones (QueueStats).
+    virtual std::map<std::string, uint64_t> counters() const { return {}; }
 };
 
 }  // namespace vmm::virtio

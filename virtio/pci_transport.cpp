@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <fmt/format.h>
+
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
 
@@ -63,10 +65,12 @@ public:
     void signal_queue(uint16_t q) override {
         if (t_->msix_.enabled()) {
             uint16_t v = q < vectors_.size() ? vectors_[q].load(std::memory_order_relaxed) : kNoVector;
-            if (v != kNoVector) t_->msix_.trigger(v);
-            return;
+            if (v == kNoVector) return;
+            t_->msix_.trigger(v);
+        } else {
+            t_->raise_isr(1);
         }
-        t_->raise_isr(1);
+        if (q < t_->queue_stats_.size()) t_->queue_stats_[q]->interrupts.fetch_add(1, std::memory_order_relaxed);
     }
     void signal_config() override {
         if (t_->msix_.enabled()) {
@@ -101,6 +105,7 @@ PciTransport::PciTransport(std::shared_ptr<VirtioDevice> dev, Platform platform,
         q.size = s;
         queues_.push_back(q);
         kicks_.push_back(std::make_shared<EventFd>());
+        queue_stats_.push_back(std::make_shared<QueueStats>());
     }
     registered_notify_.assign(queues_.size(), 0);
     interrupt_ = std::make_shared<Interrupt>(this);
@@ -143,6 +148,22 @@ uint64_t PciTransport::offered_features() const {
 uint8_t PciTransport::status() const {
     std::lock_guard lk(mu_);
     return status_;
+}
+
+std::map<std::string, uint64_t> PciTransport::counters() const {
+    auto out = dev_->counters();
+    for (size_t i = 0; i < queue_stats_.size(); ++i) {
+        const QueueStats& s = *queue_stats_[i];
+        auto put = [&](const char* what, const std::atomic<uint64_t>& v) {
+            out[fmt::format("q{}.{}", i, what)] = v.load(std::memory_order_relaxed);
+        };
+        put("notifications", s.notifications);
+        put("chains", s.chains);
+        put("used", s.used);
+        put("interrupts", s.interrupts);
+        put("errors", s.errors);
+    }
+    return out;
 }
 
 bool PciTransport::in_pcicfg_window(uint16_t offset) const {
@@ -410,7 +431,9 @@ void PciTransport::activate_on_main() {
                 auto& q = queues_[i];
                 if (!q.enabled) continue;
                 QueueConfig qc{q.size, q.desc, q.driver, q.device};
-                ctx.queues.push_back(ActiveQueue{static_cast<uint16_t>(i), Queue(*platform_.mem, qc, driver_features_), kicks_[i]});
+                Queue queue(*platform_.mem, qc, driver_features_);
+                queue.set_stats(queue_stats_[i]);
+                ctx.queues.push_back(ActiveQueue{static_cast<uint16_t>(i), std::move(queue), kicks_[i]});
             }
         } catch (const QueueError& e) {
             log::warn("{}: cannot start: {}", dev_->name(), e.what());

@@ -21,9 +21,11 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -83,6 +85,10 @@ public:
     void shutdown();
     uint8_t status() const;
     VirtioDevice& device() { return *dev_; }
+    // The device's counters plus, per queue N, "qN.notifications",
+    // "qN.chains", "qN.used", "qN.interrupts" and "qN.errors" (totals since
+    // the VM started); callable from any thread.
+    std::map<std::string, uint64_t> counters() const;
 
 private:
     struct QueueRegs {
@@ -116,6 +122,7 @@ private:
     uint8_t pcicfg_cap_ = 0;
     std::vector<QueueRegs> queues_;
     std::vector<std::shared_ptr<EventFd>> kicks_;
+    std::vector<std::shared_ptr<QueueStats>> queue_stats_;  // fixed at construction
     std::vector<uint64_t> registered_notify_;  // ioeventfd addresses currently assigned (0: none)
     uint32_t device_feature_select_ = 0;
     uint32_t driver_feature_select_ = 0;

@@ -171,8 +171,27 @@ Queue::~Queue() { delete impl_; }
 
 uint16_t Queue::size() const { return impl_->size; }
 bool Queue::packed() const { return impl_->ring->is_packed(); }
-std::optional<DescriptorChain> Queue::pop() { return impl_->ring->pop(); }
-void Queue::push_used(const DescriptorChain& chain, uint32_t written) { impl_->ring->push_used(chain, written); }
+void Queue::set_stats(std::shared_ptr<QueueStats> stats) {
+    if (stats) impl_->stats = std::move(stats);
+}
+
+void Queue::note_notification() { impl_->stats->notifications.fetch_add(1, std::memory_order_relaxed); }
+
+std::optional<DescriptorChain> Queue::pop() {
+    try {
+        auto chain = impl_->ring->pop();
+        if (chain) impl_->stats->chains.fetch_add(1, std::memory_order_relaxed);
+        return chain;
+    } catch (const QueueError&) {
+        impl_->stats->errors.fetch_add(1, std::memory_order_relaxed);
+        throw;
+    }
+}
+
+void Queue::push_used(const DescriptorChain& chain, uint32_t written) {
+    impl_->ring->push_used(chain, written);
+    impl_->stats->used.fetch_add(1, std::memory_order_relaxed);
+}
 bool Queue::should_notify() { return impl_->ring->should_notify(); }
 void Queue::disable_notifications() { impl_->ring->disable_notifications(); }
 bool Queue::enable_notifications() { return impl_->ring->enable_notifications(); }

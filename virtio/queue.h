@@ -18,7 +18,9 @@
 
 #include <sys/uio.h>
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -117,6 +119,17 @@ private:
 };
 
 // What the driver programmed through the transport for one queue.
+// Counters of one queue, shared between the transport (which owns them and
+// counts interrupts) and the Queue serving it on an I/O thread. They outlive
+// activations: the control API reports totals since the VM started.
+struct QueueStats {
+    std::atomic<uint64_t> notifications{0};  // driver kicks the device consumed
+    std::atomic<uint64_t> chains{0};         // descriptor chains popped
+    std::atomic<uint64_t> used{0};           // chains returned to the driver
+    std::atomic<uint64_t> interrupts{0};     // used-buffer interrupts raised
+    std::atomic<uint64_t> errors{0};         // malformed rings (QueueError from pop)
+};
+
 struct QueueConfig {
     uint16_t size = 0;        // power of two for split rings; any 1..32768 for packed
     uint64_t desc_addr = 0;   // descriptor table / packed ring
@@ -135,6 +148,11 @@ public:
 
     uint16_t size() const;
     bool packed() const;
+
+    // Counts into `stats` from now on (pop, push_used, note_notification).
+    void set_stats(std::shared_ptr<QueueStats> stats);
+    // Called by the device for each driver notification it consumes.
+    void note_notification();
 
     // The next available chain, or nullopt if the ring is empty.
     // Throws QueueError on anything malformed.

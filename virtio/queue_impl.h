@@ -125,6 +125,7 @@ inline bool has_feature(uint64_t features, unsigned bit) { return features & (ui
 struct Queue::Impl {
     uint16_t size;
     std::unique_ptr<RingEngine> ring;
+    std::shared_ptr<QueueStats> stats = std::make_shared<QueueStats>();  // private until set_stats()
 };
 
 }  // namespace vmm::virtio

@@ -722,26 +722,7 @@ void Machine::reboot() {
 
 std::vector<DeviceCounters> Machine::counters() {
     std::vector<DeviceCounters> out;
-    for (auto& d : disks_) {
-        auto s = d->stats();
-        out.push_back({d->name(),
-                       {{"requests", s.requests},
-                        {"read_bytes", s.read_bytes},
-                        {"write_bytes", s.write_bytes},
-                        {"errors", s.errors},
-                        {"notifications", s.notifications},
-                        {"interrupts", s.interrupts},
-                        {"host_ops", s.host_ops},
-                        {"bounced", s.bounced}}});
-    }
-    if (console_) {
-        auto& s = console_->stats();
-        out.push_back({console_->name(),
-                       {{"tx_bytes", s.tx_bytes.load()},
-                        {"rx_bytes", s.rx_bytes.load()},
-                        {"errors", s.errors.load()},
-                        {"interrupts", s.interrupts.load()}}});
-    }
+    for (auto& t : virtio_) out.push_back({t->device().name(), t->counters()});
     return out;
 }
 

@@ -336,3 +336,52 @@ TEST_CASE("virtio-pci: notify fallback, BAR moves and hostile accesses", "[virti
     r.t->bars_changed(r.t->decoded_bars());
     CHECK(r.ioeventfds.empty());
 }
+
+TEST_CASE("virtio-pci: per-queue counters outlive a reset", "[virtio][pci_transport]") {
+    Rig r;
+    test::virtq::SplitRing ring(r.ram, 64);
+    r.negotiate(kV1);
+    r.bar_w(0x16, 0, 2);
+    r.bar_w(0x18, 64, 2);
+    r.bar_w(0x20, ring.desc_addr(), 8);
+    r.bar_w(0x28, ring.avail_addr(), 8);
+    r.bar_w(0x30, ring.used_addr(), 8);
+    r.bar_w(0x1c, 1, 2);
+    r.bar_w(0x14, 1 | 2 | 8 | 4, 1);
+    r.run_tasks();
+    REQUIRE(r.dev->activations == 1);
+    auto& q = r.dev->ctx.queues.at(0).queue;
+
+    uint64_t buf = r.ram.alloc(64);
+    ring.add_chain({{buf, 64, false}});
+    ring.add_chain({{buf, 64, true}});
+    q.note_notification();
+    auto c1 = q.pop();
+    auto c2 = q.pop();
+    REQUIRE(c1);
+    REQUIRE(c2);
+    CHECK_FALSE(q.pop());
+    q.push_used(*c1, 0);
+    r.dev->ctx.interrupt->signal_queue(0);  // MSI-X off: INTx, counted
+    auto c = r.t->counters();
+    CHECK(c.at("q0.notifications") == 1);
+    CHECK(c.at("q0.chains") == 2);
+    CHECK(c.at("q0.used") == 1);
+    CHECK(c.at("q0.interrupts") == 1);
+    CHECK(c.at("q0.errors") == 0);
+    CHECK(c.at("q1.chains") == 0);  // every queue is listed, enabled or not
+    CHECK(c.count("q2.chains") == 0);
+
+    // An avail index running ahead of the ring is a counted error.
+    ring.set_avail_idx(static_cast<uint16_t>(ring.avail_idx() + 200));
+    CHECK_THROWS_AS(q.pop(), vmm::virtio::QueueError);
+    CHECK(r.t->counters().at("q0.errors") == 1);
+
+    // Totals survive the driver resetting and re-initialising the device.
+    r.bar_w(0x14, 0, 1);
+    r.run_tasks();
+    REQUIRE(r.dev->resets >= 1);
+    c = r.t->counters();
+    CHECK(c.at("q0.chains") == 2);
+    CHECK(c.at("q0.interrupts") == 1);
+}
