@@ -189,9 +189,9 @@ fi
 # early boot (seen once in ~20 boots: a soft lockup in a crypto self-test
 # thread).  The test host's init creates $scratch/.started right before it
 # runs CMD; if that has not happened after $boot_timeout s, QEMU is killed
-# and the boot is retried (TESTHOST_BOOT_ATTEMPTS, default 2).
+# and the boot is retried (TESTHOST_BOOT_ATTEMPTS, default 3).
 boot_timeout=${TESTHOST_BOOT_TIMEOUT:-150}
-attempts=${TESTHOST_BOOT_ATTEMPTS:-2}
+attempts=${TESTHOST_BOOT_ATTEMPTS:-3}
 watchdog() {
     local i
     for ((i = 0; i < boot_timeout; i++)); do
