@@ -141,8 +141,10 @@ std::string PciTransport::name() const {
 }
 
 uint64_t PciTransport::offered_features() const {
-    return dev_->device_features() | (1ull << kFeatureVersion1) | (1ull << kFeatureEventIdx) |
-           (1ull << kFeatureIndirectDesc) | (1ull << kFeatureRingPacked);
+    uint64_t f = dev_->device_features() | (1ull << kFeatureVersion1) | (1ull << kFeatureEventIdx) |
+                 (1ull << kFeatureIndirectDesc);
+    if (platform_.offer_packed) f |= 1ull << kFeatureRingPacked;
+    return f;
 }
 
 uint8_t PciTransport::status() const {
@@ -445,8 +447,12 @@ void PciTransport::activate_on_main() {
         active_ = true;
     }
     try {
+        size_t nq = ctx.queues.size();
+        uint64_t f = ctx.features;
         dev_->activate(std::move(ctx));
-        log::debug("{}: activated", dev_->name());
+        log::info("{}: driver ready: {} queue(s), {} ring{}{}", dev_->name(), nq,
+                  (f >> kFeatureRingPacked) & 1 ? "packed" : "split", (f >> kFeatureEventIdx) & 1 ? ", event-idx" : "",
+                  (f >> kFeatureIndirectDesc) & 1 ? ", indirect" : "");
     } catch (const std::exception& e) {
         log::error("{}: activation failed: {}", dev_->name(), e.what());
         set_needs_reset();

@@ -68,6 +68,9 @@ public:
         uint8_t intx_line = 0;               // reported in config space 0x3c
         // Runs `task` on the VMM main thread (or inline, in unit tests).
         std::function<void(std::function<void()>)> defer;
+        // Offer VIRTIO_F_RING_PACKED. Off makes drivers use the split ring
+        // (for old drivers, and to test the split ring with real guests).
+        bool offer_packed = true;
     };
 
     PciTransport(std::shared_ptr<VirtioDevice> dev, Platform platform, uint64_t bar_addr);

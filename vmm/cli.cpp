@@ -67,10 +67,12 @@ DiskConfig parse_disk(const std::string& spec) {
             d.num_queues = check::disk_num_queues(check::parse_uint(v, what, 1, check::kMaxDiskQueues), what);
         } else if (k == "direct") {
             d.direct = parse_on_off(v, what);
+        } else if (k == "packed") {
+            d.packed = parse_on_off(v, what);
         } else if (k == "slot") {
             d.slot = v == "auto" ? -1 : check::disk_slot(check::parse_uint(v, what, check::kMinSlot, check::kMaxSlot), what);
         } else {
-            fail("--disk: unknown key \"{}\" (expected path, readonly, serial, num_queues, direct, slot)", k);
+            fail("--disk: unknown key \"{}\" (expected path, readonly, serial, num_queues, direct, slot, packed)", k);
         }
     }
     if (d.path.empty()) fail("--disk \"{}\": path=FILE is required", spec);
@@ -126,7 +128,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                           ->default_str(check::console_mode_name(def.console));
     auto* o_disk = app.add_option("--disk", disks,
                                   "virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,num_queues=N][,direct=on]"
-                                  "[,slot=N] (repeatable; /dev/vda, vdb, ... in order; replaces the --config disks)")
+                                  "[,slot=N][,packed=off] (repeatable; /dev/vda, vdb, ... in order; replaces the --config disks)")
                        ->type_name("SPEC")
                        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
                        ->allow_extra_args(false);

@@ -24,6 +24,7 @@ struct DiskConfig {
     uint16_t num_queues = 1;
     bool direct = false;  // O_DIRECT: bypass the host page cache
     int slot = -1;        // PCI slot; -1: the VMM chooses
+    bool packed = true;   // offer the packed virtqueue layout (off: drivers use the split ring)
 };
 
 struct VmConfig {

@@ -185,7 +185,7 @@ private:
         for (size_t i = 0; i < v.size(); ++i) {
             std::string at = fmt::format("disks[{}]", i);
             const json& d = object(v[i], at);
-            keys(d, at, {"path", "readonly", "serial", "num_queues", "direct", "slot"});
+            keys(d, at, {"path", "readonly", "serial", "num_queues", "direct", "slot", "packed"});
             DiskConfig disk;
             auto* p = find(d, "path");
             if (!p) fail("{}: missing \"path\"", where(at));
@@ -197,6 +197,7 @@ private:
                 disk.num_queues = check::disk_num_queues(integer(*x, at + ".num_queues", 1, check::kMaxDiskQueues),
                                                          where(at + ".num_queues"));
             if (auto* x = find(d, "direct")) disk.direct = boolean(*x, at + ".direct");
+            if (auto* x = find(d, "packed")) disk.packed = boolean(*x, at + ".packed");
             if (auto* x = find(d, "slot")) {
                 if (x->is_string() && x->get<std::string>() == "auto") disk.slot = -1;
                 else if (uint64_t n; unsigned_value(*x, n)) disk.slot = check::disk_slot(n, where(at + ".slot"));
@@ -378,6 +379,7 @@ json config_to_json(const VmConfig& cfg) {
                          {"serial", d.serial},
                          {"num_queues", d.num_queues},
                          {"direct", d.direct},
+                         {"packed", d.packed},
                          {"slot", d.slot < 0 ? json("auto") : json(d.slot)}});
     }
     // Memory as a size string when it is whole MiB (always, once validated).

@@ -332,7 +332,7 @@ void Machine::setup_pci() {
             bc.name = fmt::format("virtio-blk{}", i);
             auto blk = std::make_shared<virtio::BlockDevice>(std::move(bc));
             disks_.push_back(blk);
-            add_virtio(blk, d.slot);
+            add_virtio(blk, d.slot, d.packed);
         }
     }
     if (cfg_.console != SerialMode::Off) {
@@ -354,7 +354,7 @@ void Machine::setup_pci() {
     }
 }
 
-void Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot) {
+void Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed) {
     unsigned s = slot >= 0 ? static_cast<unsigned>(slot) : pci_->free_slot();
     uint64_t bar = next_bar_;
     if (bar + virtio::PciTransport::kBarSize > x86::kPciMmio32End) fail("{}: the 32-bit PCI window is full", dev->name());
@@ -367,6 +367,7 @@ void Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot) {
     p.intx = std::make_shared<KvmIrqLine>(vm_, gsi);
     p.intx_line = static_cast<uint8_t>(gsi);
     p.defer = [this](std::function<void()> task) { defer(std::move(task)); };
+    p.offer_packed = packed;
     auto t = std::make_shared<virtio::PciTransport>(dev, std::move(p), bar);
     pci_->add(s, t);
     // The BAR decodes from the start (as firmware would leave it), so the

@@ -69,7 +69,7 @@ private:
     void load_kernel_and_tables();
     void setup_devices();
     void setup_pci();
-    void add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot);
+    void add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed = true);
     // Runs `task` on the main thread (device activation and reset).
     void defer(std::function<void()> task);
     void run_deferred();

@@ -54,8 +54,9 @@ struct Rig {
     std::shared_ptr<PciTransport> t;
     static constexpr uint64_t kBar = 0xc0000000;
 
-    Rig() {
+    explicit Rig(bool offer_packed = true) {
         PciTransport::Platform p;
+        p.offer_packed = offer_packed;
         p.mem = &ram.mem;
         p.ioeventfd = [this](int fd, uint64_t addr, bool assign) {
             if (assign) ioeventfds[addr] = fd;
@@ -176,6 +177,18 @@ TEST_CASE("virtio-pci: feature negotiation requires VERSION_1 and offered bits",
     SECTION("an unoffered bit is refused") {
         r.negotiate(kV1 | (1ull << 7));
         CHECK((r.bar(0x14, 1) & 8) == 0);
+    }
+    SECTION("RING_PACKED is offered unless the platform says not to") {
+        r.bar_w(0x00, 1, 4);
+        CHECK((r.bar(0x04, 4) & (1u << 2)) != 0);  // bit 34
+        Rig split(false);
+        split.bar_w(0x00, 1, 4);
+        CHECK((split.bar(0x04, 4) & (1u << 2)) == 0);
+        CHECK((split.bar(0x04, 4) & 1u) != 0);  // VERSION_1 still offered
+        split.negotiate(kV1 | (1ull << 34));
+        CHECK((split.bar(0x14, 1) & 8) == 0);  // a driver taking it anyway is refused
+        split.negotiate(kV1);
+        CHECK((split.bar(0x14, 1) & 8) == 8);
     }
     SECTION("accepted") {
         r.negotiate(kV1 | (1ull << 5));

@@ -95,7 +95,7 @@ TEST_CASE("cli: --disk and --console") {
     CHECK(c.console == vmm::SerialMode::Off);
 
     c = parse({"--kernel", "k", "--disk", "path=/a.img", "--disk",
-               "path=/b.img,readonly=on,serial=SN-1,num_queues=4,direct=on,slot=7", "--console", "file=/tmp/c.log"});
+               "path=/b.img,readonly=on,serial=SN-1,num_queues=4,direct=on,slot=7,packed=off", "--console", "file=/tmp/c.log"});
     REQUIRE(c.disks.size() == 2);
     CHECK(c.disks[0].path == "/a.img");
     CHECK_FALSE(c.disks[0].readonly);
@@ -107,6 +107,8 @@ TEST_CASE("cli: --disk and --console") {
     CHECK(c.disks[1].num_queues == 4);
     CHECK(c.disks[1].direct);
     CHECK(c.disks[1].slot == 7);
+    CHECK(c.disks[0].packed);
+    CHECK_FALSE(c.disks[1].packed);
     CHECK(c.console == vmm::SerialMode::File);
     CHECK(c.console_path == "/tmp/c.log");
     CHECK(parse({"--kernel", "k", "--console", "tty"}).console == vmm::SerialMode::Tty);

@@ -62,7 +62,7 @@ vmm::VmConfig cli(const std::vector<std::string>& args) {
 bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
     auto disk_eq = [](const vmm::DiskConfig& x, const vmm::DiskConfig& y) {
         return x.path == y.path && x.readonly == y.readonly && x.serial == y.serial && x.num_queues == y.num_queues &&
-               x.direct == y.direct && x.slot == y.slot;
+               x.direct == y.direct && x.slot == y.slot && x.packed == y.packed;
     };
     return a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
            a.memory == b.memory && a.serial == b.serial && a.serial_path == b.serial_path && a.console == b.console &&
@@ -125,7 +125,7 @@ TEST_CASE("config json: every section is read", "[vmm][config]") {
         "machine": {"cpus": 4, "memory": "2G", "hugepages": true},
         "boot": {"kernel": "/k", "initramfs": "/i", "cmdline": "quiet"},
         "disks": [{"path": "/a.img"}, {"path": "/b.img", "readonly": true, "serial": "S1", "num_queues": 3,
-                   "direct": true, "slot": 5}],
+                   "direct": true, "slot": 5, "packed": false}],
         "serial": {"mode": "socket", "path": "/s.sock"},
         "console": {"mode": "file", "path": "/c.log"},
         "api": {"socket": "/api.sock"},
@@ -148,6 +148,8 @@ TEST_CASE("config json: every section is read", "[vmm][config]") {
     CHECK(c.disks[1].num_queues == 3);
     CHECK(c.disks[1].direct);
     CHECK(c.disks[1].slot == 5);
+    CHECK(c.disks[0].packed);
+    CHECK_FALSE(c.disks[1].packed);
     CHECK(c.serial == vmm::SerialMode::Socket);
     CHECK(c.serial_path == "/s.sock");
     CHECK(c.console == vmm::SerialMode::File);
@@ -461,7 +463,7 @@ TEST_CASE("config json: --print-config prints what would run, and it parses back
         CHECK(j.contains(s));
     CHECK(j["machine"].size() == 3);
     CHECK(j["boot"].size() == 3);
-    CHECK(j["disks"][0].size() == 6);
+    CHECK(j["disks"][0].size() == 7);
     CHECK(j["run"].size() == 3);
     // Still validated: no kernel, no printout.
     CHECK_THAT(error_of_cli({"--print-config"}), Contains("--kernel"));
