@@ -208,7 +208,7 @@ for f in "$REPO_ROOT"/examples/*.json; do
 done
 all_cases=(kvm_tests bzimage-1cpu bzimage-4cpu pvh-1cpu pvh-4cpu reboot sigterm bad-kernel
     blk-root blk-integrity blk-split blk-discard blk-mq blk-intx console
-    json-boot "${example_cases[@]}" api stop panic timeout console-socket)
+    json-boot "${example_cases[@]}" api stop panic timeout hugepages console-socket)
 selected=()
 for c in "${all_cases[@]}"; do
     [[ -z $only || $c =~ $only ]] && selected+=("$c")
@@ -229,14 +229,14 @@ fi
 # inside can recover from that, not even the per-case timeouts.  So the
 # inner run writes a heartbeat and the name of the current case to the
 # scratch directory; when the heartbeat is older than VMM_GUEST_WEDGE_SECONDS
-# (default 60) the test host is killed, and a new one runs the cases not yet
+# (default 40) the test host is killed, and a new one runs the cases not yet
 # done, the interrupted one first.  A case interrupted in all of its
-# VMM_GUEST_CASE_ATTEMPTS (default 3) fails.  Every restart is printed and
+# VMM_GUEST_CASE_ATTEMPTS (default 5) fails.  Every restart is printed and
 # listed before the summary line.  On this project's build machines (QEMU
-# 7.2) about one guest boot in four or five wedges the test host; a VMM bug
-# cannot cause it (the VMM is a user process in the test host).
+# 7.2) between one guest boot in three and one in ten wedges the test host,
+# with this VMM and with the foundation issue's alike (tests/guest/README.md).
 run_in_testhost() {
-    local wedge_s=${VMM_GUEST_WEDGE_SECONDS:-60} attempts=${VMM_GUEST_CASE_ATTEMPTS:-3}
+    local wedge_s=${VMM_GUEST_WEDGE_SECONDS:-40} attempts=${VMM_GUEST_CASE_ATTEMPTS:-5}
     local deadline_s=${VMM_GUEST_TESTS_MAX_SECONDS:-2400}
     local t0 now left st pid hb age cur restarts=0 wedged_in=() lost=()
     local -a todo=("${selected[@]}") args
@@ -1330,6 +1330,53 @@ panic_case() {
 }
 
 # timeout: a guest that never ends, --timeout 20: exit status 5 after ~20 s.
+# hugepages: --hugepages backs guest RAM with hugetlb pages.  With none
+# reserved the VMM refuses with a message naming nr_hugepages (exit 1); with
+# enough reserved a 256 MiB guest boots and powers off (exit 0), and while it
+# runs at least 128 of the host's 2 MiB huge pages are taken or reserved.
+# Writes /proc/sys/vm/nr_hugepages (root; the test host's own kernel) and
+# puts the old value back.
+hugepages_case() {
+    local name=hugepages nr=/proc/sys/vm/nr_hugepages old got st=0 max=0 u
+    issue5_prereq "$name" --hugepages || return 0
+    if [[ ! -w $nr ]]; then
+        skip "$name" "cannot write $nr (needs root)"
+        return 0
+    fi
+    old=$(cat "$nr")
+    REASONS=()
+    echo 0 >"$nr"
+    "${vmm[@]}" --kernel "$kernel" --initramfs "$initrd" --cpus 1 --memory 256M --hugepages \
+        </dev/null >"$live/$name.none" 2>&1 || st=$?
+    [[ $st == 1 ]] || REASONS+=("with no huge pages reserved: exit status $st, expected 1")
+    grep -q 'nr_hugepages' "$live/$name.none" ||
+        REASONS+=("with no huge pages reserved: no hint about nr_hugepages in '$(head -c 200 "$live/$name.none")'")
+    echo 160 >"$nr"
+    got=$(cat "$nr")
+    if [[ $got -lt 128 ]]; then
+        echo "$old" >"$nr"
+        skip "$name" "only $got huge pages could be reserved (fragmented memory), 128 needed"
+        return 0
+    fi
+    bg_start "$name" --kernel "$kernel" --initramfs "$initrd" --cpus 1 --memory 256M --hugepages \
+        --cmdline "console=ttyS0 panic=-1 vmmtest.cpus=1 vmmtest.mem_mb=256 vmmtest.end=poweroff"
+    while kill -0 "$BG_PID" 2>/dev/null; do
+        # in use = total - free, plus reserved-but-not-yet-faulted
+        u=$(awk '/^HugePages_Total/ {t=$2} /^HugePages_Free/ {f=$2} /^HugePages_Rsvd/ {r=$2} END {print t-f+r}' /proc/meminfo)
+        [[ $u -gt $max ]] && max=$u
+        [[ $(($(now_ms) - BG_T0)) -lt $((case_timeout * 1000)) ]] || break
+        sleep 0.5
+    done
+    bg_wait_exit 10 || REASONS+=("still running after ${case_timeout} s")
+    echo "$old" >"$nr"
+    [[ $BG_ST == 0 ]] || REASONS+=("exit status $BG_ST, expected 0")
+    [[ $max -ge 128 ]] || REASONS+=("at most $max huge pages were in use while the guest ran, expected >= 128")
+    console_has "$name" '^VMMTEST: PASS mem' || REASONS+=("no 'VMMTEST: PASS mem' on the console")
+    console_has "$name" '^VMMTEST: done' || REASONS+=("no 'VMMTEST: done' on the console")
+    echo "huge pages in use at most: $max" >>"$live/$name.stderr"
+    report "$name" "$(elapsed_s "$BG_T0")" "${REASONS[@]}"
+}
+
 timeout_case() {
     local name=timeout secs ms
     issue5_prereq "$name" --timeout || return 0
@@ -1404,6 +1451,7 @@ for c in "${selected[@]}"; do
         stop) stop_case ;;
         panic) panic_case ;;
         timeout) timeout_case ;;
+        hugepages) hugepages_case ;;
         console-socket) console_socket_case ;;
     esac
 done
