@@ -93,7 +93,8 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     std::string config_path, kernel, initramfs, cmdline, cpus, memory, serial, console, log_level, log_file, api_socket,
         timeout;
     std::vector<std::string> disks;
-    bool print_config = false, boot_report = false, reboot = false, hugepages = false, no_pvpanic = false;
+    bool print_config = false, boot_report = false, reboot = false, hugepages = false, no_pvpanic = false,
+         rng = false;
 
     auto* o_config = app.add_option("--config", config_path,
                                     "JSON VM configuration (README: Configuration file); options given on the "
@@ -143,6 +144,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                                   "Restart the VM when the guest reboots (default: exit with status 2)");
     auto* o_no_pvpanic = app.add_flag("--no-pvpanic", no_pvpanic,
                                       "Leave out the pvpanic device (a guest panic then does not end the VMM with status 3)");
+    auto* o_rng = app.add_flag("--rng", rng, "Add a virtio-rng device (the guest's /dev/hwrng, fed by getrandom())");
     auto* o_log_level = app.add_option("--log-level", log_level, "VMM log level: error, warn, info, debug")
                             ->type_name("LEVEL")
                             ->default_str(def.log_level);
@@ -186,6 +188,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     if (given(o_boot_report)) cfg.boot_report = boot_report;
     if (given(o_reboot)) cfg.allow_reboot = reboot;
     if (given(o_no_pvpanic)) cfg.pvpanic = !no_pvpanic;
+    if (given(o_rng)) cfg.rng = rng;
     if (given(o_log_level)) cfg.log_level = check::log_level(log_level, "--log-level");
     if (given(o_log_file)) cfg.log_file = check::path(log_file, "--log-file");
 

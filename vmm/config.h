@@ -47,6 +47,7 @@ struct VmConfig {
     std::string api_socket;     // control API UNIX socket; empty: none
     uint32_t timeout_s = 0;     // stop the VM after this many seconds; 0: never
     bool pvpanic = true;        // pvpanic device (guest panic -> exit status 3)
+    bool rng = false;           // virtio-rng (host getrandom() for the guest's /dev/hwrng)
 };
 
 // Exit statuses of the vmm binary (documented in README.md).

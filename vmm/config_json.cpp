@@ -35,7 +35,7 @@ struct Unsupported {
 };
 constexpr Unsupported kUnsupported[] = {
     {"net", "virtio-net"},       {"network", "virtio-net"},        {"networks", "virtio-net"},
-    {"scsi", "virtio-scsi"},     {"balloon", "virtio-balloon"},    {"rng", "virtio-rng"},
+    {"scsi", "virtio-scsi"},     {"balloon", "virtio-balloon"},
     {"vsock", "virtio-vsock"},
 };
 
@@ -72,7 +72,7 @@ public:
 
     void root(const json& doc) {
         if (!doc.is_object()) fail("{}: expected an object at the top level, got {}", source_, describe(doc));
-        keys(doc, "", {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices"});
+        keys(doc, "", {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices", "rng"});
         if (auto* v = find(doc, "machine")) machine(*v);
         if (auto* v = find(doc, "boot")) boot(*v);
         if (auto* v = find(doc, "disks")) disks(*v);
@@ -82,6 +82,7 @@ public:
         if (auto* v = find(doc, "logging")) logging(*v);
         if (auto* v = find(doc, "run")) run(*v);
         if (auto* v = find(doc, "devices")) devices(*v);
+        if (auto* v = find(doc, "rng")) rng(*v);
         check::distinct_paths({{"serial.path", cfg_.serial_path},
                                {"console.path", cfg_.console_path},
                                {"api.socket", cfg_.api_socket},
@@ -248,6 +249,12 @@ private:
         if (auto* b = find(v, "boot_report")) cfg_.boot_report = boolean(*b, "run.boot_report");
     }
 
+    void rng(const json& v) {
+        object(v, "rng");
+        keys(v, "rng", {"enabled"});
+        if (auto* p = find(v, "enabled")) cfg_.rng = boolean(*p, "rng.enabled");
+    }
+
     void devices(const json& v) {
         object(v, "devices");
         keys(v, "devices", {"pvpanic"});
@@ -394,6 +401,7 @@ json config_to_json(const VmConfig& cfg) {
         {"logging", {{"level", cfg.log_level}, {"file", cfg.log_file}}},
         {"run", {{"timeout_s", cfg.timeout_s}, {"reboot", cfg.allow_reboot}, {"boot_report", cfg.boot_report}}},
         {"devices", {{"pvpanic", cfg.pvpanic}}},
+        {"rng", {{"enabled", cfg.rng}}},
     };
 }
 

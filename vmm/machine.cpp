@@ -34,6 +34,7 @@
 #include "virtio/block.h"
 #include "virtio/console.h"
 #include "virtio/pci_transport.h"
+#include "virtio/rng.h"
 #include "vmm/api.h"
 #include "vmm/console_socket.h"
 #include "vmm/guest_walk.h"
@@ -352,6 +353,7 @@ void Machine::setup_pci() {
         console_ = std::make_shared<virtio::ConsoleDevice>(std::move(cc));
         add_virtio(console_, -1);
     }
+    if (cfg_.rng) add_virtio(std::make_shared<virtio::RngDevice>(virtio::RngConfig{}), -1);
 }
 
 void Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed) {

@@ -7,7 +7,7 @@
 #
 # --initramfs: a busybox initramfs carrying the modules Debian's kernel has
 #   as modules (virtio, virtio_ring, virtio_pci_{legacy,modern}_dev,
-#   virtio_pci, virtio_blk, virtio_console, crc16, mbcache, jbd2, ext4 and the
+#   virtio_pci, virtio_blk, virtio_console, virtio-rng, crc16, mbcache, jbd2, ext4 and the
 #   crc32c implementations ext4's metadata checksums need), copied from
 #   /lib/modules/VERSION (default: the newest kernel's) in modules.dep order
 #   (.ko.xz/.ko.zst/.ko.gz are decompressed).  Its /init:
@@ -98,7 +98,7 @@ build_initramfs() {
 
     # Dependency-ordered module list (modules.dep: "path: dep dep ..."; each
     # module after its dependencies).  Optional ones may be missing or built in.
-    local want=(virtio_pci virtio_blk virtio_console crc32c_generic crc32c-intel ext4)
+    local want=(virtio_pci virtio_blk virtio_console virtio-rng crc32c_generic crc32c-intel ext4)
     declare -A seen=()
     local order=()
     add_module() { # NAME-or-PATH
@@ -338,6 +338,23 @@ case $blk in
             fi
         else
             fail hvc0-present "/dev/hvc0 missing"
+        fi
+        ;;
+    rng)
+        # virtio-rng: hw_random picks it (the only source) and /dev/hwrng reads
+        cur=$(cat /sys/devices/virtual/misc/hw_random/rng_current 2>/dev/null)
+        case $cur in
+            virtio_rng.*) pass rng-current "$cur" ;;
+            *) fail rng-current "hw_random's rng_current is '$cur', expected virtio_rng.N" ;;
+        esac
+        n=$(dd if=/dev/hwrng bs=64 count=16 2>/dev/null | wc -c)
+        if [ "$n" = 1024 ]; then pass rng-read "$n bytes"; else fail rng-read "read $n bytes from /dev/hwrng, expected 1024"; fi
+        a=$(dd if=/dev/hwrng bs=32 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+        b=$(dd if=/dev/hwrng bs=32 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+        if [ ${#a} = 64 ] && [ "$a" != "$b" ] && [ -n "$(echo "$a" | tr -d 0)" ]; then
+            pass rng-random "$a"
+        else
+            fail rng-random "two 32-byte reads gave '$a' and '$b'"
         fi
         ;;
     bench)

@@ -85,6 +85,7 @@ qemu_adapter() {
                         direct=on) drive+=",cache=none,aio=native" ;;
                         serial=*) dev+=",serial=${kv#serial=}" ;;
                         num_queues=*) dev+=",num-queues=${kv#num_queues=}" ;;
+                        packed=off) dev+=",packed=off" ;;
                         *) echo "vmm: error: bad --disk item '$kv' (QEMU adapter)" >&2; exit 1 ;;
                     esac
                 done
@@ -94,6 +95,7 @@ qemu_adapter() {
                 shift 2
                 ;;
             --boot-report) shift ;;
+            --rng) disk_args+=(-device virtio-rng-pci); shift ;;
             --timeout) timeout_s=$2; shift 2 ;;
             --log-file) shift 2 ;;
             *) echo "vmm: error: unknown option $1 (QEMU adapter)" >&2; exit 1 ;;
@@ -207,7 +209,7 @@ for f in "$REPO_ROOT"/examples/*.json; do
     [[ -f $f ]] && example_cases+=("example-$(basename "$f" .json)")
 done
 all_cases=(kvm_tests bzimage-1cpu bzimage-4cpu pvh-1cpu pvh-4cpu reboot sigterm bad-kernel
-    blk-root blk-integrity blk-split blk-discard blk-mq blk-intx console
+    blk-root blk-integrity blk-split blk-discard blk-mq blk-intx console rng
     json-boot "${example_cases[@]}" api stop panic timeout hugepages console-socket)
 selected=()
 for c in "${all_cases[@]}"; do
@@ -325,11 +327,11 @@ if [[ $inner == 0 ]]; then
     vmlinux=$(guest_pvh_vmlinux)
     note "guest kernel $kernel, PVH ELF $vmlinux, initramfs $initrd"
     # The virtio block guest (gcc, mke2fs); its cases SKIP if this fails.
-    if [[ " ${selected[*]} " == *" blk-"* || " ${selected[*]} " == *" console "* ]]; then
+    if [[ " ${selected[*]} " == *" blk-"* || " ${selected[*]} " == *" console "* || " ${selected[*]} " == *" rng "* ]]; then
         if blk_root=$(guest_blk_rootfs) && blk_initrd=$(guest_blk_initramfs); then
             note "virtio block guest: initramfs $blk_initrd, root image $blk_root"
         else
-            note "warning: the virtio block guest could not be built; the blk-*/console cases will SKIP"
+            note "warning: the virtio block guest could not be built; the blk-*/console/rng cases will SKIP"
         fi
     fi
     logdir=$build/guest-tests
@@ -698,6 +700,23 @@ blk_integrity_case() {
     out=$("$blkbench" pattern-verify "$live/img/vdc.img" "$seed_r" "$count" 2>&1) ||
         REASONS+=("the read-only vdc.img changed: $out")
     echo "$out" >>"$live/$name.host"
+    report "$name" "$BLK_SECS" "${REASONS[@]}"
+}
+
+# rng: --rng; the guest's hw_random uses virtio_rng.N and /dev/hwrng gives
+# random bytes.
+rng_case() {
+    local name=rng
+    blk_prereq
+    [[ -z $BLK_WHY ]] || { blk_skip "$name" "$BLK_WHY"; return; }
+    if [[ $qemu_mode == 0 ]] && ! "${vmm[@]}" --help 2>&1 | grep -q -- '--rng'; then
+        report "$name" 0 "${vmm[0]} --help does not mention --rng"
+        return
+    fi
+    blk_prepare "$name"
+    REASONS=()
+    blk_boot "$name" 1 "vmmtest.blk=rng" --rng
+    blk_common "$name" rng-current rng-read rng-random
     report "$name" "$BLK_SECS" "${REASONS[@]}"
 }
 
@@ -1441,6 +1460,7 @@ for c in "${selected[@]}"; do
         blk-root) blk_root_case ;;
         blk-integrity) blk_integrity_case ;;
         blk-split) blk_integrity_case blk-split ;;
+        rng) rng_case ;;
         blk-discard) blk_discard_case ;;
         blk-mq) blk_mq_case ;;
         blk-intx) blk_intx_case ;;

@@ -48,9 +48,10 @@ TEST_CASE("cli: defaults and every option") {
     CHECK(c.serial == vmm::SerialMode::Tty);
     CHECK_THAT(c.cmdline, Contains("console=ttyS0"));
     CHECK_FALSE(c.boot_report);
+    CHECK_FALSE(c.rng);
 
     c = parse({"--kernel", "/k", "--initramfs", "/i", "--cmdline", "quiet x=1", "--cpus", "4", "--memory", "2G",
-               "--serial", "file=/tmp/out", "--boot-report", "--reboot", "--log-level", "debug"});
+               "--serial", "file=/tmp/out", "--boot-report", "--reboot", "--log-level", "debug", "--rng"});
     CHECK(c.initramfs == "/i");
     CHECK(c.cmdline == "quiet x=1");
     CHECK(c.cpus == 4);
@@ -60,6 +61,7 @@ TEST_CASE("cli: defaults and every option") {
     CHECK(c.boot_report);
     CHECK(c.allow_reboot);
     CHECK(c.log_level == "debug");
+    CHECK(c.rng);
     CHECK(parse({"--kernel", "/k", "--serial", "off"}).serial == vmm::SerialMode::Off);
 }
 

@@ -68,7 +68,7 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
            a.memory == b.memory && a.serial == b.serial && a.serial_path == b.serial_path && a.console == b.console &&
            a.console_path == b.console_path && a.hugepages == b.hugepages && a.boot_report == b.boot_report &&
            a.allow_reboot == b.allow_reboot && a.log_level == b.log_level && a.log_file == b.log_file &&
-           a.api_socket == b.api_socket && a.timeout_s == b.timeout_s && a.pvpanic == b.pvpanic &&
+           a.api_socket == b.api_socket && a.timeout_s == b.timeout_s && a.pvpanic == b.pvpanic && a.rng == b.rng &&
            std::equal(a.disks.begin(), a.disks.end(), b.disks.begin(), b.disks.end(), disk_eq);
 }
 
@@ -131,7 +131,8 @@ TEST_CASE("config json: every section is read", "[vmm][config]") {
         "api": {"socket": "/api.sock"},
         "logging": {"level": "debug", "file": "/vmm.log"},
         "run": {"timeout_s": 30, "reboot": true, "boot_report": true},
-        "devices": {"pvpanic": false}
+        "devices": {"pvpanic": false},
+        "rng": {"enabled": true}
     })");
     CHECK(c.cpus == 4);
     CHECK(c.memory == 2ull << 30);
@@ -161,6 +162,7 @@ TEST_CASE("config json: every section is read", "[vmm][config]") {
     CHECK(c.allow_reboot);
     CHECK(c.boot_report);
     CHECK_FALSE(c.pvpanic);
+    CHECK(c.rng);
 
     // Memory as an integer is bytes; as a string a bare number is MiB (like --memory).
     CHECK(load(R"({"machine": {"memory": 1073741824}})").memory == 1ull << 30);
@@ -309,13 +311,15 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     CHECK_THAT(error_of_json(R"({"run": {"timeout": 5}})"), Contains(R"(run.timeout: unknown key (did you mean "timeout_s"?))"));
     CHECK_THAT(error_of_json(R"({"frobnicate": 1})"),
                Equals("vm.json: frobnicate: unknown key (expected one of machine, boot, disks, serial, console, api, "
-                      "logging, run, devices)"));
+                      "logging, run, devices, rng)"));
     CHECK_THAT(error_of_json(R"({"serial": {"x": 1}})"), Contains("serial.x: unknown key (expected one of mode, path)"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "tap0"}]})"), Equals("vm.json: net: virtio-net is not supported yet"));
     CHECK_THAT(error_of_json(R"({"scsi": {}})"), Equals("vm.json: scsi: virtio-scsi is not supported yet"));
     CHECK_THAT(error_of_json(R"({"balloon": {}})"), Contains("balloon: virtio-balloon is not supported yet"));
-    CHECK_THAT(error_of_json(R"({"devices": {"rng": true}})"),
-               Equals("vm.json: devices.rng: virtio-rng is not supported yet"));
+    CHECK_THAT(error_of_json(R"({"devices": {"balloon": true}})"),
+               Equals("vm.json: devices.balloon: virtio-balloon is not supported yet"));
+    CHECK_THAT(error_of_json(R"({"rng": {"enabled": "yes"}})"), Contains("rng.enabled: expected"));
+    CHECK_THAT(error_of_json(R"({"rng": {"enable": true}})"), Contains(R"(rng.enable: unknown key (did you mean "enabled"?))"));
     // A bad document leaves the config as it was.
     vmm::VmConfig c;
     CHECK_THROWS_AS(vmm::apply_json(c, json::parse(R"({"machine": {"cpus": 3}, "run": {"x": 1}})"), "x"), vmm::Error);
