@@ -61,7 +61,7 @@ struct ChainBuilder {
     }
     uint64_t segments(const std::vector<DiscardSegment>& segs) {
         std::vector<uint8_t> b(segs.size() * sizeof(DiscardSegment));
-        std::memcpy(b.data(), segs.data(), b.size());
+        if (!b.empty()) std::memcpy(b.data(), segs.data(), b.size());  // memcpy(nullptr, ..., 0) is UB
         return readable(b);
     }
     uint64_t writable(uint32_t len, uint8_t fill = 0xee) {
