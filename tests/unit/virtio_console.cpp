@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "test_util.h"
 #include "virtio/console.h"
 #include "virtq_builder.h"
 
@@ -16,29 +17,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct CountingInterrupt : vmm::virtio::VirtioInterrupt {
-    void signal_queue(uint16_t q) override { ++queue[q & 1]; }
-    void signal_config() override { ++config; }
-    std::atomic<int> queue[2]{0, 0};
-    std::atomic<int> config{0};
-};
-
-template <typename F>
-bool wait_for(F cond) {
-    for (int i = 0; i < 400; ++i) {
-        if (cond()) return true;
-        std::this_thread::sleep_for(5ms);
-    }
-    return cond();
-}
-
 struct ConsoleRig {
     test::virtq::FakeRam ram;
     test::virtq::SplitRing rx{ram, 16, test::virtq::feature(vmm::virtio::kFeatureVersion1)};
     test::virtq::SplitRing tx{ram, 16, test::virtq::feature(vmm::virtio::kFeatureVersion1)};
     std::mutex mu;
     std::string out;
-    std::shared_ptr<CountingInterrupt> irq = std::make_shared<CountingInterrupt>();
+    std::shared_ptr<test::virtq::CountingInterrupt> irq = std::make_shared<test::virtq::CountingInterrupt>();
     std::atomic<int> resets{0};
     std::shared_ptr<vmm::EventFd> rx_kick = std::make_shared<vmm::EventFd>();
     std::shared_ptr<vmm::EventFd> tx_kick = std::make_shared<vmm::EventFd>();
@@ -78,10 +63,10 @@ TEST_CASE("virtio-console: guest output reaches the sink", "[virtio][console]") 
     r.ram.fill(b, {' ', 'w', 'o', 'r', 'l', 'd'});
     r.tx.add_chain({{a, 5, false}, {b, 6, false}});
     r.tx_kick->signal();
-    REQUIRE(wait_for([&] { return r.tx.used_idx() == 1; }));
+    REQUIRE(test::wait_for([&] { return r.tx.used_idx() == 1; }));
     CHECK(r.output() == "hello world");
     CHECK(r.dev->stats().tx_bytes == 11);
-    CHECK(wait_for([&] { return r.irq->queue[1] >= 1; }));
+    CHECK(test::wait_for([&] { return r.irq->queue[1] >= 1; }));
     r.dev->reset();
 }
 
@@ -93,14 +78,14 @@ TEST_CASE("virtio-console: host input fills receive buffers, with flow control",
     uint64_t buf = r.ram.alloc(2);
     r.rx.add_chain({{buf, 2, true}});
     r.activate();
-    REQUIRE(wait_for([&] { return r.rx.used_idx() == 1; }));
+    REQUIRE(test::wait_for([&] { return r.rx.used_idx() == 1; }));
     CHECK(r.rx.used(0).len == 2);
     CHECK(r.ram.bytes(buf, 2) == std::vector<uint8_t>{'l', 's'});
     // The rest waits for the next buffer.
     uint64_t buf2 = r.ram.alloc(8);
     r.rx.add_chain({{buf2, 8, true}});
     r.rx_kick->signal();
-    REQUIRE(wait_for([&] { return r.rx.used_idx() == 2; }));
+    REQUIRE(test::wait_for([&] { return r.rx.used_idx() == 2; }));
     CHECK(r.rx.used(1).len == 1);
     CHECK(r.ram.get<uint8_t>(buf2) == '\n');
     // The bounded buffer refuses what does not fit instead of dropping it.
@@ -115,7 +100,7 @@ TEST_CASE("virtio-console: a malformed chain asks for a reset", "[virtio][consol
     r.tx.set_desc(0, test::virtq::FakeRam::kHole, 16, 0, 0);  // buffer outside RAM
     r.tx.publish(0);
     r.tx_kick->signal();
-    REQUIRE(wait_for([&] { return r.resets.load() == 1; }));
+    REQUIRE(test::wait_for([&] { return r.resets.load() == 1; }));
     CHECK(r.output().empty());
     CHECK(r.dev->stats().errors == 1);
     // Further kicks are ignored, and the device still stops cleanly.

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <thread>
 
+#include "test_util.h"
 #include "virtio/rng.h"
 #include "virtq_builder.h"
 
@@ -15,25 +16,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct CountingInterrupt : vmm::virtio::VirtioInterrupt {
-    void signal_queue(uint16_t) override { ++queue; }
-    void signal_config() override {}
-    std::atomic<int> queue{0};
-};
-
-template <typename F>
-bool wait_for(F cond) {
-    for (int i = 0; i < 400; ++i) {
-        if (cond()) return true;
-        std::this_thread::sleep_for(5ms);
-    }
-    return cond();
-}
-
 struct RngRig {
     test::virtq::FakeRam ram;
     test::virtq::SplitRing ring{ram, 16, test::virtq::feature(vmm::virtio::kFeatureVersion1)};
-    std::shared_ptr<CountingInterrupt> irq = std::make_shared<CountingInterrupt>();
+    std::shared_ptr<test::virtq::CountingInterrupt> irq = std::make_shared<test::virtq::CountingInterrupt>();
     std::atomic<int> resets{0};
     std::shared_ptr<vmm::EventFd> kick = std::make_shared<vmm::EventFd>();
     vmm::virtio::RngDevice dev{vmm::virtio::RngConfig{}};
@@ -67,17 +53,17 @@ TEST_CASE("virtio-rng: buffers are filled with random bytes", "[virtio][rng]") {
     uint64_t a = r.ram.alloc(256), b = r.ram.alloc(256);
     r.ring.add_chain({{a, 256, true}});
     r.activate();
-    REQUIRE(wait_for([&] { return r.ring.used_idx() == 1; }));
+    REQUIRE(test::wait_for([&] { return r.ring.used_idx() == 1; }));
     CHECK(r.ring.used(0).len == 256);
     r.ring.add_chain({{b, 256, true}});
     r.kick->signal();
-    REQUIRE(wait_for([&] { return r.ring.used_idx() == 2; }));
+    REQUIRE(test::wait_for([&] { return r.ring.used_idx() == 2; }));
     CHECK(r.ring.used(1).len == 256);
     auto x = r.ram.bytes(a, 256), y = r.ram.bytes(b, 256);
     // 256 random bytes: all zero, or two equal buffers, has probability 2^-2048.
     CHECK(std::any_of(x.begin(), x.end(), [](uint8_t v) { return v != 0; }));
     CHECK(x != y);
-    CHECK(wait_for([&] { return r.irq->queue.load() >= 1; }));
+    CHECK(test::wait_for([&] { return r.irq->queue[0].load() >= 1; }));
     auto c = r.dev.counters();
     CHECK(c.at("bytes") == 512);
     CHECK(c.at("errors") == 0);
@@ -91,21 +77,21 @@ TEST_CASE("virtio-rng: hostile requests", "[virtio][rng]") {
         uint64_t big = r.ram.alloc(vmm::virtio::RngDevice::kMaxPerRequest + 4096);
         r.ring.add_chain({{big, static_cast<uint32_t>(vmm::virtio::RngDevice::kMaxPerRequest + 4096), true}});
         r.kick->signal();
-        REQUIRE(wait_for([&] { return r.ring.used_idx() == 1; }));
+        REQUIRE(test::wait_for([&] { return r.ring.used_idx() == 1; }));
         CHECK(r.ring.used(0).len == vmm::virtio::RngDevice::kMaxPerRequest);
     }
     SECTION("a read-only chain comes back with nothing written") {
         uint64_t ro = r.ram.alloc(64);
         r.ring.add_chain({{ro, 64, false}});
         r.kick->signal();
-        REQUIRE(wait_for([&] { return r.ring.used_idx() == 1; }));
+        REQUIRE(test::wait_for([&] { return r.ring.used_idx() == 1; }));
         CHECK(r.ring.used(0).len == 0);
     }
     SECTION("a buffer outside RAM asks for a reset, once") {
         r.ring.set_desc(0, test::virtq::FakeRam::kHole, 16, 2 /* WRITE */, 0);
         r.ring.publish(0);
         r.kick->signal();
-        REQUIRE(wait_for([&] { return r.resets.load() == 1; }));
+        REQUIRE(test::wait_for([&] { return r.resets.load() == 1; }));
         CHECK(r.dev.counters().at("errors") == 1);
         r.kick->signal();
         std::this_thread::sleep_for(20ms);

@@ -27,6 +27,7 @@
 // describe the high region (e.g. to test a buffer crossing its end).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -34,10 +35,19 @@
 #include <stdexcept>
 #include <vector>
 
+#include "virtio/device.h"
 #include "virtio/queue.h"
 #include "vmm/core/guest_memory.h"
 
 namespace test::virtq {
+
+// A VirtioInterrupt that counts what a device raises (queues 0..7).
+struct CountingInterrupt : vmm::virtio::VirtioInterrupt {
+    void signal_queue(uint16_t q) override { ++queue[q % 8]; }
+    void signal_config() override { ++config; }
+    std::atomic<int> queue[8]{};
+    std::atomic<int> config{0};
+};
 
 inline constexpr uint16_t kDescNext = 1;
 inline constexpr uint16_t kDescWrite = 2;
