@@ -125,6 +125,20 @@ struct Rig {
         bar_w(0x0c, static_cast<uint32_t>(features >> 32), 4);
         bar_w(0x14, 3 | 8, 1);
     }
+    // Selects queue `q` and gives it `ring`'s size and addresses (not enabled).
+    void program_queue(uint16_t q, const test::virtq::SplitRing& ring) {
+        bar_w(0x16, q, 2);
+        bar_w(0x18, ring.size(), 2);
+        bar_w(0x20, ring.desc_addr(), 8);
+        bar_w(0x28, ring.avail_addr(), 8);
+        bar_w(0x30, ring.used_addr(), 8);
+    }
+    // Enables the selected queue and sets DRIVER_OK; activation runs.
+    void enable_and_start() {
+        bar_w(0x1c, 1, 2);
+        bar_w(0x14, 1 | 2 | 8 | 4, 1);
+        run_tasks();
+    }
 };
 
 constexpr uint64_t kV1 = 1ull << 32;
@@ -264,19 +278,13 @@ TEST_CASE("virtio-pci: INTx through ISR, MSI-X through vectors", "[virtio][pci_t
     Rig r;
     test::virtq::SplitRing ring(r.ram, 64);
     r.negotiate(kV1);
-    r.bar_w(0x16, 0, 2);
-    r.bar_w(0x18, 64, 2);
-    r.bar_w(0x20, ring.desc_addr(), 8);
-    r.bar_w(0x28, ring.avail_addr(), 8);
-    r.bar_w(0x30, ring.used_addr(), 8);
+    r.program_queue(0, ring);
     r.bar_w(0x1a, 1, 2);  // queue 0 -> vector 1
     CHECK(r.bar(0x1a, 2) == 1);
     r.bar_w(0x1a, 500, 2);  // out of range reads back NO_VECTOR
     CHECK(r.bar(0x1a, 2) == 0xffff);
     r.bar_w(0x1a, 1, 2);
-    r.bar_w(0x1c, 1, 2);
-    r.bar_w(0x14, 1 | 2 | 8 | 4, 1);
-    r.run_tasks();
+    r.enable_and_start();
     REQUIRE(r.dev->activations == 1);
     auto irq = r.dev->ctx.interrupt;
 
@@ -313,14 +321,8 @@ TEST_CASE("virtio-pci: notify fallback, BAR moves and hostile accesses", "[virti
     // A notify write that reaches the VMM (no ioeventfd) still kicks.
     r.negotiate(kV1);
     test::virtq::SplitRing ring(r.ram, 64);
-    r.bar_w(0x16, 1, 2);
-    r.bar_w(0x18, 64, 2);
-    r.bar_w(0x20, ring.desc_addr(), 8);
-    r.bar_w(0x28, ring.avail_addr(), 8);
-    r.bar_w(0x30, ring.used_addr(), 8);
-    r.bar_w(0x1c, 1, 2);
-    r.bar_w(0x14, 1 | 2 | 8 | 4, 1);
-    r.run_tasks();
+    r.program_queue(1, ring);
+    r.enable_and_start();
     REQUIRE(r.dev->ctx.queues.size() == 1);
     CHECK(r.dev->ctx.queues[0].index == 1);
     r.bar_w(PciTransport::kNotifyOffset + 4, 1, 2);
@@ -354,14 +356,8 @@ TEST_CASE("virtio-pci: per-queue counters outlive a reset", "[virtio][pci_transp
     Rig r;
     test::virtq::SplitRing ring(r.ram, 64);
     r.negotiate(kV1);
-    r.bar_w(0x16, 0, 2);
-    r.bar_w(0x18, 64, 2);
-    r.bar_w(0x20, ring.desc_addr(), 8);
-    r.bar_w(0x28, ring.avail_addr(), 8);
-    r.bar_w(0x30, ring.used_addr(), 8);
-    r.bar_w(0x1c, 1, 2);
-    r.bar_w(0x14, 1 | 2 | 8 | 4, 1);
-    r.run_tasks();
+    r.program_queue(0, ring);
+    r.enable_and_start();
     REQUIRE(r.dev->activations == 1);
     auto& q = r.dev->ctx.queues.at(0).queue;
 
