@@ -118,7 +118,6 @@ private:
     size_t written_ = 0;
 };
 
-// What the driver programmed through the transport for one queue.
 // Counters of one queue, shared between the transport (which owns them and
 // counts interrupts) and the Queue serving it on an I/O thread. They outlive
 // activations: the control API reports totals since the VM started.
@@ -130,6 +129,7 @@ struct QueueStats {
     std::atomic<uint64_t> errors{0};         // malformed rings (QueueError from pop)
 };
 
+// What the driver programmed through the transport for one queue.
 struct QueueConfig {
     uint16_t size = 0;        // power of two for split rings; any 1..32768 for packed
     uint64_t desc_addr = 0;   // descriptor table / packed ring
