@@ -4,13 +4,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
 
 namespace vmm {
 
-GuestMemory::GuestMemory(GuestMemory&& o) noexcept : regions_(std::move(o.regions_)), owned_(o.owned_) {
+GuestMemory::GuestMemory(GuestMemory&& o) noexcept
+    : regions_(std::move(o.regions_)), owned_(o.owned_), page_size_(o.page_size_) {
     o.regions_.clear();
     o.owned_ = false;
 }
@@ -20,6 +22,7 @@ GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
         release();
         regions_ = std::move(o.regions_);
         owned_ = o.owned_;
+        page_size_ = o.page_size_;
         o.regions_.clear();
         o.owned_ = false;
     }
@@ -39,6 +42,7 @@ GuestMemory GuestMemory::create_anonymous(std::span<const std::pair<uint64_t, ui
     const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
     GuestMemory m;
     m.owned_ = true;
+    m.page_size_ = hugetlb ? (2ull << 20) : page;
     std::vector<std::pair<uint64_t, uint64_t>> sorted(ranges.begin(), ranges.end());
     std::sort(sorted.begin(), sorted.end());
     for (size_t i = 0; i < sorted.size(); ++i) {
@@ -88,6 +92,31 @@ std::optional<std::span<uint8_t>> GuestMemory::slice(uint64_t gpa, uint64_t len)
         return std::span<uint8_t>(r.host + off, len);
     }
     return std::nullopt;
+}
+
+uint64_t GuestMemory::discard(uint64_t gpa, uint64_t len) const {
+    auto s = slice(gpa, len);
+    if (!s || len == 0) return 0;
+    // Whole pages only: round the start up and the end down. Region starts
+    // and host mappings are page aligned, so guest-physical alignment is
+    // host alignment (unit-test buffers are not, hence the gpa here).
+    uint64_t a = (gpa + page_size_ - 1) & ~(page_size_ - 1);
+    uint64_t b = (gpa + len) & ~(page_size_ - 1);  // slice() checked gpa + len fits in a region
+    if (a >= b) return 0;
+    uint8_t* host = s->data() + (a - gpa);
+    if (!owned_) {
+        // Caller-owned buffers (unit tests): same contents as a discarded page.
+        std::memset(host, 0, b - a);
+        return b - a;
+    }
+    // Private anonymous memory: DONTNEED frees the pages now and maps fresh
+    // zero pages on the guest's next touch.
+    if (madvise(host, b - a, MADV_DONTNEED) != 0) {
+        static log::RateLimit rl;
+        if (rl.allow()) log::warn("guest memory: madvise(DONTNEED) of {} bytes: {}", b - a, std::strerror(errno));
+        return 0;
+    }
+    return b - a;
 }
 
 bool GuestMemory::write(uint64_t gpa, std::span<const uint8_t> data) const {

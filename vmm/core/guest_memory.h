@@ -50,6 +50,14 @@ public:
     bool write(uint64_t gpa, std::span<const uint8_t> data) const;
     bool read(uint64_t gpa, std::span<uint8_t> out) const;
 
+    // Gives the host pages wholly inside [gpa, gpa+len) back to the host
+    // (virtio-balloon inflation, free page reporting): the guest reads zeros
+    // there afterwards and the VMM's RSS falls. Partial pages at either end
+    // are left alone (with hugetlb backing the page is 2 MiB). Returns the
+    // bytes released; 0 if the range is not wholly in RAM or no whole page
+    // fits. Callable from any thread.
+    uint64_t discard(uint64_t gpa, uint64_t len) const;
+
     template <typename T>
     bool write_obj(uint64_t gpa, const T& v) const {
         static_assert(std::is_trivially_copyable_v<T>);
@@ -67,6 +75,7 @@ private:
     void release();
     std::vector<MemoryRegion> regions_;
     bool owned_ = false;
+    uint64_t page_size_ = 4096;  // host page backing RAM (2 MiB with hugetlb)
 };
 
 }  // namespace vmm

@@ -1,0 +1,325 @@
+#include "virtio/balloon.h"
+
+#include <sys/timerfd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "vmm/core/error.h"
+#include "vmm/core/log.h"
+
+namespace vmm::virtio {
+
+namespace {
+
+// Config space layout (virtio 1.x 5.5.4), all little-endian u32.
+constexpr uint64_t kCfgNumPages = 0;
+constexpr uint64_t kCfgActual = 4;
+constexpr uint64_t kCfgSize = 16;  // + free_page_hint_cmd_id, poison_val (features not offered: zero)
+
+constexpr size_t kPfnBatch = 256;  // PFNs read from a chain at a time
+constexpr size_t kStatSize = 10;   // packed { le16 tag; le64 val; }
+
+bool has(uint64_t features, unsigned bit) { return (features >> bit) & 1; }
+
+}  // namespace
+
+const char* BalloonDevice::stat_name(uint16_t tag) {
+    static constexpr const char* kNames[] = {
+        "swap_in",          "swap_out",     "major_faults",        "minor_faults",     "free_memory",
+        "total_memory",     "available_memory", "disk_caches",     "hugetlb_allocations", "hugetlb_failures",
+    };
+    return tag < std::size(kNames) ? kNames[tag] : nullptr;
+}
+
+BalloonDevice::BalloonDevice(BalloonConfig cfg) : cfg_(std::move(cfg)), target_(cfg_.target_pages) {}
+
+BalloonDevice::~BalloonDevice() { reset(); }
+
+std::vector<uint16_t> BalloonDevice::queue_max_sizes() const {
+    // The most queues a driver can use; with fewer features it uses fewer.
+    size_t n = 2 + (cfg_.stats ? 1 : 0) + (cfg_.free_page_reporting ? 1 : 0);
+    return std::vector<uint16_t>(n, cfg_.queue_size);
+}
+
+uint64_t BalloonDevice::device_features() const {
+    uint64_t f = 0;
+    if (cfg_.stats) f |= 1ull << kBalloonFStatsVq;
+    if (cfg_.deflate_on_oom) f |= 1ull << kBalloonFDeflateOnOom;
+    if (cfg_.free_page_reporting) f |= 1ull << kBalloonFPageReporting;
+    return f;
+}
+
+void BalloonDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
+    std::array<uint8_t, kCfgSize> cfg{};
+    uint32_t num = target_.load(), act = actual_.load();
+    std::memcpy(&cfg[kCfgNumPages], &num, 4);
+    std::memcpy(&cfg[kCfgActual], &act, 4);
+    for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < cfg.size() ? cfg[offset + i] : 0;
+}
+
+void BalloonDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {
+    // Only `actual` is driver-writable; a write may cover part of it.
+    uint32_t act = actual_.load();
+    uint8_t bytes[4];
+    std::memcpy(bytes, &act, 4);
+    bool touched = false;
+    for (size_t i = 0; i < data.size(); ++i) {
+        uint64_t at = offset + i;
+        if (at >= kCfgActual && at < kCfgActual + 4) bytes[at - kCfgActual] = data[i], touched = true;
+    }
+    if (!touched) return;
+    std::memcpy(&act, bytes, 4);
+    actual_.store(act);
+    log::debug("{}: driver reports {} pages in the balloon (target {})", cfg_.name, act, target_.load());
+}
+
+void BalloonDevice::set_target_pages(uint32_t pages) {
+    target_.store(pages);
+    std::lock_guard lk(irq_mu_);
+    if (irq_) irq_->signal_config();
+}
+
+void BalloonDevice::activate(ActivationContext ctx) {
+    reset();
+    mem_ = ctx.mem;
+    needs_reset_ = ctx.needs_reset;
+    broken_ = false;
+    {
+        std::lock_guard lk(irq_mu_);
+        irq_ = ctx.interrupt;
+    }
+    // Queue numbering follows the negotiated features: absent queues are
+    // skipped, not left as holes.
+    std::vector<Role> roles = {Role::Inflate, Role::Deflate};
+    if (has(ctx.features, kBalloonFStatsVq)) roles.push_back(Role::Stats);
+    if (has(ctx.features, kBalloonFPageReporting)) roles.push_back(Role::Reporting);
+    for (auto& q : ctx.queues) {
+        if (q.index >= roles.size()) continue;  // a queue the negotiated features leave unused
+        queues_.push_back(std::make_unique<Served>(Served{roles[q.index], std::move(q)}));
+    }
+    if (queues_.empty()) return;
+    thread_ = std::make_unique<IoThread>(cfg_.name);
+    auto& loop = thread_->loop();
+    for (auto& sp : queues_) {
+        Served* s = sp.get();
+        if (s->role == Role::Stats) stats_q_ = s;
+        loop.add(s->q.kick->fd(), [this, s](uint32_t) {
+            s->q.kick->consume();
+            s->q.queue.note_notification();
+            switch (s->role) {
+                case Role::Inflate:
+                case Role::Deflate: on_pfns(*s); break;
+                case Role::Stats: on_stats(*s); break;
+                case Role::Reporting: on_reporting(*s); break;
+            }
+        });
+    }
+    if (stats_q_ && cfg_.stats_interval_ms) {
+        stats_timer_ = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+        if (stats_timer_.get() < 0) throw_errno(cfg_.name + ": timerfd_create");
+        itimerspec its{};
+        its.it_interval.tv_sec = cfg_.stats_interval_ms / 1000;
+        its.it_interval.tv_nsec = static_cast<long>(cfg_.stats_interval_ms % 1000) * 1000000;
+        its.it_value = its.it_interval;
+        if (::timerfd_settime(stats_timer_.get(), 0, &its, nullptr) != 0) throw_errno(cfg_.name + ": timerfd_settime");
+        loop.add(stats_timer_.get(), [this](uint32_t) {
+            uint64_t n;
+            if (::read(stats_timer_.get(), &n, sizeof n) < 0 && errno != EAGAIN) return;
+            on_stats_timer();
+        });
+    }
+    thread_->start();
+    // Buffers posted before activation: eventfds keep their count.
+    for (auto& s : queues_) s->q.kick->signal();
+}
+
+void BalloonDevice::reset() {
+    if (thread_) thread_->stop();
+    thread_.reset();
+    stats_chain_.reset();
+    stats_q_ = nullptr;
+    queues_.clear();
+    stats_timer_ = Fd();
+    {
+        std::lock_guard lk(irq_mu_);
+        irq_.reset();
+    }
+    needs_reset_ = nullptr;
+}
+
+void BalloonDevice::note_error(const std::string& what) {
+    static log::RateLimit rl;
+    if (rl.allow()) log::warn("{}: {}", cfg_.name, what);
+    ++errors_;
+}
+
+void BalloonDevice::fail_queue(Served& s, const std::exception& e) {
+    static log::RateLimit rl;
+    if (rl.allow()) log::warn("{}: queue {}: {}", cfg_.name, s.q.index, e.what());
+    ++errors_;
+    broken_ = true;
+    if (needs_reset_) needs_reset_();
+}
+
+void BalloonDevice::finish(Served& s, bool used) {
+    if (used && s.q.queue.should_notify()) {
+        ++interrupts_;
+        std::lock_guard lk(irq_mu_);
+        if (irq_) irq_->signal_queue(s.q.index);
+    }
+}
+
+// Inflate and deflate: each chain is an array of le32 4 KiB frame numbers.
+// Inflated frames are discarded in runs of consecutive frames (one madvise
+// per run); deflated frames need nothing (they fault back in on use).
+void BalloonDevice::on_pfns(Served& s) {
+    if (broken_) return;
+    const bool inflate = s.role == Role::Inflate;
+    auto& q = s.q.queue;
+    bool used = false;
+    uint64_t run_start = 0, run_len = 0;  // pages
+    auto flush = [&] {
+        if (run_len) discarded_bytes_ += mem_->discard(run_start * kBalloonPageSize, run_len * kBalloonPageSize);
+        run_len = 0;
+    };
+    try {
+        for (;;) {
+            q.disable_notifications();
+            while (auto chain = q.pop()) {
+                Reader r(*mem_, *chain);
+                if (r.remaining() % 4)
+                    note_error(fmt::format("{} chain of {} bytes is not a whole number of 4-byte frame numbers",
+                                           inflate ? "inflate" : "deflate", r.remaining()));
+                std::array<uint32_t, kPfnBatch> pfns;
+                uint64_t good = 0;
+                while (size_t n = std::min(r.remaining() / 4, kPfnBatch)) {
+                    if (!r.read({reinterpret_cast<uint8_t*>(pfns.data()), n * 4})) break;
+                    for (size_t i = 0; i < n; ++i) {
+                        uint64_t pfn = pfns[i];  // 32-bit frame number: pfn * 4096 cannot overflow
+                        if (!mem_->contains(pfn * kBalloonPageSize, kBalloonPageSize)) {
+                            ++bad_pfns_;
+                            static log::RateLimit rl;
+                            if (rl.allow()) log::warn("{}: frame number {:#x} is outside guest RAM", cfg_.name, pfn);
+                            continue;
+                        }
+                        ++good;
+                        if (!inflate) continue;
+                        if (run_len && pfn == run_start + run_len) {
+                            ++run_len;
+                        } else {
+                            flush();
+                            run_start = pfn, run_len = 1;
+                        }
+                    }
+                }
+                flush();
+                (inflate ? inflated_ : deflated_) += good;
+                q.push_used(*chain, 0);
+                used = true;
+            }
+            if (!q.enable_notifications()) break;
+        }
+    } catch (const QueueError& e) {
+        fail_queue(s, e);
+    }
+    finish(s, used);
+}
+
+// The stats buffer: parse it, keep it until the next refresh.
+void BalloonDevice::on_stats(Served& s) {
+    if (broken_) return;
+    auto& q = s.q.queue;
+    bool used = false;
+    try {
+        for (;;) {
+            q.disable_notifications();
+            while (auto chain = q.pop()) {
+                if (stats_chain_) {
+                    // A second buffer while one is held: the driver broke the
+                    // protocol. Give the older back rather than leak it.
+                    note_error("stats buffer posted while the previous one is still held");
+                    q.push_used(*stats_chain_, 0);
+                    used = true;
+                }
+                Reader r(*mem_, *chain);
+                std::map<std::string, uint64_t> got;
+                uint8_t rec[kStatSize];
+                while (r.remaining() >= kStatSize && r.read(rec)) {
+                    uint16_t tag;
+                    uint64_t val;
+                    std::memcpy(&tag, rec, 2);
+                    std::memcpy(&val, rec + 2, 8);
+                    if (const char* n = stat_name(tag)) got[std::string("guest_") + n] = val;
+                }
+                if (r.remaining()) note_error(fmt::format("stats buffer has {} trailing bytes", r.remaining()));
+                {
+                    std::lock_guard lk(stats_mu_);
+                    for (auto& [k, v] : got) guest_stats_[k] = v;
+                }
+                ++stats_updates_;
+                stats_chain_ = std::move(chain);
+            }
+            if (!q.enable_notifications()) break;
+        }
+    } catch (const QueueError& e) {
+        fail_queue(s, e);
+    }
+    finish(s, used);
+}
+
+// Hands the held stats buffer back: the driver refills it and posts it again.
+void BalloonDevice::on_stats_timer() {
+    if (broken_ || !stats_q_ || !stats_chain_) return;
+    stats_q_->q.queue.push_used(*stats_chain_, 0);
+    stats_chain_.reset();
+    finish(*stats_q_, true);
+}
+
+// Free page reporting: every buffer of the chain is a free block of guest
+// memory (the queue engine has checked each lies wholly in RAM).
+void BalloonDevice::on_reporting(Served& s) {
+    if (broken_) return;
+    auto& q = s.q.queue;
+    bool used = false;
+    try {
+        for (;;) {
+            q.disable_notifications();
+            while (auto chain = q.pop()) {
+                for (auto* part : {&chain->readable, &chain->writable})
+                    for (const Buffer& b : *part) {
+                        reported_bytes_ += b.len;
+                        discarded_bytes_ += mem_->discard(b.addr, b.len);
+                    }
+                q.push_used(*chain, 0);
+                used = true;
+            }
+            if (!q.enable_notifications()) break;
+        }
+    } catch (const QueueError& e) {
+        fail_queue(s, e);
+    }
+    finish(s, used);
+}
+
+std::map<std::string, uint64_t> BalloonDevice::counters() const {
+    std::map<std::string, uint64_t> c = {
+        {"target_bytes", uint64_t{target_.load()} * kBalloonPageSize},
+        {"actual_bytes", uint64_t{actual_.load()} * kBalloonPageSize},
+        {"inflated_pages", inflated_.load()},
+        {"deflated_pages", deflated_.load()},
+        {"discarded_bytes", discarded_bytes_.load()},
+        {"reported_bytes", reported_bytes_.load()},
+        {"bad_pfns", bad_pfns_.load()},
+        {"errors", errors_.load()},
+        {"stats_updates", stats_updates_.load()},
+        {"interrupts", interrupts_.load()},
+    };
+    std::lock_guard lk(stats_mu_);
+    c.insert(guest_stats_.begin(), guest_stats_.end());
+    return c;
+}
+
+}  // namespace vmm::virtio
