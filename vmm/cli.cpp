@@ -79,6 +79,27 @@ DiskConfig parse_disk(const std::string& spec) {
     return d;
 }
 
+// --balloon size=SIZE[,deflate_on_oom=on][,free_page_reporting=on][,stats_interval=S]
+BalloonConfig parse_balloon(const std::string& spec) {
+    BalloonConfig b;
+    for (auto& [k, v] : split_kv(spec, "--balloon")) {
+        std::string what = "--balloon " + k;
+        if (k == "size") {
+            b.size = check::parse_size(v, what);
+        } else if (k == "deflate_on_oom") {
+            b.deflate_on_oom = parse_on_off(v, what);
+        } else if (k == "free_page_reporting") {
+            b.free_page_reporting = parse_on_off(v, what);
+        } else if (k == "stats_interval") {
+            b.stats_interval_s =
+                static_cast<uint32_t>(check::parse_uint(v, what, 0, check::kMaxBalloonStatsInterval));
+        } else {
+            fail("--balloon: unknown key \"{}\" (expected size, deflate_on_oom, free_page_reporting, stats_interval)", k);
+        }
+    }
+    return b;
+}
+
 }  // namespace
 
 std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::string>& args) {
@@ -91,7 +112,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     // Options are collected as given and only applied below when count() > 0,
     // so that an option not given leaves the --config file's value alone.
     std::string config_path, kernel, initramfs, cmdline, cpus, memory, serial, console, log_level, log_file, api_socket,
-        timeout;
+        timeout, balloon;
     std::vector<std::string> disks;
     bool print_config = false, boot_report = false, reboot = false, hugepages = false, no_pvpanic = false,
          rng = false;
@@ -145,6 +166,11 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     auto* o_no_pvpanic = app.add_flag("--no-pvpanic", no_pvpanic,
                                       "Leave out the pvpanic device (a guest panic then does not end the VMM with status 3)");
     auto* o_rng = app.add_flag("--rng", rng, "Add a virtio-rng device (the guest's /dev/hwrng, fed by getrandom())");
+    auto* o_balloon = app.add_option("--balloon", balloon,
+                                     "virtio-balloon: size=SIZE[,deflate_on_oom=on][,free_page_reporting=on]"
+                                     "[,stats_interval=SECONDS] (initial balloon size; change it at run time "
+                                     "with the API's balloon command; off removes a --config balloon)")
+                          ->type_name("SPEC");
     auto* o_log_level = app.add_option("--log-level", log_level, "VMM log level: error, warn, info, debug")
                             ->type_name("LEVEL")
                             ->default_str(def.log_level);
@@ -189,6 +215,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     if (given(o_reboot)) cfg.allow_reboot = reboot;
     if (given(o_no_pvpanic)) cfg.pvpanic = !no_pvpanic;
     if (given(o_rng)) cfg.rng = rng;
+    if (given(o_balloon)) cfg.balloon = balloon == "off" ? std::nullopt : std::optional(parse_balloon(balloon));
     if (given(o_log_level)) cfg.log_level = check::log_level(log_level, "--log-level");
     if (given(o_log_file)) cfg.log_file = check::path(log_file, "--log-file");
 
@@ -200,6 +227,9 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                           "");
     if (cfg.serial == SerialMode::Tty && cfg.console == SerialMode::Tty)
         log::debug("--serial tty and --console tty: terminal input goes to the virtio console");
+    if (cfg.balloon)
+        check::balloon_size(cfg.balloon->size, cfg.memory,
+                            given(o_balloon) ? "--balloon size" : config_path + ": balloon.size");
     if (cfg.kernel.empty()) fail("--kernel: a path is required (on the command line or as boot.kernel in --config)");
     if (print_config) return PrintConfig{config_to_text(cfg)};
     return cfg;

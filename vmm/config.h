@@ -27,6 +27,14 @@ struct DiskConfig {
     bool packed = true;   // offer the packed virtqueue layout (off: drivers use the split ring)
 };
 
+// virtio-balloon (--balloon).
+struct BalloonConfig {
+    uint64_t size = 0;                  // initial balloon size in bytes (taken from the guest at boot)
+    bool deflate_on_oom = false;        // the guest may shrink the balloon when it runs out of memory
+    bool free_page_reporting = false;   // the guest reports free memory, which the VMM gives back to the host
+    uint32_t stats_interval_s = 5;      // how often the guest's memory statistics are refreshed; 0: once
+};
+
 struct VmConfig {
     std::string kernel;
     std::string initramfs;  // empty: none
@@ -48,6 +56,7 @@ struct VmConfig {
     uint32_t timeout_s = 0;     // stop the VM after this many seconds; 0: never
     bool pvpanic = true;        // pvpanic device (guest panic -> exit status 3)
     bool rng = false;           // virtio-rng (host getrandom() for the guest's /dev/hwrng)
+    std::optional<BalloonConfig> balloon;  // virtio-balloon; none unless asked for
 };
 
 // Exit statuses of the vmm binary (documented in README.md).

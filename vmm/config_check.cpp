@@ -2,6 +2,7 @@
 // implementation each, called by the CLI and the JSON loader.
 #include "vmm/config_check.h"
 
+#include <algorithm>
 #include <cctype>
 #include <limits>
 
@@ -56,6 +57,15 @@ uint64_t memory(uint64_t bytes, const std::string& what) {
     if (bytes < kMinMemory) fail("{}: {} MiB is too little (at least {} MiB)", what, bytes >> 20, kMinMemory >> 20);
     if (bytes > kMaxMemory) fail("{}: {} GiB is more than the supported {} GiB", what, bytes >> 30, kMaxMemory >> 30);
     if (bytes % (1ull << 20)) fail("{}: {} bytes is not a whole number of MiB", what, bytes);
+    return bytes;
+}
+
+uint64_t balloon_size(uint64_t bytes, uint64_t memory, const std::string& what) {
+    if (bytes % 4096) fail("{}: {} bytes is not a whole number of 4 KiB pages", what, bytes);
+    // The guest needs some memory left to run in (and to run its driver).
+    if (bytes > memory - std::min(memory, kMinMemory))
+        fail("{}: a balloon of {} MiB leaves the guest less than {} MiB of its {} MiB", what, bytes >> 20,
+             kMinMemory >> 20, memory >> 20);
     return bytes;
 }
 

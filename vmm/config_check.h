@@ -50,6 +50,9 @@ int disk_slot(uint64_t n, const std::string& what);
 // The list as a whole: how many fit, no PCI slot twice.
 void disk_list(const std::vector<DiskConfig>& disks, const std::string& what);
 
+// Balloon: size (and run-time targets) below guest RAM; stats interval.
+inline constexpr uint32_t kMaxBalloonStatsInterval = 3600;
+uint64_t balloon_size(uint64_t bytes, uint64_t memory, const std::string& what);
 // Console modes: "tty", "file", "socket", "off".
 const char* console_mode_name(SerialMode mode);
 SerialMode console_mode(const std::string& name, const std::string& what);

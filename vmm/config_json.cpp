@@ -35,7 +35,7 @@ struct Unsupported {
 };
 constexpr Unsupported kUnsupported[] = {
     {"net", "virtio-net"},       {"network", "virtio-net"},        {"networks", "virtio-net"},
-    {"scsi", "virtio-scsi"},     {"balloon", "virtio-balloon"},
+    {"scsi", "virtio-scsi"},
     {"vsock", "virtio-vsock"},
 };
 
@@ -72,7 +72,7 @@ public:
 
     void root(const json& doc) {
         if (!doc.is_object()) fail("{}: expected an object at the top level, got {}", source_, describe(doc));
-        keys(doc, "", {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices", "rng"});
+        keys(doc, "", {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices", "rng", "balloon"});
         if (auto* v = find(doc, "machine")) machine(*v);
         if (auto* v = find(doc, "boot")) boot(*v);
         if (auto* v = find(doc, "disks")) disks(*v);
@@ -83,6 +83,7 @@ public:
         if (auto* v = find(doc, "run")) run(*v);
         if (auto* v = find(doc, "devices")) devices(*v);
         if (auto* v = find(doc, "rng")) rng(*v);
+        if (auto* v = find(doc, "balloon")) balloon(*v);
         check::distinct_paths({{"serial.path", cfg_.serial_path},
                                {"console.path", cfg_.console_path},
                                {"api.socket", cfg_.api_socket},
@@ -255,6 +256,34 @@ private:
         if (auto* p = find(v, "enabled")) cfg_.rng = boolean(*p, "rng.enabled");
     }
 
+    // "balloon": {size, deflate_on_oom, free_page_reporting, stats_interval_s};
+    // null or {"enabled": false} removes it (an object means: present).
+    void balloon(const json& v) {
+        if (v.is_null()) {
+            cfg_.balloon.reset();
+            return;
+        }
+        object(v, "balloon");
+        keys(v, "balloon", {"enabled", "size", "deflate_on_oom", "free_page_reporting", "stats_interval_s"});
+        if (auto* e = find(v, "enabled"); e && !boolean(*e, "balloon.enabled")) {
+            cfg_.balloon.reset();
+            return;
+        }
+        BalloonConfig b = cfg_.balloon.value_or(BalloonConfig{});
+        if (auto* m = find(v, "size")) {
+            std::string at = where("balloon.size");
+            if (m->is_string()) b.size = check::parse_size(m->get<std::string>(), at);
+            else if (!unsigned_value(*m, b.size)) fail("{}: expected a size such as \"256M\" or an integer number of bytes, got {}", at, describe(*m));
+        }
+        if (auto* x = find(v, "deflate_on_oom")) b.deflate_on_oom = boolean(*x, "balloon.deflate_on_oom");
+        if (auto* x = find(v, "free_page_reporting")) b.free_page_reporting = boolean(*x, "balloon.free_page_reporting");
+        if (auto* x = find(v, "stats_interval_s"))
+            b.stats_interval_s = static_cast<uint32_t>(
+                check::in_range(integer(*x, "balloon.stats_interval_s", 0, check::kMaxBalloonStatsInterval),
+                                where("balloon.stats_interval_s"), 0, check::kMaxBalloonStatsInterval));
+        cfg_.balloon = b;
+    }
+
     void devices(const json& v) {
         object(v, "devices");
         keys(v, "devices", {"pvpanic"});
@@ -402,6 +431,12 @@ json config_to_json(const VmConfig& cfg) {
         {"run", {{"timeout_s", cfg.timeout_s}, {"reboot", cfg.allow_reboot}, {"boot_report", cfg.boot_report}}},
         {"devices", {{"pvpanic", cfg.pvpanic}}},
         {"rng", {{"enabled", cfg.rng}}},
+        {"balloon", cfg.balloon ? json{{"enabled", true},
+                                       {"size", cfg.balloon->size},
+                                       {"deflate_on_oom", cfg.balloon->deflate_on_oom},
+                                       {"free_page_reporting", cfg.balloon->free_page_reporting},
+                                       {"stats_interval_s", cfg.balloon->stats_interval_s}}
+                                : json{{"enabled", false}}},
     };
 }
 

@@ -31,11 +31,13 @@
 #include "vmm/core/error.h"
 #include "vmm/core/irq.h"
 #include "vmm/core/log.h"
+#include "virtio/balloon.h"
 #include "virtio/block.h"
 #include "virtio/console.h"
 #include "virtio/pci_transport.h"
 #include "virtio/rng.h"
 #include "vmm/api.h"
+#include "vmm/config_check.h"
 #include "vmm/console_socket.h"
 #include "vmm/guest_walk.h"
 #include "vmm/irq_routing.h"
@@ -354,6 +356,15 @@ void Machine::setup_pci() {
         add_virtio(console_, -1);
     }
     if (cfg_.rng) add_virtio(std::make_shared<virtio::RngDevice>(virtio::RngConfig{}), -1);
+    if (cfg_.balloon) {
+        virtio::BalloonConfig bc;
+        bc.target_pages = static_cast<uint32_t>(cfg_.balloon->size / virtio::kBalloonPageSize);
+        bc.deflate_on_oom = cfg_.balloon->deflate_on_oom;
+        bc.free_page_reporting = cfg_.balloon->free_page_reporting;
+        bc.stats_interval_ms = cfg_.balloon->stats_interval_s * 1000;
+        balloon_ = std::make_shared<virtio::BalloonDevice>(std::move(bc));
+        add_virtio(balloon_, -1);
+    }
 }
 
 void Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed) {
@@ -729,8 +740,11 @@ std::vector<DeviceCounters> Machine::counters() {
     return out;
 }
 
-void Machine::set_balloon_target(uint64_t) {
-    fail("this VM has no balloon device (virtio-balloon is not implemented yet)");
+void Machine::set_balloon_target(uint64_t bytes) {
+    if (!balloon_) fail("this VM has no balloon device (start it with --balloon)");
+    check::balloon_size(bytes, cfg_.memory, "balloon target");
+    balloon_->set_target_pages(static_cast<uint32_t>(bytes / virtio::kBalloonPageSize));
+    log::info("balloon target set to {} MiB", bytes >> 20);
 }
 
 ExitReason Machine::run() {

@@ -31,6 +31,7 @@ class PciBus;
 }  // namespace devices
 namespace virtio {
 class PciTransport;
+class BalloonDevice;
 class ConsoleDevice;
 class BlockDevice;
 class VirtioDevice;
@@ -96,6 +97,7 @@ private:
     std::shared_ptr<devices::pci::PciBus> pci_;
     std::vector<std::shared_ptr<virtio::PciTransport>> virtio_;
     std::shared_ptr<virtio::ConsoleDevice> console_;
+    std::shared_ptr<virtio::BalloonDevice> balloon_;
     uint64_t next_bar_ = 0;  // next free address in the 32-bit PCI window
     std::mutex tasks_mu_;
     std::deque<std::function<void()>> tasks_;

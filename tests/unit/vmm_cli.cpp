@@ -65,6 +65,34 @@ TEST_CASE("cli: defaults and every option") {
     CHECK(parse({"--kernel", "/k", "--serial", "off"}).serial == vmm::SerialMode::Off);
 }
 
+TEST_CASE("cli: --balloon") {
+    CHECK_FALSE(parse({"--kernel", "/k"}).balloon);
+    auto c = parse({"--kernel", "/k", "--balloon", "size=0"});
+    REQUIRE(c.balloon);
+    CHECK(c.balloon->size == 0);
+    CHECK_FALSE(c.balloon->deflate_on_oom);
+    CHECK_FALSE(c.balloon->free_page_reporting);
+    CHECK(c.balloon->stats_interval_s == 5);
+    c = parse({"--kernel", "/k", "--memory", "1G", "--balloon",
+               "size=256M,deflate_on_oom=on,free_page_reporting=on,stats_interval=0"});
+    REQUIRE(c.balloon);
+    CHECK(c.balloon->size == 256ull << 20);
+    CHECK(c.balloon->deflate_on_oom);
+    CHECK(c.balloon->free_page_reporting);
+    CHECK(c.balloon->stats_interval_s == 0);
+    CHECK_FALSE(parse({"--kernel", "/k", "--balloon", "size=1M", "--balloon", "off"}).balloon);
+    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=512M"}),
+               Contains("--balloon size: a balloon of 512 MiB leaves the guest less than 32 MiB of its 512 MiB"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=481M"}), Contains("leaves the guest less than 32 MiB"));
+    CHECK(parse({"--kernel", "/k", "--balloon", "size=480M"}).balloon->size == 480ull << 20);
+    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=1001K"}), Contains("not a whole number of 4 KiB pages"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=big"}), Contains("--balloon size"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=1M,color=red"}), Contains("--balloon: unknown key \"color\""));
+    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=1M,deflate_on_oom=maybe"}), Contains("is not on or off"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=1M,stats_interval=3601"}), Contains("--balloon stats_interval"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "256M"}), Contains("is not key=value"));
+}
+
 TEST_CASE("cli: help documents every option") {
     auto r = vmm::parse_cli({"--help"});
     REQUIRE(std::holds_alternative<vmm::CliHelp>(r));

@@ -64,7 +64,12 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
         return x.path == y.path && x.readonly == y.readonly && x.serial == y.serial && x.num_queues == y.num_queues &&
                x.direct == y.direct && x.slot == y.slot && x.packed == y.packed;
     };
-    return a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
+    auto balloon_eq = [](const std::optional<vmm::BalloonConfig>& x, const std::optional<vmm::BalloonConfig>& y) {
+        if (!x || !y) return x.has_value() == y.has_value();
+        return x->size == y->size && x->deflate_on_oom == y->deflate_on_oom &&
+               x->free_page_reporting == y->free_page_reporting && x->stats_interval_s == y->stats_interval_s;
+    };
+    return balloon_eq(a.balloon, b.balloon) && a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
            a.memory == b.memory && a.serial == b.serial && a.serial_path == b.serial_path && a.console == b.console &&
            a.console_path == b.console_path && a.hugepages == b.hugepages && a.boot_report == b.boot_report &&
            a.allow_reboot == b.allow_reboot && a.log_level == b.log_level && a.log_file == b.log_file &&
@@ -132,7 +137,8 @@ TEST_CASE("config json: every section is read", "[vmm][config]") {
         "logging": {"level": "debug", "file": "/vmm.log"},
         "run": {"timeout_s": 30, "reboot": true, "boot_report": true},
         "devices": {"pvpanic": false},
-        "rng": {"enabled": true}
+        "rng": {"enabled": true},
+        "balloon": {"size": "256M", "deflate_on_oom": true, "free_page_reporting": true, "stats_interval_s": 2}
     })");
     CHECK(c.cpus == 4);
     CHECK(c.memory == 2ull << 30);
@@ -163,6 +169,11 @@ TEST_CASE("config json: every section is read", "[vmm][config]") {
     CHECK(c.boot_report);
     CHECK_FALSE(c.pvpanic);
     CHECK(c.rng);
+    REQUIRE(c.balloon);
+    CHECK(c.balloon->size == 256ull << 20);
+    CHECK(c.balloon->deflate_on_oom);
+    CHECK(c.balloon->free_page_reporting);
+    CHECK(c.balloon->stats_interval_s == 2);
 
     // Memory as an integer is bytes; as a string a bare number is MiB (like --memory).
     CHECK(load(R"({"machine": {"memory": 1073741824}})").memory == 1ull << 30);
@@ -311,13 +322,22 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     CHECK_THAT(error_of_json(R"({"run": {"timeout": 5}})"), Contains(R"(run.timeout: unknown key (did you mean "timeout_s"?))"));
     CHECK_THAT(error_of_json(R"({"frobnicate": 1})"),
                Equals("vm.json: frobnicate: unknown key (expected one of machine, boot, disks, serial, console, api, "
-                      "logging, run, devices, rng)"));
+                      "logging, run, devices, rng, balloon)"));
     CHECK_THAT(error_of_json(R"({"serial": {"x": 1}})"), Contains("serial.x: unknown key (expected one of mode, path)"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "tap0"}]})"), Equals("vm.json: net: virtio-net is not supported yet"));
     CHECK_THAT(error_of_json(R"({"scsi": {}})"), Equals("vm.json: scsi: virtio-scsi is not supported yet"));
-    CHECK_THAT(error_of_json(R"({"balloon": {}})"), Contains("balloon: virtio-balloon is not supported yet"));
     CHECK_THAT(error_of_json(R"({"devices": {"balloon": true}})"),
-               Equals("vm.json: devices.balloon: virtio-balloon is not supported yet"));
+               Equals("vm.json: devices.balloon: unknown key (expected one of pvpanic)"));
+    CHECK_THAT(error_of_json(R"({"balloon": {"sise": "1G"}})"), Contains(R"(balloon.sise: unknown key (did you mean "size"?))"));
+    CHECK_THAT(error_of_json(R"({"balloon": {"size": "lots"}})"), Contains("balloon.size"));
+    CHECK_THAT(error_of_json(R"({"balloon": {"size": -4096}})"), Contains("balloon.size: expected a size"));
+    CHECK_THAT(error_of_json(R"({"balloon": {"stats_interval_s": 3601}})"), Contains("balloon.stats_interval_s"));
+    CHECK_THAT(error_of_json(R"({"balloon": {"deflate_on_oom": 1}})"), Contains("balloon.deflate_on_oom: expected true or false"));
+    CHECK_THAT(error_of_json(R"({"balloon": []})"), Contains("balloon: expected an object"));
+    // An empty section adds an empty balloon; enabled false or null removes it.
+    CHECK(load(R"({"balloon": {}})").balloon->size == 0);
+    CHECK_FALSE(load(R"({"balloon": {"enabled": false, "size": "1G"}})").balloon);
+    CHECK_FALSE(load(R"({"balloon": null})").balloon);
     CHECK_THAT(error_of_json(R"({"rng": {"enabled": "yes"}})"), Contains("rng.enabled: expected"));
     CHECK_THAT(error_of_json(R"({"rng": {"enable": true}})"), Contains(R"(rng.enable: unknown key (did you mean "enabled"?))"));
     // A bad document leaves the config as it was.
