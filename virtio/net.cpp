@@ -1,0 +1,452 @@
+#include "virtio/net.h"
+
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+
+#include "vmm/core/error.h"
+#include "vmm/core/log.h"
+
+namespace vmm::virtio {
+
+namespace {
+
+bool has(uint64_t f, unsigned bit) { return (f >> bit) & 1; }
+
+// Control queue classes and commands (virtio 1.x 5.1.6.5).
+constexpr uint8_t kCtrlOk = 0, kCtrlErr = 1;
+constexpr uint8_t kClassRx = 0, kClassMac = 1, kClassAnnounce = 3, kClassMq = 4, kClassGuestOffloads = 5;
+constexpr uint8_t kMacTableSet = 0;
+constexpr uint16_t kStatusLinkUp = 1;
+
+// "virtio-net0" + "p1" -> "net0-p1" (thread names keep 15 characters).
+std::string thread_name(const std::string& dev, const std::string& what) {
+    std::string base = dev.rfind("virtio-", 0) == 0 ? dev.substr(7) : dev;
+    return (base + "-" + what).substr(0, 15);
+}
+
+TapOffloads offloads_from(uint64_t guest_features) {
+    TapOffloads o;
+    o.csum = has(guest_features, kNetFGuestCsum);
+    o.tso4 = o.csum && has(guest_features, kNetFGuestTso4);
+    o.tso6 = o.csum && has(guest_features, kNetFGuestTso6);
+    o.tso_ecn = (o.tso4 || o.tso6) && has(guest_features, kNetFGuestEcn);
+    o.ufo = o.csum && has(guest_features, kNetFGuestUfo);
+    return o;
+}
+
+constexpr uint64_t kGuestOffloadBits = (1ull << kNetFGuestCsum) | (1ull << kNetFGuestTso4) | (1ull << kNetFGuestTso6) |
+                                       (1ull << kNetFGuestEcn) | (1ull << kNetFGuestUfo);
+
+}  // namespace
+
+// One queue pair and its tap fd, served by one I/O thread.
+struct NetDevice::Pair {
+    NetDevice& dev;
+    size_t index;
+    int fd;
+    std::optional<ActiveQueue> rx, tx;
+    std::vector<uint8_t> pkt;  // header + frame of the packet being delivered
+    size_t pkt_len = 0;        // 0: none pending
+    struct Held {
+        DescriptorChain chain;
+        uint64_t capacity;
+    };
+    std::deque<Held> held;  // RX chains popped but not yet used
+    uint64_t held_bytes = 0;
+    bool polling = false;
+    bool broken = false;
+    IoThread thread;  // last: stopped first on destruction
+
+    Pair(NetDevice& d, size_t i, int tap_fd)
+        : dev(d), index(i), fd(tap_fd), pkt(sizeof(NetHdr) + kNetMaxFrame), thread(thread_name(d.cfg_.name, fmt::format("p{}", i))) {}
+    ~Pair() { thread.stop(); }
+
+    void start() {
+        auto& loop = thread.loop();
+        if (tx) loop.add(tx->kick->fd(), [this](uint32_t) {
+            tx->kick->consume();
+            tx->queue.note_notification();
+            on_tx();
+        });
+        if (rx) {
+            loop.add(rx->kick->fd(), [this](uint32_t) {
+                rx->kick->consume();
+                rx->queue.note_notification();
+                poll_tap(true);
+                on_rx();
+            });
+            poll_tap(true);
+        }
+        thread.start();
+        if (tx) tx->kick->signal();  // chains posted before activation
+    }
+
+    void poll_tap(bool on) {
+        if (on == polling) return;
+        if (on) thread.loop().add(fd, [this](uint32_t) { on_rx(); });
+        else thread.loop().remove(fd);
+        polling = on;
+    }
+
+    void fail(const char* which, const std::exception& e) {
+        static log::RateLimit rl;
+        if (rl.allow()) log::warn("{}: {} queue {}: {}", dev.cfg_.name, which, index, e.what());
+        ++dev.stats_.errors;
+        broken = true;
+        poll_tap(false);
+        if (dev.needs_reset_) dev.needs_reset_();
+    }
+
+    void signal(ActiveQueue& q) {
+        if (q.queue.should_notify()) {
+            ++dev.stats_.interrupts;
+            dev.irq_->signal_queue(q.index);
+        }
+    }
+
+    void on_tx() {
+        if (broken || !tx) return;
+        auto& q = tx->queue;
+        bool used = false;
+        try {
+            for (;;) {
+                q.disable_notifications();
+                while (auto chain = q.pop()) {
+                    send(*chain);
+                    q.push_used(*chain, 0);
+                    used = true;
+                }
+                if (!q.enable_notifications()) break;
+            }
+        } catch (const QueueError& e) {
+            fail("transmit", e);
+        }
+        if (used) signal(*tx);
+    }
+
+    // One guest packet to the tap: the header as the guest wrote it (the
+    // tap reads the same layout), then the frame straight from guest memory.
+    void send(const DescriptorChain& chain) {
+        Reader r(*dev.mem_, chain);
+        size_t total = r.remaining();
+        NetHdr h;
+        if (total < sizeof h || !r.read({reinterpret_cast<uint8_t*>(&h), sizeof h})) {
+            dev.note(dev.stats_.tx_dropped, fmt::format("transmit chain of {} bytes has no complete header", total));
+            return;
+        }
+        uint64_t frame = r.remaining();
+        if (auto why = check_tx_header(h, static_cast<uint32_t>(std::min<uint64_t>(frame, UINT32_MAX)), dev.features_)) {
+            dev.note(dev.stats_.tx_dropped, "dropped a transmitted packet: " + *why);
+            return;
+        }
+        std::vector<iovec> iov;
+        iov.reserve(chain.readable.size() + 1);
+        iov.push_back({&h, sizeof h});
+        auto data = r.take_iovecs(frame);
+        iov.insert(iov.end(), data.begin(), data.end());
+        ssize_t n;
+        do n = ::writev(fd, iov.data(), static_cast<int>(iov.size()));
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            ++dev.stats_.tx_dropped;
+            static log::RateLimit rl;
+            // EIO: the host has not brought the interface up yet (common at boot).
+            if (errno == EIO) log::debug("{}: tap write: {}", dev.cfg_.name, std::strerror(errno));
+            else if (rl.allow()) log::warn("{}: tap write: {}", dev.cfg_.name, std::strerror(errno));
+            return;
+        }
+        ++dev.stats_.tx_packets;
+        dev.stats_.tx_bytes += frame;
+    }
+
+    void on_rx() {
+        if (broken || !rx) return;
+        auto& q = rx->queue;
+        bool used = false;
+        try {
+            for (;;) {
+                if (!pkt_len) {
+                    ssize_t n = ::read(fd, pkt.data(), pkt.size());
+                    if (n < 0 && errno == EINTR) continue;
+                    if (n < 0 && errno == EAGAIN) break;
+                    if (n <= 0) {
+                        ++dev.stats_.errors;
+                        static log::RateLimit rl;
+                        if (rl.allow()) log::warn("{}: tap read: {}", dev.cfg_.name, n < 0 ? std::strerror(errno) : "end of file");
+                        poll_tap(false);
+                        break;
+                    }
+                    if (static_cast<size_t>(n) < sizeof(NetHdr)) {
+                        dev.note(dev.stats_.errors, fmt::format("tap gave a {}-byte packet, shorter than its header", n));
+                        continue;
+                    }
+                    pkt_len = static_cast<size_t>(n);
+                }
+                if (deliver(q, used)) {
+                    pkt_len = 0;
+                    continue;
+                }
+                // The guest has no room: keep the packet, stop reading the
+                // tap, and wait for the driver's kick (unless buffers came in
+                // while we looked).
+                poll_tap(false);
+                if (!q.enable_notifications()) {
+                    ++dev.stats_.rx_stalls;
+                    break;
+                }
+            }
+        } catch (const QueueError& e) {
+            fail("receive", e);
+        }
+        if (used) signal(*rx);
+    }
+
+    // Copies the pending packet into guest buffers; false if there are not
+    // enough buffers yet (nothing is used then).
+    bool deliver(Queue& q, bool& used) {
+        const bool mrg = has(dev.features_, kNetFMrgRxbuf);
+        const uint64_t need = pkt_len;
+        while (mrg ? held_bytes < need : held.empty()) {
+            auto c = q.pop();
+            if (!c) return false;
+            uint64_t cap = c->writable_bytes();
+            if (cap == 0) {
+                dev.note(dev.stats_.errors, "receive buffer with no device-writable part");
+                q.push_used(*c, 0);
+                used = true;
+                continue;
+            }
+            held_bytes += cap;
+            held.push_back({std::move(*c), cap});
+        }
+        size_t count = 1;
+        if (mrg) {
+            uint64_t acc = 0;
+            count = 0;
+            for (auto& h : held) {
+                ++count;
+                acc += h.capacity;
+                if (acc >= need) break;
+            }
+        } else if (held.front().capacity < need) {
+            // Keep the buffer for the next packet.
+            dev.note(dev.stats_.rx_dropped, fmt::format("dropped a received packet of {} bytes: the guest's buffer has {}",
+                                                        need, held.front().capacity));
+            return true;
+        }
+        auto num = static_cast<uint16_t>(count);  // count <= queue size
+        std::memcpy(pkt.data() + offsetof(NetHdr, num_buffers), &num, sizeof num);
+        size_t off = 0;
+        for (size_t i = 0; i < count; ++i) {
+            Held h = std::move(held.front());
+            held.pop_front();
+            held_bytes -= h.capacity;
+            Writer w(*dev.mem_, h.chain);
+            size_t n = static_cast<size_t>(std::min<uint64_t>(w.remaining(), need - off));
+            w.write({pkt.data() + off, n});
+            off += n;
+            q.push_used(h.chain, static_cast<uint32_t>(n));
+        }
+        used = true;
+        ++dev.stats_.rx_packets;
+        dev.stats_.rx_bytes += need - sizeof(NetHdr);
+        return true;
+    }
+};
+
+NetDevice::NetDevice(NetConfig cfg, std::shared_ptr<NetBackend> backend)
+    : cfg_(std::move(cfg)), backend_(std::move(backend)), pairs_(backend_->fds().size()) {
+    if (pairs_ == 0) fail("{}: the backend has no queues", cfg_.name);
+}
+
+NetDevice::~NetDevice() { reset(); }
+
+std::vector<uint16_t> NetDevice::queue_max_sizes() const {
+    return std::vector<uint16_t>(2 * pairs_ + 1, cfg_.queue_size);
+}
+
+uint64_t NetDevice::device_features() const {
+    // The tap takes checksum-offloaded and GSO packets from us whatever its
+    // TUNSETOFFLOAD says; what it can give us (GUEST_*) was probed.
+    TapOffloads t = backend_->supported();
+    uint64_t f = (1ull << kNetFMac) | (1ull << kNetFStatus) | (1ull << kNetFMrgRxbuf) | (1ull << kNetFCtrlVq) |
+                 (1ull << kNetFCtrlRx) | (1ull << kNetFCsum) | (1ull << kNetFHostTso4) | (1ull << kNetFHostTso6) |
+                 (1ull << kNetFHostEcn);
+    if (t.ufo) f |= 1ull << kNetFHostUfo;
+    if (t.csum) f |= (1ull << kNetFGuestCsum) | (1ull << kNetFCtrlGuestOffloads);
+    if (t.csum && t.tso4) f |= 1ull << kNetFGuestTso4;
+    if (t.csum && t.tso6) f |= 1ull << kNetFGuestTso6;
+    if (t.csum && t.tso_ecn) f |= 1ull << kNetFGuestEcn;
+    if (t.csum && t.ufo) f |= 1ull << kNetFGuestUfo;
+    if (pairs_ > 1) f |= 1ull << kNetFMq;
+    return f;
+}
+
+void NetDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
+    // mac[6], status u16, max_virtqueue_pairs u16, mtu u16 (MTU not offered).
+    std::array<uint8_t, 12> c{};
+    std::memcpy(c.data(), cfg_.mac.data(), 6);
+    uint16_t status = kStatusLinkUp, pairs = static_cast<uint16_t>(pairs_), mtu = 1500;
+    std::memcpy(&c[6], &status, 2);
+    std::memcpy(&c[8], &pairs, 2);
+    std::memcpy(&c[10], &mtu, 2);
+    for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < c.size() ? c[offset + i] : 0;
+}
+
+void NetDevice::activate(ActivationContext ctx) {
+    reset();
+    mem_ = ctx.mem;
+    features_ = ctx.features;
+    irq_ = ctx.interrupt;
+    needs_reset_ = ctx.needs_reset;
+    ctrl_broken_ = false;
+    // The control queue follows the pairs the driver may use: all with MQ,
+    // one without.
+    const uint16_t ctrl_index = has(features_, kNetFMq) ? static_cast<uint16_t>(2 * pairs_) : 2;
+    for (size_t i = 0; i < pairs_; ++i) workers_.push_back(std::make_unique<Pair>(*this, i, backend_->fds()[i].get()));
+    for (auto& q : ctx.queues) {
+        if (q.index == ctrl_index) {
+            if (has(features_, kNetFCtrlVq)) ctrl_.emplace(std::move(q));
+        } else if (q.index < 2 * pairs_ && (q.index < 2 || has(features_, kNetFMq))) {
+            auto& p = *workers_[q.index / 2];
+            (q.index % 2 == 0 ? p.rx : p.tx).emplace(std::move(q));
+        }
+    }
+    backend_->set_offloads(offloads_from(features_));
+    set_active_pairs(1);  // until the driver sets the pair count (MQ)
+    for (auto& p : workers_)
+        if (p->rx || p->tx) p->start();
+    if (ctrl_) {
+        ctrl_thread_ = std::make_unique<IoThread>(thread_name(cfg_.name, "ctl"));
+        ctrl_thread_->loop().add(ctrl_->kick->fd(), [this](uint32_t) {
+            ctrl_->kick->consume();
+            ctrl_->queue.note_notification();
+            on_ctrl();
+        });
+        ctrl_thread_->start();
+        ctrl_->kick->signal();
+    }
+    log::info("{}: {} queue pair(s), mergeable rx buffers {}, offloads to the guest: csum={} tso4={} tso6={}",
+              cfg_.name, pairs_, has(features_, kNetFMrgRxbuf) ? "on" : "off", has(features_, kNetFGuestCsum),
+              has(features_, kNetFGuestTso4), has(features_, kNetFGuestTso6));
+}
+
+void NetDevice::reset() {
+    if (ctrl_thread_) ctrl_thread_->stop();
+    ctrl_thread_.reset();
+    workers_.clear();  // stops and joins each pair's thread
+    ctrl_.reset();
+    irq_.reset();
+    needs_reset_ = nullptr;
+}
+
+void NetDevice::note(std::atomic<uint64_t>& counter, const std::string& what) {
+    ++counter;
+    static log::RateLimit rl;
+    if (rl.allow()) log::warn("{}: {}", cfg_.name, what);
+}
+
+void NetDevice::set_active_pairs(size_t n) {
+    for (size_t i = 0; i < pairs_; ++i) backend_->set_queue_attached(i, i < n);
+}
+
+void NetDevice::on_ctrl() {
+    if (ctrl_broken_ || !ctrl_) return;
+    auto& q = ctrl_->queue;
+    bool used = false;
+    try {
+        for (;;) {
+            q.disable_notifications();
+            while (auto chain = q.pop()) {
+                Reader r(*mem_, *chain);
+                Writer w(*mem_, *chain);
+                uint8_t hdr[2];
+                uint8_t ack = kCtrlErr;
+                if (r.read(hdr)) ack = ctrl_command(hdr[0], hdr[1], r);
+                else note(stats_.ctrl_errors, "control command shorter than its 2-byte header");
+                // The ack is the last device-writable byte.
+                uint32_t written = 0;
+                if (auto tail = w.split_tail(1); tail && tail->write_obj(ack)) written = 1;
+                else note(stats_.ctrl_errors, "control command without room for its ack");
+                q.push_used(*chain, written);
+                used = true;
+            }
+            if (!q.enable_notifications()) break;
+        }
+    } catch (const QueueError& e) {
+        static log::RateLimit rl;
+        if (rl.allow()) log::warn("{}: control queue: {}", cfg_.name, e.what());
+        ++stats_.errors;
+        ctrl_broken_ = true;
+        if (needs_reset_) needs_reset_();
+    }
+    if (used && q.should_notify()) {
+        ++stats_.interrupts;
+        irq_->signal_queue(ctrl_->index);
+    }
+}
+
+uint8_t NetDevice::ctrl_command(uint8_t cls, uint8_t cmd, Reader& d) {
+    ++stats_.ctrl_commands;
+    auto bad = [&](const std::string& why) {
+        note(stats_.ctrl_errors, fmt::format("control command class {} command {}: {}", cls, cmd, why));
+        return kCtrlErr;
+    };
+    switch (cls) {
+        case kClassRx: {
+            // Promiscuous, all-multicast, ...: acknowledged; the tap passes
+            // on whatever the host sends to it.
+            if (!has(features_, kNetFCtrlRx)) return bad("CTRL_RX was not negotiated");
+            if (cmd > 5) return bad("unknown rx mode command");
+            if (!d.read_obj<uint8_t>()) return bad("missing on/off byte");
+            return kCtrlOk;
+        }
+        case kClassMac: {
+            if (cmd != kMacTableSet) return bad("unsupported MAC command (CTRL_MAC_ADDR is not offered)");
+            // Two tables: le32 entries, then 6 bytes per entry.
+            for (int t = 0; t < 2; ++t) {
+                auto n = d.read_obj<uint32_t>();
+                if (!n || uint64_t{*n} * 6 > d.remaining()) return bad("MAC table longer than the command");
+                d.skip(size_t{*n} * 6);
+            }
+            return kCtrlOk;
+        }
+        case kClassAnnounce:
+            return cmd == 0 ? kCtrlOk : bad("unknown announce command");
+        case kClassMq: {
+            auto n = d.read_obj<uint16_t>();
+            if (cmd != 0 || !n) return bad("malformed VQ_PAIRS_SET");
+            if (!has(features_, kNetFMq)) return bad("MQ was not negotiated");
+            if (*n < 1 || *n > pairs_) return bad(fmt::format("{} queue pairs requested, 1..{} exist", *n, pairs_));
+            set_active_pairs(*n);
+            log::info("{}: guest uses {} queue pair(s)", cfg_.name, *n);
+            return kCtrlOk;
+        }
+        case kClassGuestOffloads: {
+            auto o = d.read_obj<uint64_t>();
+            if (cmd != 0 || !o) return bad("malformed GUEST_OFFLOADS_SET");
+            if (!has(features_, kNetFCtrlGuestOffloads)) return bad("CTRL_GUEST_OFFLOADS was not negotiated");
+            if (*o & ~(features_ & kGuestOffloadBits)) return bad(fmt::format("offloads {:#x} were not negotiated", *o));
+            backend_->set_offloads(offloads_from(*o));
+            return kCtrlOk;
+        }
+        default:
+            return bad("unknown class");
+    }
+}
+
+std::map<std::string, uint64_t> NetDevice::counters() const {
+    return {{"rx_packets", stats_.rx_packets.load()},       {"rx_bytes", stats_.rx_bytes.load()},
+            {"rx_dropped", stats_.rx_dropped.load()},       {"rx_stalls", stats_.rx_stalls.load()},
+            {"tx_packets", stats_.tx_packets.load()},       {"tx_bytes", stats_.tx_bytes.load()},
+            {"tx_dropped", stats_.tx_dropped.load()},       {"ctrl_commands", stats_.ctrl_commands.load()},
+            {"ctrl_errors", stats_.ctrl_errors.load()},     {"errors", stats_.errors.load()},
+            {"interrupts", stats_.interrupts.load()}};
+}
+
+}  // namespace vmm::virtio
