@@ -79,6 +79,20 @@ DiskConfig parse_disk(const std::string& spec) {
     return d;
 }
 
+// --net tap=NAME[,mac=MAC][,num_queues=N]
+NetConfig parse_net(const std::string& spec) {
+    NetConfig n;
+    for (auto& [k, v] : split_kv(spec, "--net")) {
+        std::string what = "--net " + k;
+        if (k == "tap") n.tap = check::tap_name(v, what);
+        else if (k == "mac") n.mac = check::mac_address(v, what);
+        else if (k == "num_queues") n.num_queues = check::net_num_queues(check::parse_uint(v, what, 1, check::kMaxNetQueues), what);
+        else fail("--net: unknown key \"{}\" (expected tap, mac, num_queues)", k);
+    }
+    if (n.tap.empty()) fail("--net \"{}\": tap=NAME is required", spec);
+    return n;
+}
+
 // --balloon size=SIZE[,deflate_on_oom=on][,free_page_reporting=on][,stats_interval=S]
 BalloonConfig parse_balloon(const std::string& spec) {
     BalloonConfig b;
@@ -113,7 +127,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     // so that an option not given leaves the --config file's value alone.
     std::string config_path, kernel, initramfs, cmdline, cpus, memory, serial, console, log_level, log_file, api_socket,
         timeout, balloon;
-    std::vector<std::string> disks;
+    std::vector<std::string> disks, nets;
     bool print_config = false, boot_report = false, reboot = false, hugepages = false, no_pvpanic = false,
          rng = false;
 
@@ -154,6 +168,12 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                        ->type_name("SPEC")
                        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
                        ->allow_extra_args(false);
+    auto* o_net = app.add_option("--net", nets,
+                                 "virtio-net interface on a host tap: tap=NAME[,mac=MAC][,num_queues=N] (repeatable; "
+                                 "the tap is created if missing, which needs CAP_NET_ADMIN; replaces the --config list)")
+                      ->type_name("SPEC")
+                      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+                      ->allow_extra_args(false);
     auto* o_api = app.add_option("--api-socket", api_socket, "Serve the control API on this UNIX socket")
                       ->type_name("PATH");
     auto* o_timeout = app.add_option("--timeout", timeout, "Stop the VM after SECONDS (exit status 5); 0: never")
@@ -207,6 +227,11 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
         cfg.disks.clear();
         for (auto& d : disks) cfg.disks.push_back(parse_disk(d));
         check::disk_list(cfg.disks, "--disk");
+    }
+    if (given(o_net)) {
+        cfg.nets.clear();
+        for (auto& n : nets) cfg.nets.push_back(parse_net(n));
+        check::net_list(cfg.nets, "--net");
     }
     if (given(o_api)) cfg.api_socket = check::path(api_socket, "--api-socket");
     if (given(o_timeout))

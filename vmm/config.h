@@ -27,6 +27,13 @@ struct DiskConfig {
     bool packed = true;   // offer the packed virtqueue layout (off: drivers use the split ring)
 };
 
+// One virtio-net interface on a host tap (--net).
+struct NetConfig {
+    std::string tap;          // host tap interface; attached, or created if missing
+    std::string mac;          // "52:54:00:12:34:56"; empty: derived from the tap name
+    uint16_t num_queues = 1;  // queue pairs (multiqueue tap when > 1)
+};
+
 // virtio-balloon (--balloon).
 struct BalloonConfig {
     uint64_t size = 0;                  // initial balloon size in bytes (taken from the guest at boot)
@@ -57,6 +64,7 @@ struct VmConfig {
     bool pvpanic = true;        // pvpanic device (guest panic -> exit status 3)
     bool rng = false;           // virtio-rng (host getrandom() for the guest's /dev/hwrng)
     std::optional<BalloonConfig> balloon;  // virtio-balloon; none unless asked for
+    std::vector<NetConfig> nets;           // virtio-net interfaces
 };
 
 // Exit statuses of the vmm binary (documented in README.md).

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <limits>
+#include <optional>
 
 #include "vmm/core/error.h"
 
@@ -67,6 +68,63 @@ uint64_t balloon_size(uint64_t bytes, uint64_t memory, const std::string& what) 
         fail("{}: a balloon of {} MiB leaves the guest less than {} MiB of its {} MiB", what, bytes >> 20,
              kMinMemory >> 20, memory >> 20);
     return bytes;
+}
+
+const std::string& tap_name(const std::string& name, const std::string& what) {
+    // IFNAMSIZ is 16 with the NUL; the kernel also refuses '/', ':' and spaces.
+    if (name.empty() || name.size() > 15) fail("{}: tap name \"{}\" must have 1-15 characters", what, name);
+    for (char c : name)
+        if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)) || !std::isprint(static_cast<unsigned char>(c)))
+            fail("{}: tap name \"{}\" may not contain '/', ':', spaces or control characters", what, name);
+    return name;
+}
+
+namespace {
+std::optional<std::array<uint8_t, 6>> parse_mac(const std::string& mac) {
+    std::array<uint8_t, 6> out{};
+    if (mac.size() != 17) return std::nullopt;
+    for (size_t i = 0; i < 6; ++i) {
+        if (i && mac[i * 3 - 1] != ':') return std::nullopt;
+        unsigned v = 0;
+        for (size_t j = 0; j < 2; ++j) {
+            char c = static_cast<char>(std::tolower(static_cast<unsigned char>(mac[i * 3 + j])));
+            if (!std::isxdigit(static_cast<unsigned char>(c))) return std::nullopt;
+            v = v * 16 + static_cast<unsigned>(c <= '9' ? c - '0' : c - 'a' + 10);
+        }
+        out[i] = static_cast<uint8_t>(v);
+    }
+    return out;
+}
+}  // namespace
+
+const std::string& mac_address(const std::string& mac, const std::string& what) {
+    if (mac.empty()) return mac;
+    auto m = parse_mac(mac);
+    if (!m) fail("{}: \"{}\" is not a MAC address like 52:54:00:12:34:56", what, mac);
+    if ((*m)[0] & 1) fail("{}: {} is a multicast address; a NIC needs a unicast one", what, mac);
+    if (*m == std::array<uint8_t, 6>{}) fail("{}: the all-zero MAC address is not usable", what);
+    return mac;
+}
+
+uint16_t net_num_queues(uint64_t n, const std::string& what) {
+    return static_cast<uint16_t>(in_range(n, what, 1, kMaxNetQueues));
+}
+
+void net_list(const std::vector<NetConfig>& nets, const std::string& what) {
+    if (nets.size() > kMaxNets) fail("{}: {} interfaces given; at most {}", what, nets.size(), kMaxNets);
+    for (size_t i = 0; i < nets.size(); ++i)
+        for (size_t j = 0; j < i; ++j) {
+            if (nets[i].tap == nets[j].tap) fail("{}: tap {} is given twice (interfaces {} and {})", what, nets[i].tap, j, i);
+            if (effective_mac(nets[i]) == effective_mac(nets[j]))
+                fail("{}: interfaces {} and {} have the same MAC address", what, j, i);
+        }
+}
+
+std::array<uint8_t, 6> effective_mac(const NetConfig& net) {
+    if (auto m = parse_mac(net.mac)) return *m;
+    uint32_t h = 2166136261u;  // FNV-1a of the tap name
+    for (char c : net.tap) h = (h ^ static_cast<uint8_t>(c)) * 16777619u;
+    return {0x52, 0x54, 0x00, static_cast<uint8_t>(h >> 16), static_cast<uint8_t>(h >> 8), static_cast<uint8_t>(h)};
 }
 
 uint32_t timeout(uint64_t seconds, const std::string& what) {

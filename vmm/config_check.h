@@ -5,6 +5,7 @@
 // (`vm.json: machine.cpus`) the value came from.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -53,6 +54,16 @@ void disk_list(const std::vector<DiskConfig>& disks, const std::string& what);
 // Balloon: size (and run-time targets) below guest RAM; stats interval.
 inline constexpr uint32_t kMaxBalloonStatsInterval = 3600;
 uint64_t balloon_size(uint64_t bytes, uint64_t memory, const std::string& what);
+// Network interfaces: tap name, MAC, queue pairs, the list as a whole.
+inline constexpr uint16_t kMaxNetQueues = 16;
+inline constexpr size_t kMaxNets = 8;
+const std::string& tap_name(const std::string& name, const std::string& what);
+const std::string& mac_address(const std::string& mac, const std::string& what);  // "" is accepted
+uint16_t net_num_queues(uint64_t n, const std::string& what);
+void net_list(const std::vector<NetConfig>& nets, const std::string& what);
+// The MAC a NetConfig gets: its own, or 52:54:00 plus three bytes derived
+// from the tap name (stable across runs, so DHCP leases stay).
+std::array<uint8_t, 6> effective_mac(const NetConfig& net);
 // Console modes: "tty", "file", "socket", "off".
 const char* console_mode_name(SerialMode mode);
 SerialMode console_mode(const std::string& name, const std::string& what);

@@ -34,7 +34,6 @@ struct Unsupported {
     const char* device;
 };
 constexpr Unsupported kUnsupported[] = {
-    {"net", "virtio-net"},       {"network", "virtio-net"},        {"networks", "virtio-net"},
     {"scsi", "virtio-scsi"},
     {"vsock", "virtio-vsock"},
 };
@@ -72,7 +71,7 @@ public:
 
     void root(const json& doc) {
         if (!doc.is_object()) fail("{}: expected an object at the top level, got {}", source_, describe(doc));
-        keys(doc, "", {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices", "rng", "balloon"});
+        keys(doc, "", {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices", "rng", "balloon", "net"});
         if (auto* v = find(doc, "machine")) machine(*v);
         if (auto* v = find(doc, "boot")) boot(*v);
         if (auto* v = find(doc, "disks")) disks(*v);
@@ -84,6 +83,7 @@ public:
         if (auto* v = find(doc, "devices")) devices(*v);
         if (auto* v = find(doc, "rng")) rng(*v);
         if (auto* v = find(doc, "balloon")) balloon(*v);
+        if (auto* v = find(doc, "net")) net(*v);
         check::distinct_paths({{"serial.path", cfg_.serial_path},
                                {"console.path", cfg_.console_path},
                                {"api.socket", cfg_.api_socket},
@@ -256,6 +256,28 @@ private:
         if (auto* p = find(v, "enabled")) cfg_.rng = boolean(*p, "rng.enabled");
     }
 
+    // "net": [{tap, mac, num_queues}, ...]
+    void net(const json& v) {
+        if (!v.is_array()) fail("{}: expected an array of interfaces, got {}", where("net"), describe(v));
+        std::vector<NetConfig> list;
+        for (size_t i = 0; i < v.size(); ++i) {
+            std::string at = fmt::format("net[{}]", i);
+            const json& n = object(v[i], at);
+            keys(n, at, {"tap", "mac", "num_queues"});
+            NetConfig nc;
+            auto* t = find(n, "tap");
+            if (!t) fail("{}: missing \"tap\"", where(at));
+            nc.tap = check::tap_name(string(*t, at + ".tap"), where(at + ".tap"));
+            if (auto* x = find(n, "mac")) nc.mac = check::mac_address(string(*x, at + ".mac"), where(at + ".mac"));
+            if (auto* x = find(n, "num_queues"))
+                nc.num_queues = check::net_num_queues(integer(*x, at + ".num_queues", 1, check::kMaxNetQueues),
+                                                      where(at + ".num_queues"));
+            list.push_back(std::move(nc));
+        }
+        check::net_list(list, where("net"));
+        cfg_.nets = std::move(list);
+    }
+
     // "balloon": {size, deflate_on_oom, free_page_reporting, stats_interval_s};
     // null or {"enabled": false} removes it (an object means: present).
     void balloon(const json& v) {
@@ -418,6 +440,8 @@ json config_to_json(const VmConfig& cfg) {
                          {"packed", d.packed},
                          {"slot", d.slot < 0 ? json("auto") : json(d.slot)}});
     }
+    json nets = json::array();
+    for (auto& n : cfg.nets) nets.push_back({{"tap", n.tap}, {"mac", n.mac}, {"num_queues", n.num_queues}});
     // Memory as a size string when it is whole MiB (always, once validated).
     json memory = cfg.memory % (1ull << 20) ? json(cfg.memory) : json(memory_text(cfg.memory));
     return {
@@ -431,6 +455,7 @@ json config_to_json(const VmConfig& cfg) {
         {"run", {{"timeout_s", cfg.timeout_s}, {"reboot", cfg.allow_reboot}, {"boot_report", cfg.boot_report}}},
         {"devices", {{"pvpanic", cfg.pvpanic}}},
         {"rng", {{"enabled", cfg.rng}}},
+        {"net", nets},
         {"balloon", cfg.balloon ? json{{"enabled", true},
                                        {"size", cfg.balloon->size},
                                        {"deflate_on_oom", cfg.balloon->deflate_on_oom},

@@ -34,6 +34,7 @@
 #include "virtio/balloon.h"
 #include "virtio/block.h"
 #include "virtio/console.h"
+#include "virtio/net.h"
 #include "virtio/pci_transport.h"
 #include "virtio/rng.h"
 #include "vmm/api.h"
@@ -354,6 +355,14 @@ void Machine::setup_pci() {
         }
         console_ = std::make_shared<virtio::ConsoleDevice>(std::move(cc));
         add_virtio(console_, -1);
+    }
+    for (size_t i = 0; i < cfg_.nets.size(); ++i) {
+        const NetConfig& n = cfg_.nets[i];
+        auto tap = std::make_shared<virtio::Tap>(n.tap, n.num_queues, "--net tap=" + n.tap);
+        virtio::NetConfig nc;
+        nc.name = fmt::format("virtio-net{}", i);
+        nc.mac = check::effective_mac(n);
+        add_virtio(std::make_shared<virtio::NetDevice>(std::move(nc), std::move(tap)), -1);
     }
     if (cfg_.rng) add_virtio(std::make_shared<virtio::RngDevice>(virtio::RngConfig{}), -1);
     if (cfg_.balloon) {

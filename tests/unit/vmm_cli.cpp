@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "vmm/cli.h"
+#include "vmm/config_check.h"
 #include "vmm/core/error.h"
 
 using Catch::Matchers::Contains;
@@ -91,6 +92,31 @@ TEST_CASE("cli: --balloon") {
     CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=1M,deflate_on_oom=maybe"}), Contains("is not on or off"));
     CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=1M,stats_interval=3601"}), Contains("--balloon stats_interval"));
     CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "256M"}), Contains("is not key=value"));
+}
+
+TEST_CASE("cli: --net") {
+    CHECK(parse({"--kernel", "/k"}).nets.empty());
+    auto c = parse({"--kernel", "/k", "--net", "tap=tap0", "--net", "tap=tap1,mac=52:54:00:00:00:09,num_queues=2"});
+    REQUIRE(c.nets.size() == 2);
+    CHECK(c.nets[0].tap == "tap0");
+    CHECK(c.nets[0].num_queues == 1);
+    CHECK(c.nets[1].mac == "52:54:00:00:00:09");
+    CHECK(c.nets[1].num_queues == 2);
+    // The default MAC is stable and locally derived from the tap name.
+    auto m0 = vmm::check::effective_mac(c.nets[0]);
+    CHECK(m0 == vmm::check::effective_mac(vmm::NetConfig{"tap0", "", 1}));
+    CHECK(m0 != vmm::check::effective_mac(vmm::NetConfig{"tap2", "", 1}));
+    CHECK((m0[0] == 0x52 && m0[1] == 0x54 && m0[2] == 0x00));
+    CHECK(vmm::check::effective_mac(c.nets[1]) == std::array<uint8_t, 6>{0x52, 0x54, 0, 0, 0, 9});
+    CHECK_THAT(error_of({"--kernel", "/k", "--net", "mac=52:54:00:00:00:09"}), Contains("tap=NAME is required"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=abcdefghijklmnop"}), Contains("1-15 characters"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,mac=52:54:00:00:00"}), Contains("is not a MAC address"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,mac=52-54-00-00-00-01"}), Contains("is not a MAC address"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,mac=00:00:00:00:00:00"}), Contains("all-zero"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,num_queues=0"}), Contains("--net num_queues"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,vhost=on"}), Contains("unknown key \"vhost\""));
+    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=a,mac=52:54:00:00:00:01", "--net", "tap=b,mac=52:54:00:00:00:01"}),
+               Contains("same MAC address"));
 }
 
 TEST_CASE("cli: help documents every option") {

@@ -69,7 +69,11 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
         return x->size == y->size && x->deflate_on_oom == y->deflate_on_oom &&
                x->free_page_reporting == y->free_page_reporting && x->stats_interval_s == y->stats_interval_s;
     };
-    return balloon_eq(a.balloon, b.balloon) && a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
+    auto net_eq = [](const vmm::NetConfig& x, const vmm::NetConfig& y) {
+        return x.tap == y.tap && x.mac == y.mac && x.num_queues == y.num_queues;
+    };
+    return balloon_eq(a.balloon, b.balloon) &&
+           std::equal(a.nets.begin(), a.nets.end(), b.nets.begin(), b.nets.end(), net_eq) && a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
            a.memory == b.memory && a.serial == b.serial && a.serial_path == b.serial_path && a.console == b.console &&
            a.console_path == b.console_path && a.hugepages == b.hugepages && a.boot_report == b.boot_report &&
            a.allow_reboot == b.allow_reboot && a.log_level == b.log_level && a.log_file == b.log_file &&
@@ -138,7 +142,8 @@ TEST_CASE("config json: every section is read", "[vmm][config]") {
         "run": {"timeout_s": 30, "reboot": true, "boot_report": true},
         "devices": {"pvpanic": false},
         "rng": {"enabled": true},
-        "balloon": {"size": "256M", "deflate_on_oom": true, "free_page_reporting": true, "stats_interval_s": 2}
+        "balloon": {"size": "256M", "deflate_on_oom": true, "free_page_reporting": true, "stats_interval_s": 2},
+        "net": [{"tap": "tap0"}, {"tap": "vmmtap1", "mac": "52:54:00:AB:cd:01", "num_queues": 4}]
     })");
     CHECK(c.cpus == 4);
     CHECK(c.memory == 2ull << 30);
@@ -174,6 +179,12 @@ TEST_CASE("config json: every section is read", "[vmm][config]") {
     CHECK(c.balloon->deflate_on_oom);
     CHECK(c.balloon->free_page_reporting);
     CHECK(c.balloon->stats_interval_s == 2);
+    REQUIRE(c.nets.size() == 2);
+    CHECK(c.nets[0].tap == "tap0");
+    CHECK(c.nets[0].mac.empty());
+    CHECK(c.nets[0].num_queues == 1);
+    CHECK(c.nets[1].mac == "52:54:00:AB:cd:01");
+    CHECK(c.nets[1].num_queues == 4);
 
     // Memory as an integer is bytes; as a string a bare number is MiB (like --memory).
     CHECK(load(R"({"machine": {"memory": 1073741824}})").memory == 1ull << 30);
@@ -322,9 +333,16 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     CHECK_THAT(error_of_json(R"({"run": {"timeout": 5}})"), Contains(R"(run.timeout: unknown key (did you mean "timeout_s"?))"));
     CHECK_THAT(error_of_json(R"({"frobnicate": 1})"),
                Equals("vm.json: frobnicate: unknown key (expected one of machine, boot, disks, serial, console, api, "
-                      "logging, run, devices, rng, balloon)"));
+                      "logging, run, devices, rng, balloon, net)"));
     CHECK_THAT(error_of_json(R"({"serial": {"x": 1}})"), Contains("serial.x: unknown key (expected one of mode, path)"));
-    CHECK_THAT(error_of_json(R"({"net": [{"tap": "tap0"}]})"), Equals("vm.json: net: virtio-net is not supported yet"));
+    CHECK_THAT(error_of_json(R"({"vsock": {}})"), Equals("vm.json: vsock: virtio-vsock is not supported yet"));
+    CHECK_THAT(error_of_json(R"({"net": {"tap": "tap0"}})"), Contains("net: expected an array of interfaces"));
+    CHECK_THAT(error_of_json(R"({"net": [{"mac": "52:54:00:00:00:01"}]})"), Contains(R"(net[0]: missing "tap")"));
+    CHECK_THAT(error_of_json(R"({"net": [{"tap": "a/b"}]})"), Contains("net[0].tap: tap name \"a/b\" may not contain"));
+    CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "mac": "01:00:00:00:00:01"}]})"), Contains("multicast"));
+    CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "num_queues": 17}]})"), Contains("net[0].num_queues"));
+    CHECK_THAT(error_of_json(R"({"net": [{"tap": "t"}, {"tap": "t"}]})"), Contains("tap t is given twice"));
+    CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "queue": 2}]})"), Contains("expected one of tap, mac, num_queues"));
     CHECK_THAT(error_of_json(R"({"scsi": {}})"), Equals("vm.json: scsi: virtio-scsi is not supported yet"));
     CHECK_THAT(error_of_json(R"({"devices": {"balloon": true}})"),
                Equals("vm.json: devices.balloon: unknown key (expected one of pvpanic)"));
