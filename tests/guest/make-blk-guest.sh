@@ -7,7 +7,8 @@
 #
 # --initramfs: a busybox initramfs carrying the modules Debian's kernel has
 #   as modules (virtio, virtio_ring, virtio_pci_{legacy,modern}_dev,
-#   virtio_pci, virtio_blk, virtio_console, virtio-rng, crc16, mbcache, jbd2, ext4 and the
+#   virtio_pci, virtio_blk, virtio_console, virtio-rng, virtio_balloon,
+#   virtio_net (with failover, net_failover), crc16, mbcache, jbd2, ext4 and the
 #   crc32c implementations ext4's metadata checksums need), copied from
 #   /lib/modules/VERSION (default: the newest kernel's) in modules.dep order
 #   (.ko.xz/.ko.zst/.ko.gz are decompressed).  Its /init:
@@ -38,6 +39,21 @@
 #     console    "VMMTEST: hvc0 <token>" written to /dev/hvc0; with
 #                vmmtest.hvc_in=<token> a line is read from /dev/hvc0 (10 s)
 #                and compared
+#     balloon    virtio_balloon bound; touches most free memory and frees
+#                it ("VMMTEST: balloon touched N"), waits for MemTotal to
+#                drop by vmmtest.balloon_mib (the host inflates), says
+#                "balloon inflated", waits for it to come back (the host
+#                deflates) and touches the memory again
+#     balloon-report  fills most free memory with a tmpfs file ("VMMTEST:
+#                report filled N"), frees it 3 s later ("report freed"),
+#                then sleeps vmmtest.hold_s while the host watches free page
+#                reporting and stops the VM
+#     net        eth0 is bound to virtio_net (with vmmtest.queues: that many
+#                rx queues); vmmtest.net_ip/24 on it; ping vmmtest.net_peer;
+#                then vmmtest.net_mib MiB of random data to the peer's TCP
+#                port 5001 ("net tx-sha SHA" first) and the same amount
+#                received on port 5002 after "net listening" ("net rx-sha
+#                SHA SIZE"); the host side checks the checksums
 #     bench      blkbench bench /dev/vdb vmmtest.bench_mib vmmtest.bench_s
 #   then prints "VMMTEST: done" (and 0x02 to port 0x440) and powers off.
 #   Results are "VMMTEST: PASS|FAIL|SKIP <check> ..." lines.
@@ -98,7 +114,7 @@ build_initramfs() {
 
     # Dependency-ordered module list (modules.dep: "path: dep dep ..."; each
     # module after its dependencies).  Optional ones may be missing or built in.
-    local want=(virtio_pci virtio_blk virtio_console virtio-rng crc32c_generic crc32c-intel ext4)
+    local want=(virtio_pci virtio_blk virtio_console virtio-rng virtio_balloon virtio_net crc32c_generic crc32c-intel ext4)
     declare -A seen=()
     local order=()
     add_module() { # NAME-or-PATH
@@ -208,7 +224,8 @@ info() { say "VMMTEST: info $*"; }
 say "VMMTEST: stage2 started"
 
 blk=root irq=msi seed_w=1 seed_r=2 count=128 queues="" discard_mib=16 hvc_in="" token=""
-bench_mib=256 bench_s=5
+bench_mib=256 bench_s=5 balloon_mib=256 hold_s=90
+net_ip=169.254.77.2 net_peer=169.254.77.1 net_mib=64
 for w in $(cat /proc/cmdline); do
     case $w in
         vmmtest.blk=*) blk=${w#vmmtest.blk=} ;;
@@ -222,6 +239,11 @@ for w in $(cat /proc/cmdline); do
         vmmtest.token=*) token=${w#vmmtest.token=} ;;
         vmmtest.bench_mib=*) bench_mib=${w#vmmtest.bench_mib=} ;;
         vmmtest.bench_s=*) bench_s=${w#vmmtest.bench_s=} ;;
+        vmmtest.balloon_mib=*) balloon_mib=${w#vmmtest.balloon_mib=} ;;
+        vmmtest.hold_s=*) hold_s=${w#vmmtest.hold_s=} ;;
+        vmmtest.net_ip=*) net_ip=${w#vmmtest.net_ip=} ;;
+        vmmtest.net_peer=*) net_peer=${w#vmmtest.net_peer=} ;;
+        vmmtest.net_mib=*) net_mib=${w#vmmtest.net_mib=} ;;
     esac
 done
 
@@ -263,7 +285,118 @@ check_irq() {
     fi
 }
 
+meminfo() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; } # KEY -> kB
+# fill_memory MIB: touch MIB of RAM (a tmpfs file), free it; prints the MiB written
+fill_memory() {
+    mkdir -p /mnt/fill
+    mount -t tmpfs -o "size=${1}m" tmpfs /mnt/fill || { echo 0; return; }
+    dd if=/dev/zero of=/mnt/fill/x bs=1M count="$1" 2>/dev/null
+    echo $(($(stat -c %s /mnt/fill/x 2>/dev/null || echo 0) >> 20))
+    rm -f /mnt/fill/x
+    umount /mnt/fill
+}
+# wait_mem KEY le|ge KB SECONDS: until /proc/meminfo's KEY is <= or >= KB
+wait_mem() {
+    i=0
+    while [ $i -lt "$4" ]; do
+        v=$(meminfo "$1")
+        if [ "$2" = le ] && [ "$v" -le "$3" ]; then return 0; fi
+        if [ "$2" = ge ] && [ "$v" -ge "$3" ]; then return 0; fi
+        sleep 1
+        i=$((i + 1))
+    done
+    return 1
+}
+balloon_bound() {
+    if ls /sys/bus/virtio/drivers/virtio_balloon/ 2>/dev/null | grep -q '^virtio'; then
+        pass balloon-bound
+    else
+        fail balloon-bound "no device bound to the virtio_balloon driver"
+    fi
+}
+
 case $blk in
+    net)
+        if [ -d /sys/class/net/eth0 ]; then
+            drv=$(basename "$(readlink /sys/class/net/eth0/device/driver)")
+            if [ "$drv" = virtio_net ]; then pass net-device "eth0 $(cat /sys/class/net/eth0/address)"; else fail net-device "eth0's driver is '$drv'"; fi
+        else
+            fail net-device "no eth0 ($(ls /sys/class/net | tr '\n' ' '))"
+        fi
+        if [ -n "$queues" ]; then
+            n=$(ls -d /sys/class/net/eth0/queues/rx-* 2>/dev/null | wc -l)
+            if [ "$n" = "$queues" ]; then pass net-mq "$n rx queues"; else fail net-mq "eth0 has $n rx queues, expected $queues"; fi
+        fi
+        ip addr add "$net_ip/24" dev eth0
+        ip link set eth0 up
+        ok=0
+        for i in $(seq 1 40); do
+            if ping -c 1 -W 1 "$net_peer" >/dev/null 2>&1; then ok=1; break; fi
+        done
+        if [ $ok = 1 ] && out=$(ping -c 3 -W 2 "$net_peer" 2>&1); then
+            pass net-ping "$(echo "$out" | tail -n 1)"
+        else
+            fail net-ping "no answer from $net_peer"
+        fi
+        dd if=/dev/urandom of=/tmp/tx bs=1M count="$net_mib" 2>/dev/null
+        say "VMMTEST: net tx-sha $(sha256sum /tmp/tx | cut -d' ' -f1)"
+        t0=$(date +%s)
+        if timeout 900 nc "$net_peer" 5001 </tmp/tx; then pass net-tx "$net_mib MiB in $(($(date +%s) - t0)) s"; else fail net-tx "nc to $net_peer:5001 failed"; fi
+        rm -f /tmp/tx
+        timeout 900 nc -l -p 5002 >/tmp/rx &
+        ncpid=$!
+        sleep 1
+        say "VMMTEST: net listening"
+        t0=$(date +%s)
+        wait $ncpid
+        say "VMMTEST: net rx-sha $(sha256sum /tmp/rx | cut -d' ' -f1) $(stat -c %s /tmp/rx)"
+        info "net: received in $(($(date +%s) - t0)) s"
+        rm -f /tmp/rx
+        ;;
+    balloon)
+        # The host inflates the balloon by balloon_mib after "balloon
+        # touched" (measuring the VMM's RSS around it), then empties it after
+        # "balloon inflated". MemTotal follows (no deflate_on_oom).
+        balloon_bound
+        t0=$(meminfo MemTotal)
+        fill=$(($(meminfo MemAvailable) / 1024 - 48))
+        got=$(fill_memory "$fill")
+        info "balloon: MemTotal $t0 kB, touched $got MiB"
+        say "VMMTEST: balloon touched $got"
+        want=$((t0 - (balloon_mib - 4) * 1024))
+        if wait_mem MemTotal le "$want" 120; then
+            pass balloon-inflate "MemTotal $t0 -> $(meminfo MemTotal) kB"
+        else
+            fail balloon-inflate "MemTotal is $(meminfo MemTotal) kB after 120 s, expected <= $want"
+        fi
+        say "VMMTEST: balloon inflated"
+        if wait_mem MemTotal ge $((t0 - 1024)) 120; then
+            pass balloon-deflate "MemTotal back to $(meminfo MemTotal) kB"
+        else
+            fail balloon-deflate "MemTotal is $(meminfo MemTotal) kB after 120 s, expected about $t0"
+        fi
+        # the pages given back are usable again
+        got2=$(fill_memory "$fill")
+        if [ "$got2" -ge $((fill - 8)) ]; then pass balloon-reuse "$got2 MiB"; else fail balloon-reuse "only $got2 of $fill MiB"; fi
+        ;;
+    balloon-report)
+        # Free page reporting: memory the guest frees goes back to the host
+        # with no target. The host measures the VMM's RSS between "report
+        # filled" (the memory is in use) and "report freed", then watches it
+        # fall, and stops the VM.
+        balloon_bound
+        fill=$(($(meminfo MemAvailable) / 1024 - 48))
+        mkdir -p /mnt/fill
+        mount -t tmpfs -o "size=${fill}m" tmpfs /mnt/fill
+        dd if=/dev/zero of=/mnt/fill/x bs=1M count="$fill" 2>/dev/null
+        say "VMMTEST: report filled $(($(stat -c %s /mnt/fill/x) >> 20))"
+        sleep 3
+        rm -f /mnt/fill/x
+        umount /mnt/fill
+        say "VMMTEST: report freed"
+        sleep "$hold_s"
+        fail balloon-report "the host did not stop the VM within $hold_s s"
+        ;;
     root)
         check_root
         check_irq

@@ -63,7 +63,7 @@ SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 # run-guest-tests.sh --qemu-adapter VMM-OPTIONS...: behaves like build/vmm
 # (options, exit statuses) using QEMU.  Only for VMM_UNDER_TEST_QEMU=1.
 qemu_adapter() {
-    local kernel="" initrd="" cmdline="" cpus=1 memory=512M serial=tty console=off ndisk=0 spec timeout_s=0
+    local kernel="" initrd="" cmdline="" cpus=1 memory=512M serial=tty console=off ndisk=0 nnet=0 spec timeout_s=0
     local disk_args=()
     while [[ $# -gt 0 ]]; do
         case $1 in
@@ -96,6 +96,42 @@ qemu_adapter() {
                 ;;
             --boot-report) shift ;;
             --rng) disk_args+=(-device virtio-rng-pci); shift ;;
+            --net)
+                # tap=NAME[,mac=MAC][,num_queues=N]: QEMU's userspace virtio-net (no vhost) on the same tap
+                local ntap="" nmac="" nq=1
+                IFS=, read -r -a spec <<<"$2"
+                for kv in "${spec[@]}"; do
+                    case $kv in
+                        tap=*) ntap=${kv#tap=} ;;
+                        mac=*) nmac=${kv#mac=} ;;
+                        num_queues=*) nq=${kv#num_queues=} ;;
+                        *) echo "vmm: error: bad --net item '$kv' (QEMU adapter)" >&2; exit 1 ;;
+                    esac
+                done
+                local nq_args="" ndev_args=""
+                [[ $nq -gt 1 ]] && nq_args=",queues=$nq" ndev_args=",mq=on,vectors=$((2 * nq + 2))"
+                disk_args+=(-netdev "tap,id=n$nnet,ifname=$ntap,script=no,downscript=no,vhost=off$nq_args"
+                    -device "virtio-net-pci,netdev=n$nnet${nmac:+,mac=$nmac}$ndev_args")
+                nnet=$((nnet + 1))
+                shift 2
+                ;;
+            --balloon)
+                # size=SIZE[,deflate_on_oom=on][,free_page_reporting=on][,stats_interval=S]; QEMU
+                # has no initial size (it would need its monitor), so only size=0 maps
+                local bdev=virtio-balloon-pci
+                IFS=, read -r -a spec <<<"$2"
+                for kv in "${spec[@]}"; do
+                    case $kv in
+                        size=0) ;;
+                        deflate_on_oom=on) bdev+=",deflate-on-oom=on" ;;
+                        free_page_reporting=on) bdev+=",free-page-reporting=on" ;;
+                        stats_interval=*) ;;
+                        *) echo "vmm: error: bad --balloon item '$kv' (QEMU adapter)" >&2; exit 1 ;;
+                    esac
+                done
+                disk_args+=(-device "$bdev")
+                shift 2
+                ;;
             --timeout) timeout_s=$2; shift 2 ;;
             --log-file) shift 2 ;;
             *) echo "vmm: error: unknown option $1 (QEMU adapter)" >&2; exit 1 ;;
@@ -209,7 +245,7 @@ for f in "$REPO_ROOT"/examples/*.json; do
     [[ -f $f ]] && example_cases+=("example-$(basename "$f" .json)")
 done
 all_cases=(kvm_tests bzimage-1cpu bzimage-4cpu pvh-1cpu pvh-4cpu reboot sigterm bad-kernel
-    blk-root blk-integrity blk-split blk-discard blk-mq blk-intx console rng
+    blk-root blk-integrity blk-split blk-discard blk-mq blk-intx console rng balloon balloon-report net net-mq
     json-boot "${example_cases[@]}" api stop panic timeout hugepages console-socket)
 selected=()
 for c in "${all_cases[@]}"; do
@@ -326,7 +362,7 @@ if [[ $inner == 0 ]]; then
     vmlinux=$(guest_pvh_vmlinux)
     note "guest kernel $kernel, PVH ELF $vmlinux, initramfs $initrd"
     # The virtio block guest (gcc, mke2fs); its cases SKIP if this fails.
-    if [[ " ${selected[*]} " == *" blk-"* || " ${selected[*]} " == *" console "* || " ${selected[*]} " == *" rng "* ]]; then
+    if [[ " ${selected[*]} " == *" blk-"* || " ${selected[*]} " == *" console "* || " ${selected[*]} " == *" rng "* || " ${selected[*]} " == *" balloon"* || " ${selected[*]} " == *" net"* ]]; then
         if blk_root=$(guest_blk_rootfs) && blk_initrd=$(guest_blk_initramfs); then
             note "virtio block guest: initramfs $blk_initrd, root image $blk_root"
         else
@@ -719,6 +755,191 @@ rng_case() {
     report "$name" "$BLK_SECS" "${REASONS[@]}"
 }
 
+# balloon_start NAME CMDLINE-EXTRA BALLOON-SPEC: the blk guest in the
+# background with a control socket and --balloon; 1 if it cannot run here
+# (then the case is already reported).
+balloon_start() {
+    local name=$1 extra=$2 spec=$3
+    blk_prereq
+    [[ -z $BLK_WHY ]] || { blk_skip "$name" "$BLK_WHY"; return 1; }
+    issue5_prereq "$name" --balloon || return 1
+    [[ -n $python ]] || { skip "$name" "python3 is needed to read the control API's counters"; return 1; }
+    blk_prepare "$name"
+    rm -f "$live/$name.sock"
+    CTL_NAME=$name CTL_SOCK=$live/$name.sock
+    : >"$live/$name.ctl"
+    bg_start "$name" --kernel "$kernel" --initramfs "$blk_initrd" --cpus 1 --memory 256M \
+        --cmdline "console=ttyS0 panic=-1 vmmtest.cpus=1 $extra" --disk "path=$live/img/$name-root.img" \
+        --api-socket "$CTL_SOCK" --balloon "$spec"
+}
+
+# counter_checks JSON DEVICE EXPR...: each EXPR is "KEY OP N" (OP: -eq,
+# -ge, ...) on DEVICE's counters; failures go to REASONS
+counter_checks() {
+    local out=$1 dev=$2 e key op n v
+    shift 2
+    for e in "$@"; do
+        read -r key op n <<<"$e"
+        v=$(counter_value "$out" "$dev" "$key")
+        if [[ ! $v =~ ^[0-9]+$ ]] || ! [ "$v" "$op" "$n" ]; then
+            REASONS+=("counters: $dev $key is $v, expected $op $n")
+        fi
+    done
+}
+
+# balloon: the guest (256 MiB) touches most of its memory and frees it; the
+# host inflates the balloon by 128 MiB through the API and the VMM's RSS must
+# fall by at least 3/4 of that; then it deflates, and the guest's MemTotal comes
+# back and the memory is usable again. The stats queue reports the guest's
+# memory figures, refreshed after the inflation (total below 256 - 128 + 16 MiB).
+balloon_case() {
+    local name=balloon mib=128 touched="" rss1=0 rss2=0 drop
+    REASONS=()
+    balloon_start "$name" "vmmtest.blk=balloon vmmtest.balloon_mib=$mib" size=0,stats_interval=1 || return 0
+    if bg_wait_console "$name" '^VMMTEST: balloon touched' $((case_timeout - 60)); then
+        touched=$(tr -d '\r' <"$live/$name.console" | sed -n 's/^VMMTEST: balloon touched //p' | head -n 1)
+        rss1=$(rss_mib "$BG_PID")
+        if ctl_ok inflate balloon "${mib}M" && bg_wait_console "$name" '^VMMTEST: balloon inflated' 150; then
+            sleep 1
+            rss2=$(rss_mib "$BG_PID")
+            drop=$((rss1 - rss2))
+            [[ $drop -ge $((mib * 3 / 4)) ]] ||
+                REASONS+=("the VMM's RSS fell by $drop MiB ($rss1 -> $rss2) for a $mib MiB balloon, expected >= $((mib * 3 / 4)) MiB")
+            if ctl_ok counters counters; then
+                counter_checks "$CTL_OUT" virtio-balloon0 "actual_bytes -eq $((mib << 20))" "target_bytes -eq $((mib << 20))" \
+                    "inflated_pages -ge $((mib * 256))" "discarded_bytes -ge $((mib * 3 / 4 << 20))" "bad_pfns -eq 0" \
+                    "errors -eq 0" "stats_updates -ge 2" "guest_free_memory -gt 0" \
+                    "guest_total_memory -lt $((256 - mib + 16 << 20))"
+            fi
+            ctl_ok deflate balloon 0 || true
+        else
+            REASONS+=("the guest never said 'balloon inflated'")
+        fi
+    else
+        REASONS+=("the guest never said 'balloon touched'")
+    fi
+    bg_wait_exit "$case_timeout" || true
+    BLK_ST=$BG_ST
+    [[ $BG_ST == running ]] && BLK_ST=124
+    blk_common "$name" balloon-bound balloon-inflate balloon-deflate balloon-reuse
+    echo "  $name: guest touched ${touched:-?} MiB; VMM RSS $rss1 MiB before, $rss2 MiB with the $mib MiB balloon"
+    report "$name" "$(elapsed_s "$BG_T0")" "${REASONS[@]}"
+}
+
+# balloon-report: free page reporting. The guest fills most of its memory,
+# then frees it; with no balloon target the VMM's RSS must fall by at least
+# half of what was filled within 30 s, and reported_bytes must account for it.
+balloon_report_case() {
+    local name=balloon-report filled="" rss1=0 rss=0 i
+    REASONS=()
+    balloon_start "$name" "vmmtest.blk=balloon-report vmmtest.hold_s=120" size=0,free_page_reporting=on || return 0
+    if bg_wait_console "$name" '^VMMTEST: report filled' $((case_timeout - 60)); then
+        filled=$(tr -d '\r' <"$live/$name.console" | sed -n 's/^VMMTEST: report filled //p' | head -n 1)
+        rss1=$(rss_mib "$BG_PID")
+        bg_wait_console "$name" '^VMMTEST: report freed' 30 || REASONS+=("the guest never said 'report freed'")
+        for ((i = 0; i < 60; i++)); do
+            rss=$(rss_mib "$BG_PID")
+            [[ $((rss1 - rss)) -lt $((filled / 2)) ]] || break
+            sleep 0.5
+        done
+        [[ $((rss1 - rss)) -ge $((filled / 2)) ]] ||
+            REASONS+=("the VMM's RSS went from $rss1 to $rss MiB when the guest freed $filled MiB, expected a drop >= $((filled / 2)) MiB")
+        if ctl_ok counters counters; then
+            counter_checks "$CTL_OUT" virtio-balloon0 "reported_bytes -ge $((filled / 2 << 20))" \
+                "discarded_bytes -ge $((filled / 2 << 20))" "actual_bytes -eq 0" "errors -eq 0"
+        fi
+        ctl_ok stop stop || true
+    else
+        REASONS+=("the guest never said 'report filled'")
+    fi
+    bg_wait_exit 60 || true
+    [[ $BG_ST == 6 ]] || REASONS+=("exit status $BG_ST, expected 6 (stopped through the API)")
+    console_has "$name" '^VMMTEST: PASS balloon-bound' || REASONS+=("no 'VMMTEST: PASS balloon-bound' on the console")
+    console_has "$name" 'VMMTEST: FAIL' &&
+        REASONS+=("guest checks failed: $(tr -d '\r' <"$live/$name.console" | grep 'VMMTEST: FAIL' | tr '\n' ';')")
+    echo "  $name: guest filled ${filled:-?} MiB; VMM RSS $rss1 MiB then, $rss MiB after it freed it (reporting)"
+    report "$name" "$(elapsed_s "$BG_T0")" "${REASONS[@]}"
+}
+
+# net_case NAME CPUS QUEUES MIB: virtio-net on a tap the VMM creates inside
+# the test host (its own machine: no route anywhere else), link-local
+# addresses; ping, then MIB MiB each way over TCP checked by SHA-256. With
+# QUEUES > 1 the tap is multi-queue and the guest must see that many queues.
+net_case() {
+    local name=$1 cpus=$2 queues=$3 mib=$4 tap=vmmtap0 i tx_host="" rx_host="" sha size rest spid
+    local bytes=$((mib << 20))
+    blk_prereq
+    [[ -z $BLK_WHY ]] || { blk_skip "$name" "$BLK_WHY"; return; }
+    if [[ $qemu_mode == 0 ]] && ! "${vmm[@]}" --help 2>&1 | grep -q -- '--net'; then
+        report "$name" 0 "${vmm[0]} --help does not mention --net"
+        return
+    fi
+    if [[ ! -c /dev/net/tun || $(id -u) != 0 || -z $python ]] || ! command -v ip >/dev/null; then
+        skip "$name" "needs root, /dev/net/tun, ip and python3 (it runs inside the test host; on a KVM host run the suite as root)"
+        return
+    fi
+    if [[ -z ${VMM_GUEST_ROUND:-} && ${VMM_NET_TEST_ON_HOST:-0} != 1 ]]; then
+        skip "$name" "not inside the test host: it would create tap $tap on this machine (set VMM_NET_TEST_ON_HOST=1 to allow)"
+        return
+    fi
+    blk_prepare "$name"
+    REASONS=()
+    CTL_NAME=$name CTL_SOCK=$live/$name.sock
+    rm -f "$CTL_SOCK"
+    : >"$live/$name.ctl"
+    local qopt="" qarg="" api=(--api-socket "$CTL_SOCK")
+    [[ $queues -gt 1 ]] && qopt=",num_queues=$queues" qarg="vmmtest.queues=$queues"
+    [[ $qemu_mode == 1 ]] && api=()
+    bg_start "$name" --kernel "$kernel" --initramfs "$blk_initrd" --cpus "$cpus" --memory 512M \
+        --cmdline "console=ttyS0 panic=-1 vmmtest.cpus=$cpus vmmtest.blk=net vmmtest.net_mib=$mib $qarg" \
+        --disk "path=$live/img/$name-root.img" "${api[@]}" --net "tap=$tap$qopt"
+    for ((i = 0; i < 100; i++)); do
+        [[ -e /sys/class/net/$tap ]] && break
+        kill -0 "$BG_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+    if [[ -e /sys/class/net/$tap ]] && ip addr add 169.254.77.1/24 dev "$tap" && ip link set "$tap" up; then
+        "$python" "$sockclient" tcp-sink 169.254.77.1 5001 "$bytes" "$live/$name.tx" 900 \
+            >>"$live/$name.host" 2>&1 &
+        spid=$!
+        # Nested TCG moves about 0.5 MB/s: 64 MiB takes minutes each way.
+        if bg_wait_console "$name" '^VMMTEST: net listening' 900; then
+            "$python" "$sockclient" tcp-source 169.254.77.2 5002 "$bytes" "$live/$name.rx" 60 >>"$live/$name.host" 2>&1 ||
+                REASONS+=("sending $mib MiB to the guest failed: $(tail -n 2 "$live/$name.host")")
+        else
+            REASONS+=("the guest never said 'net listening'")
+        fi
+        wait "$spid" || REASONS+=("receiving $mib MiB from the guest failed: $(tail -n 2 "$live/$name.host")")
+        bg_wait_console "$name" '^VMMTEST: net rx-sha' 900 || REASONS+=("the guest never reported what it received")
+        if [[ $qemu_mode == 0 ]] && ctl_ok counters counters; then
+            counter_checks "$CTL_OUT" virtio-net0 "rx_packets -gt 0" "tx_packets -gt 0" "errors -eq 0" \
+                "rx_bytes -ge $bytes" "tx_bytes -ge $bytes"
+        fi
+    else
+        REASONS+=("tap $tap did not appear, or could not be configured")
+    fi
+    bg_wait_exit 120 || true
+    BLK_ST=$BG_ST
+    [[ $BG_ST == running ]] && BLK_ST=124
+    if [[ -s $live/$name.tx ]]; then
+        read -r sha size tx_host <<<"$(cat "$live/$name.tx")"
+        console_has "$name" "^VMMTEST: net tx-sha $sha\$" ||
+            REASONS+=("guest -> host: the host got $size bytes with SHA-256 $sha, not what the guest sent")
+    else
+        REASONS+=("guest -> host: nothing received")
+    fi
+    if [[ -s $live/$name.rx ]]; then
+        read -r sha size rx_host <<<"$(cat "$live/$name.rx")"
+        console_has "$name" "^VMMTEST: net rx-sha $sha $size\$" ||
+            REASONS+=("host -> guest: the guest did not report SHA-256 $sha for $size bytes")
+    fi
+    local checks=(net-device net-ping net-tx)
+    [[ $queues -gt 1 ]] && checks+=(net-mq)
+    blk_common "$name" "${checks[@]}"
+    echo "  $name: $mib MiB guest->host in ${tx_host:-?} s, host->guest in ${rx_host:-?} s"
+    report "$name" "$(elapsed_s "$BG_T0")" "${REASONS[@]}"
+}
+
 blk_discard_case() {
     local name=blk-discard before after mib=16 min_drop
     blk_prereq
@@ -770,6 +991,18 @@ blk_intx_case() {
 # reach our stdout, and a line we send after it must reach the guest.
 # counters_check NAME SOCKET: the control API's counters of a running blk +
 # console guest show traffic on the right queues (appends to REASONS).
+# counter_value JSON DEVICE KEY: one value of `vmm ctl counters` output, or "missing"
+counter_value() {
+    "$python" -c 'import json,sys
+d={x["device"]:x["values"] for x in json.load(sys.stdin)["devices"]}
+print(d[sys.argv[1]][sys.argv[2]])' "$2" "$3" <<<"$1" 2>/dev/null || echo missing
+}
+
+# rss_mib PID: resident memory of a process in MiB (0 if it is gone)
+rss_mib() {
+    awk '/^VmRSS:/ { print int($2 / 1024) }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
 counters_check() {
     local out key
     CTL_NAME=$1 CTL_SOCK=$2 ctl_ok counters counters || return 0 # logged to NAME.ctl
@@ -780,10 +1013,7 @@ counters_check() {
     for key in virtio-blk0:q0.chains virtio-blk0:q0.used virtio-blk0:q0.interrupts virtio-blk0:q0.notifications \
         virtio-console0:q1.chains virtio-console0:q1.used; do
         local v
-        v=$("$python" -c 'import json,sys
-dev,k=sys.argv[1].split(":")
-d={x["device"]:x["values"] for x in json.load(sys.stdin)["devices"]}
-print(d[dev][k])' "$key" <<<"$out" 2>/dev/null) || v=missing
+        v=$(counter_value "$out" "${key%%:*}" "${key#*:}")
         [[ $v =~ ^[1-9][0-9]*$ ]] || REASONS+=("counters: $key is $v, expected > 0")
     done
     grep -q -E '"q[0-9]+\.errors": *[1-9]' <<<"$out" && REASONS+=("counters: a queue reports errors: $out")
@@ -852,6 +1082,10 @@ read SOCKET REGEX SECONDS WAIT  connect (retrying for WAIT s), copy what arrives
 error-code                      stdin is one response line: print error.code if it is
                                 {"ok": false, "error": {"code": ..., "message": ...}}, else exit 1
 key KEY                         stdin is JSON: print the first value of KEY found (depth first)
+tcp-sink ADDR PORT BYTES OUT S  accept one TCP connection on ADDR:PORT (for S s), read
+                                BYTES, write "SHA256 BYTES SECONDS" to OUT, close
+tcp-source ADDR PORT BYTES OUT S  connect to ADDR:PORT (retrying for S s), send BYTES
+                                random bytes, write "SHA256 BYTES SECONDS" to OUT, close
 example FILE                    an effective config (--print-config): lines cpus=, mem_mb=,
                                 console=, api=, log=, and disk=PATH<TAB>--disk options
                                 after path (one line per disk)
@@ -893,6 +1127,48 @@ def mib(v):
     return (int(m.group(1)) << shift) >> 20
 
 mode = sys.argv[1]
+if mode in ("tcp-sink", "tcp-source"):
+    import hashlib, os
+    addr, port, want, out, wait = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], float(sys.argv[6])
+    h = hashlib.sha256()
+    done = 0
+    if mode == "tcp-sink":
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((addr, port))
+        ls.listen(1)
+        ls.settimeout(wait)
+        c, _ = ls.accept()
+        c.settimeout(120)
+        t0 = time.monotonic()
+        while done < want:
+            d = c.recv(min(1 << 20, want - done))
+            if not d:
+                break
+            h.update(d)
+            done += len(d)
+    else:
+        end = time.monotonic() + wait
+        while True:
+            try:
+                c = socket.create_connection((addr, port), timeout=5)
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.5)
+        c.settimeout(120)
+        t0 = time.monotonic()
+        while done < want:
+            d = os.urandom(min(1 << 20, want - done))
+            c.sendall(d)
+            h.update(d)
+            done += len(d)
+    secs = time.monotonic() - t0
+    c.close()
+    with open(out, "w") as f:
+        f.write("%s %d %.2f\n" % (h.hexdigest(), done, secs))
+    sys.exit(0 if done == want else 1)
 if mode == "request":
     s = connect(sys.argv[2], 5)
     s.settimeout(10)
@@ -1456,6 +1732,10 @@ for c in "${selected[@]}"; do
         blk-integrity) blk_integrity_case ;;
         blk-split) blk_integrity_case blk-split ;;
         rng) rng_case ;;
+        balloon) balloon_case ;;
+        balloon-report) balloon_report_case ;;
+        net) net_case net 1 1 64 ;;
+        net-mq) net_case net-mq 2 2 16 ;;
         blk-discard) blk_discard_case ;;
         blk-mq) blk_mq_case ;;
         blk-intx) blk_intx_case ;;
