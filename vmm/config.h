@@ -27,6 +27,15 @@ struct DiskConfig {
     bool packed = true;   // offer the packed virtqueue layout (off: drivers use the split ring)
 };
 
+// One LUN of the virtio-scsi controller (--scsi-disk, --cdrom). All LUNs
+// sit on target 0 of one controller; see README "SCSI disks and CD-ROMs".
+struct ScsiLunConfig {
+    std::string path;
+    int lun = -1;           // 0..16383; -1: the lowest free LUN (assigned by check::scsi_luns)
+    bool readonly = false;  // CD-ROMs are always read-only
+    bool cdrom = false;     // CD-ROM: 2048-byte blocks, MMC commands
+};
+
 struct VmConfig {
     std::string kernel;
     std::string initramfs;  // empty: none
@@ -48,6 +57,7 @@ struct VmConfig {
     uint32_t timeout_s = 0;     // stop the VM after this many seconds; 0: never
     bool pvpanic = true;        // pvpanic device (guest panic -> exit status 3)
     bool rng = false;           // virtio-rng (host getrandom() for the guest's /dev/hwrng)
+    std::vector<ScsiLunConfig> scsi;  // virtio-scsi LUNs, disks first; empty: no controller
 };
 
 // Exit statuses of the vmm binary (documented in README.md).

@@ -35,7 +35,7 @@ struct Unsupported {
 };
 constexpr Unsupported kUnsupported[] = {
     {"net", "virtio-net"},       {"network", "virtio-net"},        {"networks", "virtio-net"},
-    {"scsi", "virtio-scsi"},     {"balloon", "virtio-balloon"},
+    {"balloon", "virtio-balloon"},
     {"vsock", "virtio-vsock"},
 };
 
@@ -72,10 +72,12 @@ public:
 
     void root(const json& doc) {
         if (!doc.is_object()) fail("{}: expected an object at the top level, got {}", source_, describe(doc));
-        keys(doc, "", {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices", "rng"});
+        keys(doc, "", {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices", "rng",
+                       "scsi"});
         if (auto* v = find(doc, "machine")) machine(*v);
         if (auto* v = find(doc, "boot")) boot(*v);
         if (auto* v = find(doc, "disks")) disks(*v);
+        if (auto* v = find(doc, "scsi")) scsi(*v);
         if (auto* v = find(doc, "serial")) console(*v, "serial", cfg_.serial, cfg_.serial_path);
         if (auto* v = find(doc, "console")) console(*v, "console", cfg_.console, cfg_.console_path);
         if (auto* v = find(doc, "api")) api(*v);
@@ -210,6 +212,48 @@ private:
         }
         check::disk_list(list, where("disks"));
         cfg_.disks = std::move(list);
+    }
+
+    // "scsi": {"disks": [{path, lun, readonly}], "cdroms": [{path, lun}]};
+    // each list given replaces that kind of LUN, as --scsi-disk / --cdrom do.
+    void scsi(const json& v) {
+        object(v, "scsi");
+        keys(v, "scsi", {"disks", "cdroms"});
+        std::vector<ScsiLunConfig> luns;
+        auto list = [&](const char* name, bool cdrom) {
+            const json* a = find(v, name);
+            if (!a) {
+                for (auto& l : cfg_.scsi)
+                    if (l.cdrom == cdrom) luns.push_back(l);
+                return;
+            }
+            std::string at0 = fmt::format("scsi.{}", name);
+            if (!a->is_array()) fail("{}: expected an array, got {}", where(at0), describe(*a));
+            for (size_t i = 0; i < a->size(); ++i) {
+                std::string at = fmt::format("{}[{}]", at0, i);
+                const json& d = object((*a)[i], at);
+                if (cdrom) keys(d, at, {"path", "lun"});
+                else keys(d, at, {"path", "lun", "readonly"});
+                ScsiLunConfig l;
+                l.cdrom = cdrom;
+                l.readonly = cdrom;
+                auto* p = find(d, "path");
+                if (!p) fail("{}: missing \"path\"", where(at));
+                l.path = check::path(string(*p, at + ".path"), where(at + ".path"));
+                if (auto* x = find(d, "lun")) {
+                    if (x->is_string() && x->get<std::string>() == "auto") l.lun = -1;
+                    else if (uint64_t n; unsigned_value(*x, n) && n <= check::kMaxScsiLun) l.lun = static_cast<int>(n);
+                    else fail("{}: expected \"auto\" or an integer in 0..{}, got {}", where(at + ".lun"),
+                              check::kMaxScsiLun, describe(*x));
+                }
+                if (auto* x = find(d, "readonly")) l.readonly = boolean(*x, at + ".readonly");
+                luns.push_back(std::move(l));
+            }
+        };
+        list("disks", false);
+        list("cdroms", true);
+        check::scsi_luns(luns, where("scsi"));
+        cfg_.scsi = std::move(luns);
     }
 
     // "serial" and "console": {mode, path}. Giving a mode without a path
@@ -389,6 +433,12 @@ json config_to_json(const VmConfig& cfg) {
                          {"packed", d.packed},
                          {"slot", d.slot < 0 ? json("auto") : json(d.slot)}});
     }
+    json scsi_disks = json::array(), scsi_cdroms = json::array();
+    for (auto& l : cfg.scsi) {
+        json lun = l.lun < 0 ? json("auto") : json(l.lun);
+        if (l.cdrom) scsi_cdroms.push_back({{"path", l.path}, {"lun", lun}});
+        else scsi_disks.push_back({{"path", l.path}, {"lun", lun}, {"readonly", l.readonly}});
+    }
     // Memory as a size string when it is whole MiB (always, once validated).
     json memory = cfg.memory % (1ull << 20) ? json(cfg.memory) : json(memory_text(cfg.memory));
     return {
@@ -402,6 +452,7 @@ json config_to_json(const VmConfig& cfg) {
         {"run", {{"timeout_s", cfg.timeout_s}, {"reboot", cfg.allow_reboot}, {"boot_report", cfg.boot_report}}},
         {"devices", {{"pvpanic", cfg.pvpanic}}},
         {"rng", {{"enabled", cfg.rng}}},
+        {"scsi", {{"disks", scsi_disks}, {"cdroms", scsi_cdroms}}},
     };
 }
 
