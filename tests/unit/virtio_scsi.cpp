@@ -471,3 +471,30 @@ TEST_CASE("scsi device: control queue answers TMFs and AN queries", "[scsi]") {
     CHECK(drv.evt.used_idx() == 0);
     CHECK(drv.resets == 0);
 }
+
+TEST_CASE("scsi device: FUA writes and SYNCHRONIZE CACHE(16) complete after the flush", "[scsi]") {
+    const char* engine = GENERATE("io_uring", "threads");
+    INFO("engine " << engine);
+    ::setenv("VMM_DISK_ENGINE", engine, 1);
+    TempDir t;
+    std::string a = t.image("a.img", 1 << 20);
+    ScsiDevice dev(config({lun_spec(a, 0)}));
+    Driver drv;
+    drv.activate(dev);
+    std::vector<uint8_t> data(4096, 0x5a);
+    auto cdb = rw10(0x2a, 64, 8);
+    cdb[1] = 0x08;  // FUA: the write, then a flush, then the response
+    auto w = drv.post(Driver::header(0, cdb), data, 0);
+    std::vector<uint8_t> s16(16, 0);
+    s16[0] = 0x91;
+    auto s = drv.post(Driver::header(0, s16), {}, 0);
+    REQUIRE(drv.run_req(2));
+    CHECK(drv.status(w) == scsi::kStatusGood);
+    CHECK(drv.response(w) == scsi::kRespOk);
+    CHECK(drv.status(s) == scsi::kStatusGood);
+    CHECK(TempDir::read(a, 64 * 512, 4096) == data);
+    dev.reset();
+    ::unsetenv("VMM_DISK_ENGINE");
+    CHECK(dev.counters()["write_bytes"] == 4096);
+    CHECK(dev.counters()["errors"] == 0);
+}
