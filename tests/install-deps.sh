@@ -10,6 +10,8 @@ PACKAGES=(
   linux-libc-dev libfmt-dev nlohmann-json3-dev catch2 libfdt-dev libcli11-dev liburing-dev
   # guests and the software-emulated test host (see tests/guest/README.md)
   qemu-system-x86 linux-image-amd64 busybox-static cpio gzip e2fsprogs xz-utils zstd kmod
+  # the virtio-scsi guest case's CD-ROM image (ISO 9660)
+  xorriso
   # benchmarks
   strace time
   # guest tests that talk to the control API and console sockets

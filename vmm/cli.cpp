@@ -114,6 +114,27 @@ BalloonConfig parse_balloon(const std::string& spec) {
     return b;
 }
 
+// --scsi-disk path=FILE[,lun=N][,readonly=on]; --cdrom FILE or path=FILE[,lun=N].
+ScsiLunConfig parse_scsi_lun(const std::string& spec, bool cdrom) {
+    const char* opt = cdrom ? "--cdrom" : "--scsi-disk";
+    ScsiLunConfig l;
+    l.cdrom = cdrom;
+    l.readonly = cdrom;
+    if (cdrom && spec.rfind("path=", 0) != 0) {
+        l.path = check::path(spec, opt);
+        return l;
+    }
+    for (auto& [k, v] : split_kv(spec, opt)) {
+        std::string what = std::string(opt) + " " + k;
+        if (k == "path") l.path = check::path(v, what);
+        else if (k == "lun") l.lun = static_cast<int>(check::parse_uint(v, what, 0, check::kMaxScsiLun));
+        else if (k == "readonly" && !cdrom) l.readonly = parse_on_off(v, what);
+        else fail("{}: unknown key \"{}\" (expected path, lun{})", opt, k, cdrom ? "" : ", readonly");
+    }
+    if (l.path.empty()) fail("{} \"{}\": path=FILE is required", opt, spec);
+    return l;
+}
+
 }  // namespace
 
 std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::string>& args) {
@@ -127,7 +148,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     // so that an option not given leaves the --config file's value alone.
     std::string config_path, kernel, initramfs, cmdline, cpus, memory, serial, console, log_level, log_file, api_socket,
         timeout, balloon;
-    std::vector<std::string> disks, nets;
+    std::vector<std::string> disks, nets, scsi_disks, cdroms;
     bool print_config = false, boot_report = false, reboot = false, hugepages = false, no_pvpanic = false,
          rng = false;
 
@@ -174,6 +195,18 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                       ->type_name("SPEC")
                       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
                       ->allow_extra_args(false);
+    auto* o_scsi_disk = app.add_option("--scsi-disk", scsi_disks,
+                                       "virtio-scsi disk: path=FILE[,lun=N][,readonly=on] (repeatable; one controller, "
+                                       "target 0; LUNs in order when not given; replaces the --config scsi.disks)")
+                            ->type_name("SPEC")
+                            ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+                            ->allow_extra_args(false);
+    auto* o_cdrom = app.add_option("--cdrom", cdroms,
+                                   "virtio-scsi CD-ROM (read-only, 2048-byte blocks): FILE or path=FILE[,lun=N] "
+                                   "(repeatable; replaces the --config scsi.cdroms)")
+                        ->type_name("FILE")
+                        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+                        ->allow_extra_args(false);
     auto* o_api = app.add_option("--api-socket", api_socket, "Serve the control API on this UNIX socket")
                       ->type_name("PATH");
     auto* o_timeout = app.add_option("--timeout", timeout, "Stop the VM after SECONDS (exit status 5); 0: never")
@@ -232,6 +265,18 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
         cfg.nets.clear();
         for (auto& n : nets) cfg.nets.push_back(parse_net(n));
         check::net_list(cfg.nets, "--net");
+    }
+    if (given(o_scsi_disk) || given(o_cdrom)) {
+        // Disks first, then CD-ROMs: the order in which LUNs are assigned.
+        std::vector<ScsiLunConfig> luns;
+        for (auto& l : cfg.scsi)
+            if (!l.cdrom && !given(o_scsi_disk)) luns.push_back(l);
+        for (auto& d : scsi_disks) luns.push_back(parse_scsi_lun(d, false));
+        for (auto& l : cfg.scsi)
+            if (l.cdrom && !given(o_cdrom)) luns.push_back(l);
+        for (auto& c : cdroms) luns.push_back(parse_scsi_lun(c, true));
+        check::scsi_luns(luns, "--scsi-disk/--cdrom");
+        cfg.scsi = std::move(luns);
     }
     if (given(o_api)) cfg.api_socket = check::path(api_socket, "--api-socket");
     if (given(o_timeout))

@@ -42,6 +42,15 @@ struct BalloonConfig {
     uint32_t stats_interval_s = 5;      // how often the guest's memory statistics are refreshed; 0: once
 };
 
+// One LUN of the virtio-scsi controller (--scsi-disk, --cdrom). All LUNs
+// sit on target 0 of one controller; see README "SCSI disks and CD-ROMs".
+struct ScsiLunConfig {
+    std::string path;
+    int lun = -1;           // 0..16383; -1: the lowest free LUN (assigned by check::scsi_luns)
+    bool readonly = false;  // CD-ROMs are always read-only
+    bool cdrom = false;     // CD-ROM: 2048-byte blocks, MMC commands
+};
+
 struct VmConfig {
     std::string kernel;
     std::string initramfs;  // empty: none
@@ -65,6 +74,7 @@ struct VmConfig {
     bool rng = false;           // virtio-rng (host getrandom() for the guest's /dev/hwrng)
     std::optional<BalloonConfig> balloon;  // virtio-balloon; none unless asked for
     std::vector<NetConfig> nets;           // virtio-net interfaces
+    std::vector<ScsiLunConfig> scsi;  // virtio-scsi LUNs, disks first; empty: no controller
 };
 
 // Exit statuses of the vmm binary (documented in README.md).

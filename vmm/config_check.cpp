@@ -169,6 +169,31 @@ void disk_list(const std::vector<DiskConfig>& disks, const std::string& what) {
                 fail("{}: PCI slot {} is given twice (disks {} and {})", what, disks[i].slot, j, i);
 }
 
+std::vector<uint32_t> scsi_luns(const std::vector<ScsiLunConfig>& luns, const std::string& what) {
+    if (luns.size() > kMaxScsiLuns) fail("{}: {} LUNs given; at most {} are supported", what, luns.size(), kMaxScsiLuns);
+    std::vector<bool> taken(kMaxScsiLun + 1, false);
+    for (auto& l : luns) {
+        if (l.lun < 0) continue;
+        const char* kind = l.cdrom ? "--cdrom" : "--scsi-disk";
+        if (static_cast<uint64_t>(l.lun) > kMaxScsiLun)
+            fail("{}: {} {}: lun {} is out of range (0..{})", what, kind, l.path, l.lun, kMaxScsiLun);
+        if (taken[static_cast<size_t>(l.lun)]) fail("{}: {} {}: lun {} is given twice", what, kind, l.path, l.lun);
+        taken[static_cast<size_t>(l.lun)] = true;
+    }
+    std::vector<uint32_t> out;
+    uint32_t next = 0;
+    for (auto& l : luns) {
+        if (l.lun >= 0) {
+            out.push_back(static_cast<uint32_t>(l.lun));
+            continue;
+        }
+        while (taken[next]) ++next;  // cannot run past the end: at most kMaxScsiLuns < kMaxScsiLun entries
+        taken[next] = true;
+        out.push_back(next);
+    }
+    return out;
+}
+
 const char* console_mode_name(SerialMode mode) {
     switch (mode) {
         case SerialMode::Tty: return "tty";

@@ -64,6 +64,13 @@ void net_list(const std::vector<NetConfig>& nets, const std::string& what);
 // The MAC a NetConfig gets: its own, or 52:54:00 plus three bytes derived
 // from the tap name (stable across runs, so DHCP leases stay).
 std::array<uint8_t, 6> effective_mac(const NetConfig& net);
+// virtio-scsi LUNs: each LUN in 0..kMaxScsiLun and given once, at most
+// kMaxScsiLuns of them. Returns the LUN of each entry, in order: an entry
+// without one gets the lowest LUN no entry claims (disks, then CD-ROMs).
+inline constexpr uint32_t kMaxScsiLun = 16383;  // flat-space LUN addressing
+inline constexpr size_t kMaxScsiLuns = 1024;
+std::vector<uint32_t> scsi_luns(const std::vector<ScsiLunConfig>& luns, const std::string& what);
+
 // Console modes: "tty", "file", "socket", "off".
 const char* console_mode_name(SerialMode mode);
 SerialMode console_mode(const std::string& name, const std::string& what);

@@ -34,7 +34,6 @@ struct Unsupported {
     const char* device;
 };
 constexpr Unsupported kUnsupported[] = {
-    {"scsi", "virtio-scsi"},
     {"vsock", "virtio-vsock"},
 };
 
@@ -71,10 +70,12 @@ public:
 
     void root(const json& doc) {
         if (!doc.is_object()) fail("{}: expected an object at the top level, got {}", source_, describe(doc));
-        keys(doc, "", {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices", "rng", "balloon", "net"});
+        keys(doc, "", {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices", "rng",
+                       "balloon", "net", "scsi"});
         if (auto* v = find(doc, "machine")) machine(*v);
         if (auto* v = find(doc, "boot")) boot(*v);
         if (auto* v = find(doc, "disks")) disks(*v);
+        if (auto* v = find(doc, "scsi")) scsi(*v);
         if (auto* v = find(doc, "serial")) console(*v, "serial", cfg_.serial, cfg_.serial_path);
         if (auto* v = find(doc, "console")) console(*v, "console", cfg_.console, cfg_.console_path);
         if (auto* v = find(doc, "api")) api(*v);
@@ -211,6 +212,48 @@ private:
         }
         check::disk_list(list, where("disks"));
         cfg_.disks = std::move(list);
+    }
+
+    // "scsi": {"disks": [{path, lun, readonly}], "cdroms": [{path, lun}]};
+    // each list given replaces that kind of LUN, as --scsi-disk / --cdrom do.
+    void scsi(const json& v) {
+        object(v, "scsi");
+        keys(v, "scsi", {"disks", "cdroms"});
+        std::vector<ScsiLunConfig> luns;
+        auto list = [&](const char* name, bool cdrom) {
+            const json* a = find(v, name);
+            if (!a) {
+                for (auto& l : cfg_.scsi)
+                    if (l.cdrom == cdrom) luns.push_back(l);
+                return;
+            }
+            std::string at0 = fmt::format("scsi.{}", name);
+            if (!a->is_array()) fail("{}: expected an array, got {}", where(at0), describe(*a));
+            for (size_t i = 0; i < a->size(); ++i) {
+                std::string at = fmt::format("{}[{}]", at0, i);
+                const json& d = object((*a)[i], at);
+                if (cdrom) keys(d, at, {"path", "lun"});
+                else keys(d, at, {"path", "lun", "readonly"});
+                ScsiLunConfig l;
+                l.cdrom = cdrom;
+                l.readonly = cdrom;
+                auto* p = find(d, "path");
+                if (!p) fail("{}: missing \"path\"", where(at));
+                l.path = check::path(string(*p, at + ".path"), where(at + ".path"));
+                if (auto* x = find(d, "lun")) {
+                    if (x->is_string() && x->get<std::string>() == "auto") l.lun = -1;
+                    else if (uint64_t n; unsigned_value(*x, n) && n <= check::kMaxScsiLun) l.lun = static_cast<int>(n);
+                    else fail("{}: expected \"auto\" or an integer in 0..{}, got {}", where(at + ".lun"),
+                              check::kMaxScsiLun, describe(*x));
+                }
+                if (auto* x = find(d, "readonly")) l.readonly = boolean(*x, at + ".readonly");
+                luns.push_back(std::move(l));
+            }
+        };
+        list("disks", false);
+        list("cdroms", true);
+        check::scsi_luns(luns, where("scsi"));
+        cfg_.scsi = std::move(luns);
     }
 
     // "serial" and "console": {mode, path}. Giving a mode without a path
@@ -442,6 +485,12 @@ json config_to_json(const VmConfig& cfg) {
     }
     json nets = json::array();
     for (auto& n : cfg.nets) nets.push_back({{"tap", n.tap}, {"mac", n.mac}, {"num_queues", n.num_queues}});
+    json scsi_disks = json::array(), scsi_cdroms = json::array();
+    for (auto& l : cfg.scsi) {
+        json lun = l.lun < 0 ? json("auto") : json(l.lun);
+        if (l.cdrom) scsi_cdroms.push_back({{"path", l.path}, {"lun", lun}});
+        else scsi_disks.push_back({{"path", l.path}, {"lun", lun}, {"readonly", l.readonly}});
+    }
     // Memory as a size string when it is whole MiB (always, once validated).
     json memory = cfg.memory % (1ull << 20) ? json(cfg.memory) : json(memory_text(cfg.memory));
     return {
@@ -462,6 +511,7 @@ json config_to_json(const VmConfig& cfg) {
                                        {"free_page_reporting", cfg.balloon->free_page_reporting},
                                        {"stats_interval_s", cfg.balloon->stats_interval_s}}
                                 : json{{"enabled", false}}},
+        {"scsi", {{"disks", scsi_disks}, {"cdroms", scsi_cdroms}}},
     };
 }
 

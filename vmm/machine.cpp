@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,9 +38,11 @@
 #include "virtio/net.h"
 #include "virtio/pci_transport.h"
 #include "virtio/rng.h"
+#include "virtio/scsi.h"
 #include "vmm/api.h"
 #include "vmm/config_check.h"
 #include "vmm/console_socket.h"
+#include "vmm/config_check.h"
 #include "vmm/guest_walk.h"
 #include "vmm/irq_routing.h"
 #include "vmm/platform.h"
@@ -373,6 +376,29 @@ void Machine::setup_pci() {
         bc.stats_interval_ms = cfg_.balloon->stats_interval_s * 1000;
         balloon_ = std::make_shared<virtio::BalloonDevice>(std::move(bc));
         add_virtio(balloon_, -1);
+    }
+    if (!cfg_.scsi.empty()) {  // one virtio-scsi controller holds every --scsi-disk and --cdrom
+        std::vector<uint32_t> luns = check::scsi_luns(cfg_.scsi, "--scsi-disk/--cdrom");
+        virtio::ScsiConfig sc;
+        for (size_t i = 0; i < cfg_.scsi.size(); ++i) {
+            virtio::ScsiLunSpec l;
+            l.disk.path = cfg_.scsi[i].path;
+            l.disk.readonly = cfg_.scsi[i].readonly || cfg_.scsi[i].cdrom;
+            l.lun = luns[i];
+            l.cdrom = cfg_.scsi[i].cdrom;
+            sc.luns.push_back(std::move(l));
+        }
+        // Each LUN keeps its image open and, per request queue once used, a
+        // disk engine (io_uring + eventfd): raise the soft fd limit to fit.
+        rlimit nofile{};
+        rlim_t want = 256 + 3 * static_cast<rlim_t>(luns.size());
+        if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < want) {
+            nofile.rlim_cur = std::min(want, nofile.rlim_max);
+            if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur < want)
+                log::warn("--scsi-disk/--cdrom: {} LUNs may need {} file descriptors; the limit is {}", luns.size(),
+                          want, nofile.rlim_cur);
+        }
+        add_virtio(std::make_shared<virtio::ScsiDevice>(std::move(sc)), -1);
     }
 }
 

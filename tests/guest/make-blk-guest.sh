@@ -55,6 +55,15 @@
 #                received on port 5002 after "net listening" ("net rx-sha
 #                SHA SIZE"); the host side checks the checksums
 #     bench      blkbench bench /dev/vdb vmmtest.bench_mib vmmtest.bench_s
+#     scsi       virtio-scsi, target 0: vmmtest.scsi_luns LUNs in sysfs; LUNs 0
+#                and 1 get blkbench pattern-write (seeds SEED_W and SEED_W+1);
+#                LUN 2 is read-only (sysfs ro=1, holds the host's pattern
+#                SEED_R, writes refused, also when forced); LUN 5 advertises
+#                discard and blkdiscards its first vmmtest.discard_mib MiB;
+#                LUN 3 is a CD-ROM (type 5) whose iso9660 /vmmtest.txt holds
+#                vmmtest.token
+#     scsi-many  vmmtest.scsi_luns sd disks appear (LUNs 0..N-1 of target 0)
+#                and the last one reads
 #   then prints "VMMTEST: done" (and 0x02 to port 0x440) and powers off.
 #   Results are "VMMTEST: PASS|FAIL|SKIP <check> ..." lines.
 set -euo pipefail
@@ -114,7 +123,8 @@ build_initramfs() {
 
     # Dependency-ordered module list (modules.dep: "path: dep dep ..."; each
     # module after its dependencies).  Optional ones may be missing or built in.
-    local want=(virtio_pci virtio_blk virtio_console virtio-rng virtio_balloon virtio_net crc32c_generic crc32c-intel ext4)
+    local want=(virtio_pci virtio_blk virtio_console virtio-rng virtio_balloon virtio_net crc32c_generic crc32c-intel ext4
+        virtio_scsi sd_mod sr_mod isofs)
     declare -A seen=()
     local order=()
     add_module() { # NAME-or-PATH
@@ -224,7 +234,7 @@ info() { say "VMMTEST: info $*"; }
 say "VMMTEST: stage2 started"
 
 blk=root irq=msi seed_w=1 seed_r=2 count=128 queues="" discard_mib=16 hvc_in="" token=""
-bench_mib=256 bench_s=5 balloon_mib=256 hold_s=90
+bench_mib=256 bench_s=5 balloon_mib=256 hold_s=90 scsi_luns=0
 net_ip=169.254.77.2 net_peer=169.254.77.1 net_mib=64
 for w in $(cat /proc/cmdline); do
     case $w in
@@ -244,6 +254,7 @@ for w in $(cat /proc/cmdline); do
         vmmtest.net_ip=*) net_ip=${w#vmmtest.net_ip=} ;;
         vmmtest.net_peer=*) net_peer=${w#vmmtest.net_peer=} ;;
         vmmtest.net_mib=*) net_mib=${w#vmmtest.net_mib=} ;;
+        vmmtest.scsi_luns=*) scsi_luns=${w#vmmtest.scsi_luns=} ;;
     esac
 done
 
@@ -313,6 +324,25 @@ balloon_bound() {
     else
         fail balloon-bound "no device bound to the virtio_balloon driver"
     fi
+}
+# virtio-scsi: LUNs of target 0 in sysfs, and the block device of one LUN.
+scsi_count() { ls -d /sys/bus/scsi/devices/*:0:0:* 2>/dev/null | wc -l; }
+scsi_blk() {
+    for d in /sys/bus/scsi/devices/*:0:0:"$1"/block/*; do
+        [ -e "$d" ] && echo "${d##*/}" && return
+    done
+}
+# Scanning and sd/sr probing are asynchronous: wait (up to $1 s) until
+# vmmtest.scsi_luns LUNs exist and each has its block device.
+wait_scsi() {
+    i=0
+    while [ $i -lt $(($1 * 10)) ]; do
+        b=$(ls -d /sys/bus/scsi/devices/*:0:0:*/block/* 2>/dev/null | wc -l)
+        [ "$(scsi_count)" -ge "$scsi_luns" ] && [ "$b" -ge "$scsi_luns" ] && break
+        sleep 0.1
+        i=$((i + 1))
+    done
+    info "scsi scan took ~$((i / 10)) s"
 }
 
 case $blk in
@@ -488,6 +518,63 @@ case $blk in
             pass rng-random "$a"
         else
             fail rng-random "two 32-byte reads gave '$a' and '$b'"
+        fi
+        ;;
+    scsi)
+        wait_scsi 60
+        n=$(scsi_count)
+        [ "$n" = "$scsi_luns" ] && pass scsi-luns "$n LUNs: $(ls /sys/bus/scsi/devices | tr '\n' ' ')" ||
+            fail scsi-luns "$n SCSI devices on target 0, expected $scsi_luns: $(ls /sys/bus/scsi/devices | tr '\n' ' ')"
+        d0=$(scsi_blk 0) d1=$(scsi_blk 1) d2=$(scsi_blk 2) d3=$(scsi_blk 3) d5=$(scsi_blk 5)
+        info "scsi LUN devices: 0=$d0 1=$d1 2=$d2 3=$d3 5=$d5"
+        t0=$(cat /sys/bus/scsi/devices/*:0:0:0/type 2>/dev/null) t3=$(cat /sys/bus/scsi/devices/*:0:0:3/type 2>/dev/null)
+        [ "$t0" = 0 ] && [ "$t3" = 5 ] && pass scsi-types "LUN 0 type $t0, LUN 3 type $t3" ||
+            fail scsi-types "LUN 0 type '$t0' (expected 0), LUN 3 type '$t3' (expected 5)"
+        out=$(blkbench pattern-write "/dev/$d0" "$seed_w" "$count" 2>&1) && pass scsi-write-0 "$d0: $out" ||
+            fail scsi-write-0 "$d0: $out"
+        out=$(blkbench pattern-write "/dev/$d1" $((seed_w + 1)) "$count" 2>&1) && pass scsi-write-1 "$d1: $out" ||
+            fail scsi-write-1 "$d1: $out"
+        sync
+        ro=$(cat "/sys/block/$d2/ro" 2>/dev/null)
+        [ "$ro" = 1 ] && pass scsi-ro "$d2 sysfs ro=1" || fail scsi-ro "/sys/block/$d2/ro is '$ro', expected 1"
+        out=$(blkbench pattern-verify "/dev/$d2" "$seed_r" "$count" 2>&1) && pass scsi-verify "$d2: $out" ||
+            fail scsi-verify "$d2: $out"
+        out=$(blkbench trywrite "/dev/$d2" 2>&1) && pass scsi-write-refused "$out" || fail scsi-write-refused "$out"
+        if blockdev --setrw "/dev/$d2" 2>/dev/null; then
+            if dd if=/dev/zero of="/dev/$d2" bs=4096 count=1 oflag=direct conv=fsync 2>/dev/null; then
+                fail scsi-device-ro "after blockdev --setrw a direct write to $d2 succeeded"
+            else
+                pass scsi-device-ro "a forced write to $d2 failed (DATA PROTECT)"
+            fi
+            blockdev --setro "/dev/$d2" 2>/dev/null
+        fi
+        dmax=$(cat "/sys/block/$d5/queue/discard_max_bytes" 2>/dev/null || echo 0)
+        if [ "${dmax:-0}" -gt 0 ] && blkdiscard -o 0 -l $((discard_mib * 1048576)) "/dev/$d5"; then
+            pass scsi-discard "$d5: discard_max_bytes=$dmax, ${discard_mib} MiB discarded"
+        else
+            fail scsi-discard "$d5: discard_max_bytes='$dmax' or blkdiscard failed"
+        fi
+        sync
+        if [ "$d3" = sr0 ] && mount -t iso9660 -o ro /dev/sr0 /mnt; then
+            got=$(cat /mnt/vmmtest.txt 2>/dev/null)
+            [ "$got" = "$token" ] && pass scsi-cdrom "sr0 iso9660 /vmmtest.txt = $got" ||
+                fail scsi-cdrom "/mnt/vmmtest.txt holds '$got', expected '$token'"
+            umount /mnt
+        else
+            fail scsi-cdrom "LUN 3 is '$d3' (expected sr0) or mount -t iso9660 /dev/sr0 failed"
+        fi
+        ;;
+    scsi-many)
+        wait_scsi 240
+        n=$(scsi_count)
+        sd=$(ls -d /sys/block/sd* 2>/dev/null | wc -l)
+        [ "$n" = "$scsi_luns" ] && [ "$sd" = "$scsi_luns" ] && pass scsi-many "$n LUNs, $sd sd disks" ||
+            fail scsi-many "$n SCSI devices and $sd sd disks, expected $scsi_luns"
+        last=$(scsi_blk $((scsi_luns - 1)))
+        if [ -n "$last" ] && dd if="/dev/$last" of=/dev/null bs=64k count=16 2>/dev/null; then
+            pass scsi-many-read "LUN $((scsi_luns - 1)) is $last and reads"
+        else
+            fail scsi-many-read "LUN $((scsi_luns - 1)) ('$last') does not read"
         fi
         ;;
     bench)

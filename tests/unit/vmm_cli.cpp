@@ -170,6 +170,33 @@ TEST_CASE("cli: --disk and --console") {
     CHECK(parse({"--kernel", "k", "--console", "tty"}).console == vmm::SerialMode::Tty);
 }
 
+TEST_CASE("cli: --scsi-disk and --cdrom") {
+    auto c = parse({"--kernel", "k", "--cdrom", "/c.iso", "--scsi-disk", "path=/a.img", "--scsi-disk",
+                    "path=/b.img,lun=0,readonly=on", "--cdrom", "path=/d.iso,lun=9"});
+    REQUIRE(c.scsi.size() == 4);  // disks first, then CD-ROMs
+    CHECK(c.scsi[0].path == "/a.img");
+    CHECK(c.scsi[0].lun == -1);
+    CHECK(c.scsi[1].readonly);
+    CHECK(c.scsi[1].lun == 0);
+    CHECK(c.scsi[2].path == "/c.iso");
+    CHECK(c.scsi[2].cdrom);
+    CHECK(c.scsi[2].readonly);
+    CHECK(c.scsi[3].lun == 9);
+    CHECK(vmm::check::scsi_luns(c.scsi, "x") == std::vector<uint32_t>{1, 0, 2, 9});
+
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--scsi-disk", "path=/a,lun=3", "--cdrom", "path=/c,lun=3"}),
+                      Contains("lun 3 is given twice"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--scsi-disk", "path=/a,lun=16384"}), Contains("out of range"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--scsi-disk", "/a.img"}), Contains("is not key=value"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--scsi-disk", "lun=1"}), Contains("path=FILE is required"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--cdrom", "path=/c,readonly=off"}),
+                      Contains("unknown key \"readonly\""));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--cdrom", ""}), Contains("--cdrom"));
+    std::vector<std::string> many = {"--kernel", "k"};
+    for (int i = 0; i < 1025; ++i) many.insert(many.end(), {"--scsi-disk", "path=/x" + std::to_string(i)});
+    CHECK_THROWS_WITH(vmm::parse_cli(many), Contains("at most 1024"));
+}
+
 TEST_CASE("cli: bad --disk and --console values name what is wrong") {
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "readonly=on"}), Contains("path=FILE is required"));
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "/a.img"}), Contains("is not key=value"));

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vmm/cli.h"
+#include "vmm/config_check.h"
 #include "vmm/config_json.h"
 #include "vmm/core/error.h"
 
@@ -78,7 +79,10 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
            a.console_path == b.console_path && a.hugepages == b.hugepages && a.boot_report == b.boot_report &&
            a.allow_reboot == b.allow_reboot && a.log_level == b.log_level && a.log_file == b.log_file &&
            a.api_socket == b.api_socket && a.timeout_s == b.timeout_s && a.pvpanic == b.pvpanic && a.rng == b.rng &&
-           std::equal(a.disks.begin(), a.disks.end(), b.disks.begin(), b.disks.end(), disk_eq);
+           std::equal(a.disks.begin(), a.disks.end(), b.disks.begin(), b.disks.end(), disk_eq) &&
+           std::equal(a.scsi.begin(), a.scsi.end(), b.scsi.begin(), b.scsi.end(), [](auto& x, auto& y) {
+               return x.path == y.path && x.lun == y.lun && x.readonly == y.readonly && x.cdrom == y.cdrom;
+           });
 }
 
 // A scratch directory under /tmp, removed with its files.
@@ -124,6 +128,9 @@ vmm::VmConfig everything() {
     c.api_socket = "/run/vmm.sock";
     c.timeout_s = 3600;
     c.pvpanic = false;
+    c.scsi.push_back({"/s0.img", -1, false, false});
+    c.scsi.push_back({"/s1.img", 7, true, false});
+    c.scsi.push_back({"/cd.iso", 300, true, true});
     return c;
 }
 
@@ -333,7 +340,7 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     CHECK_THAT(error_of_json(R"({"run": {"timeout": 5}})"), Contains(R"(run.timeout: unknown key (did you mean "timeout_s"?))"));
     CHECK_THAT(error_of_json(R"({"frobnicate": 1})"),
                Equals("vm.json: frobnicate: unknown key (expected one of machine, boot, disks, serial, console, api, "
-                      "logging, run, devices, rng, balloon, net)"));
+                      "logging, run, devices, rng, balloon, net, scsi)"));
     CHECK_THAT(error_of_json(R"({"serial": {"x": 1}})"), Contains("serial.x: unknown key (expected one of mode, path)"));
     CHECK_THAT(error_of_json(R"({"vsock": {}})"), Equals("vm.json: vsock: virtio-vsock is not supported yet"));
     CHECK_THAT(error_of_json(R"({"net": {"tap": "tap0"}})"), Contains("net: expected an array of interfaces"));
@@ -343,7 +350,6 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "num_queues": 17}]})"), Contains("net[0].num_queues"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "t"}, {"tap": "t"}]})"), Contains("tap t is given twice"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "queue": 2}]})"), Contains("expected one of tap, mac, num_queues"));
-    CHECK_THAT(error_of_json(R"({"scsi": {}})"), Equals("vm.json: scsi: virtio-scsi is not supported yet"));
     CHECK_THAT(error_of_json(R"({"devices": {"balloon": true}})"),
                Equals("vm.json: devices.balloon: unknown key (expected one of pvpanic)"));
     CHECK_THAT(error_of_json(R"({"balloon": {"sise": "1G"}})"), Contains(R"(balloon.sise: unknown key (did you mean "size"?))"));
@@ -362,6 +368,34 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     vmm::VmConfig c;
     CHECK_THROWS_AS(vmm::apply_json(c, json::parse(R"({"machine": {"cpus": 3}, "run": {"x": 1}})"), "x"), vmm::Error);
     CHECK(c.cpus == 1);
+}
+
+TEST_CASE("config json: scsi section", "[vmm][config]") {
+    auto c = load(R"({"scsi": {"disks": [{"path": "/a.img"}, {"path": "/b.img", "lun": 5, "readonly": true}],
+                              "cdroms": [{"path": "/c.iso", "lun": "auto"}]}})");
+    REQUIRE(c.scsi.size() == 3);
+    CHECK(c.scsi[0].path == "/a.img");
+    CHECK(c.scsi[0].lun == -1);
+    CHECK_FALSE(c.scsi[0].readonly);
+    CHECK(c.scsi[1].lun == 5);
+    CHECK(c.scsi[1].readonly);
+    CHECK(c.scsi[2].cdrom);
+    CHECK(c.scsi[2].readonly);
+    CHECK(vmm::check::scsi_luns(c.scsi, "x") == std::vector<uint32_t>{0, 5, 1});
+    // One list alone replaces only its kind.
+    vmm::apply_json(c, json::parse(R"({"scsi": {"cdroms": []}})"), "x");
+    CHECK(c.scsi.size() == 2);
+    CHECK(load(R"({"scsi": {}})").scsi.empty());
+
+    CHECK_THAT(error_of_json(R"({"scsi": {"disk": []}})"), Contains(R"(scsi.disk: unknown key (did you mean "disks"?))"));
+    CHECK_THAT(error_of_json(R"({"scsi": {"cdroms": [{"path": "/c", "readonly": false}]}})"),
+               Contains("scsi.cdroms[0].readonly: unknown key"));
+    CHECK_THAT(error_of_json(R"({"scsi": {"disks": [{"lun": 1}]}})"), Contains(R"(scsi.disks[0]: missing "path")"));
+    CHECK_THAT(error_of_json(R"({"scsi": {"disks": [{"path": "/a", "lun": 16384}]}})"),
+               Contains("scsi.disks[0].lun: expected"));
+    CHECK_THAT(error_of_json(R"({"scsi": {"disks": [{"path": "/a", "lun": 2}], "cdroms": [{"path": "/c", "lun": 2}]}})"),
+               Contains("lun 2 is given twice"));
+    CHECK_THAT(error_of_json(R"({"scsi": {"disks": {}}})"), Contains("scsi.disks: expected an array"));
 }
 
 TEST_CASE("config json: config_to_json is complete and round-trips", "[vmm][config]") {
