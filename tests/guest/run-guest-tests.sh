@@ -318,7 +318,7 @@ fi
 # with this VMM and with the foundation issue's alike (tests/guest/README.md).
 run_in_testhost() {
     local wedge_s=${VMM_GUEST_WEDGE_SECONDS:-40} attempts=${VMM_GUEST_CASE_ATTEMPTS:-5}
-    local deadline_s=${VMM_GUEST_TESTS_MAX_SECONDS:-2400}
+    local deadline_s=${VMM_GUEST_TESTS_MAX_SECONDS:-3600}
     local t0 now left st pid hb age cur wedged_in=() lost=()
     local -a todo=("${selected[@]}") args
     local -A outcome=() interrupted=()
@@ -1851,7 +1851,7 @@ for c in "${selected[@]}"; do
         rng) rng_case ;;
         balloon) balloon_case ;;
         balloon-report) balloon_report_case ;;
-        net) net_case net 1 1 64 ;;
+        net) net_case net 1 1 "${VMM_NET_MIB:-64}" ;;
         net-mq) net_case net-mq 2 2 16 ;;
         scsi) scsi_case ;;
         scsi-256) scsi_many_case 256 ;;

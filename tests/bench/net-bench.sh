@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# net-bench.sh [--build DIR] [--runs N] [--mib MIB]
+#
+# virtio-net throughput against QEMU: the real-guest `net` case
+# (tests/guest/run-guest-tests.sh: the virtio block guest with eth0 on a tap
+# that the VMM creates, link-local addresses, MIB MiB of random data over
+# TCP guest->host then host->guest, both checked by SHA-256) under build/vmm
+# and under QEMU's userspace virtio-net-pci on the same tap (`-netdev
+# tap,vhost=off`, the QEMU adapter of run-guest-tests.sh), alternating, N
+# runs each (default 3), all in ONE test host (or directly, as root, on a
+# machine whose /dev/kvm runs Linux guests: VMM_NET_TEST_ON_HOST=1 is set).
+# The host side (python3) times each direction from the first byte to the
+# last. Results: DIR/net-bench/results.txt with the median seconds per
+# direction and the ratio QEMU time / our time (above 1: we are faster).
+# In the test host the figures are nested KVM under TCG: compare within one
+# run only.
+set -euo pipefail
+PROG=net-bench.sh
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+# shellcheck source=tests/guest/lib.sh
+. "$(dirname "$0")/../guest/lib.sh"
+
+build="$REPO_ROOT/build" runs=3 mib=64 inner=0
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --build) build=$2; shift 2 ;;
+        --runs) runs=$2; shift 2 ;;
+        --mib) mib=$2; shift 2 ;;
+        --inner) inner=1; shift ;;  # internal: measure here
+        *) sed -n '2p' "$0" | sed 's/^# /usage: /' >&2; exit 1 ;;
+    esac
+done
+out=$build/net-bench
+mkdir -p "$out"
+runner=$REPO_ROOT/tests/guest/run-guest-tests.sh
+
+if [[ $inner == 0 ]]; then
+    # The guest artifacts are built (cached) here, where the cache is writable.
+    guest_kernel >/dev/null && guest_test_initramfs >/dev/null && guest_pvh_vmlinux >/dev/null &&
+        guest_blk_initramfs >/dev/null && guest_blk_rootfs >/dev/null || die "could not build the guest"
+fi
+if [[ $inner == 0 ]] && ! "$REPO_ROOT/tests/guest/kvm-usable.sh" >/dev/null 2>&1; then
+    note "running inside the test host"
+    exec env VMM_GUEST_ROUND=1 "$REPO_ROOT/tests/guest/testhost.sh" --timeout 7200 --scratch "$out" -- \
+        "$SELF" --inner --build "$build" --runs "$runs" --mib "$mib"
+fi
+export VMM_NET_TEST_ON_HOST=1 VMM_NET_MIB=$mib
+
+: >"$out/raw.txt"
+for ((r = 1; r <= runs; r++)); do
+    for who in vmm qemu; do
+        log=$out/run-$r-$who.log
+        "$runner" --inner --build "$build" --vmm "$who" --logdir "$out/logs-$r-$who" --only '^net$' >"$log" 2>&1 || true
+        line=$(grep -E '^  net: ' "$log" | tail -n 1 || true)
+        # "  net: 64 MiB guest->host in 12.34 s, host->guest in 23.45 s"
+        if [[ $line =~ guest-\>host\ in\ ([0-9.]+)\ s,\ host-\>guest\ in\ ([0-9.]+)\ s ]] && grep -q '^PASS net' "$log"; then
+            echo "$who ${BASH_REMATCH[1]} ${BASH_REMATCH[2]}" >>"$out/raw.txt"
+            echo "run $r $who: guest->host ${BASH_REMATCH[1]} s, host->guest ${BASH_REMATCH[2]} s"
+        else
+            echo "run $r $who: no valid result (see $log)"
+        fi
+    done
+done
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR + 1) / 2)]; else print "nan"}'; }
+{
+    echo "net-bench: $mib MiB each way over TCP, $runs run(s), median seconds (lower is better)"
+    for dir in 2 3; do
+        name=$([[ $dir == 2 ]] && echo "guest->host" || echo "host->guest")
+        v=$(awk -v d=$dir '$1 == "vmm" {print $d}' "$out/raw.txt" | median)
+        q=$(awk -v d=$dir '$1 == "qemu" {print $d}' "$out/raw.txt" | median)
+        ratio=$(awk -v v="$v" -v q="$q" 'BEGIN { if (v + 0 > 0 && q + 0 > 0) printf "%.2f", q / v; else print "n/a" }')
+        printf '%-12s vmm %8s s  qemu %8s s  speed ratio (qemu/vmm time) %s\n' "$name" "$v" "$q" "$ratio"
+    done
+} | tee "$out/results.txt"
+grep -q '^vmm ' "$out/raw.txt" && grep -q '^qemu ' "$out/raw.txt"
