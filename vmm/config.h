@@ -27,6 +27,16 @@ struct DiskConfig {
     bool packed = true;   // offer the packed virtqueue layout (off: drivers use the split ring)
 };
 
+// One named virtio-serial port (--serial-port): the guest's
+// /dev/vportXpN with name NAME (/dev/virtio-ports/NAME with udev). Its host
+// side is a UNIX socket the VMM listens on (one client at a time) or, for
+// output only, a file.
+struct SerialPortConfig {
+    std::string name;
+    SerialMode mode = SerialMode::Socket;  // Socket or File
+    std::string path;
+};
+
 struct VmConfig {
     std::string kernel;
     std::string initramfs;  // empty: none
@@ -48,6 +58,9 @@ struct VmConfig {
     uint32_t timeout_s = 0;     // stop the VM after this many seconds; 0: never
     bool pvpanic = true;        // pvpanic device (guest panic -> exit status 3)
     bool rng = false;           // virtio-rng (host getrandom() for the guest's /dev/hwrng)
+    // Named virtio-serial ports beside hvc0 (they bring the virtio console
+    // device along even with console off).
+    std::vector<SerialPortConfig> serial_ports;
 };
 
 // Exit statuses of the vmm binary (documented in README.md).

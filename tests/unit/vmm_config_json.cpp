@@ -69,7 +69,11 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
            a.console_path == b.console_path && a.hugepages == b.hugepages && a.boot_report == b.boot_report &&
            a.allow_reboot == b.allow_reboot && a.log_level == b.log_level && a.log_file == b.log_file &&
            a.api_socket == b.api_socket && a.timeout_s == b.timeout_s && a.pvpanic == b.pvpanic && a.rng == b.rng &&
-           std::equal(a.disks.begin(), a.disks.end(), b.disks.begin(), b.disks.end(), disk_eq);
+           std::equal(a.disks.begin(), a.disks.end(), b.disks.begin(), b.disks.end(), disk_eq) &&
+           std::equal(a.serial_ports.begin(), a.serial_ports.end(), b.serial_ports.begin(), b.serial_ports.end(),
+                      [](const vmm::SerialPortConfig& x, const vmm::SerialPortConfig& y) {
+                          return x.name == y.name && x.mode == y.mode && x.path == y.path;
+                      });
 }
 
 // A scratch directory under /tmp, removed with its files.
@@ -115,6 +119,8 @@ vmm::VmConfig everything() {
     c.api_socket = "/run/vmm.sock";
     c.timeout_s = 3600;
     c.pvpanic = false;
+    c.serial_ports.push_back({"org.test.agent", vmm::SerialMode::Socket, "/run/agent.sock"});
+    c.serial_ports.push_back({"log", vmm::SerialMode::File, "/var/log/guest-port.log"});
     return c;
 }
 
@@ -311,7 +317,7 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     CHECK_THAT(error_of_json(R"({"run": {"timeout": 5}})"), Contains(R"(run.timeout: unknown key (did you mean "timeout_s"?))"));
     CHECK_THAT(error_of_json(R"({"frobnicate": 1})"),
                Equals("vm.json: frobnicate: unknown key (expected one of machine, boot, disks, serial, console, api, "
-                      "logging, run, devices, rng)"));
+                      "logging, run, devices, rng, serial_ports)"));
     CHECK_THAT(error_of_json(R"({"serial": {"x": 1}})"), Contains("serial.x: unknown key (expected one of mode, path)"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "tap0"}]})"), Equals("vm.json: net: virtio-net is not supported yet"));
     CHECK_THAT(error_of_json(R"({"scsi": {}})"), Equals("vm.json: scsi: virtio-scsi is not supported yet"));
@@ -548,6 +554,7 @@ TEST_CASE("config json: README documents every option and every key", "[vmm][con
     // Every key config_to_json writes has a row in the schema table.
     vmm::VmConfig c;
     c.disks.push_back({"/a", false, "", 1, false, -1});
+    c.serial_ports.push_back({"p", vmm::SerialMode::Socket, "/p.sock"});
     json j = vmm::config_to_json(c);
     for (auto& [section, body] : j.items()) {
         const json& fields = body.is_array() ? body[0] : body;
