@@ -66,7 +66,7 @@ std::vector<uint8_t> console_control_message(uint32_t id, uint16_t event, uint16
     for (int i = 0; i < 4; ++i) m[i] = static_cast<uint8_t>(id >> (8 * i));
     m[4] = static_cast<uint8_t>(event), m[5] = static_cast<uint8_t>(event >> 8);
     m[6] = static_cast<uint8_t>(value), m[7] = static_cast<uint8_t>(value >> 8);
-    std::memcpy(m.data() + kConsoleControlSize, payload.data(), payload.size());
+    if (!payload.empty()) std::memcpy(m.data() + kConsoleControlSize, payload.data(), payload.size());
     return m;
 }
 
@@ -105,7 +105,8 @@ void ConsoleDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
         uint32_t n = nr_ports();
         for (int i = 0; i < 4; ++i) cfg[4 + i] = static_cast<uint8_t>(n >> (8 * i));
     }
-    for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof cfg ? cfg[offset + i] : 0;
+    for (size_t i = 0; i < data.size(); ++i)
+        data[i] = offset < sizeof cfg && i < sizeof cfg - offset ? cfg[offset + i] : 0;  // no offset + i overflow
 }
 
 size_t ConsoleDevice::enqueue_input(std::span<const uint8_t> bytes) {

@@ -145,6 +145,8 @@ TEST_CASE("virtio-console: named ports offer MULTIPORT, max_nr_ports and the que
     CHECK(test::rd(b4, 0, 4) == 0);
     dev.read_config(6, b4);  // straddling the end of max_nr_ports
     CHECK(test::rd(b4, 0, 4) == 0);
+    dev.read_config(UINT64_MAX - 1, b4);  // offset + i would wrap around
+    CHECK(test::rd(b4, 0, 4) == 0);
     // A bad name is the VM's error to catch, but the device refuses it too.
     vc::ConsoleConfig bad;
     bad.port_names = {""};
