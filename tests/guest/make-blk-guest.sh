@@ -384,6 +384,9 @@ case $blk in
                 [ "$(cat "$n" 2>/dev/null)" = "$1" ] && { basename "$(dirname "$n")"; return; }
             done
         }
+        # the driver names the ports asynchronously after probing: give it 10 s
+        i=0
+        while [ $i -lt 100 ] && [ -z "$(vport_of "${ser_names##*,}")" ]; do sleep 0.1; i=$((i + 1)); done
         found="" missing=""
         for n in $(echo "$ser_names" | tr , ' '); do
             v=$(vport_of "$n")
