@@ -36,8 +36,8 @@
 #     mq         /sys/block/vda/mq and vdb/mq have vmmtest.queues hardware
 #                queues; blkbench (8 MiB, QD 1 and 32 reads) on /dev/vdb works
 #     console    "VMMTEST: hvc0 <token>" written to /dev/hvc0; with
-#                vmmtest.hvc_in=<token> a line is read from /dev/hvc0 (10 s)
-#                and compared
+#                vmmtest.hvc_in=<token> a line is read from /dev/hvc0
+#                and compared (60 s: the host reads the control API counters first)
 #     serial     named virtio-serial ports vmmtest.ser_names=ONE,TWO: both in
 #                /sys/class/virtio-ports; "VMMTEST-SERIAL one <token>" written to
 #                ONE, a line read back and compared with vmmtest.ser_one, ONE
@@ -334,7 +334,7 @@ case $blk in
             pass hvc0-present
             echo "VMMTEST: hvc0 $token" >/dev/hvc0
             if [ -n "$hvc_in" ]; then
-                line=$(timeout 10 head -n 1 /dev/hvc0 2>/dev/null | tr -d '\r')
+                line=$(timeout 60 head -n 1 /dev/hvc0 2>/dev/null | tr -d '\r')
                 if [ "$line" = "$hvc_in" ]; then
                     pass hvc0-input "$line"
                 else
