@@ -1,6 +1,7 @@
 #include "virtio/console.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "vmm/core/error.h"
@@ -11,21 +12,101 @@ namespace vmm::virtio {
 namespace {
 constexpr uint16_t kRxQueue = 0;
 constexpr uint16_t kTxQueue = 1;
+constexpr uint16_t kControlRxQueue = 2;  // device -> driver
+constexpr uint16_t kControlTxQueue = 3;  // driver -> device
 // A single guest write larger than this is passed on in pieces.
 constexpr size_t kTxChunk = 64 * 1024;
+constexpr size_t kPortTxChunk = 16 * 1024;
+
+uint32_t load_le32(const uint8_t* p) { return p[0] | p[1] << 8 | p[2] << 16 | uint32_t(p[3]) << 24; }
+uint16_t load_le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
 }  // namespace
 
-ConsoleDevice::ConsoleDevice(ConsoleConfig cfg) : cfg_(std::move(cfg)) {}
+ConsoleControlRequest parse_console_control(std::span<const uint8_t> msg, uint32_t nr_ports) {
+    using R = ConsoleControlRequest;
+    R r;
+    if (msg.size() < kConsoleControlSize) {
+        r.error = "short control message (less than 8 bytes)";
+        return r;
+    }
+    if (msg.size() > kConsoleControlSize) {
+        r.error = "control message longer than 8 bytes";
+        return r;
+    }
+    r.port = load_le32(msg.data());
+    r.event = load_le16(msg.data() + 4);
+    uint16_t value = load_le16(msg.data() + 6);
+    switch (r.event) {
+        case kConsoleDeviceReady:
+            if (value > 1) r.error = "DEVICE_READY value is not 0 or 1";
+            else r.kind = value ? R::DeviceReady : R::DeviceFailed;
+            return r;
+        case kConsolePortReady:
+        case kConsolePortOpen:
+            if (r.port >= nr_ports) r.error = "port id out of range";
+            else if (value > 1) r.error = "value is not 0 or 1";
+            else if (r.event == kConsolePortReady) r.kind = value ? R::PortReady : R::PortFailed;
+            else r.kind = value ? R::GuestOpen : R::GuestClose;
+            return r;
+        case kConsolePortAdd:
+        case kConsolePortRemove:
+        case kConsoleConsolePort:
+        case kConsoleResize:
+        case kConsolePortName:
+            r.error = "a device-to-driver event sent by the driver";
+            return r;
+        default:
+            r.error = "unknown event";
+            return r;
+    }
+}
+
+std::vector<uint8_t> console_control_message(uint32_t id, uint16_t event, uint16_t value, std::string_view payload) {
+    std::vector<uint8_t> m(kConsoleControlSize + payload.size());
+    for (int i = 0; i < 4; ++i) m[i] = static_cast<uint8_t>(id >> (8 * i));
+    m[4] = static_cast<uint8_t>(event), m[5] = static_cast<uint8_t>(event >> 8);
+    m[6] = static_cast<uint8_t>(value), m[7] = static_cast<uint8_t>(value >> 8);
+    if (!payload.empty()) std::memcpy(m.data() + kConsoleControlSize, payload.data(), payload.size());
+    return m;
+}
+
+ConsoleDevice::ConsoleDevice(ConsoleConfig cfg) : cfg_(std::move(cfg)) {
+    ports_.push_back(std::make_unique<Port>());
+    ports_[0]->host_connected = true;  // the console always has its sink
+    for (auto& n : cfg_.port_names) {
+        if (n.empty() || n.size() > kMaxNameLength) fail("{}: port name \"{}\" is empty or too long", cfg_.name, n);
+        ports_.push_back(std::make_unique<Port>());
+        ports_.back()->name = n;
+    }
+    // Queue indices are 16-bit and the transport allows 256 queues.
+    if (ports_.size() > 126) fail("{}: {} named ports (at most 125)", cfg_.name, ports_.size() - 1);
+}
 
 ConsoleDevice::~ConsoleDevice() {
     reset();
 }
 
+std::vector<uint16_t> ConsoleDevice::queue_max_sizes() const {
+    // rx0, tx0, then with MULTIPORT: control rx/tx and rx/tx per named port.
+    size_t n = multiport() ? 2 * (ports_.size() + 1) : 2;
+    return std::vector<uint16_t>(n, cfg_.queue_size);
+}
+
+uint64_t ConsoleDevice::device_features() const {
+    return multiport() ? uint64_t{1} << kConsoleFeatureMultiport : 0;
+}
+
 void ConsoleDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
-    // cols u16, rows u16, max_nr_ports u32, emerg_wr u32: without the SIZE,
-    // MULTIPORT and EMERG_WRITE features every field reads as zero.
-    (void)offset;
-    std::fill(data.begin(), data.end(), 0);
+    // cols u16, rows u16, max_nr_ports u32, emerg_wr u32: without the SIZE
+    // and EMERG_WRITE features those read as zero; max_nr_ports only
+    // exists with MULTIPORT.
+    uint8_t cfg[12] = {};
+    if (multiport()) {
+        uint32_t n = nr_ports();
+        for (int i = 0; i < 4; ++i) cfg[4 + i] = static_cast<uint8_t>(n >> (8 * i));
+    }
+    for (size_t i = 0; i < data.size(); ++i)
+        data[i] = offset < sizeof cfg && i < sizeof cfg - offset ? cfg[offset + i] : 0;  // no offset + i overflow
 }
 
 size_t ConsoleDevice::enqueue_input(std::span<const uint8_t> bytes) {
@@ -39,49 +120,128 @@ size_t ConsoleDevice::enqueue_input(std::span<const uint8_t> bytes) {
     return took;
 }
 
+size_t ConsoleDevice::enqueue_port_input(uint32_t port, std::span<const uint8_t> bytes) {
+    if (port == 0 || port >= ports_.size()) return 0;
+    Port& p = *ports_[port];
+    size_t took;
+    {
+        std::lock_guard lk(mu_);
+        took = std::min(bytes.size(), kInputCapacity - p.input.size());
+        p.input.insert(p.input.end(), bytes.begin(), bytes.begin() + static_cast<long>(took));
+    }
+    if (took) wake_.signal();
+    return took;
+}
+
+size_t ConsoleDevice::read_port_output(uint32_t port, std::span<uint8_t> out) {
+    if (port == 0 || port >= ports_.size()) return 0;
+    Port& p = *ports_[port];
+    size_t n;
+    {
+        std::lock_guard lk(mu_);
+        n = std::min(out.size(), p.output.size());
+        std::copy_n(p.output.begin(), n, out.begin());
+        p.output.erase(p.output.begin(), p.output.begin() + static_cast<long>(n));
+    }
+    if (n) wake_.signal();  // room again: guest output may be waiting in the ring
+    return n;
+}
+
+void ConsoleDevice::set_host_connected(uint32_t port, bool connected) {
+    if (port == 0 || port >= ports_.size()) return;
+    Port& p = *ports_[port];
+    {
+        std::lock_guard lk(mu_);
+        if (p.host_connected == connected) return;
+        p.host_connected = connected;
+    }
+    if (connected) ++p.host_connects;
+    wake_.signal();
+}
+
+ConsoleDevice::PortState ConsoleDevice::port_state(uint32_t port) const {
+    if (port >= ports_.size()) return {};
+    return {ports_[port]->guest_open.load(), ports_[port]->guest_closes.load()};
+}
+
+ActiveQueue* ConsoleDevice::queue(uint16_t index) {
+    return index < queues_.size() && queues_[index] ? &*queues_[index] : nullptr;
+}
+
 void ConsoleDevice::activate(ActivationContext ctx) {
     reset();
     mem_ = ctx.mem;
     irq_ = ctx.interrupt;
     needs_reset_ = ctx.needs_reset;
     broken_ = false;
+    use_multiport_ = multiport() && (ctx.features & (uint64_t{1} << kConsoleFeatureMultiport));
+    queues_.clear();
+    queues_.resize(queue_max_sizes().size());
     for (auto& q : ctx.queues) {
-        if (q.index == kRxQueue) rxq_.emplace(std::move(q));
-        else if (q.index == kTxQueue) txq_.emplace(std::move(q));
+        // Without MULTIPORT negotiated only rx0/tx0 exist for the driver.
+        if (q.index < (use_multiport_ ? queues_.size() : 2)) queues_[q.index].emplace(std::move(q));
     }
     thread_ = std::make_unique<IoThread>(cfg_.name);
     auto& loop = thread_->loop();
-    if (txq_) loop.add(txq_->kick->fd(), [this](uint32_t) {
-        txq_->kick->consume();
-        txq_->queue.note_notification();
-        on_tx();
+    // Each kick runs its queue's work, then sends what that produced for
+    // the control queue.
+    auto on_kick = [this, &loop](uint16_t index, std::function<void()> work) {
+        ActiveQueue* aq = queue(index);
+        if (!aq) return;
+        loop.add(aq->kick->fd(), [this, aq, work = std::move(work)](uint32_t) {
+            aq->kick->consume();
+            aq->queue.note_notification();
+            work();
+            if (!control_out_.empty()) flush_control();
+        });
+    };
+    on_kick(kTxQueue, [this] { on_tx(); });
+    on_kick(kRxQueue, [this] { on_rx(); });
+    if (queue(kRxQueue)) loop.add(input_ready_.fd(), [this](uint32_t) {
+        input_ready_.consume();
+        on_rx();
     });
-    if (rxq_) {
-        loop.add(rxq_->kick->fd(), [this](uint32_t) {
-            rxq_->kick->consume();
-            rxq_->queue.note_notification();
-            on_rx();
-        });
-        loop.add(input_ready_.fd(), [this](uint32_t) {
-            input_ready_.consume();
-            on_rx();
-        });
+    if (use_multiport_) {
+        on_kick(kControlRxQueue, [this] { flush_control(); });
+        on_kick(kControlTxQueue, [this] { on_control_tx(); });
+        for (uint32_t p = 1; p < ports_.size(); ++p) {
+            on_kick(rx_index(p), [this, p] { on_port_rx(p); });
+            on_kick(tx_index(p), [this, p] { on_port_tx(p); });
+        }
+        loop.add(wake_.fd(), [this](uint32_t) { on_wake(); });
     }
     thread_->start();
     // Input queued before the driver came up, and kicks that raced with
     // activation, are picked up by the first loop iteration: eventfds keep
     // their count until consumed.
+    // Only the driver-to-device queues (odd indices) are kicked here; the
+    // receive side is driven by input_ready_ and wake_.
     input_ready_.signal();
-    if (txq_) txq_->kick->signal();
+    for (size_t i = 1; i < queues_.size(); i += 2)
+        if (queues_[i]) queues_[i]->kick->signal();
+    if (use_multiport_) wake_.signal();
 }
 
 void ConsoleDevice::reset() {
     if (thread_) thread_->stop();
     thread_.reset();
-    rxq_.reset();
-    txq_.reset();
+    queues_.clear();
+    control_out_.clear();
     irq_.reset();
     needs_reset_ = nullptr;
+    // The driver is gone: every port is closed on its side and must be
+    // added again; the host side hears about the close.
+    bool closed = false;
+    for (auto& p : ports_) {
+        p->added = p->ready = p->sent_open = false;
+        p->tx_chain.reset();
+        p->tx_off = 0;
+        if (p->guest_open.exchange(false)) {
+            ++p->guest_closes;
+            closed = true;
+        }
+    }
+    if (closed) port_events_.signal();
 }
 
 void ConsoleDevice::fail_queue(const char* which, const std::exception& e) {
@@ -92,9 +252,18 @@ void ConsoleDevice::fail_queue(const char* which, const std::exception& e) {
     if (needs_reset_) needs_reset_();
 }
 
+void ConsoleDevice::notify(uint16_t index) {
+    ActiveQueue* aq = queue(index);
+    if (aq && aq->queue.should_notify()) {
+        ++stats_.interrupts;
+        irq_->signal_queue(index);
+    }
+}
+
 void ConsoleDevice::on_tx() {
-    if (broken_ || !txq_) return;
-    auto& q = txq_->queue;
+    ActiveQueue* aq = queue(kTxQueue);
+    if (broken_ || !aq) return;
+    auto& q = aq->queue;
     bool used = false;
     try {
         std::vector<uint8_t> buf;
@@ -116,15 +285,13 @@ void ConsoleDevice::on_tx() {
     } catch (const QueueError& e) {
         fail_queue("transmit", e);
     }
-    if (used && q.should_notify()) {
-        ++stats_.interrupts;
-        irq_->signal_queue(kTxQueue);
-    }
+    if (used) notify(kTxQueue);
 }
 
 void ConsoleDevice::on_rx() {
-    if (broken_ || !rxq_) return;
-    auto& q = rxq_->queue;
+    ActiveQueue* aq = queue(kRxQueue);
+    if (broken_ || !aq) return;
+    auto& q = aq->queue;
     bool used = false;
     try {
         for (;;) {
@@ -154,17 +321,294 @@ void ConsoleDevice::on_rx() {
     } catch (const QueueError& e) {
         fail_queue("receive", e);
     }
-    if (used && q.should_notify()) {
-        ++stats_.interrupts;
-        irq_->signal_queue(kRxQueue);
+    if (used) notify(kRxQueue);
+}
+
+// Guest output of a named port into its bounded output buffer. A chain is
+// consumed piecewise (tx_chain/tx_off) so a huge one costs no more host
+// memory than the buffer; while the buffer is full the rest stays in the
+// ring and read_port_output() wakes us.
+void ConsoleDevice::on_port_tx(uint32_t port) {
+    ActiveQueue* aq = queue(tx_index(port));
+    if (broken_ || !aq) return;
+    Port& p = *ports_[port];
+    auto& q = aq->queue;
+    bool used = false, produced = false;
+    try {
+        std::vector<uint8_t> buf;
+        for (;;) {
+            if (!p.tx_chain) {
+                q.disable_notifications();
+                p.tx_chain = q.pop();
+                if (!p.tx_chain) {
+                    if (!q.enable_notifications()) break;
+                    continue;
+                }
+                p.tx_off = 0;
+            }
+            Reader r(*mem_, *p.tx_chain);
+            r.skip(p.tx_off);  // tx_off counts bytes already read from this chain
+            size_t room;
+            {
+                std::lock_guard lk(mu_);
+                room = kOutputCapacity - p.output.size();
+            }
+            size_t n = std::min({room, r.remaining(), kPortTxChunk});
+            if (n == 0 && r.remaining() > 0) break;  // full: wait for the host to read
+            bool last = n == r.remaining();
+            if (n) {
+                buf.resize(n);
+                r.read(buf);  // n <= remaining()
+                std::lock_guard lk(mu_);
+                p.output.insert(p.output.end(), buf.begin(), buf.end());
+                p.tx_off += n;
+                p.tx_bytes += n;
+                produced = true;
+            }
+            if (last) {
+                q.push_used(*p.tx_chain, 0);
+                p.tx_chain.reset();
+                used = true;
+            }
+        }
+    } catch (const QueueError& e) {
+        fail_queue("port transmit", e);
+    }
+    if (used) notify(tx_index(port));
+    if (produced) port_events_.signal();
+}
+
+// Host input of a named port into the guest's receive buffers, only while
+// the guest has the port open (Linux discards what arrives on a closed port).
+void ConsoleDevice::on_port_rx(uint32_t port) {
+    ActiveQueue* aq = queue(rx_index(port));
+    Port& p = *ports_[port];
+    if (broken_ || !aq || !p.ready || !p.guest_open) return;
+    auto& q = aq->queue;
+    bool used = false;
+    try {
+        std::vector<uint8_t> chunk;
+        for (;;) {
+            {
+                std::lock_guard lk(mu_);
+                if (p.input.empty()) break;
+            }
+            auto chain = q.pop();
+            if (!chain) {
+                if (!q.enable_notifications()) break;
+                continue;
+            }
+            Writer w(*mem_, *chain);
+            {
+                std::lock_guard lk(mu_);
+                size_t n = std::min(p.input.size(), w.remaining());
+                chunk.assign(p.input.begin(), p.input.begin() + static_cast<long>(n));
+                p.input.erase(p.input.begin(), p.input.begin() + static_cast<long>(n));
+            }
+            w.write(chunk);  // fits: n <= remaining()
+            p.rx_bytes += chunk.size();
+            q.push_used(*chain, static_cast<uint32_t>(w.written()));
+            used = true;
+        }
+    } catch (const QueueError& e) {
+        fail_queue("port receive", e);
+    }
+    if (used) {
+        notify(rx_index(port));
+        port_events_.signal();  // input room for the host side
+        sync_host_open(port);   // a disconnect may have waited for this input
     }
 }
 
+void ConsoleDevice::on_wake() {
+    wake_.consume();
+    for (uint32_t p = 1; p < ports_.size(); ++p) {
+        sync_host_open(p);
+        on_port_rx(p);
+        on_port_tx(p);
+    }
+    flush_control();
+}
+
+// Sends PORT_OPEN when the host's connection state differs from what the
+// guest was told. A disconnect waits while input for an open port is still
+// on its way, so the guest reads every byte before it sees EOF.
+void ConsoleDevice::sync_host_open(uint32_t port) {
+    Port& p = *ports_[port];
+    if (!use_multiport_ || !p.ready) return;
+    bool want;
+    {
+        std::lock_guard lk(mu_);
+        want = p.host_connected || (port != 0 && p.guest_open && !p.input.empty());
+    }
+    if (want == p.sent_open) return;
+    p.sent_open = want;
+    send_control(port, kConsolePortOpen, want ? 1 : 0);
+}
+
+void ConsoleDevice::send_control(uint32_t id, uint16_t event, uint16_t value, std::string_view payload) {
+    // Bounded: a driver that repeats DEVICE_READY without posting buffers
+    // must not grow this without limit.
+    if (control_out_.size() >= 64 + 4 * ports_.size()) {
+        ++stats_.control_dropped;
+        static log::RateLimit rl;
+        if (rl.allow()) log::warn("{}: control backlog full; event {} for port {} dropped", cfg_.name, event, id);
+        return;
+    }
+    control_out_.push_back(console_control_message(id, event, value, payload));
+}
+
+void ConsoleDevice::flush_control() {
+    ActiveQueue* aq = queue(kControlRxQueue);
+    if (broken_ || !aq) return;
+    auto& q = aq->queue;
+    bool used = false;
+    try {
+        while (!control_out_.empty()) {
+            auto chain = q.pop();
+            if (!chain) {
+                if (!q.enable_notifications()) break;
+                continue;
+            }
+            Writer w(*mem_, *chain);
+            const auto& m = control_out_.front();
+            if (w.remaining() < m.size()) {
+                // A driver posting buffers too small for a message (Linux
+                // posts pages) loses that message; the buffer goes back empty.
+                ++stats_.control_dropped;
+                static log::RateLimit rl;
+                if (rl.allow())
+                    log::warn("{}: control buffer of {} bytes is too small for a {}-byte message (event {}); dropped",
+                              cfg_.name, w.remaining(), m.size(), load_le16(m.data() + 4));
+            } else {
+                w.write(m);
+            }
+            q.push_used(*chain, static_cast<uint32_t>(w.written()));
+            used = true;
+            control_out_.pop_front();
+        }
+    } catch (const QueueError& e) {
+        fail_queue("control receive", e);
+    }
+    if (used) notify(kControlRxQueue);
+}
+
+void ConsoleDevice::on_control_tx() {
+    ActiveQueue* aq = queue(kControlTxQueue);
+    if (broken_ || !aq) return;
+    auto& q = aq->queue;
+    bool used = false;
+    try {
+        for (;;) {
+            q.disable_notifications();
+            while (auto chain = q.pop()) {
+                Reader r(*mem_, *chain);
+                // One byte more than a message, so a long one shows as such.
+                uint8_t buf[kConsoleControlSize + 1];
+                size_t n = std::min(r.remaining(), sizeof buf);
+                r.read({buf, n});
+                q.push_used(*chain, 0);
+                used = true;
+                handle_control(parse_console_control({buf, n}, nr_ports()));
+                if (broken_) break;
+            }
+            if (broken_ || !q.enable_notifications()) break;
+        }
+    } catch (const QueueError& e) {
+        fail_queue("control transmit", e);
+    }
+    if (used) notify(kControlTxQueue);
+}
+
+void ConsoleDevice::control_error(const char* what, uint32_t port, uint16_t event) {
+    ++stats_.control_errors;
+    static log::RateLimit rl;
+    if (rl.allow()) log::warn("{}: control message (event {}, port {}): {}", cfg_.name, event, port, what);
+}
+
+void ConsoleDevice::handle_control(const ConsoleControlRequest& req) {
+    using R = ConsoleControlRequest;
+    switch (req.kind) {
+        case R::Invalid:
+            control_error(req.error, req.port, req.event);
+            return;
+        case R::DeviceReady:
+            for (uint32_t id = 0; id < ports_.size(); ++id) {
+                ports_[id]->added = true;
+                send_control(id, kConsolePortAdd, 0);
+            }
+            return;
+        case R::DeviceFailed:
+            control_error("the driver reports it failed to initialise", req.port, req.event);
+            return;
+        default:
+            break;
+    }
+    Port& p = *ports_[req.port];  // in range: checked by the parser
+    if (!p.added) {
+        control_error("message for a port that was not added", req.port, req.event);
+        return;
+    }
+    switch (req.kind) {
+        case R::PortReady:
+            p.ready = true;
+            if (req.port == 0) send_control(0, kConsoleConsolePort, 1);  // port 0 is hvc0
+            else send_control(req.port, kConsolePortName, 1, p.name);
+            p.sent_open = false;  // the driver starts from "host closed"
+            sync_host_open(req.port);
+            return;
+        case R::PortFailed:
+            p.ready = false;
+            control_error("the driver failed to add the port", req.port, req.event);
+            return;
+        case R::GuestOpen:
+        case R::GuestClose:
+            break;
+        default:
+            return;
+    }
+    if (!p.ready) {
+        control_error("PORT_OPEN for a port that is not ready", req.port, req.event);
+        return;
+    }
+    bool open = req.kind == R::GuestOpen;
+    if (open == p.guest_open.load()) return;  // repeated: nothing changes
+    if (open) {
+        ++p.guest_opens;
+        p.guest_open = true;
+        if (req.port != 0) on_port_rx(req.port);  // input held while it was closed
+    } else {
+        // Take what the guest wrote before closing, then drop the input the
+        // guest will not read (Linux discards data for a closed port).
+        if (req.port != 0) on_port_tx(req.port);
+        ++p.guest_closes;
+        p.guest_open = false;
+        {
+            std::lock_guard lk(mu_);
+            p.input.clear();
+        }
+        sync_host_open(req.port);  // a disconnect no longer waits for that input
+    }
+    if (req.port != 0) port_events_.signal();
+}
+
 std::map<std::string, uint64_t> ConsoleDevice::counters() const {
-    return {{"tx_bytes", stats_.tx_bytes.load()},
-            {"rx_bytes", stats_.rx_bytes.load()},
-            {"errors", stats_.errors.load()},
-            {"interrupts", stats_.interrupts.load()}};
+    std::map<std::string, uint64_t> c{{"tx_bytes", stats_.tx_bytes.load()},
+                                      {"rx_bytes", stats_.rx_bytes.load()},
+                                      {"errors", stats_.errors.load()},
+                                      {"interrupts", stats_.interrupts.load()}};
+    if (!multiport()) return c;
+    c["control_errors"] = stats_.control_errors.load();
+    c["control_dropped"] = stats_.control_dropped.load();
+    for (size_t i = 1; i < ports_.size(); ++i) {
+        const Port& p = *ports_[i];
+        std::string k = fmt::format("port{}.", i);
+        c[k + "tx_bytes"] = p.tx_bytes.load();
+        c[k + "rx_bytes"] = p.rx_bytes.load();
+        c[k + "guest_opens"] = p.guest_opens.load();
+        c[k + "host_connects"] = p.host_connects.load();
+    }
+    return c;
 }
 
 }  // namespace vmm::virtio

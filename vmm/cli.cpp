@@ -135,6 +135,28 @@ ScsiLunConfig parse_scsi_lun(const std::string& spec, bool cdrom) {
     return l;
 }
 
+// --serial-port name=NAME,socket=PATH | name=NAME,file=PATH
+SerialPortConfig parse_serial_port(const std::string& spec) {
+    SerialPortConfig p;
+    bool have_path = false;
+    for (auto& [k, v] : split_kv(spec, "--serial-port")) {
+        std::string what = "--serial-port " + k;
+        if (k == "name") {
+            p.name = check::serial_port_name(v, what);
+        } else if (k == "socket" || k == "file") {
+            if (have_path) fail("--serial-port \"{}\": give one of socket=PATH and file=PATH", spec);
+            have_path = true;
+            p.mode = k == "socket" ? SerialMode::Socket : SerialMode::File;
+            p.path = check::path(v, what);
+        } else {
+            fail("--serial-port: unknown key \"{}\" (expected name, socket, file)", k);
+        }
+    }
+    if (p.name.empty()) fail("--serial-port \"{}\": name=NAME is required", spec);
+    if (!have_path) fail("--serial-port \"{}\": socket=PATH or file=PATH is required", spec);
+    return p;
+}
+
 }  // namespace
 
 std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::string>& args) {
@@ -148,7 +170,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     // so that an option not given leaves the --config file's value alone.
     std::string config_path, kernel, initramfs, cmdline, cpus, memory, serial, console, log_level, log_file, api_socket,
         timeout, balloon;
-    std::vector<std::string> disks, nets, scsi_disks, cdroms;
+    std::vector<std::string> disks, nets, scsi_disks, cdroms, serial_ports;
     bool print_config = false, boot_report = false, reboot = false, hugepages = false, no_pvpanic = false,
          rng = false;
 
@@ -207,6 +229,13 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                         ->type_name("FILE")
                         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
                         ->allow_extra_args(false);
+    auto* o_serial_port = app.add_option("--serial-port", serial_ports,
+                                         "Named virtio-serial port beside hvc0: name=NAME,socket=PATH (a UNIX socket "
+                                         "the VMM listens on) or name=NAME,file=PATH (output only); repeatable; the "
+                                         "guest sees /dev/virtio-ports/NAME (replaces the --config serial_ports)")
+                              ->type_name("SPEC")
+                              ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+                              ->allow_extra_args(false);
     auto* o_api = app.add_option("--api-socket", api_socket, "Serve the control API on this UNIX socket")
                       ->type_name("PATH");
     auto* o_timeout = app.add_option("--timeout", timeout, "Stop the VM after SECONDS (exit status 5); 0: never")
@@ -278,6 +307,11 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
         check::scsi_luns(luns, "--scsi-disk/--cdrom");
         cfg.scsi = std::move(luns);
     }
+    if (given(o_serial_port)) {
+        cfg.serial_ports.clear();
+        for (auto& p : serial_ports) cfg.serial_ports.push_back(parse_serial_port(p));
+        check::serial_port_list(cfg.serial_ports, "--serial-port");
+    }
     if (given(o_api)) cfg.api_socket = check::path(api_socket, "--api-socket");
     if (given(o_timeout))
         cfg.timeout_s = check::timeout(check::parse_uint(timeout, "--timeout", 0, check::kMaxTimeout), "--timeout");
@@ -295,6 +329,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                            {"--api-socket", cfg.api_socket},
                            {"--log-file", cfg.log_file}},
                           "");
+    check::serial_port_paths(cfg, "");
     if (cfg.serial == SerialMode::Tty && cfg.console == SerialMode::Tty)
         log::debug("--serial tty and --console tty: terminal input goes to the virtio console");
     if (cfg.balloon)

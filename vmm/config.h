@@ -51,6 +51,16 @@ struct ScsiLunConfig {
     bool cdrom = false;     // CD-ROM: 2048-byte blocks, MMC commands
 };
 
+// One named virtio-serial port (--serial-port): the guest's
+// /dev/vportXpN with name NAME (/dev/virtio-ports/NAME with udev). Its host
+// side is a UNIX socket the VMM listens on (one client at a time) or, for
+// output only, a file.
+struct SerialPortConfig {
+    std::string name;
+    SerialMode mode = SerialMode::Socket;  // Socket or File
+    std::string path;
+};
+
 struct VmConfig {
     std::string kernel;
     std::string initramfs;  // empty: none
@@ -75,6 +85,9 @@ struct VmConfig {
     std::optional<BalloonConfig> balloon;  // virtio-balloon; none unless asked for
     std::vector<NetConfig> nets;           // virtio-net interfaces
     std::vector<ScsiLunConfig> scsi;  // virtio-scsi LUNs, disks first; empty: no controller
+    // Named virtio-serial ports beside hvc0 (they bring the virtio console
+    // device along even with console off).
+    std::vector<SerialPortConfig> serial_ports;
 };
 
 // Exit statuses of the vmm binary (documented in README.md).

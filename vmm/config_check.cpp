@@ -218,6 +218,39 @@ void console_path(SerialMode mode, const std::string& p, const std::string& what
         fail("{}: a path is only used with mode \"file\" or \"socket\", not \"{}\"", what, console_mode_name(mode));
 }
 
+const std::string& serial_port_name(const std::string& name, const std::string& what) {
+    if (name.empty()) fail("{}: the port name is empty", what);
+    if (name.size() > kMaxSerialPortName)
+        fail("{}: port name \"{}\" is longer than {} characters", what, name, kMaxSerialPortName);
+    if (name == "." || name == "..") fail("{}: \"{}\" is not a usable port name", what, name);
+    for (char c : name)
+        if (c < 0x21 || c > 0x7e || c == '/' || c == ',')
+            fail("{}: port name \"{}\" must be printable ASCII without spaces, '/' or ','", what, name);
+    return name;
+}
+
+void serial_port_list(const std::vector<SerialPortConfig>& ports, const std::string& what) {
+    if (ports.size() > kMaxSerialPorts)
+        fail("{}: {} serial ports given; at most {}", what, ports.size(), kMaxSerialPorts);
+    for (size_t i = 0; i < ports.size(); ++i) {
+        serial_port_name(ports[i].name, what);
+        if (ports[i].mode != SerialMode::Socket && ports[i].mode != SerialMode::File)
+            fail("{}: port \"{}\" needs socket=PATH or file=PATH", what, ports[i].name);
+        path(ports[i].path, what + " " + ports[i].name);
+        for (size_t j = 0; j < i; ++j)
+            if (ports[i].name == ports[j].name) fail("{}: port name \"{}\" is given twice", what, ports[i].name);
+    }
+}
+
+void serial_port_paths(const VmConfig& cfg, const std::string& what) {
+    std::vector<std::pair<std::string, std::string>> paths{{"the serial console", cfg.serial_path},
+                                                           {"the virtio console", cfg.console_path},
+                                                           {"the API socket", cfg.api_socket},
+                                                           {"the log file", cfg.log_file}};
+    for (auto& p : cfg.serial_ports) paths.emplace_back("serial port " + p.name, p.path);
+    distinct_paths(paths, what);
+}
+
 void distinct_paths(const std::vector<std::pair<std::string, std::string>>& paths, const std::string& what) {
     for (size_t i = 0; i < paths.size(); ++i)
         for (size_t j = 0; j < i; ++j)

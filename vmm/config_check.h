@@ -77,6 +77,19 @@ SerialMode console_mode(const std::string& name, const std::string& what);
 // A file or socket mode needs a path; tty and off take none.
 void console_path(SerialMode mode, const std::string& path, const std::string& what);
 
+// Named virtio-serial ports (--serial-port, "serial_ports").
+inline constexpr size_t kMaxSerialPorts = 30;  // named ports; 31 with hvc0 (QEMU's default too)
+inline constexpr size_t kMaxSerialPortName = 64;
+// 1-64 printable ASCII characters without space, '/' or ',' (the guest makes
+// /dev/virtio-ports/NAME of it), and not "." or "..".
+const std::string& serial_port_name(const std::string& name, const std::string& what);
+// The list: at most kMaxSerialPorts, unique names, each a socket or a file
+// with a path.
+void serial_port_list(const std::vector<SerialPortConfig>& ports, const std::string& what);
+// Each port's path differs from the others' and from the consoles', the API
+// socket's and the log file's (a second distinct_paths pass, after it).
+void serial_port_paths(const VmConfig& cfg, const std::string& what);
+
 // Files and sockets the VMM creates must differ: two consoles writing one
 // file, or a console socket bound over the API socket, would clobber each
 // other. Each entry is (name for the message, path); empty paths are unused.

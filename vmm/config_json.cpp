@@ -71,7 +71,7 @@ public:
     void root(const json& doc) {
         if (!doc.is_object()) fail("{}: expected an object at the top level, got {}", source_, describe(doc));
         keys(doc, "", {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices", "rng",
-                       "balloon", "net", "scsi"});
+                       "balloon", "net", "scsi", "serial_ports"});
         if (auto* v = find(doc, "machine")) machine(*v);
         if (auto* v = find(doc, "boot")) boot(*v);
         if (auto* v = find(doc, "disks")) disks(*v);
@@ -85,11 +85,13 @@ public:
         if (auto* v = find(doc, "rng")) rng(*v);
         if (auto* v = find(doc, "balloon")) balloon(*v);
         if (auto* v = find(doc, "net")) net(*v);
+        if (auto* v = find(doc, "serial_ports")) serial_ports(*v);
         check::distinct_paths({{"serial.path", cfg_.serial_path},
                                {"console.path", cfg_.console_path},
                                {"api.socket", cfg_.api_socket},
                                {"logging.file", cfg_.log_file}},
                               source_);
+        check::serial_port_paths(cfg_, source_);
     }
 
 private:
@@ -349,6 +351,30 @@ private:
         cfg_.balloon = b;
     }
 
+    // "serial_ports": [{"name": ..., "socket" | "file": ...}]; replaces the list.
+    void serial_ports(const json& v) {
+        if (!v.is_array()) fail("{}: expected an array of serial ports, got {}", where("serial_ports"), describe(v));
+        std::vector<SerialPortConfig> list;
+        for (size_t i = 0; i < v.size(); ++i) {
+            std::string at = fmt::format("serial_ports[{}]", i);
+            const json& e = object(v[i], at);
+            keys(e, at, {"name", "socket", "file"});
+            SerialPortConfig p;
+            auto* n = find(e, "name");
+            if (!n) fail("{}: missing \"name\"", where(at));
+            p.name = check::serial_port_name(string(*n, at + ".name"), where(at + ".name"));
+            auto* s = find(e, "socket");
+            auto* f = find(e, "file");
+            if (!s == !f) fail("{}: give exactly one of \"socket\" and \"file\"", where(at));
+            std::string key = s ? "socket" : "file";
+            p.mode = s ? SerialMode::Socket : SerialMode::File;
+            p.path = check::path(string(s ? *s : *f, at + "." + key), where(at + "." + key));
+            list.push_back(std::move(p));
+        }
+        check::serial_port_list(list, where("serial_ports"));
+        cfg_.serial_ports = std::move(list);
+    }
+
     void devices(const json& v) {
         object(v, "devices");
         keys(v, "devices", {"pvpanic"});
@@ -491,6 +517,9 @@ json config_to_json(const VmConfig& cfg) {
         if (l.cdrom) scsi_cdroms.push_back({{"path", l.path}, {"lun", lun}});
         else scsi_disks.push_back({{"path", l.path}, {"lun", lun}, {"readonly", l.readonly}});
     }
+    json serial_ports = json::array();
+    for (auto& p : cfg.serial_ports)
+        serial_ports.push_back({{"name", p.name}, {p.mode == SerialMode::File ? "file" : "socket", p.path}});
     // Memory as a size string when it is whole MiB (always, once validated).
     json memory = cfg.memory % (1ull << 20) ? json(cfg.memory) : json(memory_text(cfg.memory));
     return {
@@ -512,6 +541,7 @@ json config_to_json(const VmConfig& cfg) {
                                        {"stats_interval_s", cfg.balloon->stats_interval_s}}
                                 : json{{"enabled", false}}},
         {"scsi", {{"disks", scsi_disks}, {"cdroms", scsi_cdroms}}},
+        {"serial_ports", serial_ports},
     };
 }
 

@@ -40,6 +40,8 @@ ConsoleSocket::ConsoleSocket(std::string path, std::string what) : path_(std::mo
     ::umask(old);
     errno = e;
     if (r != 0) throw_errno(fmt::format("{}: bind {}", what, path_));
+    // The umask gave 0700; 0600 as documented (a socket needs no x bit).
+    if (::chmod(path_.c_str(), 0600) != 0) throw_errno(fmt::format("{}: chmod {}", what, path_));
     if (::listen(listen_.get(), 4) != 0) throw_errno(what + ": listen");
 }
 

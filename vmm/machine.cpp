@@ -45,6 +45,7 @@
 #include "vmm/config_check.h"
 #include "vmm/guest_walk.h"
 #include "vmm/irq_routing.h"
+#include "vmm/serial_ports.h"
 #include "vmm/platform.h"
 
 namespace vmm {
@@ -342,8 +343,11 @@ void Machine::setup_pci() {
             add_virtio(blk, d.slot, d.packed);
         }
     }
-    if (cfg_.console != SerialMode::Off) {
+    // Named serial ports live on the console device too: it exists when
+    // either is asked for (port 0 then goes nowhere if --console is off).
+    if (cfg_.console != SerialMode::Off || !cfg_.serial_ports.empty()) {
         virtio::ConsoleConfig cc;
+        for (auto& p : cfg_.serial_ports) cc.port_names.push_back(p.name);
         int fd = cfg_.console == SerialMode::Tty ? STDOUT_FILENO : -1;
         if (cfg_.console == SerialMode::File) {
             fd = ::open(cfg_.console_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -358,6 +362,7 @@ void Machine::setup_pci() {
         }
         console_ = std::make_shared<virtio::ConsoleDevice>(std::move(cc));
         add_virtio(console_, -1);
+        if (!cfg_.serial_ports.empty()) serial_ports_ = std::make_unique<SerialPortHost>(console_, cfg_.serial_ports);
     }
     for (size_t i = 0; i < cfg_.nets.size(); ++i) {
         const NetConfig& n = cfg_.nets[i];

@@ -38,6 +38,7 @@ class VirtioDevice;
 }  // namespace virtio
 class MsiRouter;
 class ConsoleSocket;
+class SerialPortHost;
 class ApiServer;
 
 class Machine : public VmControl {
@@ -104,6 +105,7 @@ private:
     EventFd tasks_ready_;
     Fd console_file_;
     std::unique_ptr<ConsoleSocket> serial_sock_, console_sock_;
+    std::unique_ptr<SerialPortHost> serial_ports_;  // --serial-port host sides
     std::unique_ptr<ApiServer> api_;
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
     std::vector<std::thread> threads_;

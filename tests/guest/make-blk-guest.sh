@@ -54,6 +54,13 @@
 #                port 5001 ("net tx-sha SHA" first) and the same amount
 #                received on port 5002 after "net listening" ("net rx-sha
 #                SHA SIZE"); the host side checks the checksums
+#                vmmtest.hvc_in=<token> a line is read from /dev/hvc0
+#                and compared (60 s: the host reads the control API counters first)
+#     serial     named virtio-serial ports vmmtest.ser_names=ONE,TWO: both in
+#                /sys/class/virtio-ports; "VMMTEST-SERIAL one <token>" written to
+#                ONE, a line read back and compared with vmmtest.ser_one, ONE
+#                closed; "VMMTEST-SERIAL two <token>" written to TWO, which
+#                must then yield vmmtest.ser_two and EOF (host disconnect)
 #     bench      blkbench bench /dev/vdb vmmtest.bench_mib vmmtest.bench_s
 #     scsi       virtio-scsi, target 0: vmmtest.scsi_luns LUNs in sysfs; LUNs 0
 #                and 1 get blkbench pattern-write (seeds SEED_W and SEED_W+1);
@@ -492,7 +499,7 @@ case $blk in
             pass hvc0-present
             echo "VMMTEST: hvc0 $token" >/dev/hvc0
             if [ -n "$hvc_in" ]; then
-                line=$(timeout 10 head -n 1 /dev/hvc0 2>/dev/null | tr -d '\r')
+                line=$(timeout 60 head -n 1 /dev/hvc0 2>/dev/null | tr -d '\r')
                 if [ "$line" = "$hvc_in" ]; then
                     pass hvc0-input "$line"
                 else
@@ -575,6 +582,81 @@ case $blk in
             pass scsi-many-read "LUN $((scsi_luns - 1)) is $last and reads"
         else
             fail scsi-many-read "LUN $((scsi_luns - 1)) ('$last') does not read"
+        fi
+        ;;
+    serial)
+        # Named virtio-serial ports (the host's serial-ports case): the
+        # ports vmmtest.ser_names (comma-separated) are found through sysfs
+        # (devtmpfs gives /dev/vportXpY; /dev/virtio-ports/NAME needs udev,
+        # which this guest has not); debugfs shows the host's open state.
+        ser_names="" ser_one="" ser_two=""
+        for w in $(cat /proc/cmdline); do
+            case $w in
+                vmmtest.ser_names=*) ser_names=${w#vmmtest.ser_names=} ;;
+                vmmtest.ser_one=*) ser_one=${w#vmmtest.ser_one=} ;;
+                vmmtest.ser_two=*) ser_two=${w#vmmtest.ser_two=} ;;
+            esac
+        done
+        mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+        dbg() { # VPORT FIELD: a field of the driver's debugfs file, "" without debugfs
+            sed -n "s/^$2: //p" "/sys/kernel/debug/virtio-ports/$1" 2>/dev/null
+        }
+        vport_of() { # NAME -> vportXpY
+            for n in /sys/class/virtio-ports/vport*/name; do
+                [ "$(cat "$n" 2>/dev/null)" = "$1" ] && { basename "$(dirname "$n")"; return; }
+            done
+        }
+        # the driver names the ports asynchronously after probing: give it 10 s
+        i=0
+        while [ $i -lt 100 ] && [ -z "$(vport_of "${ser_names##*,}")" ]; do sleep 0.1; i=$((i + 1)); done
+        found="" missing=""
+        for n in $(echo "$ser_names" | tr , ' '); do
+            v=$(vport_of "$n")
+            if [ -n "$v" ] && [ -c "/dev/$v" ]; then found="$found $n=$v"; else missing="$missing $n"; fi
+        done
+        if [ -n "$ser_names" ] && [ -z "$missing" ]; then pass serial-names "$found"; else fail serial-names "missing:$missing (found:$found)"; fi
+        if [ -d /dev/virtio-ports ]; then info "serial: /dev/virtio-ports exists"; else info "serial: no /dev/virtio-ports (no udev); using /dev/vportXpY"; fi
+        for f in /sys/kernel/debug/virtio-ports/*; do [ -f "$f" ] && info "serial: debugfs ${f##*/}: $(tr '\n' ' ' <"$f")"; done
+        one=$(vport_of "$(echo "$ser_names" | cut -d, -f1)")
+        two=$(vport_of "$(echo "$ser_names" | cut -d, -f2)")
+        if [ -n "$one" ] && [ -n "$two" ]; then
+            # wait_host VPORT 0|1: until debugfs shows that host state (30 s)
+            wait_host() {
+                i=0
+                while [ -n "$(dbg "$1" host_connected)" ] && [ "$(dbg "$1" host_connected)" != "$2" ] && [ $i -lt 300 ]; do
+                    sleep 0.1; i=$((i + 1))
+                done
+                [ "$(dbg "$1" host_connected)" = "$2" ]
+            }
+            # port one: a line each way; then the guest closes it (the host's
+            # client must see EOF). A write blocks until a host client is there.
+            wait_host "$one" 1 && pass serial-host-open "$one host_connected=1" ||
+                info "serial: $one host_connected is '$(dbg "$one" host_connected)'"
+            exec 3<>"/dev/$one"
+            echo "VMMTEST-SERIAL one $token" >&3
+            line=$(timeout 30 head -n 1 <&3 | tr -d '\r')
+            if [ -n "$ser_one" ] && [ "$line" = "$ser_one" ]; then
+                pass serial-host-to-guest "$line"
+            else
+                fail serial-host-to-guest "read '$line' from $one, expected '$ser_one'"
+            fi
+            exec 3>&-
+            info "serial: closed $one"
+            # port two: the host's client sends a line and disconnects: the
+            # guest reads the line, then EOF (read returns 0).
+            exec 4<>"/dev/$two"
+            echo "VMMTEST-SERIAL two $token" >&4
+            out=$(timeout 30 cat <&4 | tr -d '\r'); st=$?
+            if [ "$out" = "$ser_two" ]; then
+                pass serial-host-eof "read '$out' then EOF from $two"
+            else
+                fail serial-host-eof "read '$out' from $two (cat status $st), expected '$ser_two' then EOF"
+            fi
+            if wait_host "$two" 0; then pass serial-host-closed "$two host_connected=0"; else
+                [ -z "$(dbg "$two" host_connected)" ] && skip serial-host-closed "no debugfs" ||
+                    fail serial-host-closed "$two host_connected is '$(dbg "$two" host_connected)'"
+            fi
+            exec 4>&-
         fi
         ;;
     bench)

@@ -35,6 +35,9 @@
 #                                the console output (see the functions below
 #                                and tests/guest/README.md).  SKIP if that
 #                                guest could not be built (gcc, e2fsprogs).
+#   serial-ports                 named virtio-serial ports (--serial-port) on two
+#                                UNIX sockets beside hvc0, driven by socket clients
+#                                (serial_ports_case below)
 #   json-boot, example-NAME (one per examples/NAME.json), api, stop, panic,
 #   timeout, console-socket
 #                                JSON configs, the control API and the exit
@@ -64,8 +67,9 @@ SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 # (options, exit statuses) using QEMU.  Only for VMM_UNDER_TEST_QEMU=1.
 qemu_adapter() {
     local kernel="" initrd="" cmdline="" cpus=1 memory=512M serial=tty console=off ndisk=0 nnet=0 spec timeout_s=0
-    local disk_args=()
+    local disk_args=() sp_args=()
     local scsi_kind=() scsi_path=() scsi_lun=() scsi_ro=()
+
     while [[ $# -gt 0 ]]; do
         case $1 in
             --kernel) kernel=$2; shift 2 ;;
@@ -150,6 +154,21 @@ qemu_adapter() {
                 disk_args+=(-device "$bdev")
                 shift 2
                 ;;
+            --serial-port)
+                # name=NAME,socket=PATH|file=PATH: a virtserialport on the console's virtio-serial-pci
+                local sp_name="" sp_chr="" kv
+                IFS=, read -r -a spec <<<"$2"
+                for kv in "${spec[@]}"; do
+                    case $kv in
+                        name=*) sp_name=${kv#name=} ;;
+                        socket=*) sp_chr="socket,path=${kv#socket=},server=on,wait=off" ;;
+                        file=*) sp_chr="file,path=${kv#file=}" ;;
+                        *) echo "vmm: error: bad --serial-port item '$kv' (QEMU adapter)" >&2; exit 1 ;;
+                    esac
+                done
+                sp_args+=(-chardev "$sp_chr,id=sp${#sp_args[@]}" -device "virtserialport,chardev=sp${#sp_args[@]},name=$sp_name")
+                shift 2
+                ;;
             --timeout) timeout_s=$2; shift 2 ;;
             --log-file) shift 2 ;;
             *) echo "vmm: error: unknown option $1 (QEMU adapter)" >&2; exit 1 ;;
@@ -197,7 +216,9 @@ qemu_adapter() {
         *) echo "vmm: error: bad --console $console (QEMU adapter)" >&2; exit 1 ;;
     esac
     # shellcheck disable=SC2054 # QEMU's commas
-    [[ $console != off ]] && con_args+=(-device virtio-serial-pci -device virtconsole,chardev=hvc)
+    [[ $console != off ]] && con_args+=(-device virtconsole,chardev=hvc)
+    # one virtio-serial-pci carries hvc0 and the named ports
+    [[ $console != off || ${#sp_args[@]} -gt 0 ]] && con_args=(-device virtio-serial-pci "${con_args[@]}" "${sp_args[@]}")
     # VMM_QEMU_ACCEL=tcg runs the guests without /dev/kvm (run-guest-tests.sh --vmm qemu)
     local accel=(-accel kvm -cpu host)
     [[ ${VMM_QEMU_ACCEL:-kvm} == tcg ]] && accel=(-accel tcg -cpu max)
@@ -289,7 +310,7 @@ done
 all_cases=(kvm_tests bzimage-1cpu bzimage-4cpu pvh-1cpu pvh-4cpu reboot sigterm bad-kernel
     blk-root blk-integrity blk-split blk-discard blk-mq blk-intx console rng balloon balloon-report net net-mq
     scsi scsi-256
-    json-boot "${example_cases[@]}" api stop panic timeout hugepages console-socket)
+    json-boot "${example_cases[@]}" api stop panic timeout hugepages console-socket serial-ports)
 selected=()
 for c in "${all_cases[@]}"; do
     [[ -z $only || $c =~ $only ]] && selected+=("$c")
@@ -406,7 +427,8 @@ if [[ $inner == 0 ]]; then
     note "guest kernel $kernel, PVH ELF $vmlinux, initramfs $initrd"
     # The virtio block guest (gcc, mke2fs); its cases SKIP if this fails.
     if [[ " ${selected[*]} " == *" blk-"* || " ${selected[*]} " == *" console "* || " ${selected[*]} " == *" rng "* ||
-        " ${selected[*]} " == *" balloon"* || " ${selected[*]} " == *" net"* || " ${selected[*]} " == *" scsi"* ]]; then
+        " ${selected[*]} " == *" balloon"* || " ${selected[*]} " == *" net"* || " ${selected[*]} " == *" scsi"* ||
+        " ${selected[*]} " == *" serial-ports "* ]]; then
         if blk_root=$(guest_blk_rootfs) && blk_initrd=$(guest_blk_initramfs); then
             note "virtio block guest: initramfs $blk_initrd, root image $blk_root"
         else
@@ -1196,6 +1218,9 @@ cat >"$sockclient" <<'PY'
 request SOCKET LINE             send LINE + newline, print the first response line
 read SOCKET REGEX SECONDS WAIT  connect (retrying for WAIT s), copy what arrives to
                                 stdout until REGEX matches (exit 0), EOF or SECONDS (exit 1)
+serial SOCKET REGEX REPLY END SECONDS WAIT
+                                read until REGEX, send REPLY, then close (END=close) or
+                                wait for EOF (END=eof; exit 2 without)
 error-code                      stdin is one response line: print error.code if it is
                                 {"ok": false, "error": {"code": ..., "message": ...}}, else exit 1
 key KEY                         stdin is JSON: print the first value of KEY found (depth first)
@@ -1316,6 +1341,43 @@ elif mode == "read":
         if pat.search(buf.replace(b"\r", b"")):
             sys.exit(0)
     sys.exit(1)
+elif mode == "serial":
+    # serial SOCKET REGEX REPLY END SECONDS WAIT: connect (retrying WAIT s), copy
+    # what arrives to stdout until REGEX matches (else exit 1), send REPLY and a
+    # newline; END=close: close, exit 0; END=eof: read on until EOF, print
+    # "<EOF>", exit 0 (exit 2 if none within SECONDS)
+    s = connect(sys.argv[2], float(sys.argv[7]))
+    pat = re.compile(sys.argv[3].encode(), re.M)
+    end = time.monotonic() + float(sys.argv[6])
+    def recv():
+        s.settimeout(max(0.1, end - time.monotonic()))
+        try:
+            return s.recv(4096)
+        except socket.timeout:
+            return None
+    buf = b""
+    while not pat.search(buf.replace(b"\r", b"")):
+        d = recv()
+        if not d:
+            print("<no match: %s>" % ("timeout" if d is None else "EOF"))
+            sys.exit(1)
+        buf += d
+        sys.stdout.buffer.write(d)
+        sys.stdout.flush()
+    s.sendall(sys.argv[4].encode() + b"\n")
+    print("<sent %s>" % sys.argv[4], flush=True)
+    if sys.argv[5] == "close":
+        s.close()
+        sys.exit(0)
+    while True:
+        d = recv()
+        if d is None:
+            print("<no EOF>")
+            sys.exit(2)
+        if not d:
+            print("<EOF>")
+            sys.exit(0)
+        sys.stdout.buffer.write(d)
 elif mode == "error-code":
     r = json.loads(sys.stdin.readline())
     e = r.get("error") if isinstance(r, dict) else None
@@ -1826,6 +1888,81 @@ console_socket_case() {
     report "$name" "$(elapsed_s "$BG_T0")" "${REASONS[@]}"
 }
 
+# serial-ports: two named virtio-serial ports on UNIX sockets beside hvc0
+# (--console file=, --serial-port name=...,socket=...). A socket client on
+# each (python3, sockclient.py serial); the guest (vmmtest.blk=serial) finds
+# both names in /sys/class/virtio-ports, writes a line on port one, reads the
+# client's reply and closes the port: the client must see EOF. On port two
+# the client answers and disconnects: the guest must read the line, then
+# EOF. The sockets are 0600 while the VM runs and gone after it.
+serial_ports_case() {
+    local name=serial-ports token one_in two_in s1 s2 pid p1 p2 st1=0 st2=0 t0 i mode
+    local n1=org.vmmtest.one n2=org.vmmtest.two
+    blk_prereq
+    [[ -z $BLK_WHY ]] || { blk_skip "$name" "$BLK_WHY"; return; }
+    if [[ -z $python ]]; then
+        skip "$name" "python3 is needed for the socket clients"
+        return
+    fi
+    if [[ $qemu_mode == 0 ]] && ! "${vmm[@]}" --help 2>&1 | grep -q -- '--serial-port'; then
+        report "$name" 0 "${vmm[0]} --help does not mention --serial-port"
+        return
+    fi
+    blk_prepare "$name"
+    token=$(new_token)
+    one_in="host-one-$(new_token)"
+    two_in="host-two-$(new_token)"
+    s1=$live/$name.one.sock s2=$live/$name.two.sock
+    rm -f "$s1" "$s2"
+    : >"$live/$name.hvc"
+    : >"$live/$name.console"
+    local -a log_opt=()
+    [[ $qemu_mode == 1 ]] || log_opt=(--log-level info)
+    REASONS=()
+    t0=$(now_ms)
+    timeout -k 10 "$case_timeout" "${vmm[@]}" --kernel "$kernel" --initramfs "$blk_initrd" \
+        --cmdline "console=ttyS0 panic=-1 vmmtest.cpus=1 vmmtest.blk=serial vmmtest.token=$token vmmtest.ser_names=$n1,$n2 vmmtest.ser_one=$one_in vmmtest.ser_two=$two_in" \
+        --cpus 1 --memory 512M --serial "file=$live/$name.console" --disk "path=$live/img/$name-root.img" \
+        --console "file=$live/$name.hvc" --serial-port "name=$n1,socket=$s1" --serial-port "name=$n2,socket=$s2" \
+        "${log_opt[@]}" </dev/null >"$live/$name.stdout" 2>"$live/$name.stderr" &
+    pid=$!
+    py serial "$s1" "^VMMTEST-SERIAL one $token\$" "$one_in" eof "$case_timeout" 60 >"$live/$name.one" 2>&1 &
+    p1=$!
+    py serial "$s2" "^VMMTEST-SERIAL two $token\$" "$two_in" close "$case_timeout" 60 >"$live/$name.two" 2>&1 &
+    p2=$!
+    for ((i = 0; i < 300; i++)); do
+        [[ -S $s1 ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ $qemu_mode == 0 ]]; then
+        mode=$(stat -c %a "$s1" 2>/dev/null || echo missing)
+        [[ $mode == 600 ]] || REASONS+=("the serial port socket has mode $mode, expected 600")
+    fi
+    wait "$pid" && BLK_ST=0 || BLK_ST=$?
+    wait "$p1" || st1=$?
+    wait "$p2" || st2=$?
+    BLK_SECS=$(elapsed_s "$t0")
+    blk_common "$name" serial-names serial-host-to-guest serial-host-eof
+    [[ $st2 == 0 ]] || REASONS+=("client two: status $st2: $(tail -c 200 "$live/$name.two")")
+    grep -q -F "VMMTEST-SERIAL two $token" "$live/$name.two" ||
+        REASONS+=("client two never got the guest's line on $n2")
+    grep -q -F "VMMTEST-SERIAL one $token" "$live/$name.one" ||
+        REASONS+=("client one never got the guest's line on $n1")
+    if [[ $qemu_mode == 0 ]]; then
+        # the VMM closes the connection when the guest closes the port (QEMU does not)
+        [[ $st1 == 0 ]] && grep -q -F '<EOF>' "$live/$name.one" ||
+            REASONS+=("client one saw no EOF after the guest closed $n1 (status $st1: $(tail -c 200 "$live/$name.one"))")
+        grep -q "serial port $n1: the guest closed the port" "$live/$name.stderr" ||
+            REASONS+=("no 'serial port $n1: the guest closed the port' in the VMM's log")
+        [[ ! -e $s1 && ! -e $s2 ]] || REASONS+=("a serial port socket was left behind after exit")
+    fi
+    # hvc0 works beside the named ports: the guest's reports went there too
+    tr -d '\r' <"$live/$name.hvc" | grep -F -- 'VMMTEST: PASS serial-names' >/dev/null ||
+        REASONS+=("no 'VMMTEST: PASS serial-names' in the --console file (hvc0)")
+    report "$name" "$BLK_SECS" "${REASONS[@]}"
+}
+
 suite_t0=$(now_ms)
 # Heartbeat for the outer run's wedge detector: a test host whose emulated
 # CPU stops taking interrupts also stops this loop.
@@ -1867,6 +2004,7 @@ for c in "${selected[@]}"; do
         timeout) timeout_case ;;
         hugepages) hugepages_case ;;
         console-socket) console_socket_case ;;
+        serial-ports) serial_ports_case ;;
     esac
 done
 

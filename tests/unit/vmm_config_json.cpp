@@ -82,7 +82,11 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
            std::equal(a.disks.begin(), a.disks.end(), b.disks.begin(), b.disks.end(), disk_eq) &&
            std::equal(a.scsi.begin(), a.scsi.end(), b.scsi.begin(), b.scsi.end(), [](auto& x, auto& y) {
                return x.path == y.path && x.lun == y.lun && x.readonly == y.readonly && x.cdrom == y.cdrom;
-           });
+           }) &&
+           std::equal(a.serial_ports.begin(), a.serial_ports.end(), b.serial_ports.begin(), b.serial_ports.end(),
+                      [](const vmm::SerialPortConfig& x, const vmm::SerialPortConfig& y) {
+                          return x.name == y.name && x.mode == y.mode && x.path == y.path;
+                      });
 }
 
 // A scratch directory under /tmp, removed with its files.
@@ -131,6 +135,8 @@ vmm::VmConfig everything() {
     c.scsi.push_back({"/s0.img", -1, false, false});
     c.scsi.push_back({"/s1.img", 7, true, false});
     c.scsi.push_back({"/cd.iso", 300, true, true});
+    c.serial_ports.push_back({"org.test.agent", vmm::SerialMode::Socket, "/run/agent.sock"});
+    c.serial_ports.push_back({"log", vmm::SerialMode::File, "/var/log/guest-port.log"});
     return c;
 }
 
@@ -340,7 +346,7 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     CHECK_THAT(error_of_json(R"({"run": {"timeout": 5}})"), Contains(R"(run.timeout: unknown key (did you mean "timeout_s"?))"));
     CHECK_THAT(error_of_json(R"({"frobnicate": 1})"),
                Equals("vm.json: frobnicate: unknown key (expected one of machine, boot, disks, serial, console, api, "
-                      "logging, run, devices, rng, balloon, net, scsi)"));
+                      "logging, run, devices, rng, balloon, net, scsi, serial_ports)"));
     CHECK_THAT(error_of_json(R"({"serial": {"x": 1}})"), Contains("serial.x: unknown key (expected one of mode, path)"));
     CHECK_THAT(error_of_json(R"({"vsock": {}})"), Equals("vm.json: vsock: virtio-vsock is not supported yet"));
     CHECK_THAT(error_of_json(R"({"net": {"tap": "tap0"}})"), Contains("net: expected an array of interfaces"));
@@ -620,6 +626,7 @@ TEST_CASE("config json: README documents every option and every key", "[vmm][con
     // Every key config_to_json writes has a row in the schema table.
     vmm::VmConfig c;
     c.disks.push_back({"/a", false, "", 1, false, -1});
+    c.serial_ports.push_back({"p", vmm::SerialMode::Socket, "/p.sock"});
     json j = vmm::config_to_json(c);
     for (auto& [section, body] : j.items()) {
         const json& fields = body.is_array() ? body[0] : body;
