@@ -14,8 +14,8 @@ PACKAGES=(
   xorriso
   # benchmarks
   strace time
-  # guest tests that talk to the control API and console sockets
-  python3
+  # guest tests that talk to the control API and console sockets; the net cases configure a tap
+  python3 iproute2
 )
 
 missing=()
