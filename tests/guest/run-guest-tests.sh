@@ -321,8 +321,9 @@ if [[ $list == 1 ]]; then
 fi
 [[ ${#selected[@]} -gt 0 ]] || die "--only '$only' selects no case (see --list)"
 
-# run_in_testhost: runs the selected cases inside the test host and prints
-# the suite's summary; returns 0 if every case passed or skipped.
+# run_shard DIR CASES...: runs CASES inside test hosts that use DIR as their
+# scratch directory, and writes one "PASS|FAIL|SKIP|LOST NAME" line per case
+# to DIR/.outcome and the cases a wedge interrupted to DIR/.wedges.
 #
 # The test host (QEMU TCG, nested SVM) sometimes wedges: its one emulated CPU
 # stops taking interrupts, typically while a multi-vCPU guest of the VMM spins
@@ -337,60 +338,60 @@ fi
 # listed before the summary line.  On this project's build machines (QEMU
 # 7.2) between one guest boot in three and one in ten wedges the test host,
 # with this VMM and with the foundation issue's alike (tests/guest/README.md).
-run_in_testhost() {
+run_shard() {
+    local dir=$1
+    shift
     local wedge_s=${VMM_GUEST_WEDGE_SECONDS:-40} attempts=${VMM_GUEST_CASE_ATTEMPTS:-5}
-    local deadline_s=${VMM_GUEST_TESTS_MAX_SECONDS:-3600}
-    local t0 now left st pid hb age cur wedged_in=() lost=()
-    local -a todo=("${selected[@]}") args
+    local now left st pid hb age cur verdict name c
+    local -a todo=("$@") args next
     local -A outcome=() interrupted=()
-    t0=$(date +%s)
+    mkdir -p "$dir"
+    : >"$dir/.outcome"
+    : >"$dir/.wedges"
     while [[ ${#todo[@]} -gt 0 ]]; do
         now=$(date +%s)
-        left=$((deadline_s - (now - t0)))
+        left=$((deadline_s - (now - suite_t0_s)))
         if [[ $left -lt 60 ]]; then
             echo "$PROG: error: out of time (VMM_GUEST_TESTS_MAX_SECONDS=$deadline_s) with cases left: ${todo[*]}" >&2
-            lost+=("${todo[@]}")
             break
         fi
-        rm -f "$logdir/.results" "$logdir/.current" "$logdir/.heartbeat" "$logdir/summary"
-        args=("${inner_args[@]}" --only "^($(IFS='|'; echo "${todo[*]}"))\$")
-        VMM_GUEST_ROUND=1 "$GUEST_DIR/testhost.sh" --timeout "$left" --scratch "$logdir" -- "$SELF" "${args[@]}" &
+        rm -f "$dir/.results" "$dir/.current" "$dir/.heartbeat" "$dir/summary"
+        args=(--inner --build "$build" --timeout "$case_timeout" --logdir "$dir"
+            --only "^($(IFS='|'; echo "${todo[*]}"))\$")
+        VMM_GUEST_ROUND=1 "$GUEST_DIR/testhost.sh" --timeout "$left" --scratch "$dir" -- "$SELF" "${args[@]}" &
         pid=$!
         # Watch the heartbeat (it starts once the test host runs the suite).
         while kill -0 "$pid" 2>/dev/null; do
             sleep 5
-            [[ -e $logdir/.heartbeat ]] || continue
-            hb=$(stat -c %Y "$logdir/.heartbeat" 2>/dev/null) || continue
+            [[ -e $dir/.heartbeat ]] || continue
+            hb=$(stat -c %Y "$dir/.heartbeat" 2>/dev/null) || continue
             age=$(($(date +%s) - hb))
             if [[ $age -gt $wedge_s ]]; then
-                cur=$(cat "$logdir/.current" 2>/dev/null || echo '?')
+                cur=$(cat "$dir/.current" 2>/dev/null || echo '?')
                 echo "$PROG: warning: the test host wedged during '$cur' (no heartbeat for $age s); killing it" >&2
-                : >"$logdir/.wedged"
-                [[ -s $logdir/.qemu.pid ]] && kill -TERM "$(cat "$logdir/.qemu.pid")" 2>/dev/null
+                : >"$dir/.wedged"
+                [[ -s $dir/.qemu.pid ]] && kill -TERM "$(cat "$dir/.qemu.pid")" 2>/dev/null
                 break
             fi
         done
         st=0
         wait "$pid" || st=$?
         # what this round finished
-        if [[ -f $logdir/.results ]]; then
-            local verdict name
-            while read -r verdict name; do outcome[$name]=$verdict; done <"$logdir/.results"
+        if [[ -f $dir/.results ]]; then
+            while read -r verdict name; do outcome[$name]=$verdict; done <"$dir/.results"
         fi
-        local -a next=()
-        local c
+        next=()
         for c in "${todo[@]}"; do [[ -n ${outcome[$c]:-} ]] || next+=("$c"); done
         todo=("${next[@]}")
         [[ ${#todo[@]} -gt 0 ]] || break
-        cur=$(cat "$logdir/.current" 2>/dev/null || true)
-        if [[ ! -e $logdir/.wedged ]]; then
+        cur=$(cat "$dir/.current" 2>/dev/null || true)
+        if [[ ! -e $dir/.wedged ]]; then
             # not a wedge: the test host failed to boot or died
-            echo "$PROG: error: the test host ended (status $st) with cases left: ${todo[*]}; logs in $logdir" >&2
-            lost+=("${todo[@]}")
+            echo "$PROG: error: the test host ended (status $st) with cases left: ${todo[*]}; logs in $dir" >&2
             break
         fi
-        rm -f "$logdir/.wedged"
-        wedged_in+=("${cur:-?}")
+        rm -f "$dir/.wedged"
+        echo "${cur:-?}" >>"$dir/.wedges"
         if [[ -n $cur && ${todo[0]} == "$cur" ]]; then
             interrupted[$cur]=$((${interrupted[$cur]:-0} + 1))
             if [[ ${interrupted[$cur]} -ge $attempts ]]; then
@@ -402,15 +403,79 @@ run_in_testhost() {
             fi
         fi
     done
-    rm -f "$logdir/.results" "$logdir/.current" "$logdir/.heartbeat"
-    local c passed=0 failed=0 skipped=0 failures=()
+    rm -f "$dir/.results" "$dir/.current" "$dir/.heartbeat"
+    for c in "$@"; do echo "${outcome[$c]:-LOST} $c" >>"$dir/.outcome"; done
+}
+
+# Rough cost of each case in seconds inside the test host (the official CI's
+# times), for splitting the suite between test hosts; the others count 40.
+declare -A case_cost=([kvm_tests]=12 [bzimage-1cpu]=30 [bzimage-4cpu]=45 [pvh-1cpu]=21 [pvh-4cpu]=30
+    [reboot]=26 [sigterm]=68 [bad-kernel]=1 [blk-root]=46 [blk-integrity]=49 [blk-split]=50 [blk-discard]=62
+    [blk-mq]=102 [blk-intx]=45 [console]=135 [rng]=49 [balloon]=195 [balloon-report]=143 [net]=580
+    [net-mq]=170 [scsi]=35 [scsi-256]=120 [serial-ports]=50)
+
+# run_in_testhost: runs the selected cases in VMM_GUEST_SHARDS test hosts at
+# once (default: 2 when this machine has 2 or more CPUs: the test host
+# emulates its one CPU on one host thread, so a second test host uses the
+# second core), each with its own share of the cases (split by case_cost,
+# suite order kept within a share), scratch directory and wedge detector;
+# then prints the suite's summary and returns 0 if every case passed or
+# skipped.  Each share's output lines start with [N]; every case's logs end
+# up in $logdir.
+run_in_testhost() {
+    local shards=${VMM_GUEST_SHARDS:-}
+    if [[ -z $shards ]]; then
+        shards=1
+        [[ $(nproc) -ge 2 ]] && shards=2
+    fi
+    [[ $shards =~ ^[1-9]$ ]] || die "VMM_GUEST_SHARDS must be 1 to 9, not '$shards'"
+    [[ $shards -le ${#selected[@]} ]] || shards=${#selected[@]}
+    deadline_s=${VMM_GUEST_TESTS_MAX_SECONDS:-3600}
+    suite_t0_s=$(date +%s)
+    local -a load=() share=() dirs=() pids=() mine=()
+    local c i best cost
+    for ((i = 0; i < shards; i++)); do load[i]=0; share[i]=""; done
+    # the most expensive first, each onto the least loaded share
+    while read -r cost c; do
+        best=0
+        for ((i = 1; i < shards; i++)); do [[ ${load[i]} -lt ${load[best]} ]] && best=$i; done
+        load[best]=$((${load[best]} + cost))
+        share[best]+=" $c"
+    done < <(for c in "${selected[@]}"; do echo "${case_cost[$c]:-40} $c"; done | sort -s -k1,1nr)
+    if [[ $shards -eq 1 ]]; then
+        dirs=("$logdir")
+        run_shard "$logdir" "${selected[@]}"
+    else
+        for ((i = 0; i < shards; i++)); do
+            mine=()
+            for c in "${selected[@]}"; do [[ " ${share[i]} " == *" $c "* ]] && mine+=("$c"); done
+            dirs+=("$logdir/share$((i + 1))")
+            note "test host $((i + 1)) of $shards: ${mine[*]} (about ${load[i]} s)"
+            # sed -u: whole lines, so the shares' output does not interleave mid-line
+            (run_shard "$logdir/share$((i + 1))" "${mine[@]}" 2>&1 | sed -u "s/^/[$((i + 1))] /") &
+            pids+=($!)
+        done
+        for i in "${pids[@]}"; do wait "$i" || true; done
+        # the case logs, side by side as with one test host
+        for i in "${dirs[@]}"; do
+            find "$i" -maxdepth 1 -type f ! -name '.*' ! -name summary ! -name exit-status \
+                -exec mv -f -t "$logdir" {} + 2>/dev/null || true
+        done
+    fi
+    local -A outcome=()
+    local verdict name d wedged_in=() lost=() failures=() passed=0 failed=0
+    for d in "${dirs[@]}"; do
+        [[ -f $d/.outcome ]] && while read -r verdict name; do outcome[$name]=$verdict; done <"$d/.outcome"
+        [[ -f $d/.wedges ]] && while read -r name; do wedged_in+=("$name"); done <"$d/.wedges"
+    done
     for c in "${selected[@]}"; do
         case ${outcome[$c]:-LOST} in
-            PASS) passed=$((passed + 1)) ;;
-            SKIP) skipped=$((skipped + 1)) ;;
+            PASS | SKIP) [[ ${outcome[$c]} == PASS ]] && passed=$((passed + 1)) ;;
+            LOST) lost+=("$c"); failed=$((failed + 1)); failures+=("$c") ;;
             *) failed=$((failed + 1)); failures+=("$c") ;;
         esac
     done
+    echo "== the test hosts took $(($(date +%s) - suite_t0_s)) s"
     [[ ${#lost[@]} -eq 0 ]] || echo "not run: ${lost[*]}"
     [[ ${#wedged_in[@]} -eq 0 ]] || echo "test host restarts after a wedge: ${#wedged_in[@]} (during: ${wedged_in[*]})"
     [[ $failed -eq 0 ]] || echo "failed: ${failures[*]}"
