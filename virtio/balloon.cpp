@@ -186,42 +186,37 @@ void BalloonDevice::on_pfns(Served& s) {
         run_len = 0;
     };
     try {
-        for (;;) {
-            q.disable_notifications();
-            while (auto chain = q.pop()) {
-                Reader r(*mem_, *chain);
-                if (r.remaining() % 4)
-                    note_error(fmt::format("{} chain of {} bytes is not a whole number of 4-byte frame numbers",
-                                           inflate ? "inflate" : "deflate", r.remaining()));
-                std::array<uint32_t, kPfnBatch> pfns;
-                uint64_t good = 0;
-                while (size_t n = std::min(r.remaining() / 4, kPfnBatch)) {
-                    if (!r.read({reinterpret_cast<uint8_t*>(pfns.data()), n * 4})) break;
-                    for (size_t i = 0; i < n; ++i) {
-                        uint64_t pfn = pfns[i];  // 32-bit frame number: pfn * 4096 cannot overflow
-                        if (!mem_->contains(pfn * kBalloonPageSize, kBalloonPageSize)) {
-                            ++bad_pfns_;
-                            static log::RateLimit rl;
-                            if (rl.allow()) log::warn("{}: frame number {:#x} is outside guest RAM", cfg_.name, pfn);
-                            continue;
-                        }
-                        ++good;
-                        if (!inflate) continue;
-                        if (run_len && pfn == run_start + run_len) {
-                            ++run_len;
-                        } else {
-                            flush();
-                            run_start = pfn, run_len = 1;
-                        }
+        used = drain(q, [&](DescriptorChain& chain) {
+            Reader r(*mem_, chain);
+            if (r.remaining() % 4)
+                note_error(fmt::format("{} chain of {} bytes is not a whole number of 4-byte frame numbers",
+                                       inflate ? "inflate" : "deflate", r.remaining()));
+            std::array<uint32_t, kPfnBatch> pfns;
+            uint64_t good = 0;
+            while (size_t n = std::min(r.remaining() / 4, kPfnBatch)) {
+                if (!r.read({reinterpret_cast<uint8_t*>(pfns.data()), n * 4})) break;
+                for (size_t i = 0; i < n; ++i) {
+                    uint64_t pfn = pfns[i];  // 32-bit frame number: pfn * 4096 cannot overflow
+                    if (!mem_->contains(pfn * kBalloonPageSize, kBalloonPageSize)) {
+                        ++bad_pfns_;
+                        static log::RateLimit rl;
+                        if (rl.allow()) log::warn("{}: frame number {:#x} is outside guest RAM", cfg_.name, pfn);
+                        continue;
+                    }
+                    ++good;
+                    if (!inflate) continue;
+                    if (run_len && pfn == run_start + run_len) {
+                        ++run_len;
+                    } else {
+                        flush();
+                        run_start = pfn, run_len = 1;
                     }
                 }
-                flush();
-                (inflate ? inflated_ : deflated_) += good;
-                q.push_used(*chain, 0);
-                used = true;
             }
-            if (!q.enable_notifications()) break;
-        }
+            flush();
+            (inflate ? inflated_ : deflated_) += good;
+            q.push_used(chain, 0);
+        }) > 0;
     } catch (const QueueError& e) {
         fail_queue(s, e);
     }
@@ -234,36 +229,32 @@ void BalloonDevice::on_stats(Served& s) {
     auto& q = s.q.queue;
     bool used = false;
     try {
-        for (;;) {
-            q.disable_notifications();
-            while (auto chain = q.pop()) {
-                if (stats_chain_) {
-                    // A second buffer while one is held: the driver broke the
-                    // protocol. Give the older back rather than leak it.
-                    note_error("stats buffer posted while the previous one is still held");
-                    q.push_used(*stats_chain_, 0);
-                    used = true;
-                }
-                Reader r(*mem_, *chain);
-                std::map<std::string, uint64_t> got;
-                uint8_t rec[kStatSize];
-                while (r.remaining() >= kStatSize && r.read(rec)) {
-                    uint16_t tag;
-                    uint64_t val;
-                    std::memcpy(&tag, rec, 2);
-                    std::memcpy(&val, rec + 2, 8);
-                    if (const char* n = stat_name(tag)) got[std::string("guest_") + n] = val;
-                }
-                if (r.remaining()) note_error(fmt::format("stats buffer has {} trailing bytes", r.remaining()));
-                {
-                    std::lock_guard lk(stats_mu_);
-                    for (auto& [k, v] : got) guest_stats_[k] = v;
-                }
-                ++stats_updates_;
-                stats_chain_ = std::move(chain);
+        drain(q, [&](DescriptorChain& chain) {
+            if (stats_chain_) {
+                // A second buffer while one is held: the driver broke the
+                // protocol. Give the older back rather than leak it.
+                note_error("stats buffer posted while the previous one is still held");
+                q.push_used(*stats_chain_, 0);
+                used = true;
             }
-            if (!q.enable_notifications()) break;
-        }
+            Reader r(*mem_, chain);
+            std::map<std::string, uint64_t> got;
+            uint8_t rec[kStatSize];
+            while (r.remaining() >= kStatSize && r.read(rec)) {
+                uint16_t tag;
+                uint64_t val;
+                std::memcpy(&tag, rec, 2);
+                std::memcpy(&val, rec + 2, 8);
+                if (const char* n = stat_name(tag)) got[std::string("guest_") + n] = val;
+            }
+            if (r.remaining()) note_error(fmt::format("stats buffer has {} trailing bytes", r.remaining()));
+            {
+                std::lock_guard lk(stats_mu_);
+                for (auto& [k, v] : got) guest_stats_[k] = v;
+            }
+            ++stats_updates_;
+            stats_chain_ = std::move(chain);
+        });
     } catch (const QueueError& e) {
         fail_queue(s, e);
     }
@@ -285,19 +276,14 @@ void BalloonDevice::on_reporting(Served& s) {
     auto& q = s.q.queue;
     bool used = false;
     try {
-        for (;;) {
-            q.disable_notifications();
-            while (auto chain = q.pop()) {
-                for (auto* part : {&chain->readable, &chain->writable})
-                    for (const Buffer& b : *part) {
-                        reported_bytes_ += b.len;
-                        discarded_bytes_ += mem_->discard(b.addr, b.len);
-                    }
-                q.push_used(*chain, 0);
-                used = true;
+        used = drain(q, [&](DescriptorChain& chain) {
+            for (auto* part : {&chain.readable, &chain.writable})
+            for (const Buffer& b : *part) {
+                reported_bytes_ += b.len;
+                discarded_bytes_ += mem_->discard(b.addr, b.len);
             }
-            if (!q.enable_notifications()) break;
-        }
+            q.push_used(chain, 0);
+        }) > 0;
     } catch (const QueueError& e) {
         fail_queue(s, e);
     }

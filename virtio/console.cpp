@@ -267,21 +267,16 @@ void ConsoleDevice::on_tx() {
     bool used = false;
     try {
         std::vector<uint8_t> buf;
-        for (;;) {
-            q.disable_notifications();
-            while (auto chain = q.pop()) {
-                Reader r(*mem_, *chain);
-                while (r.remaining()) {
-                    buf.resize(std::min(r.remaining(), kTxChunk));
-                    if (!r.read(buf)) break;
-                    stats_.tx_bytes += buf.size();
-                    if (cfg_.output) cfg_.output(buf);
-                }
-                q.push_used(*chain, 0);
-                used = true;
+        used = drain(q, [&](DescriptorChain& chain) {
+            Reader r(*mem_, chain);
+            while (r.remaining()) {
+                buf.resize(std::min(r.remaining(), kTxChunk));
+                if (!r.read(buf)) break;
+                stats_.tx_bytes += buf.size();
+                if (cfg_.output) cfg_.output(buf);
             }
-            if (!q.enable_notifications()) break;
-        }
+            q.push_used(chain, 0);
+        }) > 0;
     } catch (const QueueError& e) {
         fail_queue("transmit", e);
     }
@@ -499,21 +494,16 @@ void ConsoleDevice::on_control_tx() {
     auto& q = aq->queue;
     bool used = false;
     try {
-        for (;;) {
-            q.disable_notifications();
-            while (auto chain = q.pop()) {
-                Reader r(*mem_, *chain);
-                // One byte more than a message, so a long one shows as such.
-                uint8_t buf[kConsoleControlSize + 1];
-                size_t n = std::min(r.remaining(), sizeof buf);
-                r.read({buf, n});
-                q.push_used(*chain, 0);
-                used = true;
-                handle_control(parse_console_control({buf, n}, nr_ports()));
-                if (broken_) break;
-            }
-            if (broken_ || !q.enable_notifications()) break;
-        }
+        used = drain(q, [&](DescriptorChain& chain) {
+            Reader r(*mem_, chain);
+            // One byte more than a message, so a long one shows as such.
+            uint8_t buf[kConsoleControlSize + 1];
+            size_t n = std::min(r.remaining(), sizeof buf);
+            r.read({buf, n});
+            q.push_used(chain, 0);
+            handle_control(parse_console_control({buf, n}, nr_ports()));
+            return !broken_;
+        }) > 0;
     } catch (const QueueError& e) {
         fail_queue("control transmit", e);
     }

@@ -114,15 +114,10 @@ struct NetDevice::Pair {
         auto& q = tx->queue;
         bool used = false;
         try {
-            for (;;) {
-                q.disable_notifications();
-                while (auto chain = q.pop()) {
-                    send(*chain);
-                    q.push_used(*chain, 0);
-                    used = true;
-                }
-                if (!q.enable_notifications()) break;
-            }
+            used = drain(q, [&](DescriptorChain& chain) {
+                send(chain);
+                q.push_used(chain, 0);
+            }) > 0;
         } catch (const QueueError& e) {
             fail("transmit", e);
         }
@@ -360,24 +355,19 @@ void NetDevice::on_ctrl() {
     auto& q = ctrl_->queue;
     bool used = false;
     try {
-        for (;;) {
-            q.disable_notifications();
-            while (auto chain = q.pop()) {
-                Reader r(*mem_, *chain);
-                Writer w(*mem_, *chain);
-                uint8_t hdr[2];
-                uint8_t ack = kCtrlErr;
-                if (r.read(hdr)) ack = ctrl_command(hdr[0], hdr[1], r);
-                else note(stats_.ctrl_errors, "control command shorter than its 2-byte header");
-                // The ack is the last device-writable byte.
-                uint32_t written = 0;
-                if (auto tail = w.split_tail(1); tail && tail->write_obj(ack)) written = 1;
-                else note(stats_.ctrl_errors, "control command without room for its ack");
-                q.push_used(*chain, written);
-                used = true;
-            }
-            if (!q.enable_notifications()) break;
-        }
+        used = drain(q, [&](DescriptorChain& chain) {
+            Reader r(*mem_, chain);
+            Writer w(*mem_, chain);
+            uint8_t hdr[2];
+            uint8_t ack = kCtrlErr;
+            if (r.read(hdr)) ack = ctrl_command(hdr[0], hdr[1], r);
+            else note(stats_.ctrl_errors, "control command shorter than its 2-byte header");
+            // The ack is the last device-writable byte.
+            uint32_t written = 0;
+            if (auto tail = w.split_tail(1); tail && tail->write_obj(ack)) written = 1;
+            else note(stats_.ctrl_errors, "control command without room for its ack");
+            q.push_used(chain, written);
+        }) > 0;
     } catch (const QueueError& e) {
         static log::RateLimit rl;
         if (rl.allow()) log::warn("{}: control queue: {}", cfg_.name, e.what());

@@ -179,4 +179,29 @@ private:
     Impl* impl_;
 };
 
+// Serves every chain the driver has made available, the way each device's
+// I/O thread does on a kick: driver notifications stay off while the ring
+// has work; once it looks empty they are turned back on and the ring is
+// read once more, since a chain posted in between would otherwise wait for
+// a kick that never comes. `handle(DescriptorChain&)` may keep (move) the
+// chain or push_used() it; if it returns bool, false stops the drain and
+// leaves the rest on the ring. Returns the number of chains handled.
+// QueueError from a malformed ring propagates to the caller.
+template <typename Handle>
+size_t drain(Queue& q, Handle&& handle) {
+    size_t handled = 0;
+    for (;;) {
+        q.disable_notifications();
+        while (auto chain = q.pop()) {
+            ++handled;
+            if constexpr (std::is_same_v<std::invoke_result_t<Handle&, DescriptorChain&>, bool>) {
+                if (!handle(*chain)) return handled;
+            } else {
+                handle(*chain);
+            }
+        }
+        if (!q.enable_notifications()) return handled;
+    }
+}
+
 }  // namespace vmm::virtio

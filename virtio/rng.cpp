@@ -70,25 +70,20 @@ void RngDevice::on_kick() {
     bool used = false;
     std::vector<uint8_t> buf;
     try {
-        for (;;) {
-            q.disable_notifications();
-            while (auto chain = q.pop()) {
-                Writer w(*mem_, *chain);
-                size_t n = std::min(w.remaining(), kMaxPerRequest);
-                buf.resize(n);
-                if (n && !fill_random(buf)) {
-                    static log::RateLimit rl;
-                    if (rl.allow()) log::warn("{}: getrandom: {}", cfg_.name, std::strerror(errno));
-                    ++errors_;
-                    n = 0;
-                }
-                if (n) w.write(std::span<const uint8_t>(buf.data(), n));
-                bytes_ += w.written();
-                q.push_used(*chain, static_cast<uint32_t>(w.written()));
-                used = true;
+        used = drain(q, [&](DescriptorChain& chain) {
+            Writer w(*mem_, chain);
+            size_t n = std::min(w.remaining(), kMaxPerRequest);
+            buf.resize(n);
+            if (n && !fill_random(buf)) {
+                static log::RateLimit rl;
+                if (rl.allow()) log::warn("{}: getrandom: {}", cfg_.name, std::strerror(errno));
+                ++errors_;
+                n = 0;
             }
-            if (!q.enable_notifications()) break;
-        }
+            if (n) w.write(std::span<const uint8_t>(buf.data(), n));
+            bytes_ += w.written();
+            q.push_used(chain, static_cast<uint32_t>(w.written()));
+        }) > 0;
     } catch (const QueueError& e) {
         static log::RateLimit rl;
         if (rl.allow()) log::warn("{}: request queue: {}", cfg_.name, e.what());

@@ -23,6 +23,15 @@
  *       exit 0 if that is refused (prints the errno), 1 if it succeeded.
  *   blkbench fill DEV MIB
  *       writes MIB MiB of non-zero data from offset 0 and fsyncs.
+ *   blkbench tcp-send ADDR PORT FILE
+ *       connects to the IPv4 ADDR:PORT (retrying for 30 s) and sends FILE
+ *       in 1 MiB writes, then closes.
+ *   blkbench tcp-recv PORT FILE
+ *       accepts one TCP connection on PORT (any address) and writes what
+ *       arrives, read 1 MiB at a time, to FILE until the peer closes.
+ *   The virtio-net cases use these two rather than busybox nc, whose 8 KiB
+ *   loop cut the guest's sends into ~4 KiB packets: the transfer then
+ *   measured nc, not the device.
  * O_DIRECT is used when the file supports it (falls back otherwise, e.g.
  * on tmpfs).  Exit status 0 on success, 1 on a failed check, 2 on usage
  * or I/O errors.
@@ -32,12 +41,15 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/aio_abi.h>
+#include <arpa/inet.h>
 #include <linux/fs.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -417,6 +429,99 @@ static int bench(const char *path, uint64_t mib, double seconds)
     return 0;
 }
 
+static int tcp_send(const char *addr, uint16_t port, const char *path)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+        fprintf(stderr, "blkbench: bad IPv4 address '%s'\n", addr);
+        return 2;
+    }
+    int in = open(path, O_RDONLY);
+    if (in < 0)
+        die(path);
+    int s = -1;
+    for (int i = 0; i < 300; i++) {
+        s = socket(AF_INET, SOCK_STREAM, 0);
+        if (s < 0)
+            die("socket");
+        if (connect(s, (struct sockaddr *)&sa, sizeof sa) == 0)
+            break;
+        close(s);
+        s = -1;
+        usleep(100000);
+    }
+    if (s < 0)
+        die("connect");
+    char *buf = malloc(MIB);
+    if (!buf)
+        die("malloc");
+    for (;;) {
+        ssize_t n = read(in, buf, MIB);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            die("read");
+        if (n == 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(s, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                die("send");
+            off += w;
+        }
+    }
+    if (close(s) != 0)
+        die("close");
+    free(buf);
+    close(in);
+    return 0;
+}
+
+static int tcp_recv(uint16_t port, const char *path)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_ANY)};
+    int one = 1;
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        die("socket");
+    if (bind(ls, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(ls, 1) != 0)
+        die("bind/listen");
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0)
+        die(path);
+    int s = accept(ls, NULL, NULL);
+    if (s < 0)
+        die("accept");
+    close(ls);
+    char *buf = malloc(MIB);
+    if (!buf)
+        die("malloc");
+    for (;;) {
+        ssize_t n = read(s, buf, MIB);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            die("recv");
+        if (n == 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                die("write");
+            off += w;
+        }
+    }
+    close(s);
+    free(buf);
+    if (close(out) != 0)
+        die("close");
+    return 0;
+}
+
 static uint64_t num(const char *s)
 {
     char *end;
@@ -442,7 +547,12 @@ int main(int argc, char **argv)
         return trywrite(argv[2]);
     if (argc == 4 && strcmp(argv[1], "fill") == 0)
         return fill(argv[2], num(argv[3]));
+    if (argc == 5 && strcmp(argv[1], "tcp-send") == 0)
+        return tcp_send(argv[2], (uint16_t)num(argv[3]), argv[4]);
+    if (argc == 4 && strcmp(argv[1], "tcp-recv") == 0)
+        return tcp_recv((uint16_t)num(argv[2]), argv[3]);
     fprintf(stderr, "usage: blkbench bench DEV [MIB [SECONDS]] | pattern-write DEV SEED COUNT |\n"
-                    "       pattern-verify DEV SEED COUNT | trywrite DEV | fill DEV MIB\n");
+                    "       pattern-verify DEV SEED COUNT | trywrite DEV | fill DEV MIB |\n"
+                    "       tcp-send ADDR PORT FILE | tcp-recv PORT FILE\n");
     return 2;
 }

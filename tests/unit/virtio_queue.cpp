@@ -402,6 +402,45 @@ TEST_CASE("virtio queue: driver notification suppression", "[virtio][queue]") {
     }
 }
 
+TEST_CASE("virtio queue: drain serves every chain and re-arms notifications", "[virtio][queue]") {
+    FakeRam ram;
+    uint64_t a = ram.alloc(8);
+    SplitRing ring(ram, 16);
+    Queue q(ram.mem, ring.config(), 0);
+    SECTION("all chains, including one posted while serving, then notifications on") {
+        for (int i = 0; i < 3; ++i) ring.add_chain({{a, 8, false}});
+        std::vector<uint16_t> seen;
+        size_t n = vq::drain(q, [&](DescriptorChain& c) {
+            CHECK(ring.used_flags() == 1);  // no kicks while busy
+            seen.push_back(c.id);
+            if (seen.size() == 1) ring.add_chain({{a, 8, false}});
+            q.push_used(c, 0);
+        });
+        CHECK(n == 4);
+        CHECK(seen.size() == 4);
+        CHECK(ring.used_idx() == 4);
+        CHECK(ring.used_flags() == 0);
+        CHECK(vq::drain(q, [](DescriptorChain&) {}) == 0);
+    }
+    SECTION("a handler returning false stops it and leaves the rest on the ring") {
+        for (int i = 0; i < 3; ++i) ring.add_chain({{a, 8, false}});
+        size_t n = vq::drain(q, [&](DescriptorChain& c) {
+            q.push_used(c, 0);
+            return false;
+        });
+        CHECK(n == 1);
+        CHECK(ring.used_flags() == 1);  // still off: the caller stopped serving
+        CHECK(vq::drain(q, [&](DescriptorChain& c) { q.push_used(c, 0); }) == 2);
+    }
+    SECTION("a malformed ring reaches the caller as QueueError") {
+        ring.add_chain({{a, 8, false}});
+        ring.set_avail_idx(40);
+        size_t handled = 0;
+        CHECK_THROWS_AS(vq::drain(q, [&](DescriptorChain&) { ++handled; }), QueueError);
+        CHECK(handled == 0);
+    }
+}
+
 // ------------------------------------------------------------ Reader / Writer
 
 TEST_CASE("virtio queue: Reader reads exactly across buffer boundaries", "[virtio][queue]") {
