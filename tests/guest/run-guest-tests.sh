@@ -411,8 +411,8 @@ run_shard() {
 # times), for splitting the suite between test hosts; the others count 40.
 declare -A case_cost=([kvm_tests]=12 [bzimage-1cpu]=30 [bzimage-4cpu]=45 [pvh-1cpu]=21 [pvh-4cpu]=30
     [reboot]=26 [sigterm]=68 [bad-kernel]=1 [blk-root]=46 [blk-integrity]=49 [blk-split]=50 [blk-discard]=62
-    [blk-mq]=102 [blk-intx]=45 [console]=135 [rng]=49 [balloon]=195 [balloon-report]=143 [net]=580
-    [net-mq]=170 [scsi]=35 [scsi-256]=120 [serial-ports]=50)
+    [blk-mq]=102 [blk-intx]=45 [console]=135 [rng]=49 [balloon]=195 [balloon-report]=143 [net]=350
+    [net-mq]=200 [scsi]=35 [scsi-256]=120 [serial-ports]=50)
 
 # run_in_testhost: runs the selected cases in VMM_GUEST_SHARDS test hosts at
 # once (default: 2 when this machine has 2 or more CPUs: the test host
