@@ -429,6 +429,32 @@ static int bench(const char *path, uint64_t mib, double seconds)
     return 0;
 }
 
+// Copies `in` to `out` until end of file, 1 MiB per read.
+static void copy_all(int in, int out, const char *rd, const char *wr)
+{
+    char *buf = malloc(MIB);
+    if (!buf)
+        die("malloc");
+    for (;;) {
+        ssize_t n = read(in, buf, MIB);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            die(rd);
+        if (n == 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                die(wr);
+            off += w;
+        }
+    }
+    free(buf);
+}
+
 static int tcp_send(const char *addr, uint16_t port, const char *path)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
@@ -452,29 +478,9 @@ static int tcp_send(const char *addr, uint16_t port, const char *path)
     }
     if (s < 0)
         die("connect");
-    char *buf = malloc(MIB);
-    if (!buf)
-        die("malloc");
-    for (;;) {
-        ssize_t n = read(in, buf, MIB);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            die("read");
-        if (n == 0)
-            break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(s, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                die("send");
-            off += w;
-        }
-    }
+    copy_all(in, s, "read", "send");
     if (close(s) != 0)
         die("close");
-    free(buf);
     close(in);
     return 0;
 }
@@ -495,28 +501,8 @@ static int tcp_recv(uint16_t port, const char *path)
     if (s < 0)
         die("accept");
     close(ls);
-    char *buf = malloc(MIB);
-    if (!buf)
-        die("malloc");
-    for (;;) {
-        ssize_t n = read(s, buf, MIB);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            die("recv");
-        if (n == 0)
-            break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                die("write");
-            off += w;
-        }
-    }
+    copy_all(s, out, "recv", "write");
     close(s);
-    free(buf);
     if (close(out) != 0)
         die("close");
     return 0;
