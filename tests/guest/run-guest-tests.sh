@@ -1294,7 +1294,12 @@ key KEY                         stdin is JSON: print the first value of KEY foun
 tcp-sink ADDR PORT BYTES OUT S  accept one TCP connection on ADDR:PORT (for S s), read
                                 BYTES, write "SHA256 BYTES SECONDS" to OUT, close
 tcp-source ADDR PORT BYTES OUT S  connect to ADDR:PORT (retrying for S s), send BYTES
-                                random bytes, write "SHA256 BYTES SECONDS" to OUT, close
+                                random bytes, shut down the sending side and wait for
+                                the peer to close, write "SHA256 BYTES SECONDS" to OUT
+SECONDS covers only the transfer: from the first byte until the last byte was
+read (sink) or until the peer had read everything and closed (source). The
+data is made and hashed outside that window, since the test host's one CPU is
+the one the guest runs on.
 example FILE                    an effective config (--print-config): lines cpus=, mem_mb=,
                                 console=, api=, log=, and disk=PATH<TAB>--disk options
                                 after path (one line per disk)
@@ -1349,14 +1354,20 @@ if mode in ("tcp-sink", "tcp-source"):
         ls.settimeout(wait)
         c, _ = ls.accept()
         c.settimeout(120)
+        chunks = []
         t0 = time.monotonic()
         while done < want:
             d = c.recv(min(1 << 20, want - done))
             if not d:
                 break
-            h.update(d)
+            chunks.append(d)
             done += len(d)
+        secs = time.monotonic() - t0
+        for d in chunks:
+            h.update(d)
     else:
+        data = os.urandom(want)
+        h.update(data)
         end = time.monotonic() + wait
         while True:
             try:
@@ -1367,13 +1378,18 @@ if mode in ("tcp-sink", "tcp-source"):
                     raise
                 time.sleep(0.5)
         c.settimeout(120)
+        view = memoryview(data)
         t0 = time.monotonic()
         while done < want:
-            d = os.urandom(min(1 << 20, want - done))
-            c.sendall(d)
-            h.update(d)
-            done += len(d)
-    secs = time.monotonic() - t0
+            n = min(1 << 20, want - done)
+            c.sendall(view[done:done + n])
+            done += n
+        # sendall() returns once the data is in the host's socket buffer
+        # (megabytes); the transfer ends when the peer has read it all.
+        c.shutdown(socket.SHUT_WR)
+        while c.recv(4096):
+            pass
+        secs = time.monotonic() - t0
     c.close()
     with open(out, "w") as f:
         f.write("%s %d %.2f\n" % (h.hexdigest(), done, secs))
