@@ -22,6 +22,7 @@ constexpr uint8_t kCtrlOk = 0, kCtrlErr = 1;
 constexpr uint8_t kClassRx = 0, kClassMac = 1, kClassAnnounce = 3, kClassMq = 4, kClassGuestOffloads = 5;
 constexpr uint8_t kMacTableSet = 0;
 constexpr uint16_t kStatusLinkUp = 1;
+constexpr size_t kMaxIov = 1024;  // readv's limit (UIO_MAXIOV)
 
 // "virtio-net0" + "p1" -> "net0-p1" (thread names keep 15 characters).
 std::string thread_name(const std::string& dev, const std::string& what) {
@@ -54,10 +55,12 @@ struct NetDevice::Pair {
     size_t pkt_len = 0;        // 0: none pending
     struct Held {
         DescriptorChain chain;
-        uint64_t capacity;
+        uint64_t capacity;        // writable bytes, at least a header
+        std::vector<iovec> iov;   // the writable part in host memory
     };
     std::deque<Held> held;  // RX chains popped but not yet used
     uint64_t held_bytes = 0;
+    std::vector<iovec> rx_iov;  // scratch for read_direct()
     bool polling = false;
     bool broken = false;
     IoThread thread;  // last: stopped first on destruction
@@ -159,6 +162,14 @@ struct NetDevice::Pair {
         dev.stats_.tx_bytes += frame;
     }
 
+    // What one attempt to take a packet from the tap came to.
+    enum class Rx {
+        Packet,  // one packet delivered (or dropped and counted)
+        Empty,   // the tap has nothing now
+        Stop,    // the tap failed; it is no longer polled
+        NoRoom,  // too few guest buffers held to read straight into them
+    };
+
     void on_rx() {
         if (broken || !rx) return;
         auto& q = rx->queue;
@@ -166,14 +177,15 @@ struct NetDevice::Pair {
         try {
             for (;;) {
                 if (!pkt_len) {
-                    ssize_t n = ::read(fd, pkt.data(), pkt.size());
-                    if (n < 0 && errno == EINTR) continue;
+                    Rx r = read_direct(q, used);
+                    if (r == Rx::Packet) continue;
+                    if (r != Rx::NoRoom) break;
+                    ssize_t n;
+                    do n = ::read(fd, pkt.data(), pkt.size());
+                    while (n < 0 && errno == EINTR);
                     if (n < 0 && errno == EAGAIN) break;
                     if (n <= 0) {
-                        ++dev.stats_.errors;
-                        static log::RateLimit rl;
-                        if (rl.allow()) log::warn("{}: tap read: {}", dev.cfg_.name, n < 0 ? std::strerror(errno) : "end of file");
-                        poll_tap(false);
+                        tap_failed(n);
                         break;
                     }
                     if (static_cast<size_t>(n) < sizeof(NetHdr)) {
@@ -181,6 +193,7 @@ struct NetDevice::Pair {
                         continue;
                     }
                     pkt_len = static_cast<size_t>(n);
+                    ++dev.stats_.rx_copied;
                 }
                 if (deliver(q, used)) {
                     pkt_len = 0;
@@ -201,55 +214,128 @@ struct NetDevice::Pair {
         if (used) signal(*rx);
     }
 
-    // Copies the pending packet into guest buffers; false if there are not
-    // enough buffers yet (nothing is used then).
-    bool deliver(Queue& q, bool& used) {
-        const bool mrg = has(dev.features_, kNetFMrgRxbuf);
-        const uint64_t need = pkt_len;
-        while (mrg ? held_bytes < need : held.empty()) {
+    void tap_failed(ssize_t n) {
+        ++dev.stats_.errors;
+        static log::RateLimit rl;
+        if (rl.allow()) log::warn("{}: tap read: {}", dev.cfg_.name, n < 0 ? std::strerror(errno) : "end of file");
+        poll_tap(false);
+    }
+
+    bool mergeable() const { return has(dev.features_, kNetFMrgRxbuf); }
+
+    // Pops chains until the held ones hold `want` bytes (MRG_RXBUF) or one
+    // chain is held; false if the ring runs out first (what was popped stays
+    // held). Chains too small for even the header break the spec's rule for
+    // receive buffers and are returned unused.
+    bool fill_held(Queue& q, uint64_t want, bool& used) {
+        const bool mrg = mergeable();
+        while (mrg ? held_bytes < want : held.empty()) {
             auto c = q.pop();
             if (!c) return false;
             uint64_t cap = c->writable_bytes();
-            if (cap == 0) {
-                dev.note(dev.stats_.errors, "receive buffer with no device-writable part");
+            if (cap < sizeof(NetHdr)) {
+                dev.note(dev.stats_.errors, fmt::format("receive buffer of {} writable bytes, less than a header", cap));
                 q.push_used(*c, 0);
                 used = true;
                 continue;
             }
+            Writer w(*dev.mem_, *c);
+            auto iov = w.take_iovecs(static_cast<size_t>(cap));
             held_bytes += cap;
-            held.push_back({std::move(*c), cap});
+            held.push_back({std::move(*c), cap, std::move(iov)});
         }
-        size_t count = 1;
-        if (mrg) {
-            uint64_t acc = 0;
-            count = 0;
-            for (auto& h : held) {
-                ++count;
-                acc += h.capacity;
-                if (acc >= need) break;
-            }
-        } else if (held.front().capacity < need) {
+        return true;
+    }
+
+    // The usual path, without a copy in the VMM: once the held buffers can
+    // take the largest packet the tap can give, one readv() from the tap
+    // fills them directly (the tap writes the header, we add num_buffers).
+    Rx read_direct(Queue& q, bool& used) {
+        constexpr uint64_t kWant = sizeof(NetHdr) + kNetMaxFrame;
+        const bool mrg = mergeable();
+        if (!fill_held(q, kWant, used)) return Rx::NoRoom;
+        rx_iov.clear();
+        uint64_t cap = 0;
+        for (const auto& h : held) {
+            rx_iov.insert(rx_iov.end(), h.iov.begin(), h.iov.end());
+            cap += h.capacity;
+            if (!mrg || cap >= kWant) break;
+        }
+        if (cap < kWant || rx_iov.size() > kMaxIov) return Rx::NoRoom;
+        ssize_t n;
+        do n = ::readv(fd, rx_iov.data(), static_cast<int>(rx_iov.size()));
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && errno == EAGAIN) return Rx::Empty;
+        if (n <= 0) {
+            tap_failed(n);
+            return Rx::Stop;
+        }
+        if (static_cast<size_t>(n) < sizeof(NetHdr)) {
+            // Nothing is used: the bytes in the guest's buffer are not a packet.
+            dev.note(dev.stats_.errors, fmt::format("tap gave a {}-byte packet, shorter than its header", n));
+            return Rx::Packet;
+        }
+        complete(q, chains_for(static_cast<uint64_t>(n)), static_cast<uint64_t>(n));
+        used = true;
+        return Rx::Packet;
+    }
+
+    // How many of the held chains (from the front) a packet of `len` bytes
+    // fills; the caller knows they hold enough.
+    size_t chains_for(uint64_t len) const {
+        if (!mergeable()) return 1;
+        size_t count = 0;
+        uint64_t acc = 0;
+        for (const auto& h : held) {
+            ++count;
+            acc += h.capacity;
+            if (acc >= len) break;
+        }
+        return count;
+    }
+
+    // The packet of `len` bytes (header included) is in the first `count`
+    // held chains: record how many in the header, return them to the guest.
+    void complete(Queue& q, size_t count, uint64_t len) {
+        auto num = static_cast<uint16_t>(count);  // count <= queue size
+        Writer w(*dev.mem_, held.front().chain);  // holds at least a header (fill_held)
+        w.take_iovecs(offsetof(NetHdr, num_buffers));
+        w.write_obj(num);
+        uint64_t off = 0;
+        for (size_t i = 0; i < count; ++i) {
+            Held h = std::move(held.front());
+            held.pop_front();
+            held_bytes -= h.capacity;
+            uint64_t n = std::min(h.capacity, len - off);
+            off += n;
+            q.push_used(h.chain, static_cast<uint32_t>(n));
+        }
+        ++dev.stats_.rx_packets;
+        dev.stats_.rx_bytes += len - sizeof(NetHdr);
+    }
+
+    // The fallback: copies the packet read into `pkt` into guest buffers;
+    // false if there are not enough buffers yet (nothing is used then).
+    bool deliver(Queue& q, bool& used) {
+        const uint64_t need = pkt_len;
+        if (!fill_held(q, need, used)) return false;
+        if (!mergeable() && held.front().capacity < need) {
             // Keep the buffer for the next packet.
             dev.note(dev.stats_.rx_dropped, fmt::format("dropped a received packet of {} bytes: the guest's buffer has {}",
                                                         need, held.front().capacity));
             return true;
         }
-        auto num = static_cast<uint16_t>(count);  // count <= queue size
-        std::memcpy(pkt.data() + offsetof(NetHdr, num_buffers), &num, sizeof num);
-        size_t off = 0;
+        size_t count = chains_for(need);
+        uint64_t off = 0;
         for (size_t i = 0; i < count; ++i) {
-            Held h = std::move(held.front());
-            held.pop_front();
-            held_bytes -= h.capacity;
+            const Held& h = held[i];
+            size_t n = static_cast<size_t>(std::min(h.capacity, need - off));
             Writer w(*dev.mem_, h.chain);
-            size_t n = static_cast<size_t>(std::min<uint64_t>(w.remaining(), need - off));
             w.write({pkt.data() + off, n});
             off += n;
-            q.push_used(h.chain, static_cast<uint32_t>(n));
         }
+        complete(q, count, need);
         used = true;
-        ++dev.stats_.rx_packets;
-        dev.stats_.rx_bytes += need - sizeof(NetHdr);
         return true;
     }
 };
@@ -433,6 +519,7 @@ uint8_t NetDevice::ctrl_command(uint8_t cls, uint8_t cmd, Reader& d) {
 std::map<std::string, uint64_t> NetDevice::counters() const {
     return {{"rx_packets", stats_.rx_packets.load()},       {"rx_bytes", stats_.rx_bytes.load()},
             {"rx_dropped", stats_.rx_dropped.load()},       {"rx_stalls", stats_.rx_stalls.load()},
+            {"rx_copied", stats_.rx_copied.load()},
             {"tx_packets", stats_.tx_packets.load()},       {"tx_bytes", stats_.tx_bytes.load()},
             {"tx_dropped", stats_.tx_dropped.load()},       {"ctrl_commands", stats_.ctrl_commands.load()},
             {"ctrl_errors", stats_.ctrl_errors.load()},     {"errors", stats_.errors.load()},

@@ -6,8 +6,12 @@
 // - TX: a kick pops chains; each is a 12-byte header and a frame, checked
 //   (net_hdr.h) and written to the tap with one writev, without copying.
 //   Malformed packets are counted (tx_dropped) and dropped.
-// - RX: the tap fd is polled; a packet is read into a host buffer and copied
-//   into as many guest buffers as it needs (MRG_RXBUF) or one. When the
+// - RX: the tap fd is polled. While the guest's posted buffers can take the
+//   largest packet (64 KiB + header: a few dozen mergeable buffers, or one
+//   big one), a packet is read from the tap straight into them with one
+//   readv, without copying; the VMM only writes num_buffers. Otherwise it is
+//   read into a host buffer and copied into as many guest buffers as it
+//   needs (MRG_RXBUF) or one (counted: rx_copied). When the
 //   guest has no buffers, the packet is kept and the tap is no longer
 //   polled until the driver kicks the RX queue: back-pressure on the tap,
 //   no silent drop in the VMM. Without MRG_RXBUF a packet larger than the
@@ -54,7 +58,7 @@ public:
 
     struct Stats {
         std::atomic<uint64_t> rx_packets{0}, rx_bytes{0}, rx_dropped{0}, tx_packets{0}, tx_bytes{0}, tx_dropped{0},
-            ctrl_commands{0}, ctrl_errors{0}, errors{0}, interrupts{0}, rx_stalls{0};
+            ctrl_commands{0}, ctrl_errors{0}, errors{0}, interrupts{0}, rx_stalls{0}, rx_copied{0};
     };
 
 private:
