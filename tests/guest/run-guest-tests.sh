@@ -907,13 +907,27 @@ balloon_start() {
 
 # counter_checks JSON DEVICE EXPR...: each EXPR is "KEY OP N" (OP: -eq,
 # -ge, ...) on DEVICE's counters; failures go to REASONS
+# num_test A OP B: test(1)'s integer comparison (OP -eq -ne -lt -le -gt -ge)
+# on two decimal numbers, without handing test(1) an operator from a variable.
+num_test() {
+    case $2 in
+        -eq) (($1 == $3)) ;;
+        -ne) (($1 != $3)) ;;
+        -lt) (($1 < $3)) ;;
+        -le) (($1 <= $3)) ;;
+        -gt) (($1 > $3)) ;;
+        -ge) (($1 >= $3)) ;;
+        *) return 2 ;;
+    esac
+}
+
 counter_checks() {
     local out=$1 dev=$2 e key op n v
     shift 2
     for e in "$@"; do
         read -r key op n <<<"$e"
         v=$(counter_value "$out" "$dev" "$key")
-        if [[ ! $v =~ ^[0-9]+$ ]] || ! [ "$v" "$op" "$n" ]; then
+        if [[ ! $v =~ ^[0-9]+$ || ! $n =~ ^[0-9]+$ ]] || ! num_test "$v" "$op" "$n"; then
             REASONS+=("counters: $dev $key is $v, expected $op $n")
         fi
     done
