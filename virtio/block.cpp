@@ -1,5 +1,6 @@
 // virtio-blk device: config space, features, and the per-queue I/O loop.
 #include "virtio/block.h"
+#include "virtio/request_queue.h"
 
 #include <algorithm>
 #include <bit>
@@ -46,85 +47,54 @@ struct BlockDevice::Worker {
     };
 
     BlockDevice& dev;
-    uint16_t index;
-    Queue queue;
-    std::shared_ptr<EventFd> kick;
+    RequestQueue ring;
     std::unique_ptr<DiskEngine> engine;
     std::vector<std::unique_ptr<Slot>> slots;  // indexed by cookie
-    std::vector<uint32_t> free_slots;
-    size_t busy = 0;
-    bool broken = false;   // ring error: no more pops or pushes
-    bool stalled = false;  // every slot busy: resume popping after completions
-    bool pushed = false;   // used entries added since the last interrupt check
     std::vector<DiskRequest> batch;
     std::vector<DiskCompletion> done;
     IoThread thread;       // last: stopped first on destruction
 
     Worker(BlockDevice& d, ActiveQueue&& aq)
-        : dev(d), index(aq.index), queue(std::move(aq.queue)), kick(std::move(aq.kick)),
-          engine(make_disk_engine(d.disk_, queue.size())), thread(thread_name(d.cfg_.name, aq.index)) {
-        slots.resize(queue.size());
-        for (uint32_t i = queue.size(); i-- > 0;) free_slots.push_back(i);
-        thread.loop().add(kick->fd(), [this](uint32_t) { on_kick(); });
+        : dev(d), ring(d.cfg_.name, std::move(aq), d.ctx_,
+                       {&d.counters_.notifications, &d.counters_.interrupts, &d.counters_.errors}),
+          engine(make_disk_engine(d.disk_, ring.queue().size())), slots(ring.slots()),
+          thread(thread_name(d.cfg_.name, ring.index())) {
+        thread.loop().add(ring.kick().fd(), [this](uint32_t) {
+            if (ring.take_kick()) process();
+        });
         thread.loop().add(engine->event_fd(), [this](uint32_t) { on_completion(); });
     }
 
-    void on_kick() {
-        kick->consume();
-        queue.note_notification();
-        dev.counters_.notifications.fetch_add(1, std::memory_order_relaxed);
-        if (broken) return;
-        process();
-    }
-
-    // Pops until the ring is empty (closing the notification race) or every
-    // slot is busy, then submits the batch once.
+    // Pops what the ring has (or until every slot is busy), then submits the
+    // batch once and raises at most one interrupt.
     void process() {
-        try {
-            for (;;) {
-                queue.disable_notifications();
-                while (busy < slots.size()) {
-                    auto chain = queue.pop();
-                    if (!chain) break;
-                    handle(std::move(*chain));
-                }
-                if (busy >= slots.size()) {
-                    stalled = true;  // completions call process() again
-                    break;
-                }
-                if (!queue.enable_notifications()) break;
-            }
-        } catch (const QueueError& e) {
-            fail_queue(e.what());
-        }
+        ring.pop_all([this](DescriptorChain&& chain) { handle(std::move(chain)); });
         if (!batch.empty()) {
             dev.counters_.host_ops.fetch_add(batch.size(), std::memory_order_relaxed);
             engine->submit(batch);
             batch.clear();
         }
-        notify();
+        ring.notify();
     }
 
     void handle(DescriptorChain chain) {
         dev.counters_.requests.fetch_add(1, std::memory_order_relaxed);
         blk::Request req = blk::parse(*dev.ctx_.mem, chain, dev.limits_, dev.cfg_.serial);
         if (req.error && g_guest_errors.allow())
-            log::warn("{}: q{}: {} (type {})", dev.cfg_.name, index, req.error, req.type);
+            log::warn("{}: q{}: {} (type {})", dev.cfg_.name, ring.index(), req.error, req.type);
         switch (req.action) {
         case blk::Action::Drop:
             dev.counters_.errors.fetch_add(1, std::memory_order_relaxed);
-            push(chain, 0);
+            ring.push(chain, 0);
             return;
         case blk::Action::Complete:
             if (req.status != blk::kStatusOk) dev.counters_.errors.fetch_add(1, std::memory_order_relaxed);
-            push(chain, blk::finish(req, req.status));
+            ring.push(chain, blk::finish(req, req.status));
             return;
         default:
             break;
         }
-        uint32_t cookie = free_slots.back();
-        free_slots.pop_back();
-        ++busy;
+        uint32_t cookie = ring.acquire();
         auto slot = std::make_unique<Slot>();
         slot->chain = std::move(chain);
         slot->req = std::move(req);
@@ -172,66 +142,26 @@ struct BlockDevice::Worker {
             if (--s.pending) continue;
             complete(static_cast<uint32_t>(c.cookie));
         }
-        if (stalled && !broken) {
-            stalled = false;
-            process();  // also raises the interrupt
-        } else {
-            notify();
-        }
+        if (ring.resume()) process();  // also raises the interrupt
+        else ring.notify();
     }
 
     void complete(uint32_t cookie) {
         std::unique_ptr<Slot> s = std::move(slots[cookie]);
-        free_slots.push_back(cookie);
-        --busy;
+        ring.release(cookie);
         uint8_t status = s->result ? blk::kStatusIoErr : blk::kStatusOk;
         if (s->result) {
             dev.counters_.errors.fetch_add(1, std::memory_order_relaxed);
             if (g_guest_errors.allow())
-                log::warn("{}: q{}: request type {} failed: {}", dev.cfg_.name, index, s->req.type,
+                log::warn("{}: q{}: request type {} failed: {}", dev.cfg_.name, ring.index(), s->req.type,
                           std::strerror(-s->result));
         } else if (s->req.action == blk::Action::Read) {
             dev.counters_.read_bytes.fetch_add(s->req.length, std::memory_order_relaxed);
         } else if (s->req.action == blk::Action::Write) {
             dev.counters_.write_bytes.fetch_add(s->req.length, std::memory_order_relaxed);
         }
-        if (broken) return;  // the driver will reset the queue; leave the ring alone
-        push(s->chain, blk::finish(s->req, status));
-    }
-
-    void push(const DescriptorChain& chain, uint32_t len) {
-        if (broken) return;
-        try {
-            queue.push_used(chain, len);
-            pushed = true;
-        } catch (const QueueError& e) {
-            fail_queue(e.what());
-        }
-    }
-
-    // One interrupt per batch, if the driver asked for it.
-    void notify() {
-        if (!pushed || broken) return;
-        pushed = false;
-        bool want;
-        try {
-            want = queue.should_notify();
-        } catch (const QueueError& e) {
-            fail_queue(e.what());
-            return;
-        }
-        if (want && dev.ctx_.interrupt) {
-            dev.ctx_.interrupt->signal_queue(index);
-            dev.counters_.interrupts.fetch_add(1, std::memory_order_relaxed);
-        }
-    }
-
-    void fail_queue(const char* what) {
-        if (broken) return;
-        broken = true;
-        if (g_guest_errors.allow())
-            log::error("{}: q{}: {}; the queue stops until the driver resets the device", dev.cfg_.name, index, what);
-        if (dev.ctx_.needs_reset) dev.ctx_.needs_reset();
+        // Once broken the driver will reset the queue; push() leaves the ring alone.
+        ring.push(s->chain, blk::finish(s->req, status));
     }
 
     // After the thread stopped: wait for host I/O that still points into

@@ -1,6 +1,7 @@
 // virtio-scsi device: config space, the control queue and the request
 // queues' I/O loops (see scsi.h). SCSI semantics live in scsi_target.cpp.
 #include "virtio/scsi.h"
+#include "virtio/request_queue.h"
 
 #include <algorithm>
 #include <bit>
@@ -83,56 +84,27 @@ struct ScsiDevice::Worker {
     };
 
     ScsiDevice& dev;
-    uint16_t index;
-    Queue queue;
-    std::shared_ptr<EventFd> kick;
+    RequestQueue ring;
     std::vector<std::unique_ptr<DiskEngine>> engines;     // per unit, made on first use
     std::vector<std::vector<DiskRequest>> batches;        // per unit, this round
     std::vector<size_t> touched;                          // units with a batch
-    std::vector<std::unique_ptr<Slot>> slots;
-    std::vector<uint32_t> free_slots;
-    size_t busy = 0;
-    bool broken = false;
-    bool stalled = false;
-    bool pushed = false;
+    std::vector<std::unique_ptr<Slot>> slots;             // indexed by cookie
     IoThread thread;  // last: stopped first on destruction
 
     Worker(ScsiDevice& d, ActiveQueue&& aq)
-        : dev(d), index(aq.index), queue(std::move(aq.queue)), kick(std::move(aq.kick)),
-          engines(d.units_.size()), batches(d.units_.size()),
-          thread(thread_name(d.cfg_.name, "-q" + std::to_string(aq.index))) {
-        slots.resize(queue.size());
-        for (uint32_t i = queue.size(); i-- > 0;) free_slots.push_back(i);
-        thread.loop().add(kick->fd(), [this](uint32_t) { on_kick(); });
-    }
-
-    void on_kick() {
-        kick->consume();
-        queue.note_notification();
-        dev.counters_.notifications.fetch_add(1, std::memory_order_relaxed);
-        if (!broken) process();
+        : dev(d), ring(d.cfg_.name, std::move(aq), d.ctx_,
+                       {&d.counters_.notifications, &d.counters_.interrupts, &d.counters_.errors}),
+          engines(d.units_.size()), batches(d.units_.size()), slots(ring.slots()),
+          thread(thread_name(d.cfg_.name, "-q" + std::to_string(ring.index()))) {
+        thread.loop().add(ring.kick().fd(), [this](uint32_t) {
+            if (ring.take_kick()) process();
+        });
     }
 
     void process() {
-        try {
-            for (;;) {
-                queue.disable_notifications();
-                while (busy < slots.size()) {
-                    auto chain = queue.pop();
-                    if (!chain) break;
-                    handle(std::move(*chain));
-                }
-                if (busy >= slots.size()) {
-                    stalled = true;
-                    break;
-                }
-                if (!queue.enable_notifications()) break;
-            }
-        } catch (const QueueError& e) {
-            fail_queue(e.what());
-        }
+        ring.pop_all([this](DescriptorChain&& chain) { handle(std::move(chain)); });
         submit();
-        notify();
+        ring.notify();
     }
 
     void submit() {
@@ -147,7 +119,7 @@ struct ScsiDevice::Worker {
     // The unit's engine; made (and its eventfd watched) on first use, on this thread.
     DiskEngine* engine(size_t unit) {
         if (!engines[unit]) {
-            auto e = make_disk_engine(*dev.units_[unit].disk, std::min<unsigned>(queue.size(), kEngineDepth));
+            auto e = make_disk_engine(*dev.units_[unit].disk, std::min<unsigned>(ring.slots(), kEngineDepth));
             thread.loop().add(e->event_fd(), [this, unit](uint32_t) { on_completion(unit); });
             engines[unit] = std::move(e);
         }
@@ -156,7 +128,7 @@ struct ScsiDevice::Worker {
 
     void guest_error(const char* what, uint32_t lun = 0) {
         dev.counters_.errors.fetch_add(1, std::memory_order_relaxed);
-        if (g_guest_errors.allow()) log::warn("{}: q{}: {} (lun {})", dev.cfg_.name, index, what, lun);
+        if (g_guest_errors.allow()) log::warn("{}: q{}: {} (lun {})", dev.cfg_.name, ring.index(), what, lun);
     }
 
     void handle(DescriptorChain chain) {
@@ -169,14 +141,14 @@ struct ScsiDevice::Worker {
         size_t resp_size = scsi::kRespHeaderSize + sense_size;
         if (w.remaining() < resp_size) {
             guest_error("no room for the response; request dropped");
-            push(chain, 0);
+            ring.push(chain, 0);
             return;
         }
         std::vector<iovec> resp = w.take_iovecs(resp_size);
         uint64_t din_total = w.remaining();
         auto answer = [&](uint8_t status, uint8_t code, uint64_t resid, const scsi::Sense* sense, size_t data = 0) {
             scatter(resp, response(sense_size, status, code, resid, sense));
-            push(chain, static_cast<uint32_t>(resp_size + data));
+            ring.push(chain, static_cast<uint32_t>(resp_size + data));
         };
 
         std::vector<uint8_t> hdr(scsi::kCmdHeaderSize + cdb_size);
@@ -250,9 +222,7 @@ struct ScsiDevice::Worker {
         }
         (void)e;
 
-        uint32_t cookie = free_slots.back();
-        free_slots.pop_back();
-        ++busy;
+        uint32_t cookie = ring.acquire();
         auto slot = std::make_unique<Slot>();
         slot->resp = std::move(resp);
         slot->sense_size = sense_size;
@@ -325,18 +295,13 @@ struct ScsiDevice::Worker {
             complete(static_cast<uint32_t>(c.cookie));
         }
         submit();
-        if (stalled && !broken) {
-            stalled = false;
-            process();
-        } else {
-            notify();
-        }
+        if (ring.resume()) process();
+        else ring.notify();
     }
 
     void complete(uint32_t cookie) {
         std::unique_ptr<Slot> s = std::move(slots[cookie]);
-        free_slots.push_back(cookie);
-        --busy;
+        ring.release(cookie);
         dev.inflight_.fetch_sub(1, std::memory_order_relaxed);
         std::vector<uint8_t> resp;
         uint32_t used = s->used;
@@ -344,7 +309,7 @@ struct ScsiDevice::Worker {
             dev.counters_.errors.fetch_add(1, std::memory_order_relaxed);
             dev.counters_.check_conditions.fetch_add(1, std::memory_order_relaxed);
             if (g_guest_errors.allow())
-                log::warn("{}: q{}: host I/O on {} failed: {}", dev.cfg_.name, index,
+                log::warn("{}: q{}: host I/O on {} failed: {}", dev.cfg_.name, ring.index(),
                           dev.units_[s->unit].disk->path(), std::strerror(-s->result));
             const scsi::Sense& sense = s->io == scsi::Io::Read ? scsi::kReadError : scsi::kWriteError;
             uint64_t resid = s->resid + (s->io == scsi::Io::Read || s->io == scsi::Io::Write ? s->length : 0);
@@ -355,44 +320,9 @@ struct ScsiDevice::Worker {
             if (s->io == scsi::Io::Write) dev.counters_.write_bytes.fetch_add(s->length, std::memory_order_relaxed);
             resp = response(s->sense_size, scsi::kStatusGood, scsi::kRespOk, s->resid, nullptr);
         }
-        if (broken) return;
+        if (ring.broken()) return;  // the driver will reset the queue; leave the ring alone
         scatter(s->resp, resp);
-        push(s->chain, used);
-    }
-
-    void push(const DescriptorChain& chain, uint32_t len) {
-        if (broken) return;
-        try {
-            queue.push_used(chain, len);
-            pushed = true;
-        } catch (const QueueError& e) {
-            fail_queue(e.what());
-        }
-    }
-
-    void notify() {
-        if (!pushed || broken) return;
-        pushed = false;
-        bool want;
-        try {
-            want = queue.should_notify();
-        } catch (const QueueError& e) {
-            fail_queue(e.what());
-            return;
-        }
-        if (want && dev.ctx_.interrupt) {
-            dev.ctx_.interrupt->signal_queue(index);
-            dev.counters_.interrupts.fetch_add(1, std::memory_order_relaxed);
-        }
-    }
-
-    void fail_queue(const char* what) {
-        if (broken) return;
-        broken = true;
-        dev.counters_.errors.fetch_add(1, std::memory_order_relaxed);
-        if (g_guest_errors.allow())
-            log::error("{}: q{}: {}; the queue stops until the driver resets the device", dev.cfg_.name, index, what);
-        if (dev.ctx_.needs_reset) dev.ctx_.needs_reset();
+        ring.push(s->chain, used);
     }
 
     // After the thread stopped: wait for host I/O that still points into
@@ -405,8 +335,7 @@ struct ScsiDevice::Worker {
             std::vector<DiskCompletion> done;
             e->reap(done);
         }
-        dev.inflight_.fetch_sub(busy, std::memory_order_relaxed);
-        busy = 0;
+        dev.inflight_.fetch_sub(ring.busy(), std::memory_order_relaxed);
     }
 };
 
@@ -637,7 +566,7 @@ void ScsiDevice::activate(ActivationContext ctx) {
     }
     // Requests posted before activation.
     if (control_) control_->kick->signal();
-    for (auto& w : workers_) w->kick->signal();
+    for (auto& w : workers_) w->ring.kick().signal();
     log::debug("{}: active, {} request queue(s), {} LUN(s)", cfg_.name, workers_.size(), units_.size());
 }
 
