@@ -71,6 +71,22 @@ std::vector<uint8_t> packet(size_t frame_len, uint8_t seed, NetHdr h = {}) {
     return p;
 }
 
+// The bytes of guest buffers {address, length}, one after the other.
+std::vector<uint8_t> gather(const test::virtq::FakeRam& ram, std::initializer_list<std::pair<uint64_t, size_t>> parts) {
+    std::vector<uint8_t> out;
+    for (auto [a, n] : parts) {
+        auto b = ram.bytes(a, n);
+        out.insert(out.end(), b.begin(), b.end());
+    }
+    return out;
+}
+
+uint16_t num_buffers(const std::vector<uint8_t>& received) {
+    NetHdr h;
+    std::memcpy(&h, received.data(), sizeof h);
+    return h.num_buffers;
+}
+
 constexpr uint64_t kBase = feature(v::kFeatureVersion1) | feature(v::kNetFMac) | feature(v::kNetFStatus) |
                            feature(v::kNetFCtrlVq) | feature(v::kNetFCtrlRx) | feature(v::kNetFCsum) |
                            feature(v::kNetFHostTso4) | feature(v::kNetFGuestCsum) | feature(v::kNetFCtrlGuestOffloads);
@@ -226,12 +242,8 @@ TEST_CASE("virtio-net: receive into mergeable buffers", "[virtio][net]") {
     REQUIRE(test::wait_for([&] { return r.rings[0]->used_idx() == 2; }));
     CHECK(r.rings[0]->used(0).len == 512);
     CHECK(r.rings[0]->used(1).len == 500);
-    auto got = r.ram.bytes(b0, 512);
-    auto rest = r.ram.bytes(b1, 500);
-    got.insert(got.end(), rest.begin(), rest.end());
-    NetHdr h;
-    std::memcpy(&h, got.data(), sizeof h);
-    CHECK(h.num_buffers == 2);
+    auto got = gather(r.ram, {{b0, 512}, {b1, 500}});
+    CHECK(num_buffers(got) == 2);
     CHECK(std::equal(got.begin() + 12, got.end(), pkt.begin() + 12));
     CHECK(r.counter("rx_packets") == 1);
     CHECK(r.counter("rx_bytes") == 1000);
@@ -249,12 +261,8 @@ TEST_CASE("virtio-net: with room for the largest packet the tap writes into the 
     REQUIRE(test::wait_for([&] { return r.rings[0]->used_idx() == 2; }));
     CHECK(r.rings[0]->used(0).len == 40000);
     CHECK(r.rings[0]->used(1).len == 10012);
-    auto got = r.ram.bytes(b0, 40000);
-    auto rest = r.ram.bytes(b1, 10012);
-    got.insert(got.end(), rest.begin(), rest.end());
-    NetHdr h;
-    std::memcpy(&h, got.data(), sizeof h);
-    CHECK(h.num_buffers == 2);
+    auto got = gather(r.ram, {{b0, 40000}, {b1, 10012}});
+    CHECK(num_buffers(got) == 2);
     CHECK(std::equal(got.begin() + 12, got.end(), big.begin() + 12));
     CHECK(r.counter("rx_copied") == 0);
     // 40000 bytes left cannot take a 64 KiB packet: this one is copied.
@@ -263,8 +271,7 @@ TEST_CASE("virtio-net: with room for the largest packet the tap writes into the 
     REQUIRE(test::wait_for([&] { return r.rings[0]->used_idx() == 3; }));
     CHECK(r.rings[0]->used(2).len == 112);
     got = r.ram.bytes(b2, 112);
-    std::memcpy(&h, got.data(), sizeof h);
-    CHECK(h.num_buffers == 1);
+    CHECK(num_buffers(got) == 1);
     CHECK(std::equal(got.begin() + 12, got.end(), small.begin() + 12));
     CHECK(r.counter("rx_copied") == 1);
     CHECK(r.counter("rx_packets") == 2);
@@ -286,12 +293,8 @@ TEST_CASE("virtio-net: a header split across descriptors, and buffers too small 
     REQUIRE(test::wait_for([&] { return r.rings[0]->used_idx() == 2; }));
     CHECK(r.rings[0]->used(0).len == 0);
     CHECK(r.rings[0]->used(1).len == 312);
-    auto hdr = r.ram.bytes(a, 4);
-    auto mid = r.ram.bytes(b, 8);
-    hdr.insert(hdr.end(), mid.begin(), mid.end());
-    NetHdr h;
-    std::memcpy(&h, hdr.data(), sizeof h);
-    CHECK(h.num_buffers == 1);
+    auto hdr = gather(r.ram, {{a, 4}, {b, 8}});
+    CHECK(num_buffers(hdr) == 1);
     CHECK(std::equal(hdr.begin(), hdr.begin() + 10, pkt.begin()));
     auto body = r.ram.bytes(c, 300);
     CHECK(std::equal(body.begin(), body.end(), pkt.begin() + 12));
@@ -309,9 +312,7 @@ TEST_CASE("virtio-net: without mergeable buffers one big buffer is read into dir
     REQUIRE(test::wait_for([&] { return r.rings[0]->used_idx() == 1; }));
     CHECK(r.rings[0]->used(0).len == 2012);
     auto got = r.ram.bytes(b, 2012);
-    NetHdr h;
-    std::memcpy(&h, got.data(), sizeof h);
-    CHECK(h.num_buffers == 1);
+    CHECK(num_buffers(got) == 1);
     CHECK(std::equal(got.begin() + 12, got.end(), pkt.begin() + 12));
     CHECK(r.counter("rx_copied") == 0);
     r.dev->reset();
