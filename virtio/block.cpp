@@ -293,11 +293,6 @@ BlockStats BlockDevice::stats() const {
     return s;
 }
 
-std::map<std::string, uint64_t> BlockDevice::counters() const {
-    BlockStats s = stats();
-    return {{"requests", s.requests},   {"read_bytes", s.read_bytes},       {"write_bytes", s.write_bytes},
-            {"errors", s.errors},       {"notifications", s.notifications}, {"interrupts", s.interrupts},
-            {"host_ops", s.host_ops},   {"bounced", s.bounced}};
-}
+std::map<std::string, uint64_t> BlockDevice::counters() const { return counters_.set.snapshot(); }
 
 }  // namespace vmm::virtio

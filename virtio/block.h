@@ -19,6 +19,7 @@
 #include "virtio/block_request.h"
 #include "virtio/device.h"
 #include "virtio/disk.h"
+#include "vmm/core/counters.h"
 
 namespace vmm::virtio {
 
@@ -79,8 +80,15 @@ public:
 private:
     struct Worker;
     struct Counters {
-        std::atomic<uint64_t> requests{0}, read_bytes{0}, write_bytes{0}, errors{0}, notifications{0},
-            interrupts{0}, host_ops{0}, bounced{0};
+        CounterSet set;
+        std::atomic<uint64_t>& requests = set.add("requests");
+        std::atomic<uint64_t>& read_bytes = set.add("read_bytes");
+        std::atomic<uint64_t>& write_bytes = set.add("write_bytes");
+        std::atomic<uint64_t>& errors = set.add("errors");
+        std::atomic<uint64_t>& notifications = set.add("notifications");
+        std::atomic<uint64_t>& interrupts = set.add("interrupts");
+        std::atomic<uint64_t>& host_ops = set.add("host_ops");
+        std::atomic<uint64_t>& bounced = set.add("bounced");
     };
 
     void build_config();

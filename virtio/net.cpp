@@ -516,14 +516,6 @@ uint8_t NetDevice::ctrl_command(uint8_t cls, uint8_t cmd, Reader& d) {
     }
 }
 
-std::map<std::string, uint64_t> NetDevice::counters() const {
-    return {{"rx_packets", stats_.rx_packets.load()},       {"rx_bytes", stats_.rx_bytes.load()},
-            {"rx_dropped", stats_.rx_dropped.load()},       {"rx_stalls", stats_.rx_stalls.load()},
-            {"rx_copied", stats_.rx_copied.load()},
-            {"tx_packets", stats_.tx_packets.load()},       {"tx_bytes", stats_.tx_bytes.load()},
-            {"tx_dropped", stats_.tx_dropped.load()},       {"ctrl_commands", stats_.ctrl_commands.load()},
-            {"ctrl_errors", stats_.ctrl_errors.load()},     {"errors", stats_.errors.load()},
-            {"interrupts", stats_.interrupts.load()}};
-}
+std::map<std::string, uint64_t> NetDevice::counters() const { return stats_.set.snapshot(); }
 
 }  // namespace vmm::virtio

@@ -29,6 +29,7 @@
 #include "virtio/device.h"
 #include "virtio/net_hdr.h"
 #include "virtio/tap.h"
+#include "vmm/core/counters.h"
 #include "vmm/core/event_loop.h"
 
 namespace vmm::virtio {
@@ -57,8 +58,19 @@ public:
     size_t queue_pairs() const { return pairs_; }
 
     struct Stats {
-        std::atomic<uint64_t> rx_packets{0}, rx_bytes{0}, rx_dropped{0}, tx_packets{0}, tx_bytes{0}, tx_dropped{0},
-            ctrl_commands{0}, ctrl_errors{0}, errors{0}, interrupts{0}, rx_stalls{0}, rx_copied{0};
+        CounterSet set;
+        std::atomic<uint64_t>& rx_packets = set.add("rx_packets");
+        std::atomic<uint64_t>& rx_bytes = set.add("rx_bytes");
+        std::atomic<uint64_t>& rx_dropped = set.add("rx_dropped");
+        std::atomic<uint64_t>& rx_stalls = set.add("rx_stalls");
+        std::atomic<uint64_t>& rx_copied = set.add("rx_copied");
+        std::atomic<uint64_t>& tx_packets = set.add("tx_packets");
+        std::atomic<uint64_t>& tx_bytes = set.add("tx_bytes");
+        std::atomic<uint64_t>& tx_dropped = set.add("tx_dropped");
+        std::atomic<uint64_t>& ctrl_commands = set.add("ctrl_commands");
+        std::atomic<uint64_t>& ctrl_errors = set.add("ctrl_errors");
+        std::atomic<uint64_t>& errors = set.add("errors");
+        std::atomic<uint64_t>& interrupts = set.add("interrupts");
     };
 
 private:

@@ -98,7 +98,7 @@ void RngDevice::on_kick() {
 }
 
 std::map<std::string, uint64_t> RngDevice::counters() const {
-    return {{"bytes", bytes_.load()}, {"errors", errors_.load()}, {"interrupts", interrupts_.load()}};
+    return counters_.snapshot();
 }
 
 }  // namespace vmm::virtio

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "virtio/device.h"
+#include "vmm/core/counters.h"
 #include "vmm/core/event_loop.h"
 
 namespace vmm::virtio {
@@ -41,7 +42,10 @@ private:
     void on_kick();
 
     RngConfig cfg_;
-    std::atomic<uint64_t> bytes_{0}, errors_{0}, interrupts_{0};
+    CounterSet counters_;
+    std::atomic<uint64_t>& bytes_ = counters_.add("bytes");
+    std::atomic<uint64_t>& errors_ = counters_.add("errors");
+    std::atomic<uint64_t>& interrupts_ = counters_.add("interrupts");
     // Valid while active (used by the I/O thread after activate()).
     const GuestMemory* mem_ = nullptr;
     std::shared_ptr<VirtioInterrupt> irq_;

@@ -590,16 +590,6 @@ void ScsiDevice::reset() {
     }
 }
 
-std::map<std::string, uint64_t> ScsiDevice::counters() const {
-    return {{"requests", counters_.requests.load()},
-            {"read_bytes", counters_.read_bytes.load()},
-            {"write_bytes", counters_.write_bytes.load()},
-            {"check_conditions", counters_.check_conditions.load()},
-            {"errors", counters_.errors.load()},
-            {"bad_target", counters_.bad_target.load()},
-            {"tmf", counters_.tmf.load()},
-            {"notifications", counters_.notifications.load()},
-            {"interrupts", counters_.interrupts.load()}};
-}
+std::map<std::string, uint64_t> ScsiDevice::counters() const { return counters_.set.snapshot(); }
 
 }  // namespace vmm::virtio

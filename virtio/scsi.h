@@ -28,6 +28,7 @@
 #include "virtio/device.h"
 #include "virtio/disk.h"
 #include "virtio/scsi_target.h"
+#include "vmm/core/counters.h"
 
 namespace vmm::virtio {
 
@@ -103,8 +104,16 @@ private:
         uint32_t lun;
     };
     struct Counters {
-        std::atomic<uint64_t> requests{0}, read_bytes{0}, write_bytes{0}, check_conditions{0}, errors{0},
-            bad_target{0}, tmf{0}, notifications{0}, interrupts{0};
+        CounterSet set;
+        std::atomic<uint64_t>& requests = set.add("requests");
+        std::atomic<uint64_t>& read_bytes = set.add("read_bytes");
+        std::atomic<uint64_t>& write_bytes = set.add("write_bytes");
+        std::atomic<uint64_t>& check_conditions = set.add("check_conditions");
+        std::atomic<uint64_t>& errors = set.add("errors");
+        std::atomic<uint64_t>& bad_target = set.add("bad_target");
+        std::atomic<uint64_t>& tmf = set.add("tmf");
+        std::atomic<uint64_t>& notifications = set.add("notifications");
+        std::atomic<uint64_t>& interrupts = set.add("interrupts");
     };
 
     void reset_threads();  // stops the I/O threads; keeps the driver-written config
