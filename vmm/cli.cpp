@@ -79,7 +79,7 @@ DiskConfig parse_disk(const std::string& spec) {
     return d;
 }
 
-// --net tap=NAME[,mac=MAC][,num_queues=N]
+// --net tap=NAME[,mac=MAC][,num_queues=N][,packed=off]
 NetConfig parse_net(const std::string& spec) {
     NetConfig n;
     for (auto& [k, v] : split_kv(spec, "--net")) {
@@ -87,7 +87,8 @@ NetConfig parse_net(const std::string& spec) {
         if (k == "tap") n.tap = check::tap_name(v, what);
         else if (k == "mac") n.mac = check::mac_address(v, what);
         else if (k == "num_queues") n.num_queues = check::net_num_queues(check::parse_uint(v, what, 1, check::kMaxNetQueues), what);
-        else fail("--net: unknown key \"{}\" (expected tap, mac, num_queues)", k);
+        else if (k == "packed") n.packed = parse_on_off(v, what);
+        else fail("--net: unknown key \"{}\" (expected tap, mac, num_queues, packed)", k);
     }
     if (n.tap.empty()) fail("--net \"{}\": tap=NAME is required", spec);
     return n;
@@ -212,7 +213,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
                        ->allow_extra_args(false);
     auto* o_net = app.add_option("--net", nets,
-                                 "virtio-net interface on a host tap: tap=NAME[,mac=MAC][,num_queues=N] (repeatable; "
+                                 "virtio-net interface on a host tap: tap=NAME[,mac=MAC][,num_queues=N][,packed=off] (repeatable; "
                                  "the tap is created if missing, which needs CAP_NET_ADMIN; replaces the --config list)")
                       ->type_name("SPEC")
                       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)

@@ -32,6 +32,7 @@ struct NetConfig {
     std::string tap;          // host tap interface; attached, or created if missing
     std::string mac;          // "52:54:00:12:34:56"; empty: derived from the tap name
     uint16_t num_queues = 1;  // queue pairs (multiqueue tap when > 1)
+    bool packed = true;       // offer the packed virtqueue layout (off: drivers use the split ring)
 };
 
 // virtio-balloon (--balloon).

@@ -301,14 +301,14 @@ private:
         if (auto* p = find(v, "enabled")) cfg_.rng = boolean(*p, "rng.enabled");
     }
 
-    // "net": [{tap, mac, num_queues}, ...]
+    // "net": [{tap, mac, num_queues, packed}, ...]
     void net(const json& v) {
         if (!v.is_array()) fail("{}: expected an array of interfaces, got {}", where("net"), describe(v));
         std::vector<NetConfig> list;
         for (size_t i = 0; i < v.size(); ++i) {
             std::string at = fmt::format("net[{}]", i);
             const json& n = object(v[i], at);
-            keys(n, at, {"tap", "mac", "num_queues"});
+            keys(n, at, {"tap", "mac", "num_queues", "packed"});
             NetConfig nc;
             auto* t = find(n, "tap");
             if (!t) fail("{}: missing \"tap\"", where(at));
@@ -317,6 +317,7 @@ private:
             if (auto* x = find(n, "num_queues"))
                 nc.num_queues = check::net_num_queues(integer(*x, at + ".num_queues", 1, check::kMaxNetQueues),
                                                       where(at + ".num_queues"));
+            if (auto* x = find(n, "packed")) nc.packed = boolean(*x, at + ".packed");
             list.push_back(std::move(nc));
         }
         check::net_list(list, where("net"));
@@ -510,7 +511,8 @@ json config_to_json(const VmConfig& cfg) {
                          {"slot", d.slot < 0 ? json("auto") : json(d.slot)}});
     }
     json nets = json::array();
-    for (auto& n : cfg.nets) nets.push_back({{"tap", n.tap}, {"mac", n.mac}, {"num_queues", n.num_queues}});
+    for (auto& n : cfg.nets)
+        nets.push_back({{"tap", n.tap}, {"mac", n.mac}, {"num_queues", n.num_queues}, {"packed", n.packed}});
     json scsi_disks = json::array(), scsi_cdroms = json::array();
     for (auto& l : cfg.scsi) {
         json lun = l.lun < 0 ? json("auto") : json(l.lun);

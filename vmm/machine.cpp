@@ -370,7 +370,7 @@ void Machine::setup_pci() {
         virtio::NetConfig nc;
         nc.name = fmt::format("virtio-net{}", i);
         nc.mac = check::effective_mac(n);
-        add_virtio(std::make_shared<virtio::NetDevice>(std::move(nc), std::move(tap)), -1);
+        add_virtio(std::make_shared<virtio::NetDevice>(std::move(nc), std::move(tap)), -1, n.packed);
     }
     if (cfg_.rng) add_virtio(std::make_shared<virtio::RngDevice>(virtio::RngConfig{}), -1);
     if (cfg_.balloon) {

@@ -96,12 +96,14 @@ TEST_CASE("cli: --balloon") {
 
 TEST_CASE("cli: --net") {
     CHECK(parse({"--kernel", "/k"}).nets.empty());
-    auto c = parse({"--kernel", "/k", "--net", "tap=tap0", "--net", "tap=tap1,mac=52:54:00:00:00:09,num_queues=2"});
+    auto c = parse({"--kernel", "/k", "--net", "tap=tap0", "--net", "tap=tap1,mac=52:54:00:00:00:09,num_queues=2,packed=off"});
     REQUIRE(c.nets.size() == 2);
     CHECK(c.nets[0].tap == "tap0");
     CHECK(c.nets[0].num_queues == 1);
+    CHECK(c.nets[0].packed);
     CHECK(c.nets[1].mac == "52:54:00:00:00:09");
     CHECK(c.nets[1].num_queues == 2);
+    CHECK_FALSE(c.nets[1].packed);
     // The default MAC is stable and locally derived from the tap name.
     auto m0 = vmm::check::effective_mac(c.nets[0]);
     CHECK(m0 == vmm::check::effective_mac(vmm::NetConfig{"tap0", "", 1}));

@@ -71,7 +71,7 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
                x->free_page_reporting == y->free_page_reporting && x->stats_interval_s == y->stats_interval_s;
     };
     auto net_eq = [](const vmm::NetConfig& x, const vmm::NetConfig& y) {
-        return x.tap == y.tap && x.mac == y.mac && x.num_queues == y.num_queues;
+        return x.tap == y.tap && x.mac == y.mac && x.num_queues == y.num_queues && x.packed == y.packed;
     };
     return balloon_eq(a.balloon, b.balloon) &&
            std::equal(a.nets.begin(), a.nets.end(), b.nets.begin(), b.nets.end(), net_eq) && a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
@@ -156,7 +156,7 @@ TEST_CASE("config json: every section is read", "[vmm][config]") {
         "devices": {"pvpanic": false},
         "rng": {"enabled": true},
         "balloon": {"size": "256M", "deflate_on_oom": true, "free_page_reporting": true, "stats_interval_s": 2},
-        "net": [{"tap": "tap0"}, {"tap": "vmmtap1", "mac": "52:54:00:AB:cd:01", "num_queues": 4}]
+        "net": [{"tap": "tap0"}, {"tap": "vmmtap1", "mac": "52:54:00:AB:cd:01", "num_queues": 4, "packed": false}]
     })");
     CHECK(c.cpus == 4);
     CHECK(c.memory == 2ull << 30);
@@ -196,8 +196,10 @@ TEST_CASE("config json: every section is read", "[vmm][config]") {
     CHECK(c.nets[0].tap == "tap0");
     CHECK(c.nets[0].mac.empty());
     CHECK(c.nets[0].num_queues == 1);
+    CHECK(c.nets[0].packed);
     CHECK(c.nets[1].mac == "52:54:00:AB:cd:01");
     CHECK(c.nets[1].num_queues == 4);
+    CHECK_FALSE(c.nets[1].packed);
 
     // Memory as an integer is bytes; as a string a bare number is MiB (like --memory).
     CHECK(load(R"({"machine": {"memory": 1073741824}})").memory == 1ull << 30);
