@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# net-bench.sh [--build DIR] [--runs N] [--mib MIB]
+# net-bench.sh [--build DIR] [--runs N] [--mib MIB] [--also OPTS]
 #
 # virtio-net throughput against QEMU: the real-guest `net` case
 # (tests/guest/run-guest-tests.sh: the virtio block guest with eth0 on a tap
@@ -12,6 +12,9 @@
 # The host side (python3) times each direction from the first byte to the
 # last. Results: DIR/net-bench/results.txt with the median seconds per
 # direction and the ratio QEMU time / our time (above 1: we are faster).
+# --also OPTS adds a third contender in every round: build/vmm with OPTS
+# appended to its --net spec (e.g. --also packed=off: the split ring, as
+# QEMU's default).
 # In the test host the figures are nested KVM under TCG: compare within one
 # run only.
 set -euo pipefail
@@ -20,12 +23,13 @@ SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 # shellcheck source=tests/guest/lib.sh
 . "$(dirname "$0")/../guest/lib.sh"
 
-build="$REPO_ROOT/build" runs=3 mib=64 inner=0
+build="$REPO_ROOT/build" runs=3 mib=64 inner=0 also=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --build) build=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --mib) mib=$2; shift 2 ;;
+        --also) also=$2; shift 2 ;;
         --inner) inner=1; shift ;;  # internal: measure here
         *) sed -n '2p' "$0" | sed 's/^# /usage: /' >&2; exit 1 ;;
     esac
@@ -42,15 +46,18 @@ fi
 if [[ $inner == 0 ]] && ! "$REPO_ROOT/tests/guest/kvm-usable.sh" >/dev/null 2>&1; then
     note "running inside the test host"
     exec env VMM_GUEST_ROUND=1 "$REPO_ROOT/tests/guest/testhost.sh" --timeout 7200 --scratch "$out" -- \
-        "$SELF" --inner --build "$build" --runs "$runs" --mib "$mib"
+        "$SELF" --inner --build "$build" --runs "$runs" --mib "$mib" ${also:+--also "$also"}
 fi
 export VMM_NET_TEST_ON_HOST=1 VMM_NET_MIB=$mib
 
 : >"$out/raw.txt"
 for ((r = 1; r <= runs; r++)); do
-    for who in vmm qemu; do
-        log=$out/run-$r-$who.log
-        "$runner" --inner --build "$build" --vmm "$who" --logdir "$out/logs-$r-$who" --only '^net$' >"$log" 2>&1 || true
+    for who in vmm qemu ${also:+"vmm+$also"}; do
+        tag=${who//[^A-Za-z0-9+=-]/_} opts=""
+        [[ $who == vmm+* ]] && opts=${who#vmm+}
+        log=$out/run-$r-$tag.log
+        VMM_NET_OPTS=$opts "$runner" --inner --build "$build" --vmm "${who%%+*}" --logdir "$out/logs-$r-$tag" \
+            --only '^net$' >"$log" 2>&1 || true
         line=$(grep -E '^  net: ' "$log" | tail -n 1 || true)
         # "  net: 64 MiB guest->host in 12.34 s, host->guest in 23.45 s"
         if [[ $line =~ guest-\>host\ in\ ([0-9.]+)\ s,\ host-\>guest\ in\ ([0-9.]+)\ s ]] && grep -q '^PASS net' "$log"; then
@@ -67,10 +74,12 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR + 1) / 2)]; el
     echo "net-bench: $mib MiB each way over TCP, $runs run(s), median seconds (lower is better)"
     for dir in 2 3; do
         name=$([[ $dir == 2 ]] && echo "guest->host" || echo "host->guest")
-        v=$(awk -v d=$dir '$1 == "vmm" {print $d}' "$out/raw.txt" | median)
         q=$(awk -v d=$dir '$1 == "qemu" {print $d}' "$out/raw.txt" | median)
-        ratio=$(awk -v v="$v" -v q="$q" 'BEGIN { if (v + 0 > 0 && q + 0 > 0) printf "%.2f", q / v; else print "n/a" }')
-        printf '%-12s vmm %8s s  qemu %8s s  speed ratio (qemu/vmm time) %s\n' "$name" "$v" "$q" "$ratio"
+        for who in vmm ${also:+"vmm+$also"}; do
+            v=$(awk -v d=$dir -v w="$who" '$1 == w {print $d}' "$out/raw.txt" | median)
+            ratio=$(awk -v v="$v" -v q="$q" 'BEGIN { if (v + 0 > 0 && q + 0 > 0) printf "%.2f", q / v; else print "n/a" }')
+            printf '%-12s %s %8s s  qemu %8s s  speed ratio (qemu/%s time) %s\n' "$name" "$who" "$v" "$q" "$who" "$ratio"
+        done
     done
 } | tee "$out/results.txt"
 grep -q '^vmm ' "$out/raw.txt" && grep -q '^qemu ' "$out/raw.txt"

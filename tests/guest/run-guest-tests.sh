@@ -1011,6 +1011,7 @@ balloon_report_case() {
 # the test host (its own machine: no route anywhere else), link-local
 # addresses; ping, then MIB MiB each way over TCP checked by SHA-256. With
 # QUEUES > 1 the tap is multi-queue and the guest must see that many queues.
+# VMM_NET_OPTS (e.g. packed=off) is appended to our --net spec (net-bench --also).
 net_case() {
     local name=$1 cpus=$2 queues=$3 mib=$4 tap=vmmtap0 i tx_host="" rx_host="" sha size rest spid
     local bytes=$((mib << 20))
@@ -1038,7 +1039,7 @@ net_case() {
     [[ $qemu_mode == 1 ]] && api=()
     bg_start "$name" --kernel "$kernel" --initramfs "$blk_initrd" --cpus "$cpus" --memory 512M \
         --cmdline "console=ttyS0 panic=-1 vmmtest.cpus=$cpus vmmtest.blk=net vmmtest.net_mib=$mib $qarg" \
-        --disk "path=$live/img/$name-root.img" "${api[@]}" --net "tap=$tap$qopt"
+        --disk "path=$live/img/$name-root.img" "${api[@]}" --net "tap=$tap$qopt${VMM_NET_OPTS:+,$VMM_NET_OPTS}"
     for ((i = 0; i < 100; i++)); do
         [[ -e /sys/class/net/$tap ]] && break
         kill -0 "$BG_PID" 2>/dev/null || break
