@@ -13,8 +13,8 @@
 # last. Results: DIR/net-bench/results.txt with the median seconds per
 # direction and the ratio QEMU time / our time (above 1: we are faster).
 # --also OPTS adds a third contender in every round: build/vmm with OPTS
-# appended to its --net spec (e.g. --also packed=off: the split ring, as
-# QEMU's default).
+# appended to its --net spec (e.g. --also packed=off: the split ring, QEMU's
+# default, rather than our default packed one).
 # In the test host the figures are nested KVM under TCG: compare within one
 # run only.
 set -euo pipefail

@@ -119,21 +119,23 @@ qemu_adapter() {
             --boot-report) shift ;;
             --rng) disk_args+=(-device virtio-rng-pci); shift ;;
             --net)
-                # tap=NAME[,mac=MAC][,num_queues=N]: QEMU's userspace virtio-net (no vhost) on the same tap
-                local ntap="" nmac="" nq=1
+                # tap=NAME[,mac=MAC][,num_queues=N][,packed=on|off]: QEMU's userspace virtio-net (no
+                # vhost) on the same tap
+                local ntap="" nmac="" nq=1 npacked=""
                 IFS=, read -r -a spec <<<"$2"
                 for kv in "${spec[@]}"; do
                     case $kv in
                         tap=*) ntap=${kv#tap=} ;;
                         mac=*) nmac=${kv#mac=} ;;
                         num_queues=*) nq=${kv#num_queues=} ;;
+                        packed=on | packed=off) npacked=",packed=${kv#packed=}" ;;
                         *) echo "vmm: error: bad --net item '$kv' (QEMU adapter)" >&2; exit 1 ;;
                     esac
                 done
                 local nq_args="" ndev_args=""
                 [[ $nq -gt 1 ]] && nq_args=",queues=$nq" ndev_args=",mq=on,vectors=$((2 * nq + 2))"
                 disk_args+=(-netdev "tap,id=n$nnet,ifname=$ntap,script=no,downscript=no,vhost=off$nq_args"
-                    -device "virtio-net-pci,netdev=n$nnet${nmac:+,mac=$nmac}$ndev_args")
+                    -device "virtio-net-pci,netdev=n$nnet${nmac:+,mac=$nmac}$ndev_args$npacked")
                 nnet=$((nnet + 1))
                 shift 2
                 ;;
@@ -1011,9 +1013,9 @@ balloon_report_case() {
 # the test host (its own machine: no route anywhere else), link-local
 # addresses; ping, then MIB MiB each way over TCP checked by SHA-256. With
 # QUEUES > 1 the tap is multi-queue and the guest must see that many queues.
-# VMM_NET_OPTS (e.g. packed=off) is appended to our --net spec (net-bench --also).
-net_case() {
-    local name=$1 cpus=$2 queues=$3 mib=$4 tap=vmmtap0 i tx_host="" rx_host="" sha size rest spid
+# OPTS (and VMM_NET_OPTS, from net-bench --also) are appended to the --net spec.
+net_case() { # NAME CPUS QUEUES MIB [OPTS]
+    local name=$1 cpus=$2 queues=$3 mib=$4 opts=${5:-}${VMM_NET_OPTS:+,$VMM_NET_OPTS} tap=vmmtap0 i tx_host="" rx_host="" sha size rest spid
     local bytes=$((mib << 20))
     blk_prereq
     [[ -z $BLK_WHY ]] || { blk_skip "$name" "$BLK_WHY"; return; }
@@ -1039,7 +1041,7 @@ net_case() {
     [[ $qemu_mode == 1 ]] && api=()
     bg_start "$name" --kernel "$kernel" --initramfs "$blk_initrd" --cpus "$cpus" --memory 512M \
         --cmdline "console=ttyS0 panic=-1 vmmtest.cpus=$cpus vmmtest.blk=net vmmtest.net_mib=$mib $qarg" \
-        --disk "path=$live/img/$name-root.img" "${api[@]}" --net "tap=$tap$qopt${VMM_NET_OPTS:+,$VMM_NET_OPTS}"
+        --disk "path=$live/img/$name-root.img" "${api[@]}" --net "tap=$tap$qopt${opts:+,${opts#,}}"
     for ((i = 0; i < 100; i++)); do
         [[ -e /sys/class/net/$tap ]] && break
         kill -0 "$BG_PID" 2>/dev/null || break
@@ -2095,7 +2097,7 @@ for c in "${selected[@]}"; do
         balloon) balloon_case ;;
         balloon-report) balloon_report_case ;;
         net) net_case net 1 1 "${VMM_NET_MIB:-64}" ;;
-        net-mq) net_case net-mq 2 2 8 ;;
+        net-mq) net_case net-mq 2 2 8 packed=off ;;  # split rings; net has the default, packed
         scsi) scsi_case ;;
         scsi-256) scsi_many_case 256 ;;
         blk-discard) blk_discard_case ;;
