@@ -454,10 +454,11 @@ void Machine::run_deferred() {
 
 void Machine::setup_vcpus() {
     auto cpuid = kvm_.supported_cpuid();
+    const bool tsc_deadline = kvm_.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
     for (uint32_t i = 0; i < cfg_.cpus; ++i) {
         auto v = std::make_unique<Vcpu>(vm_, i);
         auto entries = cpuid;
-        x86::patch_cpuid(entries, i, cfg_.cpus);
+        x86::patch_cpuid(entries, i, cfg_.cpus, tsc_deadline);
         v->set_cpuid(entries);
         v->set_msrs(x86::boot_msrs());
         v->set_fpu(x86::initial_fpu());

@@ -204,7 +204,7 @@ void setup_lapic_lint(kvm_lapic_state& l) {
     set_mode(kApicLvtLint1, kApicDeliveryNmi);
 }
 
-void patch_cpuid(std::vector<kvm_cpuid_entry2>& e, uint32_t cpu_index, uint32_t ncpus) {
+void patch_cpuid(std::vector<kvm_cpuid_entry2>& e, uint32_t cpu_index, uint32_t ncpus, bool tsc_deadline) {
     if (ncpus == 0 || ncpus > kMaxCpus) fail("cpus: {} vCPUs requested; 1..{} are supported", ncpus, kMaxCpus);
     if (cpu_index >= ncpus) fail("internal: vCPU index {} out of range for {} vCPUs", cpu_index, ncpus);
 
@@ -225,6 +225,8 @@ void patch_cpuid(std::vector<kvm_cpuid_entry2>& e, uint32_t cpu_index, uint32_t 
                 x.edx &= ~(1u << 28);
             }
             x.ecx |= 1u << 31;  // running under a hypervisor
+            if (tsc_deadline) x.ecx |= 1u << 24;
+            else x.ecx &= ~(1u << 24);
             break;
         case 0xb:
         case 0x1f:

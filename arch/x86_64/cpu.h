@@ -105,7 +105,11 @@ inline constexpr uint32_t kApicDeliveryNmi = 4;
 // Patches the entries KVM_GET_SUPPORTED_CPUID returned for vCPU
 // `cpu_index` of `ncpus` (one socket, ncpus cores, one thread per core;
 // APIC ID = cpu_index):
-//  - leaf 1: initial APIC ID, logical processor count, HTT, hypervisor bit;
+//  - leaf 1: initial APIC ID, logical processor count, HTT, hypervisor bit,
+//    and TSC-deadline timer mode when `tsc_deadline` (KVM's in-kernel LAPIC
+//    emulates it, KVM_CAP_TSC_DEADLINE_TIMER, but KVM_GET_SUPPORTED_CPUID
+//    does not report it; without it Linux calibrates the LAPIC timer
+//    against the PM timer at boot and programs it in one-shot mode);
 //  - leaves 0xB / 0x1F: x2APIC topology (SMT level 1 thread, core level);
 //  - leaf 4 (Intel caches): cores per package, one thread per cache;
 //  - AMD leaves 0x80000008 (core count, ApicIdCoreIdSize) and 0x8000001E
@@ -114,7 +118,7 @@ inline constexpr uint32_t kApicDeliveryNmi = 4;
 //    unhalt, PV TLB flush) are left exactly as KVM reported them.
 // Throws if ncpus is 0 or above 254 (8-bit xAPIC IDs, 0xff is broadcast
 // and the IOAPIC takes ID ncpus) or cpu_index >= ncpus.
-void patch_cpuid(std::vector<kvm_cpuid_entry2>& e, uint32_t cpu_index, uint32_t ncpus);
+void patch_cpuid(std::vector<kvm_cpuid_entry2>& e, uint32_t cpu_index, uint32_t ncpus, bool tsc_deadline);
 
 // Largest vCPU count the xAPIC-based tables (CPUID, MP table, MADT) allow.
 inline constexpr uint32_t kMaxCpus = 254;

@@ -288,7 +288,7 @@ TEST_CASE("arch: CPUID topology for 1, 4 and 64 vCPUs (Intel)", "[arch][cpu][cpu
         for (uint32_t i = 0; i < n; ++i) {
             auto e = intel_cpuid();
             const auto orig = e;
-            patch_cpuid(e, i, n);
+            patch_cpuid(e, i, n, true);
             INFO("ncpus " << n << " cpu " << i);
             const auto& l1 = find(e, 1);
             CHECK(l1.ebx >> 24 == i);
@@ -296,6 +296,7 @@ TEST_CASE("arch: CPUID topology for 1, 4 and 64 vCPUs (Intel)", "[arch][cpu][cpu
             CHECK((l1.ebx & 0xffff) == (find(orig, 1).ebx & 0xffff));
             CHECK(((l1.edx >> 28) & 1) == (n > 1 ? 1u : 0u));
             CHECK((l1.ecx >> 31) == 1);
+            CHECK(((l1.ecx >> 24) & 1) == 1);  // TSC-deadline timer
             apic_ids.insert(l1.ebx >> 24);
 
             const uint32_t shift = n == 1 ? 0 : n == 4 ? 2 : 6;
@@ -340,7 +341,7 @@ TEST_CASE("arch: CPUID topology for AMD", "[arch][cpu][cpuid]") {
         std::set<uint32_t> ext_ids;
         for (uint32_t i = 0; i < n; ++i) {
             auto e = amd_cpuid();
-            patch_cpuid(e, i, n);
+            patch_cpuid(e, i, n, true);
             INFO("ncpus " << n << " cpu " << i);
             const auto& l8 = find(e, 0x80000008);
             CHECK((l8.ecx & 0xff) == n - 1);
@@ -359,12 +360,24 @@ TEST_CASE("arch: CPUID topology for AMD", "[arch][cpu][cpuid]") {
 
 TEST_CASE("arch: CPUID rejects impossible topologies", "[arch][cpu][cpuid]") {
     auto e = intel_cpuid();
-    CHECK_THROWS_AS(patch_cpuid(e, 0, 0), vmm::Error);
-    CHECK_THROWS_AS(patch_cpuid(e, 4, 4), vmm::Error);
-    CHECK_THROWS_AS(patch_cpuid(e, 0, 255), vmm::Error);
-    CHECK_NOTHROW(patch_cpuid(e, 253, 254));
+    CHECK_THROWS_AS(patch_cpuid(e, 0, 0, true), vmm::Error);
+    CHECK_THROWS_AS(patch_cpuid(e, 4, 4, true), vmm::Error);
+    CHECK_THROWS_AS(patch_cpuid(e, 0, 255, true), vmm::Error);
+    CHECK_NOTHROW(patch_cpuid(e, 253, 254, true));
     CHECK(find(e, 1).ebx >> 24 == 253);
     CHECK(((find(e, 1).ebx >> 16) & 0xff) == 254);
     CHECK((find(e, 4, 0).eax >> 26) == 63);  // 6-bit field saturates
 }
 
+
+TEST_CASE("arch: CPUID offers the TSC-deadline timer only when KVM emulates it", "[arch][cpu][cpuid]") {
+    auto on = intel_cpuid(), off = intel_cpuid();
+    for (auto& x : off)
+        if (x.function == 1) x.ecx |= 1u << 24;  // even if the host reported it
+    patch_cpuid(on, 0, 1, true);
+    patch_cpuid(off, 0, 1, false);
+    CHECK(((find(on, 1).ecx >> 24) & 1) == 1);
+    CHECK(((find(off, 1).ecx >> 24) & 1) == 0);
+    // Nothing else in leaf 1 ECX depends on it.
+    CHECK((find(on, 1).ecx & ~(1u << 24)) == (find(off, 1).ecx & ~(1u << 24)));
+}
