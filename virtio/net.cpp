@@ -298,9 +298,9 @@ struct NetDevice::Pair {
     // held chains: record how many in the header, return them to the guest.
     void complete(Queue& q, size_t count, uint64_t len) {
         auto num = static_cast<uint16_t>(count);  // count <= queue size
-        Writer w(*dev.mem_, held.front().chain);  // holds at least a header (fill_held)
-        w.take_iovecs(offsetof(NetHdr, num_buffers));
-        w.write_obj(num);
+        // The first chain holds at least a header (fill_held).
+        scatter(held.front().iov, offsetof(NetHdr, num_buffers),
+                {reinterpret_cast<const uint8_t*>(&num), sizeof num});
         // Counted before the guest can see the packet, so whoever has seen
         // it (a test, the API) sees it counted too.
         ++dev.stats_.rx_packets;
@@ -329,13 +329,8 @@ struct NetDevice::Pair {
         }
         size_t count = chains_for(need);
         uint64_t off = 0;
-        for (size_t i = 0; i < count; ++i) {
-            const Held& h = held[i];
-            size_t n = static_cast<size_t>(std::min(h.capacity, need - off));
-            Writer w(*dev.mem_, h.chain);
-            w.write({pkt.data() + off, n});
-            off += n;
-        }
+        for (size_t i = 0; i < count; ++i)
+            off += scatter(held[i].iov, 0, {pkt.data() + off, static_cast<size_t>(need - off)});
         complete(q, count, need);
         used = true;
         return true;

@@ -18,8 +18,10 @@
 
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
@@ -117,6 +119,25 @@ private:
     size_t remaining_ = 0;
     size_t written_ = 0;
 };
+
+// Copies `bytes` into host buffers (from Reader/Writer::take_iovecs),
+// starting `offset` bytes into them; stops at their end. Returns the number
+// of bytes copied.
+inline size_t scatter(const std::vector<iovec>& iov, size_t offset, std::span<const uint8_t> bytes) {
+    size_t done = 0;
+    for (const auto& v : iov) {
+        if (done == bytes.size()) break;
+        if (offset >= v.iov_len) {
+            offset -= v.iov_len;
+            continue;
+        }
+        size_t n = std::min(v.iov_len - offset, bytes.size() - done);
+        std::memcpy(static_cast<uint8_t*>(v.iov_base) + offset, bytes.data() + done, n);
+        done += n;
+        offset = 0;
+    }
+    return done;
+}
 
 // Counters of one queue, shared between the transport (which owns them and
 // counts interrupts) and the Queue serving it on an I/O thread. They outlive

@@ -33,16 +33,6 @@ std::string thread_name(const std::string& dev, const std::string& suffix) {
 }
 
 // Copies `bytes` into host iovecs (the response area split off a Writer).
-void scatter(const std::vector<iovec>& iov, std::span<const uint8_t> bytes) {
-    size_t done = 0;
-    for (auto& v : iov) {
-        if (done >= bytes.size()) break;
-        size_t n = std::min(v.iov_len, bytes.size() - done);
-        std::memcpy(v.iov_base, bytes.data() + done, n);
-        done += n;
-    }
-}
-
 uint32_t sat32(uint64_t v) { return v > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(v); }
 
 // The virtio-scsi command response: header plus sense_size sense bytes.
@@ -147,7 +137,7 @@ struct ScsiDevice::Worker {
         std::vector<iovec> resp = w.take_iovecs(resp_size);
         uint64_t din_total = w.remaining();
         auto answer = [&](uint8_t status, uint8_t code, uint64_t resid, const scsi::Sense* sense, size_t data = 0) {
-            scatter(resp, response(sense_size, status, code, resid, sense));
+            scatter(resp, 0, response(sense_size, status, code, resid, sense));
             ring.push(chain, static_cast<uint32_t>(resp_size + data));
         };
 
@@ -321,7 +311,7 @@ struct ScsiDevice::Worker {
             resp = response(s->sense_size, scsi::kStatusGood, scsi::kRespOk, s->resid, nullptr);
         }
         if (ring.broken()) return;  // the driver will reset the queue; leave the ring alone
-        scatter(s->resp, resp);
+        scatter(s->resp, 0, resp);
         ring.push(s->chain, used);
     }
 

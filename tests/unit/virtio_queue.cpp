@@ -858,3 +858,21 @@ TEST_CASE("virtio queue: push_used rejects a chain that is not from this ring", 
     bogus.desc_count = 0;
     CHECK_THROWS_AS(q.push_used(bogus, 0), QueueError);
 }
+
+TEST_CASE("virtio queue: scatter copies into host iovecs from an offset, up to their end", "[virtio][queue]") {
+    uint8_t a[4] = {}, b[8] = {}, c[3] = {};
+    std::vector<iovec> iov{{a, sizeof a}, {b, sizeof b}, {c, sizeof c}};
+    const uint8_t two[2] = {0xaa, 0xbb};
+    // Offset 3: the last byte of a, then the first of b.
+    CHECK(vmm::virtio::scatter(iov, 3, two) == 2);
+    CHECK(a[3] == 0xaa);
+    CHECK(b[0] == 0xbb);
+    CHECK(a[2] == 0);
+    CHECK(b[1] == 0);
+    std::vector<uint8_t> many(20, 0x5c);
+    CHECK(vmm::virtio::scatter(iov, 10, many) == 5);  // 2 bytes of b, all of c
+    CHECK(b[5] == 0);
+    CHECK(b[6] == 0x5c);
+    CHECK(c[2] == 0x5c);
+    CHECK(vmm::virtio::scatter(iov, 15, many) == 0);  // past the end
+}
