@@ -117,6 +117,8 @@ TEST_CASE("cli: --net") {
     CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,mac=00:00:00:00:00:00"}), Contains("all-zero"));
     CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,num_queues=0"}), Contains("--net num_queues"));
     CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,vhost=on"}), Contains("unknown key \"vhost\""));
+    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,packed=maybe"}),
+               Contains("--net packed: \"maybe\" is not on or off"));
     CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=a,mac=52:54:00:00:00:01", "--net", "tap=b,mac=52:54:00:00:00:01"}),
                Contains("same MAC address"));
 }

@@ -284,6 +284,8 @@ TEST_CASE("config json: wrong types name the path and what was expected", "[vmm]
     CHECK_THAT(error_of_json(R"({"logging": {"level": "loud"}})"),
                Equals(R"(vm.json: logging.level: "loud" is not one of error, warn, info, debug)"));
     CHECK_THAT(error_of_json(R"({"run": {"reboot": 1}})"), Equals("vm.json: run.reboot: expected true or false, got 1"));
+    CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "packed": "off"}]})"),
+               Equals(R"(vm.json: net[0].packed: expected true or false, got "off")"));
     CHECK_THAT(error_of_json(R"({"run": {"timeout_s": -3}})"),
                Equals("vm.json: run.timeout_s: expected an integer in 0..4294967295, got -3"));
     CHECK_THAT(error_of_json(R"({"devices": {"pvpanic": "off"}})"), Contains("devices.pvpanic: expected true or false"));
