@@ -1053,6 +1053,10 @@ net_case() { # NAME CPUS QUEUES MIB [OPTS]
         spid=$!
         # Nested TCG moves about 0.5 MB/s: 64 MiB takes minutes each way.
         if bg_wait_console "$name" '^VMMTEST: net listening' 900; then
+            # The guest's send returned with its last bytes still in its
+            # socket buffer: tx_bytes is complete once the host has them all.
+            wait "$spid" || REASONS+=("receiving $mib MiB from the guest failed: $(tail -n 2 "$live/$name.host")")
+            spid=""
             # Counters now: the guest powers off soon after it has received.
             if [[ $qemu_mode == 0 ]] && ctl_ok counters counters; then
                 counter_checks "$CTL_OUT" virtio-net0 "rx_packets -gt 0" "tx_packets -gt 0" "errors -eq 0" \
@@ -1071,7 +1075,9 @@ net_case() { # NAME CPUS QUEUES MIB [OPTS]
         else
             REASONS+=("the guest never said 'net listening'")
         fi
-        wait "$spid" || REASONS+=("receiving $mib MiB from the guest failed: $(tail -n 2 "$live/$name.host")")
+        if [[ -n $spid ]]; then
+            wait "$spid" || REASONS+=("receiving $mib MiB from the guest failed: $(tail -n 2 "$live/$name.host")")
+        fi
         bg_wait_console "$name" '^VMMTEST: net rx-sha' 900 || REASONS+=("the guest never reported what it received")
     else
         REASONS+=("tap $tap did not appear, or could not be configured")
