@@ -8,6 +8,8 @@
 #include <cstring>
 #include <deque>
 
+#include <fmt/ranges.h>
+
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
 
@@ -20,7 +22,7 @@ bool has(uint64_t f, unsigned bit) { return (f >> bit) & 1; }
 // Control queue classes and commands (virtio 1.x 5.1.6.5).
 constexpr uint8_t kCtrlOk = 0, kCtrlErr = 1;
 constexpr uint8_t kClassRx = 0, kClassMac = 1, kClassAnnounce = 3, kClassMq = 4, kClassGuestOffloads = 5;
-constexpr uint8_t kMacTableSet = 0;
+constexpr uint8_t kMacTableSet = 0, kMacAddrSet = 1;
 constexpr uint16_t kStatusLinkUp = 1;
 constexpr size_t kMaxIov = 1024;  // readv's limit (UIO_MAXIOV)
 
@@ -51,8 +53,11 @@ struct NetDevice::Pair {
     size_t index;
     int fd;
     std::optional<ActiveQueue> rx, tx;
-    std::vector<uint8_t> pkt;  // header + frame of the packet being delivered
-    size_t pkt_len = 0;        // 0: none pending
+    // A packet the held buffers could not take whole: its first pkt_off
+    // bytes are in the held chains, the rest in pkt[0, pkt_len - pkt_off).
+    std::vector<uint8_t> pkt;
+    size_t pkt_len = 0;  // 0: none pending
+    size_t pkt_off = 0;
     struct Held {
         DescriptorChain chain;
         uint64_t capacity;        // writable bytes, at least a header
@@ -60,13 +65,15 @@ struct NetDevice::Pair {
     };
     std::deque<Held> held;  // RX chains popped but not yet used
     uint64_t held_bytes = 0;
-    std::vector<iovec> rx_iov;  // scratch for read_direct()
+    std::vector<iovec> rx_iov;  // scratch for read_packet()
+    RxFilter filter;            // this thread's copy of dev.filter_
+    uint64_t filter_gen = UINT64_MAX;
     bool polling = false;
     bool broken = false;
     IoThread thread;  // last: stopped first on destruction
 
     Pair(NetDevice& d, size_t i, int tap_fd)
-        : dev(d), index(i), fd(tap_fd), pkt(sizeof(NetHdr) + kNetMaxFrame), thread(thread_name(d.cfg_.name, fmt::format("p{}", i))) {}
+        : dev(d), index(i), fd(tap_fd), pkt(sizeof(NetHdr) + kNetMaxFrame), filter(d.cfg_.mac), thread(thread_name(d.cfg_.name, fmt::format("p{}", i))) {}
     ~Pair() { thread.stop(); }
 
     void start() {
@@ -162,12 +169,25 @@ struct NetDevice::Pair {
         dev.stats_.tx_bytes += frame;
     }
 
+    // Whether the driver's receive filter lets through a frame starting
+    // with `frame`; counts it if not.
+    bool wanted(std::span<const uint8_t> frame) {
+        if (uint64_t gen = dev.filter_gen_.load(std::memory_order_acquire); gen != filter_gen) {
+            std::lock_guard lk(dev.filter_mu_);
+            filter = dev.filter_;
+            filter_gen = dev.filter_gen_.load(std::memory_order_relaxed);
+        }
+        if (filter.accepts(frame)) return true;
+        ++dev.stats_.rx_filtered;
+        return false;
+    }
+
     // What one attempt to take a packet from the tap came to.
     enum class Rx {
-        Packet,  // one packet delivered (or dropped and counted)
-        Empty,   // the tap has nothing now
-        Stop,    // the tap failed; it is no longer polled
-        NoRoom,  // too few guest buffers held to read straight into them
+        Packet,   // one packet delivered (or dropped and counted)
+        Pending,  // a packet is in pkt_len/pkt_off, waiting for more buffers
+        Empty,    // the tap has nothing now
+        Stop,     // the tap failed; it is no longer polled
     };
 
     void on_rx() {
@@ -177,29 +197,15 @@ struct NetDevice::Pair {
         try {
             for (;;) {
                 if (!pkt_len) {
-                    Rx r = read_direct(q, used);
+                    Rx r = read_packet(q, used);
                     if (r == Rx::Packet) {
                         delivered(used);
                         continue;
                     }
-                    if (r != Rx::NoRoom) break;
-                    ssize_t n;
-                    do n = ::read(fd, pkt.data(), pkt.size());
-                    while (n < 0 && errno == EINTR);
-                    if (n < 0 && errno == EAGAIN) break;
-                    if (n <= 0) {
-                        tap_failed(n);
-                        break;
-                    }
-                    if (static_cast<size_t>(n) < sizeof(NetHdr)) {
-                        dev.note(dev.stats_.errors, fmt::format("tap gave a {}-byte packet, shorter than its header", n));
-                        continue;
-                    }
-                    pkt_len = static_cast<size_t>(n);
-                    ++dev.stats_.rx_copied;
+                    if (r != Rx::Pending) break;
                 }
                 if (deliver(q, used)) {
-                    pkt_len = 0;
+                    pkt_len = pkt_off = 0;
                     delivered(used);
                     continue;
                 }
@@ -262,13 +268,16 @@ struct NetDevice::Pair {
         return true;
     }
 
-    // The usual path, without a copy in the VMM: once the held buffers can
-    // take the largest packet the tap can give, one readv() from the tap
-    // fills them directly (the tap writes the header, we add num_buffers).
-    Rx read_direct(Queue& q, bool& used) {
+    // Reads one packet from the tap straight into the held guest buffers
+    // (the tap writes the header, we add num_buffers): no copy in the VMM
+    // whenever they can take the largest packet the tap can give, which
+    // Linux's full ring always can. With less held, whatever does not fit
+    // lands in `pkt` (the host buffer) after them and is copied into the
+    // next buffers the guest posts (deliver()).
+    Rx read_packet(Queue& q, bool& used) {
         constexpr uint64_t kWant = sizeof(NetHdr) + kNetMaxFrame;
         const bool mrg = mergeable();
-        if (!fill_held(q, kWant, used)) return Rx::NoRoom;
+        fill_held(q, kWant, used);
         rx_iov.clear();
         uint64_t cap = 0;
         for (const auto& h : held) {
@@ -276,7 +285,11 @@ struct NetDevice::Pair {
             cap += h.capacity;
             if (!mrg || cap >= kWant) break;
         }
-        if (cap < kWant || rx_iov.size() > kMaxIov) return Rx::NoRoom;
+        if (rx_iov.size() >= kMaxIov) {  // readv's limit: all through pkt
+            rx_iov.clear();
+            cap = 0;
+        }
+        if (cap < kWant) rx_iov.push_back({pkt.data(), pkt.size()});
         ssize_t n;
         do n = ::readv(fd, rx_iov.data(), static_cast<int>(rx_iov.size()));
         while (n < 0 && errno == EINTR);
@@ -285,12 +298,23 @@ struct NetDevice::Pair {
             tap_failed(n);
             return Rx::Stop;
         }
-        if (static_cast<size_t>(n) < sizeof(NetHdr)) {
+        const auto len = static_cast<uint64_t>(n);
+        if (len < sizeof(NetHdr)) {
             // Nothing is used: the bytes in the guest's buffer are not a packet.
             dev.note(dev.stats_.errors, fmt::format("tap gave a {}-byte packet, shorter than its header", n));
             return Rx::Packet;
         }
-        complete(q, chains_for(static_cast<uint64_t>(n)), static_cast<uint64_t>(n));
+        // A filtered packet leaves the held buffers to the next one.
+        std::array<uint8_t, 6> dst{};
+        size_t got = gather(rx_iov, sizeof(NetHdr), std::span(dst).first(std::min<uint64_t>(6, len - sizeof(NetHdr))));
+        if (!wanted(std::span(dst).first(got))) return Rx::Packet;
+        if (len > cap) {
+            ++dev.stats_.rx_copied;
+            pkt_len = static_cast<size_t>(len);
+            pkt_off = static_cast<size_t>(cap);
+            return Rx::Pending;
+        }
+        complete(q, chains_for(len), len);
         used = true;
         return Rx::Packet;
     }
@@ -331,8 +355,9 @@ struct NetDevice::Pair {
         }
     }
 
-    // The fallback: copies the packet read into `pkt` into guest buffers;
-    // false if there are not enough buffers yet (nothing is used then).
+    // Finishes a Pending packet: copies its part in `pkt` into the held
+    // buffers after the pkt_off bytes already in them. False if there are
+    // not enough buffers yet (nothing is used then).
     bool deliver(Queue& q, bool& used) {
         const uint64_t need = pkt_len;
         if (!fill_held(q, need, used)) return false;
@@ -343,9 +368,16 @@ struct NetDevice::Pair {
             return true;
         }
         size_t count = chains_for(need);
-        uint64_t off = 0;
-        for (size_t i = 0; i < count; ++i)
-            off += scatter(held[i].iov, 0, {pkt.data() + off, static_cast<size_t>(need - off)});
+        uint64_t start = 0;  // of held[i] within the packet
+        for (size_t i = 0; i < count; ++i) {
+            uint64_t end = std::min(start + held[i].capacity, need);
+            if (end > pkt_off) {
+                uint64_t from = std::max<uint64_t>(start, pkt_off);
+                scatter(held[i].iov, static_cast<size_t>(from - start),
+                        {pkt.data() + (from - pkt_off), static_cast<size_t>(end - from)});
+            }
+            start = end;
+        }
         complete(q, count, need);
         used = true;
         return true;
@@ -353,7 +385,7 @@ struct NetDevice::Pair {
 };
 
 NetDevice::NetDevice(NetConfig cfg, std::shared_ptr<NetBackend> backend)
-    : cfg_(std::move(cfg)), backend_(std::move(backend)), pairs_(backend_->fds().size()) {
+    : cfg_(std::move(cfg)), backend_(std::move(backend)), pairs_(backend_->fds().size()), filter_(cfg_.mac) {
     if (pairs_ == 0) fail("{}: the backend has no queues", cfg_.name);
 }
 
@@ -368,7 +400,7 @@ uint64_t NetDevice::device_features() const {
     // TUNSETOFFLOAD says; what it can give us (GUEST_*) was probed.
     TapOffloads t = backend_->supported();
     uint64_t f = (1ull << kNetFMac) | (1ull << kNetFStatus) | (1ull << kNetFMrgRxbuf) | (1ull << kNetFCtrlVq) |
-                 (1ull << kNetFCtrlRx) | (1ull << kNetFCsum) | (1ull << kNetFHostTso4) | (1ull << kNetFHostTso6) |
+                 (1ull << kNetFCtrlRx) | (1ull << kNetFCtrlRxExtra) | (1ull << kNetFCtrlMacAddr) | (1ull << kNetFCsum) | (1ull << kNetFHostTso4) | (1ull << kNetFHostTso6) |
                  (1ull << kNetFHostEcn);
     if (t.ufo) f |= 1ull << kNetFHostUfo;
     if (t.csum) f |= (1ull << kNetFGuestCsum) | (1ull << kNetFCtrlGuestOffloads);
@@ -383,7 +415,10 @@ uint64_t NetDevice::device_features() const {
 void NetDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
     // mac[6], status u16, max_virtqueue_pairs u16, mtu u16 (MTU not offered).
     std::array<uint8_t, 12> c{};
-    std::memcpy(c.data(), cfg_.mac.data(), 6);
+    {
+        std::lock_guard lk(filter_mu_);  // the driver may have set another MAC
+        std::memcpy(c.data(), filter_.mac().data(), 6);
+    }
     uint16_t status = kStatusLinkUp, pairs = static_cast<uint16_t>(pairs_), mtu = 1500;
     std::memcpy(&c[6], &status, 2);
     std::memcpy(&c[8], &pairs, 2);
@@ -436,12 +471,19 @@ void NetDevice::reset() {
     ctrl_.reset();
     irq_.reset();
     needs_reset_ = nullptr;
+    update_filter([&](RxFilter& f) { f = RxFilter(cfg_.mac); });  // promiscuous, our MAC
 }
 
 void NetDevice::note(std::atomic<uint64_t>& counter, const std::string& what) {
     ++counter;
     static log::RateLimit rl;
     if (rl.allow()) log::warn("{}: {}", cfg_.name, what);
+}
+
+void NetDevice::update_filter(const std::function<void(RxFilter&)>& change) {
+    std::lock_guard lk(filter_mu_);
+    change(filter_);
+    filter_gen_.fetch_add(1, std::memory_order_release);
 }
 
 void NetDevice::set_active_pairs(size_t n) {
@@ -487,21 +529,41 @@ uint8_t NetDevice::ctrl_command(uint8_t cls, uint8_t cmd, Reader& d) {
     };
     switch (cls) {
         case kClassRx: {
-            // Promiscuous, all-multicast, ...: acknowledged; the tap passes
-            // on whatever the host sends to it.
             if (!has(features_, kNetFCtrlRx)) return bad("CTRL_RX was not negotiated");
-            if (cmd > 5) return bad("unknown rx mode command");
-            if (!d.read_obj<uint8_t>()) return bad("missing on/off byte");
+            if (cmd > static_cast<uint8_t>(RxMode::NoBcast)) return bad("unknown rx mode command");
+            if (cmd > static_cast<uint8_t>(RxMode::AllMulti) && !has(features_, kNetFCtrlRxExtra))
+                return bad("CTRL_RX_EXTRA was not negotiated");
+            auto on = d.read_obj<uint8_t>();
+            if (!on) return bad("missing on/off byte");
+            update_filter([&](RxFilter& f) { f.set_mode(static_cast<RxMode>(cmd), *on != 0); });
             return kCtrlOk;
         }
         case kClassMac: {
-            if (cmd != kMacTableSet) return bad("unsupported MAC command (CTRL_MAC_ADDR is not offered)");
-            // Two tables: le32 entries, then 6 bytes per entry.
-            for (int t = 0; t < 2; ++t) {
+            if (cmd == kMacAddrSet) {
+                if (!has(features_, kNetFCtrlMacAddr)) return bad("CTRL_MAC_ADDR was not negotiated");
+                auto mac = d.read_obj<MacAddress>();
+                if (!mac) return bad("MAC address shorter than 6 bytes");
+                update_filter([&](RxFilter& f) { f.set_mac(*mac); });
+                log::info("{}: guest set MAC {:02x}", cfg_.name, fmt::join(*mac, ":"));
+                return kCtrlOk;
+            }
+            if (cmd != kMacTableSet) return bad("unknown MAC command");
+            if (!has(features_, kNetFCtrlRx)) return bad("CTRL_RX was not negotiated");
+            // Two tables (unicast, multicast): le32 entries, then 6 bytes per
+            // entry. Past kMaxEntries only the count matters (overflow).
+            std::vector<MacAddress> tables[2];
+            for (auto& t : tables) {
                 auto n = d.read_obj<uint32_t>();
                 if (!n || uint64_t{*n} * 6 > d.remaining()) return bad("MAC table longer than the command");
-                d.skip(size_t{*n} * 6);
+                for (uint32_t i = 0; i < *n; ++i) {
+                    if (i > RxFilter::kMaxEntries) {
+                        d.skip(size_t{*n - i} * 6);
+                        break;
+                    }
+                    t.push_back(*d.read_obj<MacAddress>());  // within remaining(): checked above
+                }
             }
+            update_filter([&](RxFilter& f) { f.set_tables(std::move(tables[0]), std::move(tables[1])); });
             return kCtrlOk;
         }
         case kClassAnnounce:

@@ -6,19 +6,25 @@
 // - TX: a kick pops chains; each is a 12-byte header and a frame, checked
 //   (net_hdr.h) and written to the tap with one writev, without copying.
 //   Malformed packets are counted (tx_dropped) and dropped.
-// - RX: the tap fd is polled. While the guest's posted buffers can take the
-//   largest packet (64 KiB + header: a few dozen mergeable buffers, or one
-//   big one), a packet is read from the tap straight into them with one
-//   readv, without copying; the VMM only writes num_buffers. Otherwise it is
-//   read into a host buffer and copied into as many guest buffers as it
-//   needs (MRG_RXBUF) or one (counted: rx_copied). When the
+// - RX: the tap fd is polled. Each packet is read from the tap with one
+//   readv straight into the guest buffers the device holds (up to the
+//   largest packet, 64 KiB + header: a few dozen mergeable buffers, or one
+//   big one); the VMM only writes num_buffers. When the guest has posted
+//   less than that, a host buffer follows them in the readv, and whatever
+//   lands there is copied into the next buffers (counted: rx_copied). The
+//   device asks whether to interrupt after every packet (EVENT_IDX keeps
+//   that to one per driver poll). When the
 //   guest has no buffers, the packet is kept and the tap is no longer
 //   polled until the driver kicks the RX queue: back-pressure on the tap,
 //   no silent drop in the VMM. Without MRG_RXBUF a packet larger than the
 //   guest's buffer is dropped and counted (rx_dropped).
-// - Control queue (own thread): RX mode and MAC table (acknowledged; the tap
-//   delivers what the host routes to it), MAC address, MQ pair count
-//   (attaches/detaches tap queues), guest offloads (TUNSETOFFLOAD), announce.
+//   Every received frame passes the driver's receive filter first
+//   (net_filter.h): one the guest did not ask for is counted (rx_filtered)
+//   and its buffers are reused.
+// - Control queue (own thread): RX modes and MAC tables (the receive
+//   filter), MAC address (CTRL_MAC_ADDR; also what the config space then
+//   reports), MQ pair count (attaches/detaches tap queues), guest offloads
+//   (TUNSETOFFLOAD), announce.
 #pragma once
 
 #include <array>
@@ -27,6 +33,7 @@
 #include <mutex>
 
 #include "virtio/device.h"
+#include "virtio/net_filter.h"
 #include "virtio/net_hdr.h"
 #include "virtio/tap.h"
 #include "vmm/core/counters.h"
@@ -64,6 +71,7 @@ public:
         std::atomic<uint64_t>& rx_dropped = set.add("rx_dropped");
         std::atomic<uint64_t>& rx_stalls = set.add("rx_stalls");
         std::atomic<uint64_t>& rx_copied = set.add("rx_copied");
+        std::atomic<uint64_t>& rx_filtered = set.add("rx_filtered");
         std::atomic<uint64_t>& tx_packets = set.add("tx_packets");
         std::atomic<uint64_t>& tx_bytes = set.add("tx_bytes");
         std::atomic<uint64_t>& tx_dropped = set.add("tx_dropped");
@@ -93,6 +101,12 @@ private:
     std::optional<ActiveQueue> ctrl_;
     std::unique_ptr<IoThread> ctrl_thread_;
     bool ctrl_broken_ = false;
+    // Written by the control thread; each pair keeps a copy and takes a new
+    // one when the generation moves, so receiving takes no lock.
+    mutable std::mutex filter_mu_;
+    RxFilter filter_;
+    std::atomic<uint64_t> filter_gen_{0};
+    void update_filter(const std::function<void(RxFilter&)>& change);
 };
 
 }  // namespace vmm::virtio

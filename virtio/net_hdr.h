@@ -27,7 +27,9 @@ inline constexpr unsigned kNetFMrgRxbuf = 15;
 inline constexpr unsigned kNetFStatus = 16;
 inline constexpr unsigned kNetFCtrlVq = 17;
 inline constexpr unsigned kNetFCtrlRx = 18;
+inline constexpr unsigned kNetFCtrlRxExtra = 20;
 inline constexpr unsigned kNetFMq = 22;
+inline constexpr unsigned kNetFCtrlMacAddr = 23;
 
 #pragma pack(push, 1)
 struct NetHdr {

@@ -139,6 +139,24 @@ inline size_t scatter(const std::vector<iovec>& iov, size_t offset, std::span<co
     return done;
 }
 
+// The mirror of scatter(): copies into `out` from host buffers, starting
+// `offset` bytes into them; stops at their end. Returns the bytes copied.
+inline size_t gather(const std::vector<iovec>& iov, size_t offset, std::span<uint8_t> out) {
+    size_t done = 0;
+    for (const auto& v : iov) {
+        if (done == out.size()) break;
+        if (offset >= v.iov_len) {
+            offset -= v.iov_len;
+            continue;
+        }
+        size_t n = std::min(v.iov_len - offset, out.size() - done);
+        std::memcpy(out.data() + done, static_cast<const uint8_t*>(v.iov_base) + offset, n);
+        done += n;
+        offset = 0;
+    }
+    return done;
+}
+
 // Counters of one queue, shared between the transport (which owns them and
 // counts interrupts) and the Queue serving it on an I/O thread. They outlive
 // activations: the control API reports totals since the VM started.

@@ -1061,6 +1061,24 @@ net_case() { # NAME CPUS QUEUES MIB [OPTS]
             if [[ $qemu_mode == 0 ]] && ctl_ok counters counters; then
                 counter_checks "$CTL_OUT" virtio-net0 "rx_packets -gt 0" "tx_packets -gt 0" "errors -eq 0" \
                     "tx_bytes -ge $bytes"
+                # The driver has programmed its receive filter (promiscuous
+                # off): frames to a MAC that is not the guest's are dropped
+                # by the VMM and counted.
+                local filtered now="" t
+                filtered=$(counter_value "$CTL_OUT" virtio-net0 rx_filtered)
+                if [[ $filtered =~ ^[0-9]+$ ]] &&
+                    "$python" "$sockclient" eth-send "$tap" 02:00:00:00:00:01 5 >>"$live/$name.host" 2>&1; then
+                    for ((t = 0; t < 20; t++)); do
+                        ctl counters
+                        now=$(counter_value "$CTL_OUT" virtio-net0 rx_filtered)
+                        [[ $now =~ ^[0-9]+$ ]] && ((now >= filtered + 5)) && break
+                        sleep 0.5
+                    done
+                    [[ $now =~ ^[0-9]+$ ]] && ((now >= filtered + 5)) ||
+                        REASONS+=("receive filter: rx_filtered went from $filtered to $now after 5 frames to another MAC")
+                else
+                    REASONS+=("could not check the receive filter (rx_filtered: $filtered)")
+                fi
             fi
             if "$python" "$sockclient" tcp-source 169.254.77.2 5002 "$bytes" "$live/$name.rx" 60 >>"$live/$name.host" 2>&1; then
                 # The guest has read everything and is hashing it: the VMM
@@ -1327,6 +1345,8 @@ tcp-sink ADDR PORT BYTES OUT S  accept one TCP connection on ADDR:PORT (for S s)
 tcp-source ADDR PORT BYTES OUT S  connect to ADDR:PORT (retrying for S s), send BYTES
                                 random bytes, shut down the sending side and wait for
                                 the peer to close, write "SHA256 BYTES SECONDS" to OUT
+eth-send IFACE DSTMAC COUNT     send COUNT small Ethernet frames (ethertype 0x88b5,
+                                local experimental) to DSTMAC out of IFACE (AF_PACKET)
 SECONDS covers only the transfer: from the first byte until the last byte was
 read (sink) or until the peer had read everything and closed (source). The
 data is made and hashed outside that window, since the test host's one CPU is
@@ -1425,6 +1445,14 @@ if mode in ("tcp-sink", "tcp-source"):
     with open(out, "w") as f:
         f.write("%s %d %.2f\n" % (h.hexdigest(), done, secs))
     sys.exit(0 if done == want else 1)
+if mode == "eth-send":
+    iface, dst, count = sys.argv[2], bytes.fromhex(sys.argv[3].replace(":", "")), int(sys.argv[4])
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    src = s.getsockname()[4][:6]
+    for i in range(count):
+        s.send(dst + src + b"\x88\xb5" + bytes([i & 0xff]) * 46)
+    sys.exit(0)
 if mode == "request":
     s = connect(sys.argv[2], 5)
     s.settimeout(10)
