@@ -12,8 +12,7 @@
 //   big one); the VMM only writes num_buffers. When the guest has posted
 //   less than that, a host buffer follows them in the readv, and whatever
 //   lands there is copied into the next buffers (counted: rx_copied). The
-//   device asks whether to interrupt after every packet (EVENT_IDX keeps
-//   that to one per driver poll). When the
+//   interrupt check comes once per batch (tap empty or ring full). When the
 //   guest has no buffers, the packet is kept and the tap is no longer
 //   polled until the driver kicks the RX queue: back-pressure on the tap,
 //   no silent drop in the VMM. Without MRG_RXBUF a packet larger than the
