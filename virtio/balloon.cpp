@@ -291,18 +291,9 @@ void BalloonDevice::on_reporting(Served& s) {
 }
 
 std::map<std::string, uint64_t> BalloonDevice::counters() const {
-    std::map<std::string, uint64_t> c = {
-        {"target_bytes", uint64_t{target_.load()} * kBalloonPageSize},
-        {"actual_bytes", uint64_t{actual_.load()} * kBalloonPageSize},
-        {"inflated_pages", inflated_.load()},
-        {"deflated_pages", deflated_.load()},
-        {"discarded_bytes", discarded_bytes_.load()},
-        {"reported_bytes", reported_bytes_.load()},
-        {"bad_pfns", bad_pfns_.load()},
-        {"errors", errors_.load()},
-        {"stats_updates", stats_updates_.load()},
-        {"interrupts", interrupts_.load()},
-    };
+    auto c = counters_.snapshot();
+    c["target_bytes"] = uint64_t{target_.load()} * kBalloonPageSize;
+    c["actual_bytes"] = uint64_t{actual_.load()} * kBalloonPageSize;
     std::lock_guard lk(stats_mu_);
     c.insert(guest_stats_.begin(), guest_stats_.end());
     return c;

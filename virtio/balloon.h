@@ -31,6 +31,7 @@
 #include <optional>
 
 #include "virtio/device.h"
+#include "vmm/core/counters.h"
 #include "vmm/core/event_loop.h"
 #include "vmm/core/fd.h"
 
@@ -96,8 +97,16 @@ private:
 
     BalloonConfig cfg_;
     std::atomic<uint32_t> target_, actual_{0};
-    std::atomic<uint64_t> inflated_{0}, deflated_{0}, discarded_bytes_{0}, reported_bytes_{0}, bad_pfns_{0},
-        errors_{0}, stats_updates_{0}, interrupts_{0};
+    // The event counters; counters() adds the sizes and the guest's stats.
+    CounterSet counters_;
+    std::atomic<uint64_t>& inflated_ = counters_.add("inflated_pages");
+    std::atomic<uint64_t>& deflated_ = counters_.add("deflated_pages");
+    std::atomic<uint64_t>& discarded_bytes_ = counters_.add("discarded_bytes");
+    std::atomic<uint64_t>& reported_bytes_ = counters_.add("reported_bytes");
+    std::atomic<uint64_t>& bad_pfns_ = counters_.add("bad_pfns");
+    std::atomic<uint64_t>& errors_ = counters_.add("errors");
+    std::atomic<uint64_t>& stats_updates_ = counters_.add("stats_updates");
+    std::atomic<uint64_t>& interrupts_ = counters_.add("interrupts");
     mutable std::mutex stats_mu_;
     std::map<std::string, uint64_t> guest_stats_;  // "guest_free_memory" -> value
 
