@@ -270,27 +270,14 @@ void BlockDevice::activate(ActivationContext ctx) {
 void BlockDevice::reset() {
     for (auto& w : workers_) w->quiesce();
     if (!workers_.empty()) {
-        BlockStats s = stats();
+        const auto& s = counters_;
         log::info("{}: {} requests ({} host ops, {} bounced), {} MiB read, {} MiB written, {} kicks, {} interrupts, "
                   "{} errors",
-                  cfg_.name, s.requests, s.host_ops, s.bounced, s.read_bytes >> 20, s.write_bytes >> 20,
-                  s.notifications, s.interrupts, s.errors);
+                  cfg_.name, s.requests.load(), s.host_ops.load(), s.bounced.load(), s.read_bytes.load() >> 20,
+                  s.write_bytes.load() >> 20, s.notifications.load(), s.interrupts.load(), s.errors.load());
     }
     workers_.clear();
     ctx_ = ActivationContext{};
-}
-
-BlockStats BlockDevice::stats() const {
-    BlockStats s;
-    s.requests = counters_.requests.load();
-    s.read_bytes = counters_.read_bytes.load();
-    s.write_bytes = counters_.write_bytes.load();
-    s.errors = counters_.errors.load();
-    s.notifications = counters_.notifications.load();
-    s.interrupts = counters_.interrupts.load();
-    s.host_ops = counters_.host_ops.load();
-    s.bounced = counters_.bounced.load();
-    return s;
 }
 
 std::map<std::string, uint64_t> BlockDevice::counters() const { return counters_.set.snapshot(); }

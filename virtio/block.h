@@ -44,17 +44,6 @@ struct BlockConfig {
     std::string name = "virtio-blk0";
 };
 
-struct BlockStats {
-    uint64_t requests = 0;       // chains popped
-    uint64_t read_bytes = 0;
-    uint64_t write_bytes = 0;
-    uint64_t errors = 0;         // requests answered with IOERR/UNSUPP or dropped
-    uint64_t notifications = 0;  // kicks received
-    uint64_t interrupts = 0;     // interrupts raised
-    uint64_t host_ops = 0;       // operations submitted to the disk engine
-    uint64_t bounced = 0;        // of which went through a bounce buffer
-};
-
 class BlockDevice final : public VirtioDevice {
 public:
     // Opens the image (throws vmm::Error with a "--disk ..." message).
@@ -69,7 +58,6 @@ public:
     void activate(ActivationContext ctx) override;
     void reset() override;
 
-    BlockStats stats() const;
     std::map<std::string, uint64_t> counters() const override;
     uint64_t capacity_sectors() const { return limits_.capacity; }
     const DiskImage& disk() const { return disk_; }
@@ -81,14 +69,14 @@ private:
     struct Worker;
     struct Counters {
         CounterSet set;
-        std::atomic<uint64_t>& requests = set.add("requests");
+        std::atomic<uint64_t>& requests = set.add("requests");  // chains popped
         std::atomic<uint64_t>& read_bytes = set.add("read_bytes");
         std::atomic<uint64_t>& write_bytes = set.add("write_bytes");
-        std::atomic<uint64_t>& errors = set.add("errors");
-        std::atomic<uint64_t>& notifications = set.add("notifications");
+        std::atomic<uint64_t>& errors = set.add("errors");  // answered IOERR/UNSUPP, or dropped
+        std::atomic<uint64_t>& notifications = set.add("notifications");  // kicks received
         std::atomic<uint64_t>& interrupts = set.add("interrupts");
-        std::atomic<uint64_t>& host_ops = set.add("host_ops");
-        std::atomic<uint64_t>& bounced = set.add("bounced");
+        std::atomic<uint64_t>& host_ops = set.add("host_ops");  // submitted to the disk engine
+        std::atomic<uint64_t>& bounced = set.add("bounced");    // of those, through a bounce buffer
     };
 
     void build_config();

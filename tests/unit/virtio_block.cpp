@@ -600,13 +600,13 @@ TEST_CASE("blk device: requests through a split ring", "[blk]") {
     CHECK(img.read(8 * 512, 1024) == std::vector<uint8_t>(1024, 0));
 
     dev.reset();
-    BlockStats s = dev.stats();
-    CHECK(s.requests == 7);
-    CHECK(s.write_bytes == 1024);
-    CHECK(s.read_bytes == 1536);
-    CHECK(s.errors == 2);
-    CHECK(s.notifications >= 3);
-    CHECK(s.interrupts >= 3);
+    auto s = dev.counters();
+    CHECK(s.at("requests") == 7);
+    CHECK(s.at("write_bytes") == 1024);
+    CHECK(s.at("read_bytes") == 1536);
+    CHECK(s.at("errors") == 2);
+    CHECK(s.at("notifications") >= 3);
+    CHECK(s.at("interrupts") >= 3);
     CHECK(drv.resets == 0);
 }
 
@@ -670,7 +670,7 @@ TEST_CASE("blk device: more requests than slots are served in rounds", "[blk]") 
         }
     }
     dev.reset();
-    CHECK(dev.stats().read_bytes == 15 * 512);
+    CHECK(dev.counters().at("read_bytes") == 15 * 512);
 }
 
 TEST_CASE("blk device: two queues served by their own threads", "[blk]") {
@@ -702,5 +702,5 @@ TEST_CASE("blk device: two queues served by their own threads", "[blk]") {
     CHECK(d0.ram.bytes(a.data, 512) == img.read(512, 512));
     CHECK(d0.ram.bytes(buf, 512) == img.read(1024, 512));
     dev.reset();
-    CHECK(dev.stats().requests == 2);
+    CHECK(dev.counters().at("requests") == 2);
 }
