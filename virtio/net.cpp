@@ -73,7 +73,12 @@ struct NetDevice::Pair {
     IoThread thread;  // last: stopped first on destruction
 
     Pair(NetDevice& d, size_t i, int tap_fd)
-        : dev(d), index(i), fd(tap_fd), pkt(sizeof(NetHdr) + kNetMaxFrame), filter(d.cfg_.mac), thread(thread_name(d.cfg_.name, fmt::format("p{}", i))) {}
+        : dev(d),
+          index(i),
+          fd(tap_fd),
+          pkt(sizeof(NetHdr) + kNetMaxFrame),
+          filter(d.cfg_.mac),
+          thread(thread_name(d.cfg_.name, fmt::format("p{}", i))) {}
     ~Pair() { thread.stop(); }
 
     void start() {
@@ -389,8 +394,8 @@ uint64_t NetDevice::device_features() const {
     // TUNSETOFFLOAD says; what it can give us (GUEST_*) was probed.
     TapOffloads t = backend_->supported();
     uint64_t f = (1ull << kNetFMac) | (1ull << kNetFStatus) | (1ull << kNetFMrgRxbuf) | (1ull << kNetFCtrlVq) |
-                 (1ull << kNetFCtrlRx) | (1ull << kNetFCtrlRxExtra) | (1ull << kNetFCtrlMacAddr) | (1ull << kNetFCsum) | (1ull << kNetFHostTso4) | (1ull << kNetFHostTso6) |
-                 (1ull << kNetFHostEcn);
+                 (1ull << kNetFCtrlRx) | (1ull << kNetFCtrlRxExtra) | (1ull << kNetFCtrlMacAddr) |
+                 (1ull << kNetFCsum) | (1ull << kNetFHostTso4) | (1ull << kNetFHostTso6) | (1ull << kNetFHostEcn);
     if (t.ufo) f |= 1ull << kNetFHostUfo;
     if (t.csum) f |= (1ull << kNetFGuestCsum) | (1ull << kNetFCtrlGuestOffloads);
     if (t.csum && t.tso4) f |= 1ull << kNetFGuestTso4;
