@@ -120,41 +120,39 @@ private:
     size_t written_ = 0;
 };
 
-// Copies `bytes` into host buffers (from Reader/Writer::take_iovecs),
-// starting `offset` bytes into them; stops at their end. Returns the number
-// of bytes copied.
-inline size_t scatter(const std::vector<iovec>& iov, size_t offset, std::span<const uint8_t> bytes) {
+// Calls fn(host pointer, position, n) for each piece of the `len` bytes
+// that start `offset` bytes into host buffers (from
+// Reader/Writer::take_iovecs), `position` counting from the first of them;
+// stops at the buffers' end. Returns the bytes covered.
+template <typename Fn>
+size_t for_each_iov_piece(const std::vector<iovec>& iov, size_t offset, size_t len, Fn&& fn) {
     size_t done = 0;
     for (const auto& v : iov) {
-        if (done == bytes.size()) break;
+        if (done == len) break;
         if (offset >= v.iov_len) {
             offset -= v.iov_len;
             continue;
         }
-        size_t n = std::min(v.iov_len - offset, bytes.size() - done);
-        std::memcpy(static_cast<uint8_t*>(v.iov_base) + offset, bytes.data() + done, n);
+        size_t n = std::min(v.iov_len - offset, len - done);
+        fn(static_cast<uint8_t*>(v.iov_base) + offset, done, n);
         done += n;
         offset = 0;
     }
     return done;
 }
 
+// Copies `bytes` into host buffers, starting `offset` bytes into them;
+// returns the number of bytes copied.
+inline size_t scatter(const std::vector<iovec>& iov, size_t offset, std::span<const uint8_t> bytes) {
+    return for_each_iov_piece(iov, offset, bytes.size(),
+                              [&](uint8_t* p, size_t at, size_t n) { std::memcpy(p, bytes.data() + at, n); });
+}
+
 // The mirror of scatter(): copies into `out` from host buffers, starting
-// `offset` bytes into them; stops at their end. Returns the bytes copied.
+// `offset` bytes into them; returns the number of bytes copied.
 inline size_t gather(const std::vector<iovec>& iov, size_t offset, std::span<uint8_t> out) {
-    size_t done = 0;
-    for (const auto& v : iov) {
-        if (done == out.size()) break;
-        if (offset >= v.iov_len) {
-            offset -= v.iov_len;
-            continue;
-        }
-        size_t n = std::min(v.iov_len - offset, out.size() - done);
-        std::memcpy(out.data() + done, static_cast<const uint8_t*>(v.iov_base) + offset, n);
-        done += n;
-        offset = 0;
-    }
-    return done;
+    return for_each_iov_piece(iov, offset, out.size(),
+                              [&](const uint8_t* p, size_t at, size_t n) { std::memcpy(out.data() + at, p, n); });
 }
 
 // Counters of one queue, shared between the transport (which owns them and

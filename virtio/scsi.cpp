@@ -32,7 +32,6 @@ std::string thread_name(const std::string& dev, const std::string& suffix) {
     return base + suffix;
 }
 
-// Copies `bytes` into host iovecs (the response area split off a Writer).
 uint32_t sat32(uint64_t v) { return v > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(v); }
 
 // The virtio-scsi command response: header plus sense_size sense bytes.

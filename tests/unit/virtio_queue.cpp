@@ -876,3 +876,16 @@ TEST_CASE("virtio queue: scatter copies into host iovecs from an offset, up to t
     CHECK(c[2] == 0x5c);
     CHECK(vmm::virtio::scatter(iov, 15, many) == 0);  // past the end
 }
+
+TEST_CASE("virtio queue: gather copies out of host iovecs from an offset, up to their end", "[virtio][queue]") {
+    uint8_t a[4] = {1, 2, 3, 4}, b[8] = {5, 6, 7, 8, 9, 10, 11, 12}, c[3] = {13, 14, 15};
+    std::vector<iovec> iov{{a, sizeof a}, {b, sizeof b}, {c, sizeof c}};
+    std::array<uint8_t, 3> three{};
+    // Offset 3: the last byte of a, then the first two of b.
+    CHECK(vmm::virtio::gather(iov, 3, three) == 3);
+    CHECK(three == std::array<uint8_t, 3>{4, 5, 6});
+    std::vector<uint8_t> many(20, 0);
+    CHECK(vmm::virtio::gather(iov, 10, many) == 5);  // 2 bytes of b, all of c
+    CHECK(std::vector<uint8_t>(many.begin(), many.begin() + 6) == std::vector<uint8_t>{11, 12, 13, 14, 15, 0});
+    CHECK(vmm::virtio::gather(iov, 15, many) == 0);  // past the end
+}
