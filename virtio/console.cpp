@@ -71,11 +71,11 @@ std::vector<uint8_t> console_control_message(uint32_t id, uint16_t event, uint16
 }
 
 ConsoleDevice::ConsoleDevice(ConsoleConfig cfg) : cfg_(std::move(cfg)) {
-    ports_.push_back(std::make_unique<Port>());
+    ports_.push_back(std::make_unique<Port>(0));
     ports_[0]->host_connected = true;  // the console always has its sink
     for (auto& n : cfg_.port_names) {
         if (n.empty() || n.size() > kMaxNameLength) fail("{}: port name \"{}\" is empty or too long", cfg_.name, n);
-        ports_.push_back(std::make_unique<Port>());
+        ports_.push_back(std::make_unique<Port>(static_cast<uint32_t>(ports_.size())));
         ports_.back()->name = n;
     }
     // Queue indices are 16-bit and the transport allows 256 queues.
@@ -583,21 +583,10 @@ void ConsoleDevice::handle_control(const ConsoleControlRequest& req) {
 }
 
 std::map<std::string, uint64_t> ConsoleDevice::counters() const {
-    std::map<std::string, uint64_t> c{{"tx_bytes", stats_.tx_bytes.load()},
-                                      {"rx_bytes", stats_.rx_bytes.load()},
-                                      {"errors", stats_.errors.load()},
-                                      {"interrupts", stats_.interrupts.load()}};
+    auto c = stats_.set.snapshot();
     if (!multiport()) return c;
-    c["control_errors"] = stats_.control_errors.load();
-    c["control_dropped"] = stats_.control_dropped.load();
-    for (size_t i = 1; i < ports_.size(); ++i) {
-        const Port& p = *ports_[i];
-        std::string k = fmt::format("port{}.", i);
-        c[k + "tx_bytes"] = p.tx_bytes.load();
-        c[k + "rx_bytes"] = p.rx_bytes.load();
-        c[k + "guest_opens"] = p.guest_opens.load();
-        c[k + "host_connects"] = p.host_connects.load();
-    }
+    stats_.multiport.snapshot_into(c);
+    for (size_t i = 1; i < ports_.size(); ++i) ports_[i]->counters.snapshot_into(c);
     return c;
 }
 

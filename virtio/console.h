@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "virtio/device.h"
+#include "vmm/core/counters.h"
 #include "vmm/core/event_loop.h"
 
 namespace vmm::virtio {
@@ -137,9 +138,16 @@ public:
     int port_event_fd() const { return port_events_.fd(); }
 
     struct Stats {
-        std::atomic<uint64_t> tx_bytes{0}, rx_bytes{0}, errors{0}, interrupts{0};
-        std::atomic<uint64_t> control_errors{0};  // malformed or out-of-protocol control messages
-        std::atomic<uint64_t> control_dropped{0};  // device -> driver messages that could not be sent
+        CounterSet set;
+        std::atomic<uint64_t>& tx_bytes = set.add("tx_bytes");  // port 0 (the console)
+        std::atomic<uint64_t>& rx_bytes = set.add("rx_bytes");
+        std::atomic<uint64_t>& errors = set.add("errors");
+        std::atomic<uint64_t>& interrupts = set.add("interrupts");
+        CounterSet multiport;  // reported only once MULTIPORT is negotiated
+        // malformed or out-of-protocol control messages
+        std::atomic<uint64_t>& control_errors = multiport.add("control_errors");
+        // device -> driver messages that could not be sent
+        std::atomic<uint64_t>& control_dropped = multiport.add("control_dropped");
     };
     const Stats& stats() const { return stats_; }
     std::map<std::string, uint64_t> counters() const override;
@@ -148,6 +156,7 @@ private:
     // Guest-side state of one port (I/O thread) plus its host-side buffers
     // and counters (shared, under mu_ / atomics).
     struct Port {
+        explicit Port(uint32_t id) : prefix("port" + std::to_string(id) + ".") {}
         std::string name;  // "" for port 0
         // I/O thread only.
         bool added = false, ready = false;
@@ -159,8 +168,13 @@ private:
         bool host_connected = false;
         // Any thread.
         std::atomic<bool> guest_open{false};
-        std::atomic<uint64_t> guest_opens{0}, guest_closes{0}, host_connects{0};
-        std::atomic<uint64_t> tx_bytes{0}, rx_bytes{0};
+        std::string prefix;   // "portN." in the counter names
+        CounterSet counters;  // named ports' only (port 0 counts in stats_)
+        std::atomic<uint64_t>& guest_opens = counters.add(prefix + "guest_opens");
+        std::atomic<uint64_t>& guest_closes = counters.add(prefix + "guest_closes");
+        std::atomic<uint64_t>& host_connects = counters.add(prefix + "host_connects");
+        std::atomic<uint64_t>& tx_bytes = counters.add(prefix + "tx_bytes");  // guest -> host
+        std::atomic<uint64_t>& rx_bytes = counters.add(prefix + "rx_bytes");
     };
 
     uint16_t rx_index(uint32_t port) const { return port == 0 ? 0 : static_cast<uint16_t>(2 * port + 2); }

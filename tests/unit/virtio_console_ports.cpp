@@ -273,6 +273,7 @@ TEST_CASE("virtio-console: opens and closes from both sides", "[virtio][console]
     d.dev->reset();
     CHECK_FALSE(d.dev->port_state(1).guest_open);
     CHECK(d.dev->port_state(1).guest_closes == 2);
+    CHECK(d.counter("port1.guest_closes") == 2);  // reported too, the reset included
     CHECK(d.resets == 0);
 }
 

@@ -31,8 +31,12 @@ public:
     // Every counter's current value, by name.
     std::map<std::string, uint64_t> snapshot() const {
         std::map<std::string, uint64_t> out;
-        for (const auto& [name, v] : items_) out[name] = v.load(std::memory_order_relaxed);
+        snapshot_into(out);
         return out;
+    }
+    // The same, added to `out` (a device that reports several sets).
+    void snapshot_into(std::map<std::string, uint64_t>& out) const {
+        for (const auto& [name, v] : items_) out[name] = v.load(std::memory_order_relaxed);
     }
 
 private:
