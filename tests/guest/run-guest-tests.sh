@@ -323,6 +323,14 @@ if [[ $list == 1 ]]; then
 fi
 [[ ${#selected[@]} -gt 0 ]] || die "--only '$only' selects no case (see --list)"
 
+# inner_args DIR [REGEX]: sets INNER_ARGS to the arguments that make this
+# script run the cases (those REGEX selects) here, logging to DIR: the one
+# place that passes the outer run's options on to the inner one.
+inner_args() {
+    INNER_ARGS=(--inner --build "$build" --timeout "$case_timeout" --logdir "$1")
+    if [[ -n ${2:-} ]]; then INNER_ARGS+=(--only "$2"); fi
+}
+
 # run_shard DIR CASES...: runs CASES inside test hosts that use DIR as their
 # scratch directory, and writes one "PASS|FAIL|SKIP|LOST NAME" line per case
 # to DIR/.outcome and the cases a wedge interrupted to DIR/.wedges.
@@ -345,7 +353,7 @@ run_shard() {
     shift
     local wedge_s=${VMM_GUEST_WEDGE_SECONDS:-40} attempts=${VMM_GUEST_CASE_ATTEMPTS:-5}
     local now left st pid hb age cur verdict name c
-    local -a todo=("$@") args next
+    local -a todo=("$@") next
     local -A outcome=() interrupted=()
     mkdir -p "$dir"
     : >"$dir/.outcome"
@@ -358,9 +366,8 @@ run_shard() {
             break
         fi
         rm -f "$dir/.results" "$dir/.current" "$dir/.heartbeat" "$dir/summary"
-        args=(--inner --build "$build" --timeout "$case_timeout" --logdir "$dir"
-            --only "^($(IFS='|'; echo "${todo[*]}"))\$")
-        VMM_GUEST_ROUND=1 "$GUEST_DIR/testhost.sh" --timeout "$left" --scratch "$dir" -- "$SELF" "${args[@]}" &
+        inner_args "$dir" "^($(IFS='|'; echo "${todo[*]}"))\$"
+        VMM_GUEST_ROUND=1 "$GUEST_DIR/testhost.sh" --timeout "$left" --scratch "$dir" -- "$SELF" "${INNER_ARGS[@]}" &
         pid=$!
         # Watch the heartbeat (it starts once the test host runs the suite).
         while kill -0 "$pid" 2>/dev/null; do
@@ -506,18 +513,17 @@ if [[ $inner == 0 ]]; then
     logdir=$build/guest-tests
     rm -rf "$logdir"
     mkdir -p "$logdir"
-    inner_args=(--inner --build "$build" --timeout "$case_timeout" --logdir "$logdir")
-    [[ -n $only ]] && inner_args+=(--only "$only")
+    inner_args "$logdir" "$only"
 
     if verdict=$("$GUEST_DIR/kvm-usable.sh"); then
         note "$verdict -> running the cases directly"
-        exec "$SELF" "${inner_args[@]}"
+        exec "$SELF" "${INNER_ARGS[@]}"
     fi
     if [[ -n ${VMM_UNDER_TEST_QEMU:-} && ${VMM_UNDER_TEST_QEMU} != 0 ]]; then
         # QEMU needs no /dev/kvm: run its guests here under TCG, no test host.
         note "$verdict -> QEMU stands in for the VMM: running the cases here under TCG"
         export VMM_QEMU_ACCEL=tcg
-        exec "$SELF" "${inner_args[@]}"
+        exec "$SELF" "${INNER_ARGS[@]}"
     fi
     if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
         # ctest treats 77 as SKIP (tests/CMakeLists.txt)
