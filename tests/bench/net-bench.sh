@@ -11,7 +11,8 @@
 # machine whose /dev/kvm runs Linux guests: VMM_NET_TEST_ON_HOST=1 is set).
 # The host side (python3) times each direction from the first byte to the
 # last. Results: DIR/net-bench/results.txt with the median seconds per
-# direction and the ratio QEMU time / our time (above 1: we are faster).
+# direction and the ratio QEMU time / our time (above 1: we are faster);
+# DIR/net-bench/tcp.txt has each round's TCP_INFO from both ends.
 # --also OPTS adds a third contender in every round: build/vmm with OPTS
 # appended to its --net spec (e.g. --also packed=off: the split ring, QEMU's
 # default, rather than our default packed one).
@@ -51,6 +52,7 @@ fi
 export VMM_NET_TEST_ON_HOST=1 VMM_NET_MIB=$mib
 
 : >"$out/raw.txt"
+: >"$out/tcp.txt"
 for ((r = 1; r <= runs; r++)); do
     for who in vmm qemu ${also:+"vmm+$also"}; do
         tag=${who//[^A-Za-z0-9+=-]/_} opts=""
@@ -66,6 +68,10 @@ for ((r = 1; r <= runs; r++)); do
         else
             echo "run $r $who: no valid result (see $log)"
         fi
+        # Each end's TCP_INFO at the end of its send (guest: blkbench, host:
+        # sockclient): RTT, congestion window, what limited the sender.
+        grep -h -o -E '(blkbench|tcp-sink|tcp-source): tcp rtt=.*' "$out/logs-$r-$tag/net.console" \
+            "$out/logs-$r-$tag/net.host" 2>/dev/null | sed "s/^/run $r $who: /" >>"$out/tcp.txt" || true
     done
 done
 

@@ -43,6 +43,7 @@
 #include <linux/aio_abi.h>
 #include <arpa/inet.h>
 #include <linux/fs.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -455,6 +456,25 @@ static void copy_all(int in, int out, const char *rd, const char *wr)
     free(buf);
 }
 
+/* One line of the kernel's view of a finished transfer (TCP_INFO): what
+ * limited it (busy = sending, rwnd = the peer's window, sndbuf = our
+ * buffer), the smoothed RTT and the congestion window. */
+static void tcp_report(int s)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    if (getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+        return;
+    fprintf(stderr,
+            "blkbench: tcp rtt=%uus rttvar=%uus cwnd=%u ssthresh=%u mss=%u retrans=%u segs_out=%u "
+            "busy=%lluus rwnd_limited=%lluus sndbuf_limited=%lluus delivery_rate=%lluB/s\n",
+            ti.tcpi_rtt, ti.tcpi_rttvar, ti.tcpi_snd_cwnd, ti.tcpi_snd_ssthresh, ti.tcpi_snd_mss,
+            ti.tcpi_total_retrans, ti.tcpi_data_segs_out, (unsigned long long)ti.tcpi_busy_time,
+            (unsigned long long)ti.tcpi_rwnd_limited, (unsigned long long)ti.tcpi_sndbuf_limited,
+            (unsigned long long)ti.tcpi_delivery_rate);
+}
+
 static int tcp_send(const char *addr, uint16_t port, const char *path)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
@@ -479,6 +499,7 @@ static int tcp_send(const char *addr, uint16_t port, const char *path)
     if (s < 0)
         die("connect");
     copy_all(in, s, "read", "send");
+    tcp_report(s);
     if (close(s) != 0)
         die("close");
     close(in);
