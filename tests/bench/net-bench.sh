@@ -45,8 +45,6 @@ if [[ $inner == 0 ]]; then
     # The guest artifacts are built (cached) here, where the cache is writable.
     guest_kernel >/dev/null && guest_test_initramfs >/dev/null && guest_pvh_vmlinux >/dev/null &&
         guest_blk_initramfs >/dev/null && guest_blk_rootfs >/dev/null || die "could not build the guest"
-fi
-if [[ $inner == 0 ]]; then
     # A fresh benchmark. Each finished contender-round leaves .done-R-TAG,
     # so a test host restarted after a wedge goes on where it stopped.
     : >"$out/raw.txt"
@@ -54,26 +52,18 @@ if [[ $inner == 0 ]]; then
     rm -rf "$out"/.done-* "$out"/logs-* "$out"/run-*.log
 fi
 if [[ $inner == 0 ]] && ! "$REPO_ROOT/tests/guest/kvm-usable.sh" >/dev/null 2>&1; then
-    # The test host sometimes wedges (tests/guest/README.md): its guests'
-    # runner stops writing its heartbeat. Kill it then and start another
-    # for the rounds left, at most VMM_NET_BENCH_ATTEMPTS (default 4) hosts.
-    attempts=${VMM_NET_BENCH_ATTEMPTS:-4} wedge_s=${VMM_GUEST_WEDGE_SECONDS:-60} st=1
+    # A wedged test host (watch_testhost) is followed by another for the
+    # rounds left, at most VMM_NET_BENCH_ATTEMPTS (default 4) test hosts.
+    attempts=${VMM_NET_BENCH_ATTEMPTS:-4} wedge_s=${VMM_GUEST_WEDGE_SECONDS:-60}
     for ((a = 1; a <= attempts; a++)); do
         note "running inside the test host ($a of at most $attempts)"
         VMM_GUEST_ROUND=1 "$REPO_ROOT/tests/guest/testhost.sh" --timeout 7200 --scratch "$out" -- \
             "$SELF" --inner --build "$build" --runs "$runs" --mib "$mib" ${also:+--also "$also"} &
         pid=$! wedged=0
-        while kill -0 "$pid" 2>/dev/null; do
-            sleep 5
-            hb=$(stat -c %Y "$out"/logs-*/.heartbeat 2>/dev/null | sort -n | tail -n 1) || true
-            [[ -n $hb ]] || continue
-            if (($(date +%s) - hb > wedge_s)); then
-                note "warning: the test host wedged (no heartbeat for over $wedge_s s); killing it"
-                [[ -s $out/.qemu.pid ]] && kill -TERM "$(cat "$out/.qemu.pid")" 2>/dev/null
-                wedged=1
-                break
-            fi
-        done
+        if ! watch_testhost "$pid" "$out" "$wedge_s" "$out/logs-*/.heartbeat"; then
+            note "warning: the test host wedged (no heartbeat for $WEDGE_AGE s); killed it"
+            wedged=1
+        fi
         st=0
         wait "$pid" || st=$?
         [[ $wedged == 1 ]] || exit "$st"

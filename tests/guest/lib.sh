@@ -166,6 +166,27 @@ now_ms() {
     echo $((t / 1000))
 }
 
+# watch_testhost PID SCRATCH WEDGE_S PATTERN: waits while the test host PID
+# runs. The test host sometimes wedges (tests/guest/README.md); the runner
+# inside then stops touching its heartbeat files. Once the newest file
+# matching PATTERN (a glob, re-read every 5 s; none yet: not started) is
+# older than WEDGE_S seconds, kills the test host (SCRATCH/.qemu.pid) and
+# returns 1 with WEDGE_AGE set to that age; returns 0 when PID has ended.
+watch_testhost() {
+    local pid=$1 scratch=$2 wedge_s=$3 pattern=$4 hb
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 5
+        hb=$(compgen -G "$pattern" | while read -r f; do stat -c %Y "$f" 2>/dev/null; done | sort -n | tail -n 1) || true
+        [[ -n $hb ]] || continue
+        WEDGE_AGE=$(($(date +%s) - hb))
+        if ((WEDGE_AGE > wedge_s)); then
+            [[ -s $scratch/.qemu.pid ]] && kill -TERM "$(cat "$scratch/.qemu.pid")" 2>/dev/null
+            return 1
+        fi
+    done
+    return 0
+}
+
 # Cached artifacts of the virtio block/console cases (make-blk-guest.sh):
 # the static blkbench, the module-carrying initramfs and the ext4 root image.
 guest_blkbench() {

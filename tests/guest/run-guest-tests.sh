@@ -352,7 +352,7 @@ run_shard() {
     local dir=$1
     shift
     local wedge_s=${VMM_GUEST_WEDGE_SECONDS:-40} attempts=${VMM_GUEST_CASE_ATTEMPTS:-5}
-    local now left st pid hb age cur verdict name c
+    local now left st pid cur verdict name c
     local -a todo=("$@") next
     local -A outcome=() interrupted=()
     mkdir -p "$dir"
@@ -370,19 +370,11 @@ run_shard() {
         VMM_GUEST_ROUND=1 "$GUEST_DIR/testhost.sh" --timeout "$left" --scratch "$dir" -- "$SELF" "${INNER_ARGS[@]}" &
         pid=$!
         # Watch the heartbeat (it starts once the test host runs the suite).
-        while kill -0 "$pid" 2>/dev/null; do
-            sleep 5
-            [[ -e $dir/.heartbeat ]] || continue
-            hb=$(stat -c %Y "$dir/.heartbeat" 2>/dev/null) || continue
-            age=$(($(date +%s) - hb))
-            if [[ $age -gt $wedge_s ]]; then
-                cur=$(cat "$dir/.current" 2>/dev/null || echo '?')
-                echo "$PROG: warning: the test host wedged during '$cur' (no heartbeat for $age s); killing it" >&2
-                : >"$dir/.wedged"
-                [[ -s $dir/.qemu.pid ]] && kill -TERM "$(cat "$dir/.qemu.pid")" 2>/dev/null
-                break
-            fi
-        done
+        if ! watch_testhost "$pid" "$dir" "$wedge_s" "$dir/.heartbeat"; then
+            cur=$(cat "$dir/.current" 2>/dev/null || echo '?')
+            echo "$PROG: warning: the test host wedged during '$cur' (no heartbeat for $WEDGE_AGE s); killed it" >&2
+            : >"$dir/.wedged"
+        fi
         st=0
         wait "$pid" || st=$?
         # what this round finished
