@@ -100,6 +100,10 @@ public:
     // change (same length as body, or empty for read-only).
     uint8_t add_capability(uint8_t id, std::span<const uint8_t> body, std::span<const uint8_t> writable = {});
     void set_interrupt_pin(uint8_t pin /* 1 = INTA */, uint8_t line);
+    // Opens the bits of `mask` (little-endian, `bytes` <= 8 long) at
+    // `offset` to guest writes, for device-specific registers. Throws
+    // vmm::Error when the range leaves the 256-byte header.
+    void set_writable(uint16_t offset, uint64_t mask, unsigned bytes);
 
     void read(uint16_t offset, std::span<uint8_t> data) const;
     // Applies the write through the masks; BAR writes of all-ones read back

@@ -130,6 +130,13 @@ void ConfigSpace::set_interrupt_pin(uint8_t pin, uint8_t line) {
     cfg_[kCfgInterruptLine] = line;
 }
 
+void ConfigSpace::set_writable(uint16_t offset, uint64_t mask, unsigned bytes) {
+    if (bytes > 8 || std::size_t{offset} + bytes > kHeaderBytes) {
+        fail("pci: write mask of {} bytes at {:#x} leaves the header", bytes, offset);
+    }
+    for (unsigned i = 0; i < bytes; ++i) wmask_[offset + i] = static_cast<uint8_t>(mask >> (8 * i));
+}
+
 void ConfigSpace::read(uint16_t offset, std::span<uint8_t> data) const {
     // Bytes beyond the type-0 header (PCIe extended space) read as zero,
     // meaning "no extended capabilities".
