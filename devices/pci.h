@@ -207,7 +207,8 @@ private:
 };
 
 // Bus 0 with up to 32 slots (slot 0: the host bridge). Configuration access
-// through ports 0xCF8/0xCFC (io_port_device()) and ECAM (ecam_device()),
+// through ports 0xCF8/0xCFC (io_port_device()) and ECAM (ecam_device(), or
+// the movable ECAM set_ecam() places inside the mmio_device() windows),
 // BAR decoding through mmio_device()/pio_device(), which the VMM registers on
 // its buses over the PCI windows.
 class PciBus {
@@ -230,6 +231,12 @@ public:
     // windows given (addresses passed to read/write are offsets from `base`).
     std::shared_ptr<BusDevice> mmio_device(uint64_t base);
     std::shared_ptr<BusDevice> pio_device(uint64_t base);
+    // Where the chipset (PCIEXBAR) decodes ECAM: mmio_device() windows turn
+    // accesses inside [*base, *base + size) into configuration accesses
+    // (bus = offset >> 20; buses other than 0 read all ones), ahead of BARs.
+    // std::nullopt turns it off (the default). Thread-safe. Throws
+    // vmm::Error for a zero size or a range that wraps.
+    void set_ecam(std::optional<uint64_t> base, uint64_t size);
     // The BusDevices above point back at this PciBus, which must outlive
     // them. Config accesses to one bus are serialised by it; BAR accesses
     // are not (a device locks its own state against its BAR handlers).
@@ -248,7 +255,13 @@ private:
     std::mutex config_mu_;
     std::vector<std::shared_ptr<PciDevice>> slots_;  // 32 entries, null when empty
     std::vector<std::pair<BarRegion, std::pair<unsigned, std::weak_ptr<PciDevice>>>> decode_;  // guarded by mu_
+    std::optional<uint64_t> ecam_base_;  // guarded by mu_, with ecam_size_
+    uint64_t ecam_size_ = 0;
     void refresh_decode(unsigned slot);
+    // Offset into the movable ECAM of an access at `addr`, if wholly inside.
+    std::optional<uint64_t> ecam_offset(uint64_t addr, std::size_t size) const;
+    // A configuration access by ECAM offset; a write when `rd` is empty.
+    void ecam_access(uint64_t offset, std::span<uint8_t> rd, std::span<const uint8_t> wr);
     bool dispatch(BarKind kind, uint64_t addr, std::span<uint8_t> rd, std::span<const uint8_t> wr);
 };
 

@@ -2,12 +2,14 @@
 // the legacy 0xCF8/0xCFC mechanism and ECAM, and dispatch of BAR accesses.
 //
 // Locking: config_mu_ serialises configuration accesses (so BAR moves are
-// seen and reported in order); mu_ guards the slot table and the decode map.
+// seen and reported in order); mu_ guards the slot table, the decode map and
+// the movable ECAM range.
 // BAR dispatch holds mu_ shared only long enough to find the device, then
 // calls it unlocked, so a slow device or one that re-enters the bus (e.g. a
 // config access from a BAR handler) cannot deadlock or stall other vCPUs.
 #include "devices/pci.h"
 
+#include <algorithm>
 #include <atomic>
 
 #include "vmm/core/error.h"
@@ -200,19 +202,42 @@ class PciBus::Ecam : public BusDevice {
 public:
     explicit Ecam(PciBus* bus) : bus_(bus) {}
     std::string name() const override { return "pci_ecam"; }
-    void read(uint64_t offset, std::span<uint8_t> data) override {
-        fill_ones(data);
-        if (offset >= kEcamBytes) return;
-        bus_->config_read(0, (offset >> 15) & 0x1f, (offset >> 12) & 0x7, offset & 0xfff, data);
-    }
+    void read(uint64_t offset, std::span<uint8_t> data) override { bus_->ecam_access(offset, data, {}); }
     void write(uint64_t offset, std::span<const uint8_t> data) override {
-        if (offset >= kEcamBytes) return;
-        bus_->config_write(0, (offset >> 15) & 0x1f, (offset >> 12) & 0x7, offset & 0xfff, data);
+        if (!data.empty()) bus_->ecam_access(offset, {}, data);
     }
 
 private:
     PciBus* bus_;
 };
+
+void PciBus::ecam_access(uint64_t offset, std::span<uint8_t> rd, std::span<const uint8_t> wr) {
+    // Bus numbers past 255 cannot exist; 256 makes config_read refuse them.
+    const unsigned bus = static_cast<unsigned>(std::min<uint64_t>(offset >> 20, 0x100));
+    const unsigned slot = (offset >> 15) & 0x1f;
+    const unsigned fn = (offset >> 12) & 0x7;
+    const auto reg = static_cast<uint16_t>(offset & 0xfff);
+    if (rd.empty()) {
+        config_write(bus, slot, fn, reg, wr);
+    } else {
+        config_read(bus, slot, fn, reg, rd);
+    }
+}
+
+void PciBus::set_ecam(std::optional<uint64_t> base, uint64_t size) {
+    if (base && (size == 0 || *base + size < *base)) fail("pci: bad ECAM range {:#x} + {:#x}", *base, size);
+    std::unique_lock lk(mu_);
+    ecam_base_ = base;
+    ecam_size_ = base ? size : 0;
+}
+
+std::optional<uint64_t> PciBus::ecam_offset(uint64_t addr, std::size_t size) const {
+    std::shared_lock lk(mu_);
+    if (!ecam_base_ || addr < *ecam_base_) return std::nullopt;
+    const uint64_t off = addr - *ecam_base_;
+    if (off >= ecam_size_ || size > ecam_size_ - off) return std::nullopt;
+    return off;
+}
 
 std::shared_ptr<BusDevice> PciBus::ecam_device() { return std::make_shared<Ecam>(this); }
 
@@ -224,16 +249,23 @@ public:
     std::string name() const override { return io_ ? "pci_pio_window" : "pci_mmio_window"; }
     void read(uint64_t offset, std::span<uint8_t> data) override {
         uint64_t addr;
-        if (!address(offset, addr) || !bus_->dispatch(kind(), addr, data, {})) fill_ones(data);
+        if (!address(offset, addr)) return fill_ones(data);
+        if (auto ecam = ecam_offset(addr, data.size())) return bus_->ecam_access(*ecam, data, {});
+        if (!bus_->dispatch(kind(), addr, data, {})) fill_ones(data);
     }
     void write(uint64_t offset, std::span<const uint8_t> data) override {
         uint64_t addr;
         if (!address(offset, addr) || data.empty()) return;
+        if (auto ecam = ecam_offset(addr, data.size())) return bus_->ecam_access(*ecam, {}, data);
         bus_->dispatch(kind(), addr, {}, data);
     }
 
 private:
     BarKind kind() const { return io_ ? BarKind::Io : BarKind::Mem32; }
+    // The chipset decodes ECAM in memory space only, ahead of any BAR.
+    std::optional<uint64_t> ecam_offset(uint64_t addr, std::size_t size) const {
+        return io_ ? std::nullopt : bus_->ecam_offset(addr, size);
+    }
     bool address(uint64_t offset, uint64_t& addr) const {
         addr = base_ + offset;
         return addr >= base_;
