@@ -278,8 +278,8 @@ private:
     uint64_t end_;
 };
 
-// The host bridge at 00:00.0 (8086:29c0, the Q35 DRAM controller identity,
-// so firmware that knows Q35 can grow on it later).
+// The host bridge at 00:00.0: a Q35Mch (devices/q35.h) with no callbacks,
+// so its chipset registers only store what the guest writes.
 std::shared_ptr<PciDevice> make_host_bridge();
 
 }  // namespace vmm::devices::pci

@@ -294,39 +294,4 @@ uint64_t BarAllocator::allocate(uint64_t size) {
     return at;
 }
 
-// ---- host bridge
-
-namespace {
-
-class HostBridge : public PciDevice {
-public:
-    HostBridge()
-        : cfg_(ConfigSpace::Ids{.vendor = 0x8086,
-                                .device = 0x29c0,
-                                .revision = 0,
-                                .class_code = 0x060000,
-                                .subsystem_vendor = 0x1af4,
-                                .subsystem = 0x1100}) {}
-    std::string name() const override { return "host_bridge"; }
-    void config_read(uint16_t offset, std::span<uint8_t> data) override {
-        std::lock_guard lk(mu_);
-        cfg_.read(offset, data);
-    }
-    void config_write(uint16_t offset, std::span<const uint8_t> data) override {
-        std::lock_guard lk(mu_);
-        cfg_.write(offset, data);
-    }
-    std::vector<BarRegion> decoded_bars() const override { return {}; }
-    void bar_read(unsigned, uint64_t, std::span<uint8_t> data) override { fill_ones(data); }
-    void bar_write(unsigned, uint64_t, std::span<const uint8_t>) override {}
-
-private:
-    std::mutex mu_;
-    ConfigSpace cfg_;
-};
-
-}  // namespace
-
-std::shared_ptr<PciDevice> make_host_bridge() { return std::make_shared<HostBridge>(); }
-
 }  // namespace vmm::devices::pci
