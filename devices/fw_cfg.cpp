@@ -152,8 +152,12 @@ void FwCfg::write(uint64_t offset, std::span<const uint8_t> data) {
 }
 
 void FwCfg::dma_transfer(uint64_t desc_gpa) {
+    if (!mem_) {
+        if (log_limit_.allow()) vmm::log::warn("fw_cfg: DMA at {:#x} without guest memory; ignored", desc_gpa);
+        return;
+    }
     std::array<uint8_t, kDescSize> desc{};
-    if (!mem_ || !mem_->read(desc_gpa, desc)) {
+    if (!mem_->read(desc_gpa, desc)) {
         if (log_limit_.allow()) vmm::log::warn("fw_cfg: DMA descriptor at {:#x} is not in guest RAM", desc_gpa);
         return;
     }

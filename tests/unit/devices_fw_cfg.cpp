@@ -4,6 +4,7 @@
 #include <array>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "devices/fw_cfg.h"
@@ -247,6 +248,11 @@ TEST_CASE("fw_cfg: hostile DMA descriptors and ranges", "[devices][fw_cfg]") {
         vmm::Bus bus{"pio"};
         bus.add(kPort, vmm::devices::FwCfg::kLength, std::make_shared<vmm::devices::FwCfg>(nullptr));
         REQUIRE(bus.write(kPort + 4, be(0x100, 8)));
+        const uint8_t key[2] = {0, 0};
+        REQUIRE(bus.write(kPort, key));
+        uint8_t q = 0;
+        REQUIRE(bus.read(kPort + 1, std::span<uint8_t>(&q, 1)));
+        CHECK(q == 'Q');
     }
 }
 
@@ -283,4 +289,31 @@ TEST_CASE("fw_cfg: DMA address register", "[devices][fw_cfg]") {
         CHECK(r.ram(0x900, 4) == bytes("abcd"));
         CHECK(from_be(r.ram(desc, 4), 0, 4) == 0);
     }
+}
+
+TEST_CASE("fw_cfg: DMA transfers from several vCPUs do not interleave", "[devices][fw_cfg]") {
+    Rig r;
+    constexpr int kThreads = 4, kRounds = 500;
+    for (int i = 0; i < kThreads; ++i) {
+        r.dev->add_file("etc/f" + std::to_string(i), std::vector<uint8_t>(64, uint8_t(i + 1)));
+    }
+    std::vector<std::thread> threads;
+    std::vector<int> bad(kThreads, 0);
+    for (int i = 0; i < kThreads; ++i) {
+        threads.emplace_back([&, i] {
+            const uint64_t desc = 0x1000 + 0x100 * i, buf = 0x4000 + 0x100 * i;
+            std::vector<uint8_t> d = be(uint64_t{sel(uint16_t(0x20 + i)) | kRead} << 32 | 64, 8);
+            const auto a = be(buf, 8);
+            d.insert(d.end(), a.begin(), a.end());
+            for (int n = 0; n < kRounds; ++n) {
+                std::vector<uint8_t> got(64);
+                if (!r.mem.write(desc, d) || !r.bus.write(kPort + 4, be(desc, 8)) || !r.mem.read(buf, got) ||
+                    got != std::vector<uint8_t>(64, uint8_t(i + 1))) {
+                    ++bad[i];
+                }
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(bad == std::vector<int>(kThreads, 0));
 }
