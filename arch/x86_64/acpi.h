@@ -5,9 +5,9 @@
 // Generation and placement are separate steps: generate_acpi_tables()
 // produces address-independent byte vectors (pointer fields zero), and
 // layout_acpi() assigns addresses, fills the pointers and checksums. The
-// zero-page/PVH boot path uses both via build_acpi(); a later fw_cfg path
-// can take the generated tables and let the firmware place them (the
-// pointer field offsets are below for its ADD_POINTER commands).
+// zero-page/PVH boot path uses both via build_acpi(); the fw_cfg path
+// (fw_cfg_files.h) hands the generated tables to the firmware, which
+// places them and fills the pointers (field offsets below).
 #pragma once
 
 #include <cstdint>
