@@ -267,6 +267,50 @@ AcpiTableSet generate_acpi_tables(const AcpiConfig& cfg) {
     return t;
 }
 
+void set_fadt_pointers(std::span<uint8_t> fadt, uint64_t facs, uint64_t dsdt) {
+    if (facs > UINT32_MAX || dsdt > UINT32_MAX) fail("acpi: FACS/DSDT at {:#x}/{:#x} above 4 GiB", facs, dsdt);
+    put_le32(fadt, kFadtFirmwareCtrl, static_cast<uint32_t>(facs));
+    // X_FIRMWARE_CTRL must stay zero when FIRMWARE_CTRL is used.
+    put_le64(fadt, kFadtXFirmwareCtrl, 0);
+    put_le32(fadt, kFadtDsdt, static_cast<uint32_t>(dsdt));
+    put_le64(fadt, kFadtXDsdt, dsdt);
+    fix_checksum(fadt, kChecksumOff);
+}
+
+// RSDT (32-bit entries, for ACPI 1.0 guests) and XSDT (64-bit).
+std::vector<uint8_t> build_rsdt(std::span<const uint64_t> entries) {
+    auto rsdt = new_table("RSDT", kHeaderSize + 4 * entries.size(), 1);
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        if (entries[i] > UINT32_MAX) fail("acpi: RSDT entry {:#x} above 4 GiB", entries[i]);
+        put_le32(rsdt, kHeaderSize + 4 * i, static_cast<uint32_t>(entries[i]));
+    }
+    fix_checksum(rsdt, kChecksumOff);
+    return rsdt;
+}
+
+std::vector<uint8_t> build_xsdt(std::span<const uint64_t> entries) {
+    auto xsdt = new_table("XSDT", kHeaderSize + 8 * entries.size(), 1);
+    for (std::size_t i = 0; i < entries.size(); ++i) put_le64(xsdt, kHeaderSize + 8 * i, entries[i]);
+    fix_checksum(xsdt, kChecksumOff);
+    return xsdt;
+}
+
+std::vector<uint8_t> build_rsdp(uint64_t rsdt, uint64_t xsdt) {
+    if (rsdt > UINT32_MAX) fail("acpi: RSDT at {:#x} above 4 GiB", rsdt);
+    std::vector<uint8_t> rsdp(kRsdpSize, 0);
+    put_str(rsdp, 0, "RSD PTR ", 8);
+    put_str(rsdp, 9, kOemId, 6);
+    put_u8(rsdp, 15, 2);  // revision 2: ACPI 2.0+ with XSDT
+    put_le32(rsdp, kRsdpRsdtOff, static_cast<uint32_t>(rsdt));
+    put_le32(rsdp, 20, kRsdpSize);
+    put_le64(rsdp, kRsdpXsdtOff, xsdt);
+    // The first checksum covers the ACPI 1.0 part (bytes 0..19) and must be
+    // fixed before the extended one, which covers all 36 bytes.
+    fix_checksum(std::span<uint8_t>(rsdp).subspan(0, kRsdpV1Size), kRsdpChecksumOff);
+    fix_checksum(rsdp, kRsdpExtChecksumOff);
+    return rsdp;
+}
+
 AcpiTables layout_acpi(const AcpiTableSet& tables, uint64_t base) {
     if (base % 16 != 0) fail("acpi: RSDP address {:#x} is not 16-byte aligned", base);
     if (base >= (uint64_t{1} << 32)) fail("acpi: tables at {:#x} must lie below 4 GiB", base);
@@ -302,38 +346,13 @@ AcpiTables layout_acpi(const AcpiTableSet& tables, uint64_t base) {
     }
     if (end > (uint64_t{1} << 32)) fail("acpi: tables at {:#x} must end below 4 GiB", base);
 
-    // FADT pointers to FACS and DSDT.
     std::vector<uint8_t> fadt = tables.fadt;
-    put_le32(fadt, kFadtFirmwareCtrl, static_cast<uint32_t>(facs_at));
-    // X_FIRMWARE_CTRL must stay zero when FIRMWARE_CTRL is used.
-    put_le64(fadt, kFadtXFirmwareCtrl, 0);
-    put_le32(fadt, kFadtDsdt, static_cast<uint32_t>(dsdt_at));
-    put_le64(fadt, kFadtXDsdt, dsdt_at);
-    fix_checksum(fadt, kChecksumOff);
-
-    // RSDT (32-bit entries, for ACPI 1.0 guests) and XSDT (64-bit).
+    set_fadt_pointers(fadt, facs_at, dsdt_at);
     std::vector<uint64_t> entries{fadt_at};
     entries.insert(entries.end(), other_at.begin(), other_at.end());
-    auto rsdt = new_table("RSDT", rsdt_size, 1);
-    auto xsdt = new_table("XSDT", xsdt_size, 1);
-    for (std::size_t i = 0; i < entries.size(); ++i) {
-        put_le32(rsdt, kHeaderSize + 4 * i, static_cast<uint32_t>(entries[i]));
-        put_le64(xsdt, kHeaderSize + 8 * i, entries[i]);
-    }
-    fix_checksum(rsdt, kChecksumOff);
-    fix_checksum(xsdt, kChecksumOff);
-
-    std::vector<uint8_t> rsdp(kRsdpSize, 0);
-    put_str(rsdp, 0, "RSD PTR ", 8);
-    put_str(rsdp, 9, kOemId, 6);
-    put_u8(rsdp, 15, 2);  // revision 2: ACPI 2.0+ with XSDT
-    put_le32(rsdp, kRsdpRsdtOff, static_cast<uint32_t>(rsdt_at));
-    put_le32(rsdp, 20, kRsdpSize);
-    put_le64(rsdp, kRsdpXsdtOff, xsdt_at);
-    // The first checksum covers the ACPI 1.0 part (bytes 0..19) and must be
-    // fixed before the extended one, which covers all 36 bytes.
-    fix_checksum(std::span<uint8_t>(rsdp).subspan(0, 20), kRsdpChecksumOff);
-    fix_checksum(rsdp, kRsdpExtChecksumOff);
+    auto rsdt = build_rsdt(entries);
+    auto xsdt = build_xsdt(entries);
+    auto rsdp = build_rsdp(rsdt_at, xsdt_at);
 
     AcpiTables out;
     out.rsdp_gpa = rsdp_at;

@@ -5,12 +5,13 @@
 // Generation and placement are separate steps: generate_acpi_tables()
 // produces address-independent byte vectors (pointer fields zero), and
 // layout_acpi() assigns addresses, fills the pointers and checksums. The
-// zero-page/PVH boot path uses both via build_acpi(); a later fw_cfg path
-// can take the generated tables and let the firmware place them (the
-// pointer field offsets are below for its ADD_POINTER commands).
+// zero-page/PVH boot path uses both via build_acpi(); the fw_cfg path
+// (fw_cfg_files.h) hands the generated tables to the firmware, which
+// places them and fills the pointers (field offsets below).
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "arch/x86_64/layout.h"
@@ -84,10 +85,20 @@ std::vector<uint8_t> build_mcfg(const AcpiConfig& cfg);
 // DSDT when cfg.pci is set).
 std::vector<uint8_t> build_pci_aml(const AcpiConfig& cfg);
 
+// The root tables and the FADT's pointers, checksummed. Addresses are GPAs
+// for layout_acpi() and offsets inside etc/acpi/tables for the fw_cfg path
+// (where the firmware adds the load address). Throw if a 32-bit field
+// cannot hold its value.
+void set_fadt_pointers(std::span<uint8_t> fadt, uint64_t facs, uint64_t dsdt);
+std::vector<uint8_t> build_rsdt(std::span<const uint64_t> entries);
+std::vector<uint8_t> build_xsdt(std::span<const uint64_t> entries);
+std::vector<uint8_t> build_rsdp(uint64_t rsdt, uint64_t xsdt);  // revision 2
+
 namespace acpi {
 inline constexpr std::size_t kHeaderSize = 36;
 inline constexpr std::size_t kChecksumOff = 9;  // in every table header
 inline constexpr std::size_t kRsdpSize = 36;
+inline constexpr std::size_t kRsdpV1Size = 20;          // the ACPI 1.0 part
 inline constexpr std::size_t kRsdpChecksumOff = 8;     // over bytes 0..19
 inline constexpr std::size_t kRsdpRsdtOff = 16;
 inline constexpr std::size_t kRsdpXsdtOff = 24;

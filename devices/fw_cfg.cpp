@@ -1,0 +1,199 @@
+#include "devices/fw_cfg.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "vmm/core/error.h"
+
+namespace vmm::devices {
+namespace {
+
+constexpr uint16_t kWriteChannel = 0x4000;  // only says "for writing"
+constexpr uint16_t kArchLocal = 0x8000;
+constexpr uint32_t kIdTraditional = 1u << 0;
+constexpr uint32_t kIdDma = 1u << 1;
+
+constexpr uint64_t kSelectorOff = 0;
+constexpr uint64_t kDataOff = 1;
+constexpr uint64_t kDmaOff = 4;
+constexpr uint64_t kDmaLowOff = 8;
+constexpr std::array<uint8_t, 8> kDmaSignature = {'Q', 'E', 'M', 'U', ' ', 'C', 'F', 'G'};
+
+// FWCfgDmaAccess: be32 control, be32 length, be64 address.
+constexpr std::size_t kDescSize = 16;
+constexpr uint32_t kCtlError = 0x01;
+constexpr uint32_t kCtlRead = 0x02;
+constexpr uint32_t kCtlSkip = 0x04;
+constexpr uint32_t kCtlSelect = 0x08;
+constexpr uint32_t kCtlWrite = 0x10;
+
+constexpr std::size_t kDirEntrySize = 64;  // be32 size, be16 key, be16 0, name[56]
+
+uint64_t load_be(std::span<const uint8_t> d) {
+    uint64_t v = 0;
+    for (uint8_t b : d) v = v << 8 | b;
+    return v;
+}
+
+void put_be(std::vector<uint8_t>& out, std::size_t off, uint64_t v, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) out[off + i] = uint8_t(v >> (8 * (n - 1 - i)));
+}
+
+std::vector<uint8_t> le_bytes(uint64_t v, std::size_t n) {
+    std::vector<uint8_t> b(n);
+    store_le(b, v);
+    return b;
+}
+
+}  // namespace
+
+FwCfg::FwCfg(const GuestMemory* mem) : mem_(mem) {
+    set_item(kSignatureKey, {'Q', 'E', 'M', 'U'});
+    set_item(kIdKey, le_bytes(kIdTraditional | kIdDma, 4));
+    rebuild_directory();
+}
+
+void FwCfg::add_item(uint16_t key, std::vector<uint8_t> bytes) {
+    const bool fixed = key < kFirstFileKey || (key & (kArchLocal | kWriteChannel)) == kArchLocal;
+    if (!fixed || key == kSignatureKey || key == kIdKey || key == kFileDirKey) {
+        fail("fw_cfg: key {:#x} is not a free fixed key", key);
+    }
+    std::lock_guard lk(mu_);
+    set_item(key, std::move(bytes));
+}
+
+void FwCfg::add_u16(uint16_t key, uint16_t v) { add_item(key, le_bytes(v, 2)); }
+void FwCfg::add_u32(uint16_t key, uint32_t v) { add_item(key, le_bytes(v, 4)); }
+void FwCfg::add_u64(uint16_t key, uint64_t v) { add_item(key, le_bytes(v, 8)); }
+
+void FwCfg::add_file(const std::string& name, std::vector<uint8_t> bytes) {
+    if (name.empty() || name.size() > kMaxNameLen || name.find('\0') != std::string::npos) {
+        fail("fw_cfg: file name '{}' must be 1..{} bytes without NUL", name, kMaxNameLen);
+    }
+    if (bytes.size() > UINT32_MAX) fail("fw_cfg: file '{}' is larger than 4 GiB", name);
+    std::lock_guard lk(mu_);
+    for (const auto& f : files_) {
+        if (f.first == name) fail("fw_cfg: file '{}' added twice", name);
+    }
+    // Keys stay below the write-channel bit.
+    if (files_.size() >= kWriteChannel - kFirstFileKey) fail("fw_cfg: too many files");
+    const auto key = static_cast<uint16_t>(kFirstFileKey + files_.size());
+    files_.emplace_back(name, key);
+    set_item(key, std::move(bytes));
+    rebuild_directory();
+}
+
+void FwCfg::set_item(uint16_t key, std::vector<uint8_t> bytes) {
+    auto& item = items_[key];
+    item = std::move(bytes);
+    if (cur_ == &item) cur_off_ = std::min(cur_off_, item.size());
+}
+
+void FwCfg::rebuild_directory() {
+    auto sorted = files_;
+    std::sort(sorted.begin(), sorted.end());
+    std::vector<uint8_t> dir(4 + sorted.size() * kDirEntrySize, 0);
+    put_be(dir, 0, sorted.size(), 4);
+    std::size_t off = 4;
+    for (const auto& [name, key] : sorted) {
+        put_be(dir, off, items_.at(key).size(), 4);
+        put_be(dir, off + 4, key, 2);
+        std::copy(name.begin(), name.end(), dir.begin() + static_cast<std::ptrdiff_t>(off + 8));
+        off += kDirEntrySize;
+    }
+    set_item(kFileDirKey, std::move(dir));
+}
+
+void FwCfg::select(uint16_t key) {
+    auto it = items_.find(static_cast<uint16_t>(key & ~kWriteChannel));
+    cur_ = it == items_.end() ? nullptr : &it->second;
+    cur_off_ = 0;
+}
+
+uint8_t FwCfg::next_byte() {
+    if (!cur_ || cur_off_ >= cur_->size()) return 0;
+    return (*cur_)[cur_off_++];
+}
+
+void FwCfg::read(uint64_t offset, std::span<uint8_t> data) {
+    std::lock_guard lk(mu_);
+    for (std::size_t i = 0; i < data.size(); ++i) {
+        const uint64_t off = offset + i;
+        // A wide read of the data port streams consecutive item bytes.
+        if (offset == kDataOff || off == kDataOff) {
+            data[i] = next_byte();
+        } else if (off >= kDmaOff && off < kDmaOff + kDmaSignature.size()) {
+            data[i] = kDmaSignature[off - kDmaOff];
+        } else {
+            data[i] = 0;
+        }
+    }
+}
+
+void FwCfg::write(uint64_t offset, std::span<const uint8_t> data) {
+    std::lock_guard lk(mu_);
+    if (offset == kSelectorOff) {
+        select(static_cast<uint16_t>(load_le(data.first(std::min<std::size_t>(data.size(), 2)))));
+    } else if (offset == kDmaOff && data.size() == 4) {
+        dma_high_ = static_cast<uint32_t>(load_be(data));
+    } else if (offset == kDmaLowOff && data.size() == 4) {
+        const uint64_t gpa = uint64_t{dma_high_} << 32 | load_be(data);
+        // Firmware that only ever uses low addresses writes only the low
+        // half, so the high half must not outlive a transfer.
+        dma_high_ = 0;
+        dma_transfer(gpa);
+    } else if (offset == kDmaOff && data.size() == 8) {
+        dma_high_ = 0;
+        dma_transfer(load_be(data));
+    } else if (log_limit_.allow()) {
+        vmm::log::debug("fw_cfg: ignored {}-byte write at offset {}", data.size(), offset);
+    }
+}
+
+void FwCfg::dma_transfer(uint64_t desc_gpa) {
+    if (!mem_) {
+        if (log_limit_.allow()) vmm::log::warn("fw_cfg: DMA at {:#x} without guest memory; ignored", desc_gpa);
+        return;
+    }
+    std::array<uint8_t, kDescSize> desc{};
+    if (!mem_->read(desc_gpa, desc)) {
+        if (log_limit_.allow()) vmm::log::warn("fw_cfg: DMA descriptor at {:#x} is not in guest RAM", desc_gpa);
+        return;
+    }
+    const auto control = static_cast<uint32_t>(load_be(std::span(desc).subspan(0, 4)));
+    const auto length = static_cast<uint32_t>(load_be(std::span(desc).subspan(4, 4)));
+    const uint64_t addr = load_be(std::span(desc).subspan(8, 8));
+
+    if (control & kCtlSelect) select(static_cast<uint16_t>(control >> 16));
+    bool ok = true;
+    if (control & kCtlWrite) {
+        ok = false;  // items are read-only
+    } else if (control & kCtlRead) {
+        ok = dma_read(addr, length);
+    } else if (control & kCtlSkip) {
+        // Past the end everything reads 0, so the offset can stop there.
+        const std::size_t avail = cur_ ? cur_->size() - cur_off_ : 0;
+        cur_off_ += std::min<std::size_t>(avail, length);
+    }
+    if (!ok && log_limit_.allow()) {
+        vmm::log::debug("fw_cfg: DMA control {:#x} length {} address {:#x} failed", control, length, addr);
+    }
+    const std::array<uint8_t, 4> result = {0, 0, 0, ok ? uint8_t{0} : uint8_t{kCtlError}};
+    mem_->write(desc_gpa, result);
+}
+
+bool FwCfg::dma_read(uint64_t gpa, uint32_t len) {
+    // One overflow-checked range check, then copy in place: no host buffer
+    // proportional to the guest's length.
+    auto dst = mem_->slice(gpa, len);
+    if (!dst) return false;
+    const std::size_t avail = cur_ ? cur_->size() - cur_off_ : 0;
+    const std::size_t n = std::min<std::size_t>(avail, len);
+    if (n) std::memcpy(dst->data(), cur_->data() + cur_off_, n);
+    std::memset(dst->data() + n, 0, dst->size() - n);
+    cur_off_ += n;
+    return true;
+}
+
+}  // namespace vmm::devices
