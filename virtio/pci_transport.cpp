@@ -127,9 +127,11 @@ PciTransport::PciTransport(std::shared_ptr<VirtioDevice> dev, Platform platform,
     msix_cap_ = cfg_.add_capability(kCapIdMsix, msix_.capability_body(0, kMsixTableOffset, kMsixPbaOffset),
                                     msix_.capability_write_mask());
     cfg_.set_interrupt_pin(1, platform_.intx_line);
-    // Like firmware would: the BAR is assigned and decoding is on, so Linux
-    // keeps the VMM's assignment (and the ioeventfds exist from the start).
-    cfg_.set_command(0x2 /* MEM */);
+    // For direct kernel boot the VMM does what firmware would: the BAR is
+    // assigned and decoding is on, so Linux keeps the VMM's assignment (and
+    // the ioeventfds exist from the start). Under firmware the device starts
+    // as at power-on and the firmware assigns the BAR.
+    if (platform_.assigned) cfg_.set_command(0x2 /* MEM */);
 }
 
 PciTransport::~PciTransport() {
@@ -386,8 +388,16 @@ void PciTransport::common_write(uint64_t offset, std::span<const uint8_t> data) 
 void PciTransport::write_status_locked(uint8_t v) {
     if (v == 0) {
         if (reset_pending_) return;
-        // Reset happens on the main thread (it joins I/O threads); status
-        // keeps its old value until then, and drivers poll for 0.
+        if (!active_) {
+            // No I/O thread to stop: reset at once. Firmware drivers
+            // (SeaBIOS) write 0 and go straight on without polling for it.
+            dev_->reset();
+            clear_registers_locked();
+            return;
+        }
+        // Reset of an active device happens on the main thread (it joins I/O
+        // threads); status keeps its old value until then, and drivers poll
+        // for 0 as the spec asks.
         reset_pending_ = true;
         auto self = shared_from_this();
         platform_.defer([self] { self->reset_on_main(); });
@@ -462,6 +472,10 @@ void PciTransport::activate_on_main() {
 void PciTransport::reset_on_main() {
     dev_->reset();
     std::lock_guard lk(mu_);
+    clear_registers_locked();
+}
+
+void PciTransport::clear_registers_locked() {
     for (auto& q : queues_) {
         uint16_t max = q.max_size;
         q = QueueRegs{};

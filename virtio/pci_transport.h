@@ -71,6 +71,9 @@ public:
         // Offer VIRTIO_F_RING_PACKED. Off makes drivers use the split ring
         // (for old drivers, and to test the split ring with real guests).
         bool offer_packed = true;
+        // The BAR starts at bar_addr with memory decoding on (direct kernel
+        // boot); false: unassigned and off, for firmware to assign.
+        bool assigned = true;
     };
 
     PciTransport(std::shared_ptr<VirtioDevice> dev, Platform platform, uint64_t bar_addr);
@@ -108,6 +111,7 @@ private:
     void write_status_locked(uint8_t v);
     void activate_on_main();
     void reset_on_main();
+    void clear_registers_locked();  // every register back to its reset value; mu_ held
     void set_needs_reset();
     void raise_isr(uint8_t bits);
     void device_bar_read(uint64_t offset, std::span<uint8_t> data);

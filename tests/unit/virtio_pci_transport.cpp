@@ -352,6 +352,23 @@ TEST_CASE("virtio-pci: notify fallback, BAR moves and hostile accesses", "[virti
     CHECK(r.ioeventfds.empty());
 }
 
+TEST_CASE("virtio-pci: a device that never started resets at once", "[virtio][pci_transport]") {
+    // SeaBIOS writes status 0 and goes straight on (select 1, read the
+    // feature bits 32..63) without polling for the reset to finish.
+    Rig r;
+    r.bar_w(0x14, 1 | 2, 1);  // ACKNOWLEDGE | DRIVER
+    r.bar_w(0x00, 1, 4);
+    r.bar_w(0x14, 0, 1);
+    CHECK(r.tasks.empty());  // nothing deferred
+    CHECK(r.dev->resets == 1);
+    CHECK(r.bar(0x14, 1) == 0);
+    CHECK(r.bar(0x00, 4) == 0);  // the select register was reset too
+    r.bar_w(0x14, 1, 1);
+    r.bar_w(0x00, 1, 4);
+    CHECK((r.bar(0x04, 4) & 1) == 1);  // VERSION_1, read right after the reset
+    CHECK(r.bar(0x14, 1) == 1);
+}
+
 TEST_CASE("virtio-pci: per-queue counters outlive a reset", "[virtio][pci_transport]") {
     Rig r;
     test::virtq::SplitRing ring(r.ram, 64);
