@@ -39,6 +39,12 @@ public:
     static constexpr uint16_t kIdKey = 0x01;
     static constexpr uint16_t kFileDirKey = 0x19;
     static constexpr uint16_t kFirstFileKey = 0x20;
+    // Fixed keys the VMM fills (QEMU's numbering, which firmware reads).
+    static constexpr uint16_t kRamSize = 0x03;    // u64: guest RAM bytes
+    static constexpr uint16_t kNoGraphic = 0x04;  // u16: 1 = no display (SeaBIOS: text on COM1)
+    static constexpr uint16_t kNbCpus = 0x05;     // u16: vCPUs at boot
+    static constexpr uint16_t kBootMenu = 0x0e;   // u16: 1 = show the boot menu
+    static constexpr uint16_t kMaxCpus = 0x0f;    // u16: vCPUs possible
     static constexpr std::size_t kMaxNameLen = 55;  // 56 bytes with the NUL
 
     // mem: where DMA descriptors and buffers live; null disables DMA.

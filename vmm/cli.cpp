@@ -169,7 +169,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
 
     // Options are collected as given and only applied below when count() > 0,
     // so that an option not given leaves the --config file's value alone.
-    std::string config_path, kernel, initramfs, cmdline, cpus, memory, serial, console, log_level, log_file, api_socket,
+    std::string config_path, firmware, kernel, initramfs, cmdline, cpus, memory, serial, console, log_level, log_file, api_socket,
         timeout, balloon;
     std::vector<std::string> disks, nets, scsi_disks, cdroms, serial_ports;
     bool print_config = false, boot_report = false, reboot = false, hugepages = false, no_pvpanic = false,
@@ -181,9 +181,13 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                        ->type_name("FILE");
     app.add_flag("--print-config", print_config,
                  "Print the effective configuration as JSON (a valid --config file) and exit without starting a VM");
+    auto* o_firmware = app.add_option("--firmware", firmware,
+                                      "Boot through firmware instead of a kernel: bios (Debian's SeaBIOS) or the path "
+                                      "of a firmware image; it boots from the disks and CD-ROMs")
+                           ->type_name("bios|PATH");
     auto* o_kernel = app.add_option("--kernel", kernel,
                                     "Guest kernel: a bzImage (64-bit boot protocol >= 2.12) or a vmlinux ELF with a "
-                                    "PVH entry note (required, here or as boot.kernel in --config)")
+                                    "PVH entry note (required without --firmware, here or as boot.kernel in --config)")
                        ->type_name("PATH");
     auto* o_initramfs = app.add_option("--initramfs", initramfs, "Initial ramdisk loaded for the kernel")->type_name("PATH");
     auto* o_cmdline = app.add_option("--cmdline", cmdline, "Kernel command line")->type_name("STR")->default_str(def.cmdline);
@@ -263,7 +267,8 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
         "Flags take =false to undo a --config setting (e.g. --reboot=false).\n"
         "Exit status: 0 guest powered off, 1 VMM error or bad input, 2 guest rebooted,\n"
         "3 guest panic (pvpanic), 4 triple fault or KVM emulation failure, 5 --timeout ran out,\n"
-        "6 hard stop through the control API, 128+N after signal N.\n"
+        "6 hard stop through the control API, 7 the firmware found no bootable device,\n"
+        "128+N after signal N.\n"
         "On the terminal, Ctrl-A x quits the VMM and Ctrl-A Ctrl-A sends Ctrl-A.");
 
     std::vector<std::string> rev(args.rbegin(), args.rend());  // CLI11 consumes a reversed vector
@@ -278,6 +283,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     VmConfig cfg;
     if (o_config->count()) cfg = config_from_file(check::path(config_path, "--config"));
     auto given = [](const CLI::Option* o) { return o->count() > 0; };
+    if (given(o_firmware)) cfg.firmware = firmware == "off" ? "" : check::firmware(firmware, "--firmware");
     if (given(o_kernel)) cfg.kernel = check::path(kernel, "--kernel");
     if (given(o_initramfs)) cfg.initramfs = check::path(initramfs, "--initramfs");
     if (given(o_cmdline)) cfg.cmdline = cmdline;
@@ -336,7 +342,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     if (cfg.balloon)
         check::balloon_size(cfg.balloon->size, cfg.memory,
                             given(o_balloon) ? "--balloon size" : config_path + ": balloon.size");
-    if (cfg.kernel.empty()) fail("--kernel: a path is required (on the command line or as boot.kernel in --config)");
+    check::boot_source(cfg);
     if (print_config) return PrintConfig{config_to_text(cfg)};
     return cfg;
 }

@@ -63,7 +63,11 @@ struct SerialPortConfig {
 };
 
 struct VmConfig {
-    std::string kernel;
+    // How the guest starts: "" boots `kernel` directly (no firmware);
+    // "bios" runs Debian's SeaBIOS (found at run time), any other value is
+    // the path of a firmware image (README: Firmware boot).
+    std::string firmware;
+    std::string kernel;  // required unless firmware is given
     std::string initramfs;  // empty: none
     std::string cmdline = "console=ttyS0 panic=1";
     uint32_t cpus = 1;
@@ -100,6 +104,7 @@ enum ExitStatus : int {
     kExitCrash = 4,    // triple fault, emulation failure, internal error
     kExitTimeout = 5,  // --timeout ran out
     kExitStopped = 6,  // hard stop through the control API
+    kExitNoBootDevice = 7,  // the firmware found nothing to boot
     kExitSignalBase = 128,
 };
 

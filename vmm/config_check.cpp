@@ -143,6 +143,24 @@ const std::string& path(const std::string& p, const std::string& what) {
     return p;
 }
 
+const std::string& firmware(const std::string& spec, const std::string& what) {
+    if (spec == "uefi")
+        fail("{}: uefi (OVMF) is not supported yet; use bios (SeaBIOS) or the path of a SeaBIOS image", what);
+    return path(spec, what);
+}
+
+void boot_source(const VmConfig& cfg) {
+    if (cfg.firmware.empty()) {
+        if (cfg.kernel.empty())
+            fail("--kernel: a path is required (on the command line or as boot.kernel in --config), "
+                 "unless the guest boots through --firmware");
+        return;
+    }
+    if (!cfg.kernel.empty() || !cfg.initramfs.empty())
+        fail("--firmware with --kernel/--initramfs: booting a kernel through the firmware is not supported yet; "
+             "give either --firmware (the firmware boots the disks) or --kernel");
+}
+
 const std::string& disk_serial(const std::string& serial, const std::string& what) {
     // Printable ASCII keeps /sys/block/vdX/serial and udev's by-id links sane.
     if (serial.size() > kMaxDiskSerial)

@@ -44,6 +44,12 @@ const std::string& log_level(const std::string& level, const std::string& what);
 // Paths given for a file, socket, kernel, ...: not empty, no NUL byte.
 const std::string& path(const std::string& p, const std::string& what);
 
+// --firmware / boot.firmware: "bios" or the path of a firmware image.
+const std::string& firmware(const std::string& spec, const std::string& what);
+// The merged configuration boots something: a kernel, or firmware (and not
+// both, which would need kernel boot through firmware).
+void boot_source(const VmConfig& cfg);
+
 // Disk fields.
 const std::string& disk_serial(const std::string& serial, const std::string& what);
 uint16_t disk_num_queues(uint64_t n, const std::string& what);

@@ -178,7 +178,11 @@ private:
 
     void boot(const json& v) {
         object(v, "boot");
-        keys(v, "boot", {"kernel", "initramfs", "cmdline"});
+        keys(v, "boot", {"firmware", "kernel", "initramfs", "cmdline"});
+        if (auto* f = find(v, "firmware")) {
+            std::string fw = string(*f, "boot.firmware");
+            cfg_.firmware = fw.empty() ? fw : check::firmware(fw, where("boot.firmware"));
+        }
         if (auto* k = find(v, "kernel")) cfg_.kernel = optional_path(*k, "boot.kernel");
         if (auto* i = find(v, "initramfs")) cfg_.initramfs = optional_path(*i, "boot.initramfs");
         if (auto* c = find(v, "cmdline")) cfg_.cmdline = string(*c, "boot.cmdline");
@@ -526,7 +530,7 @@ json config_to_json(const VmConfig& cfg) {
     json memory = cfg.memory % (1ull << 20) ? json(cfg.memory) : json(memory_text(cfg.memory));
     return {
         {"machine", {{"cpus", cfg.cpus}, {"memory", memory}, {"hugepages", cfg.hugepages}}},
-        {"boot", {{"kernel", cfg.kernel}, {"initramfs", cfg.initramfs}, {"cmdline", cfg.cmdline}}},
+        {"boot", {{"firmware", cfg.firmware}, {"kernel", cfg.kernel}, {"initramfs", cfg.initramfs}, {"cmdline", cfg.cmdline}}},
         {"disks", disks},
         {"serial", {{"mode", check::console_mode_name(cfg.serial)}, {"path", cfg.serial_path}}},
         {"console", {{"mode", check::console_mode_name(cfg.console)}, {"path", cfg.console_path}}},

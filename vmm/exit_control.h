@@ -12,7 +12,7 @@
 
 namespace vmm {
 
-enum class ExitReason { None, PowerOff, Reboot, Panic, Crash, Error, Signal, Timeout, Stopped };
+enum class ExitReason { None, PowerOff, Reboot, Panic, Crash, Error, Signal, Timeout, Stopped, NoBootDevice };
 
 class ExitControl {
 public:
@@ -53,6 +53,7 @@ public:
             case ExitReason::Signal: return kExitSignalBase + signo_;
             case ExitReason::Timeout: return kExitTimeout;
             case ExitReason::Stopped: return kExitStopped;
+            case ExitReason::NoBootDevice: return kExitNoBootDevice;
         }
         return kExitError;
     }

@@ -26,6 +26,7 @@
 #include "devices/i8042.h"
 #include "devices/pci.h"
 #include "devices/pvpanic.h"
+#include "devices/q35.h"
 #include "devices/reset.h"
 #include "devices/serial.h"
 #include "vmm/boot_clock.h"
@@ -42,7 +43,6 @@
 #include "vmm/api.h"
 #include "vmm/config_check.h"
 #include "vmm/console_socket.h"
-#include "vmm/config_check.h"
 #include "vmm/guest_walk.h"
 #include "vmm/irq_routing.h"
 #include "vmm/serial_ports.h"
@@ -55,56 +55,6 @@ namespace x86 = arch::x86;
 namespace {
 
 constexpr int kKickSignal = SIGUSR1;
-
-// A read-only view of a kernel or initramfs file. The arch parsers see it
-// as a span (touching only the headers they read); payloads then go
-// straight from the file into guest RAM with pread, so the VMM never holds
-// a second copy of a 60 MiB kernel in its own memory.
-class InputFile {
-public:
-    InputFile(const std::string& path, const char* what) : path_(path), what_(what) {
-        fd_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd_) throw_errno(fmt::format("{} {}", what, path));
-        struct stat st {};
-        if (fstat(fd_.get(), &st) != 0) throw_errno(fmt::format("{} {}", what, path));
-        if (!S_ISREG(st.st_mode)) fail("{} {}: not a regular file", what, path);
-        if (st.st_size == 0) fail("{} {}: file is empty", what, path);
-        size_ = static_cast<size_t>(st.st_size);
-        void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_.get(), 0);
-        if (p == MAP_FAILED) throw_errno(fmt::format("{} {}: mmap", what, path));
-        map_ = static_cast<const uint8_t*>(p);
-    }
-    ~InputFile() {
-        if (map_) ::munmap(const_cast<uint8_t*>(map_), size_);
-    }
-    InputFile(const InputFile&) = delete;
-    InputFile& operator=(const InputFile&) = delete;
-
-    std::span<const uint8_t> bytes() const { return {map_, size_}; }
-    size_t size() const { return size_; }
-
-    // Copies `part` (a sub-span of bytes()) into guest RAM at `gpa`.
-    void copy_to_guest(const GuestMemory& mem, uint64_t gpa, std::span<const uint8_t> part) const {
-        auto dst = mem.slice(gpa, part.size());
-        if (!dst) fail("{} {}: {} bytes at {:#x} do not fit in guest RAM", what_, path_, part.size(), gpa);
-        size_t off = static_cast<size_t>(part.data() - map_);
-        size_t done = 0;
-        while (done < part.size()) {
-            ssize_t r = ::pread(fd_.get(), dst->data() + done, part.size() - done, static_cast<off_t>(off + done));
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) throw_errno(fmt::format("{} {}: read", what_, path_));
-            if (r == 0) fail("{} {}: file shrank while loading", what_, path_);
-            done += static_cast<size_t>(r);
-        }
-    }
-
-private:
-    std::string path_;
-    const char* what_;
-    Fd fd_;
-    const uint8_t* map_ = nullptr;
-    size_t size_ = 0;
-};
 
 void write_all(int fd, const uint8_t* p, size_t n) {
     while (n > 0) {
@@ -153,7 +103,13 @@ void install_vcpu_kick_handler() {
 }
 
 Machine::Machine(const VmConfig& cfg, int console_in, int console_out)
-    : cfg_(cfg), console_in_(console_in), console_out_(console_out), kvm_(), vm_(kvm_) {
+    : cfg_(cfg),
+      console_in_(console_in),
+      console_out_(console_out),
+      kvm_(),
+      vm_(kvm_),
+      layout_(x86::platform_layout(cfg.memory, !cfg.firmware.empty())),
+      boot_(cfg.firmware.empty() ? make_direct_kernel_boot() : make_firmware_boot()) {
     created_ms_ = ms_since_start();
     kvm_.require(KVM_CAP_IRQCHIP, "an in-kernel irqchip");
     kvm_.require(KVM_CAP_USER_MEMORY, "user memory regions");
@@ -170,17 +126,17 @@ Machine::Machine(const VmConfig& cfg, int console_in, int console_out)
         fail("--cpus {}: this host's KVM allows at most {} vCPUs", cfg_.cpus, max);
 
     log::debug("startup: KVM opened at {:.1f} ms", ms_since_start());
-    vm_.set_identity_map_addr(platform::kIdentityMapAddr);
-    vm_.set_tss_addr(platform::kTssAddr);
+    vm_.set_identity_map_addr(x86::kKvmIdentityMapAddr);
+    vm_.set_tss_addr(x86::kKvmTssAddr);
     vm_.create_irqchip();
     vm_.create_pit2();
 
     log::debug("startup: VM created at {:.1f} ms", ms_since_start());
     setup_memory();
     log::debug("startup: memory mapped at {:.1f} ms", ms_since_start());
-    load_kernel_and_tables();
-    log::debug("startup: kernel loaded at {:.1f} ms", ms_since_start());
     setup_devices();
+    load_boot_source();
+    log::debug("startup: {} loaded at {:.1f} ms", cfg_.firmware.empty() ? "kernel" : "firmware", ms_since_start());
     setup_vcpus();
     log::debug("startup: vCPUs ready at {:.1f} ms", ms_since_start());
     // Last, so a client never sees a half-built VM; a socket in use fails
@@ -196,51 +152,14 @@ Machine::~Machine() {
 }
 
 void Machine::setup_memory() {
-    auto layout = x86::ram_layout(cfg_.memory);
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
-    for (auto& r : layout) ranges.emplace_back(r.gpa, r.size);
+    for (auto& r : layout_.ram) ranges.emplace_back(r.gpa, r.size);
     mem_ = GuestMemory::create_anonymous(ranges, true, cfg_.hugepages);
     uint32_t slot = 0;
     for (auto& r : mem_.regions()) vm_.set_user_memory_region(slot++, r.gpa, r.size, r.host);
 }
 
-void Machine::load_kernel_and_tables() {
-    auto ram = x86::ram_layout(cfg_.memory);
-    auto put = [&](const x86::Blob& b, const char* what) {
-        if (!mem_.write(b.gpa, b.bytes))
-            fail("{} ({} bytes at {:#x}) does not fit in guest RAM", what, b.bytes.size(), b.gpa);
-    };
-
-    InputFile kernel(cfg_.kernel, "--kernel");
-    x86::KernelLayout k;
-    try {
-        k = x86::parse_kernel(kernel.bytes(), ram);
-    } catch (const Error& e) {
-        fail("--kernel {}: {}", cfg_.kernel, e.what());
-    }
-    for (auto& seg : k.segments) {
-        if (!mem_.contains(seg.gpa, seg.mem_size))
-            fail("--kernel {}: segment at {:#x} ({} KiB) does not fit in {} MiB of RAM", cfg_.kernel, seg.gpa,
-                 seg.mem_size >> 10, cfg_.memory >> 20);
-        kernel.copy_to_guest(mem_, seg.gpa, seg.data);
-    }
-    is_pvh_ = k.format == x86::KernelFormat::PvhElf;
-    entry_ = k.entry;
-
-    x86::BootInfoInputs in;
-    in.ram = ram;
-    in.cmdline = cfg_.cmdline;
-    if (!cfg_.initramfs.empty()) {
-        InputFile initrd(cfg_.initramfs, "--initramfs");
-        try {
-            in.initrd_gpa = x86::place_initrd(k, initrd.size(), ram);
-        } catch (const Error& e) {
-            fail("--initramfs {}: {}", cfg_.initramfs, e.what());
-        }
-        in.initrd_size = initrd.size();
-        initrd.copy_to_guest(mem_, in.initrd_gpa, initrd.bytes());
-    }
-
+x86::AcpiConfig Machine::acpi_config() const {
     x86::AcpiConfig acpi;
     acpi.ncpus = cfg_.cpus;
     acpi.pm_io_base = platform::kAcpiPmPort;
@@ -249,26 +168,18 @@ void Machine::load_kernel_and_tables() {
     acpi.reset_value = platform::kResetValue;
     acpi.s5_sleep_type = platform::kAcpiS5SleepType;
     acpi.pvpanic_port = cfg_.pvpanic ? platform::kPvPanicPort : 0;
-    auto win64 = x86::pci_mmio64_window(ram);
-    acpi.pci_mmio64_start = win64.start;
-    acpi.pci_mmio64_size = win64.size;
-    auto tables = x86::build_acpi(acpi);
-    for (auto& b : tables.blobs) put(b, "ACPI tables");
-    in.rsdp_gpa = tables.rsdp_gpa;
-    put(x86::build_mptable(cfg_.cpus), "MP table");
+    acpi.pci_ecam_base = layout_.ecam_base;
+    acpi.pci_mmio32_start = layout_.pci_mmio32.start;
+    acpi.pci_mmio32_end = layout_.pci_mmio32.end();
+    acpi.pci_mmio64_start = layout_.pci_mmio64.start;
+    acpi.pci_mmio64_size = layout_.pci_mmio64.size;
+    return acpi;
+}
 
-    std::vector<x86::Blob> info;
-    try {
-        info = is_pvh_ ? x86::build_pvh_start_info(k, in) : x86::build_boot_params(k, in);
-    } catch (const Error& e) {
-        fail("--cmdline: {}", e.what());
-    }
-    for (auto& b : info) put(b, "boot information");
-    if (!is_pvh_)
-        for (auto& b : x86::build_page_tables()) put(b, "page tables");
-    put(x86::build_gdt(), "GDT");
-    log::info("kernel {} ({}), entry {:#x}, {} MiB RAM, {} vCPU(s)", cfg_.kernel, is_pvh_ ? "PVH ELF" : "bzImage",
-              entry_, cfg_.memory >> 20, cfg_.cpus);
+void Machine::load_boot_source() {
+    auto acpi = acpi_config();
+    BootContext ctx{cfg_, vm_, mem_, layout_, acpi, pio_, mmio_, static_cast<uint32_t>(mem_.regions().size()), exit_};
+    boot_->load(ctx);
 }
 
 void Machine::setup_devices() {
@@ -285,8 +196,16 @@ void Machine::setup_devices() {
     pio_.add(platform::kI8042Port, 5, std::make_shared<devices::I8042>([this] {
                  exit_.request(ExitReason::Reboot, "guest reset through the i8042 controller");
              }));
-    uint64_t below = std::min<uint64_t>(cfg_.memory, x86::kMmioHoleStart);
-    pio_.add(platform::kCmosPort, 2, std::make_shared<devices::Cmos>(below, cfg_.memory - below));
+    uint64_t below = layout_.ram[0].size;
+    auto cmos = std::make_shared<devices::Cmos>(below, cfg_.memory - below);
+    // SeaBIOS waits until it has seen this many APs (the CPU count - 1).
+    cmos->set_byte(0x5f, static_cast<uint8_t>(cfg_.cpus - 1));
+    // SeaBIOS's default boot order on QEMU machines comes from CMOS: one
+    // nibble per place (3 CD-ROM, 2 disk, 4 network), 0x3d the first two,
+    // 0x38's high nibble the third; 0x38 bit 0 skips the floppy check.
+    cmos->set_byte(0x3d, 0x23);
+    cmos->set_byte(0x38, 0x41);
+    pio_.add(platform::kCmosPort, 2, cmos);
     acpi_pm_ = std::make_shared<devices::AcpiPm>(
         platform::kAcpiS5SleepType, [this] { exit_.request(ExitReason::PowerOff); },
         std::make_shared<KvmIrqLine>(vm_, platform::kAcpiSciIrq));
@@ -313,16 +232,37 @@ void Machine::setup_devices() {
 void Machine::setup_pci() {
     msi_ = std::make_unique<MsiRouter>(vm_);
     pci_ = std::make_shared<devices::pci::PciBus>();
-    pci_->add(0, devices::pci::make_host_bridge());
     // The reset control register (0xcf9) lives inside the config ports.
     static_assert(platform::kResetPort == 0xcf9);
     pio_.add(0xcf8, 8, pci_->io_port_device(reset_));
-    mmio_.add(x86::kPciEcamBase, x86::kPciEcamSize, pci_->ecam_device());
-    mmio_.add(x86::kPciMmio32Start, x86::kPciMmio32End - x86::kPciMmio32Start, pci_->mmio_device(x86::kPciMmio32Start));
+    if (firmware()) {
+        // Q35 as firmware expects it: ECAM moves to wherever the firmware
+        // programs the MCH's PCIEXBAR, and ECAM and the BARs the firmware
+        // assigns share one decode window from low RAM's end to the IOAPIC.
+        auto mch = std::make_shared<devices::pci::Q35Mch>(
+            [pci = pci_.get()](std::optional<uint64_t> base, uint64_t size) {
+                pci->set_ecam(base, size);
+                if (base) log::info("pci: ECAM at {:#x} ({} MiB)", *base, size >> 20);
+                else log::info("pci: ECAM disabled");
+            });
+        pci_->add(0, mch);
+        auto lpc = std::make_shared<devices::pci::Ich9Lpc>([](uint16_t port, bool enabled) {
+            if (enabled && port != platform::kAcpiPmPort)
+                log::warn("firmware put the ACPI PM block at port {:#x}; this VMM has it at {:#x} only", port,
+                          platform::kAcpiPmPort);
+        });
+        pci_->add(kLpcSlot, lpc);
+        const uint64_t low_end = layout_.ram[0].size;
+        mmio_.add(low_end, x86::kIoapicAddr - low_end, pci_->mmio_device(low_end));
+    } else {
+        pci_->add(0, devices::pci::make_host_bridge());
+        mmio_.add(layout_.ecam_base, x86::kPciEcamSize, pci_->ecam_device());
+        mmio_.add(layout_.pci_mmio32.start, layout_.pci_mmio32.size, pci_->mmio_device(layout_.pci_mmio32.start));
+    }
     // The 64-bit window decodes too: a guest may move BARs up there.
-    auto win64 = x86::pci_mmio64_window(x86::ram_layout(cfg_.memory));
+    const auto& win64 = layout_.pci_mmio64;
     if (win64.size) mmio_.add(win64.start, win64.size, pci_->mmio_device(win64.start));
-    next_bar_ = x86::kPciMmio32Start;
+    next_bar_ = layout_.pci_mmio32.start;
 
     // Disks first, so they take the low slots in command-line order and the
     // guest names them vda, vdb, ... in that order (Linux probes by slot).
@@ -409,9 +349,13 @@ void Machine::setup_pci() {
 
 void Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed) {
     unsigned s = slot >= 0 ? static_cast<unsigned>(slot) : pci_->free_slot();
-    uint64_t bar = next_bar_;
-    if (bar + virtio::PciTransport::kBarSize > x86::kPciMmio32End) fail("{}: the 32-bit PCI window is full", dev->name());
-    next_bar_ += virtio::PciTransport::kBarSize;
+    // Under firmware the BAR starts unassigned (0) and the firmware assigns it.
+    uint64_t bar = firmware() ? 0 : next_bar_;
+    if (!firmware()) {
+        if (bar + virtio::PciTransport::kBarSize > layout_.pci_mmio32.end())
+            fail("{}: the 32-bit PCI window is full", dev->name());
+        next_bar_ += virtio::PciTransport::kBarSize;
+    }
     virtio::PciTransport::Platform p;
     p.mem = &mem_;
     p.ioeventfd = [this](int efd, uint64_t addr, bool assign) { vm_.ioeventfd(efd, addr, 0, false, !assign); };
@@ -421,6 +365,7 @@ void Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bo
     p.intx_line = static_cast<uint8_t>(gsi);
     p.defer = [this](std::function<void()> task) { defer(std::move(task)); };
     p.offer_packed = packed;
+    p.assigned = !firmware();
     auto t = std::make_shared<virtio::PciTransport>(dev, std::move(p), bar);
     pci_->add(s, t);
     // The BAR decodes from the start (as firmware would leave it), so the
@@ -465,15 +410,9 @@ void Machine::setup_vcpus() {
         auto lapic = v->get_lapic();
         x86::setup_lapic_lint(lapic);
         v->set_lapic(lapic);
-        if (i == 0) {
-            // Application processors wait for INIT/SIPI in the in-kernel
-            // LAPIC; only the boot processor gets an entry state.
-            auto s = v->get_sregs();
-            if (is_pvh_) x86::setup_sregs_pvh(s);
-            else x86::setup_sregs_long_mode(s);
-            v->set_sregs(s);
-            v->set_regs(is_pvh_ ? x86::initial_regs_pvh(entry_) : x86::initial_regs_bzimage(entry_));
-        }
+        // Application processors wait for INIT/SIPI in the in-kernel
+        // LAPIC; only the boot processor gets an entry state.
+        if (i == 0) boot_->setup_boot_cpu(*v);
         vcpus_.push_back(std::move(v));
     }
 }

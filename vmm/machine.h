@@ -12,6 +12,9 @@
 #include <thread>
 #include <vector>
 
+#include "arch/x86_64/acpi.h"
+#include "arch/x86_64/layout.h"
+#include "vmm/boot_source.h"
 #include "vmm/config.h"
 #include "vmm/core/bus.h"
 #include "vmm/core/eventfd.h"
@@ -68,7 +71,11 @@ public:
 
 private:
     void setup_memory();
-    void load_kernel_and_tables();
+    bool firmware() const { return !cfg_.firmware.empty(); }
+    // The ICH9 LPC bridge's slot under firmware (00:1f.0, as on Q35).
+    static constexpr unsigned kLpcSlot = 31;
+    arch::x86::AcpiConfig acpi_config() const;
+    void load_boot_source();
     void setup_devices();
     void setup_pci();
     void add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed = true);
@@ -119,8 +126,8 @@ private:
     size_t parked_ = 0;
     void park_if_paused(size_t index);
     double created_ms_ = 0;
-    bool is_pvh_ = false;
-    uint64_t entry_ = 0;
+    arch::x86::PlatformLayout layout_;
+    std::unique_ptr<BootSource> boot_;
 };
 
 // Installs the no-op signal handler used to kick vCPU threads out of KVM_RUN.

@@ -97,6 +97,7 @@ int run(const vmm::VmConfig& cfg) {
                 break;
             case vmm::ExitReason::Panic:
             case vmm::ExitReason::Timeout:
+            case vmm::ExitReason::NoBootDevice:
                 std::fprintf(stderr, "vmm: %s; exiting with status %d\n", message.c_str(), status);
                 break;
             case vmm::ExitReason::Crash:

@@ -1,5 +1,5 @@
 // The fixed legacy platform this VMM presents (PC compatible). These numbers
-// are shared by the device wiring (vm.cpp) and the firmware tables (ACPI
+// are shared by the device wiring (vmm/machine.cpp) and the firmware tables (ACPI
 // FADT/DSDT, MP table), so they live in one place.
 #pragma once
 
@@ -18,9 +18,7 @@ constexpr uint16_t kResetPort = 0xcf9;
 constexpr uint8_t kResetValue = 0x06;
 constexpr uint16_t kBootProgressPort = 0x440;
 constexpr uint16_t kPvPanicPort = 0x505;  // QEMU's ISA pvpanic port
-
-// Placed in the 32-bit MMIO hole, below the IOAPIC/LAPIC, like other VMMs.
-constexpr uint64_t kIdentityMapAddr = 0xfffbc000;
-constexpr uint64_t kTssAddr = 0xfffbd000;
+constexpr uint16_t kDebugConPort = 0x402;  // firmware debug output (SeaBIOS, OVMF), QEMU's isa-debugcon
+constexpr uint16_t kFwCfgPort = 0x510;     // fw_cfg selector, data (0x511), DMA address (0x514)
 
 }  // namespace vmm::platform

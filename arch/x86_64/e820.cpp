@@ -31,6 +31,16 @@ std::vector<E820Entry> build_e820(std::span<const RamRegion> ram) {
     return map;
 }
 
+std::vector<E820Entry> firmware_e820(std::span<const RamRegion> ram) {
+    std::vector<E820Entry> map;
+    for (const RamRegion& r : ram)
+        if (r.size != 0) map.push_back({r.gpa, r.size, kE820Ram});
+    map.push_back({kKvmIdentityMapAddr, kKvmReservedSize, kE820Reserved});
+    std::stable_sort(map.begin(), map.end(), [](const E820Entry& a, const E820Entry& b) { return a.addr < b.addr; });
+    validate_e820(map);
+    return map;
+}
+
 void validate_e820(std::span<const E820Entry> entries) {
     if (entries.empty()) fail("e820: memory map is empty");
     uint64_t prev_end = 0;

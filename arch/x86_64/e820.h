@@ -38,6 +38,11 @@ struct E820Entry {
 // MMIO hole stays unlisted so the OS may place BARs there.
 std::vector<E820Entry> build_e820(std::span<const RamRegion> ram);
 
+// The map handed to firmware (fw_cfg etc/e820): every RAM region whole,
+// plus the KVM identity-map/TSS pages reserved. The firmware reserves its
+// own areas (EBDA, BIOS, ECAM) in the map it gives the OS.
+std::vector<E820Entry> firmware_e820(std::span<const RamRegion> ram);
+
 // Throws vmm::Error unless entries are non-empty, sorted by address,
 // non-overlapping, non-empty and do not wrap around 2^64.
 void validate_e820(std::span<const E820Entry> entries);

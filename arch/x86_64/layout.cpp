@@ -15,7 +15,7 @@ namespace {
 constexpr uint64_t kMaxMemBytes = uint64_t{64} << 40;
 }  // namespace
 
-std::vector<RamRegion> ram_layout(uint64_t mem_bytes) {
+std::vector<RamRegion> ram_layout(uint64_t mem_bytes, uint64_t low_max) {
     if (mem_bytes < MiB) {
         fail("memory size {} is too small; at least 1 MiB is needed", human_size(mem_bytes));
     }
@@ -25,9 +25,14 @@ std::vector<RamRegion> ram_layout(uint64_t mem_bytes) {
     if (mem_bytes > kMaxMemBytes) {
         fail("memory size {} is too large; at most 64 TiB is supported", human_size(mem_bytes));
     }
-    const uint64_t low_max = kMmioHoleStart;  // RAM below the MMIO hole
+    if (low_max < MiB || low_max > kMmioHoleStart || low_max % (4 * KiB) != 0)
+        fail("internal: low RAM limit {:#x} is outside [1 MiB, 3 GiB] or not page aligned", low_max);
     if (mem_bytes <= low_max) return {{0, mem_bytes}};
     return {{0, low_max}, {kMmioHoleEnd, mem_bytes - low_max}};
+}
+
+uint64_t q35_low_ram_max(uint64_t mem_bytes) {
+    return mem_bytes >= kQ35EcamBase ? 2 * GiB : kQ35EcamBase;
 }
 
 AddrRange pci_mmio64_window(std::span<const RamRegion> ram) {
@@ -42,6 +47,21 @@ AddrRange pci_mmio64_window(std::span<const RamRegion> ram) {
     // can overflow.
     const uint64_t start = (end + kPciMmio64Align - 1) / kPciMmio64Align * kPciMmio64Align;
     return {start, kPciMmio64Size};
+}
+
+PlatformLayout platform_layout(uint64_t mem_bytes, bool firmware) {
+    PlatformLayout p;
+    if (firmware) {
+        p.ram = ram_layout(mem_bytes, q35_low_ram_max(mem_bytes));
+        p.ecam_base = kQ35EcamBase;
+        p.pci_mmio32 = {kQ35EcamBase + kQ35EcamSize, kQ35PciMmio32End - (kQ35EcamBase + kQ35EcamSize)};
+    } else {
+        p.ram = ram_layout(mem_bytes);
+        p.ecam_base = kPciEcamBase;
+        p.pci_mmio32 = {kPciMmio32Start, kPciMmio32End - kPciMmio32Start};
+    }
+    p.pci_mmio64 = pci_mmio64_window(p.ram);
+    return p;
 }
 
 std::string human_size(uint64_t bytes) {

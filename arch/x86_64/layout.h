@@ -23,7 +23,8 @@
 //   0xE0000000  PCI ECAM, 1 MiB (bus 0 only; reserved in E820)
 //   0xFEC00000  IOAPIC
 //   0xFEE00000  LAPIC
-//   0xFFFBC000  KVM identity-map page, then the KVM TSS (3 pages)
+//   0xFEFFC000  KVM identity-map page, then the KVM TSS (3 pages); below
+//               any firmware image (those end at 4 GiB, up to 16 MiB)
 //
 // The 64-bit PCI MMIO window follows RAM above 4 GiB (pci_mmio64_window).
 // PCI I/O BARs use ports [0xC000, 0x10000).
@@ -70,8 +71,13 @@ inline constexpr uint64_t MiB = 1024 * KiB;
 inline constexpr uint64_t GiB = 1024 * MiB;
 
 // KVM_SET_IDENTITY_MAP_ADDR (one page) and KVM_SET_TSS_ADDR (three pages).
-inline constexpr uint64_t kKvmIdentityMapAddr = 0xfffbc000;
-inline constexpr uint64_t kKvmTssAddr = 0xfffbd000;
+// Where QEMU puts them: clear of a firmware image of up to 16 MiB at the
+// top of the 32-bit space. Firmware must be told (E820) they are reserved.
+inline constexpr uint64_t kKvmIdentityMapAddr = 0xfeffc000;
+inline constexpr uint64_t kKvmTssAddr = 0xfeffd000;
+inline constexpr uint64_t kKvmReservedSize = 4 * 4 * KiB;
+// The highest address a firmware image may start at: the image ends at 4 GiB.
+inline constexpr uint64_t kFirmwareMaxSize = kMmioHoleEnd - (kKvmIdentityMapAddr + kKvmReservedSize);
 
 // ---- PCI (one host bridge, bus 0 only)
 inline constexpr uint64_t kPciMmio32Start = 0xC0000000;
@@ -88,7 +94,7 @@ inline constexpr uint64_t kPciMmio64Align = 1 * GiB;
 static_assert(kPciMmio32Start >= kMmioHoleStart && kPciMmio32End <= kPciEcamBase);
 static_assert(kPciEcamBase + kPciEcamSize <= kIoapicAddr);
 static_assert(kIoapicAddr < kLapicAddr && kLapicAddr < kKvmIdentityMapAddr);
-static_assert(kKvmTssAddr + 3 * 4 * KiB <= kMmioHoleEnd);
+static_assert(kKvmTssAddr + 3 * 4 * KiB == kKvmIdentityMapAddr + kKvmReservedSize);
 
 // First GSI of the PCI INTx lines: IOAPIC pins 16..23 are free of ISA IRQs.
 inline constexpr uint32_t kPciIntxGsiBase = 16;
@@ -107,12 +113,22 @@ struct RamRegion {
     uint64_t size;
 };
 
-// Guest RAM regions for `mem_bytes` of memory: [0, mem) if it fits below the
-// MMIO hole, else [0, 3 GiB) plus the rest relocated to start at 4 GiB.
+// Guest RAM regions for `mem_bytes` of memory: [0, mem) if it fits below
+// `low_max` (default: the MMIO hole at 3 GiB), else [0, low_max) plus the
+// rest relocated to start at 4 GiB.
 // Throws vmm::Error if mem_bytes is below 1 MiB (the low-memory structures
 // above need it), not a multiple of 4 KiB (KVM memory slots are page
 // granular) or absurdly large.
-std::vector<RamRegion> ram_layout(uint64_t mem_bytes);
+std::vector<RamRegion> ram_layout(uint64_t mem_bytes, uint64_t low_max = kMmioHoleStart);
+
+// Firmware boot (Q35): SeaBIOS programs the chipset's ECAM window at
+// 0xB0000000 and expects RAM below 4 GiB to end there; with that much RAM or
+// more, low RAM ends at 2 GiB instead (QEMU's q35 rule, which firmware is
+// built around). PCI BARs then go between low RAM's end and the IOAPIC.
+inline constexpr uint64_t kQ35EcamBase = 0xB0000000;
+inline constexpr uint64_t kQ35EcamSize = 256 * MiB;  // PCIEXBAR's default length: 256 buses
+inline constexpr uint64_t kQ35PciMmio32End = kIoapicAddr;
+uint64_t q35_low_ram_max(uint64_t mem_bytes);
 
 // The 64-bit PCI MMIO window for 64-bit BARs: it starts at the end of RAM
 // (but not below 4 GiB) rounded up to 1 GiB and spans 64 GiB. 64 GiB holds
@@ -126,6 +142,20 @@ struct AddrRange {
     uint64_t end() const { return start + size; }  // exclusive
 };
 AddrRange pci_mmio64_window(std::span<const RamRegion> ram);
+
+// The machine's address map as a whole: RAM, where ECAM starts and the
+// PCI BAR windows. Direct kernel boot keeps the VMM's own map (RAM up to
+// 3 GiB, BARs assigned by the VMM in [3 GiB, 3.5 GiB), ECAM at 3.5 GiB);
+// firmware boot follows the Q35 map the firmware is written for (low RAM
+// up to kQ35EcamBase, ECAM there, BARs anywhere up to the IOAPIC, as
+// SeaBIOS assigns them top-down from 0xFEC00000).
+struct PlatformLayout {
+    std::vector<RamRegion> ram;
+    uint64_t ecam_base;   // the MCFG's and the E820's ECAM address
+    AddrRange pci_mmio32;  // BARs below 4 GiB: ACPI _CRS and the bus decode window
+    AddrRange pci_mmio64;
+};
+PlatformLayout platform_layout(uint64_t mem_bytes, bool firmware);
 
 // Bytes to copy into guest RAM at `gpa` before the first vCPU runs.
 struct Blob {

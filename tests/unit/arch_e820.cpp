@@ -165,3 +165,49 @@ TEST_CASE("arch: PCI INTx swizzle", "[arch][layout]") {
         }
     }
 }
+
+TEST_CASE("arch: the firmware (Q35) layout keeps low RAM below the firmware's ECAM", "[arch][layout]") {
+    // Below 0xB0000000 all of RAM is low; from there on low RAM ends at 2 GiB.
+    CHECK(q35_low_ram_max(512 * MiB) == kQ35EcamBase);
+    CHECK(q35_low_ram_max(kQ35EcamBase - MiB) == kQ35EcamBase);
+    CHECK(q35_low_ram_max(kQ35EcamBase) == 2 * GiB);
+    auto small = platform_layout(2 * GiB, true);
+    REQUIRE(small.ram.size() == 1);
+    CHECK(small.ram[0].size == 2 * GiB);
+    auto big = platform_layout(3 * GiB, true);
+    REQUIRE(big.ram.size() == 2);
+    CHECK(big.ram[0].size == 2 * GiB);
+    CHECK(big.ram[1].gpa == 4 * GiB);
+    CHECK(big.ram[1].size == 1 * GiB);
+    CHECK(big.ecam_base == kQ35EcamBase);
+    // SeaBIOS assigns BARs top-down below the IOAPIC, above its ECAM window.
+    CHECK(big.pci_mmio32.start == kQ35EcamBase + kQ35EcamSize);
+    CHECK(big.pci_mmio32.end() == kIoapicAddr);
+    CHECK(big.pci_mmio64.start >= 5 * GiB);
+    // The KVM pages sit above the IOAPIC/LAPIC, out of every window, and
+    // below the largest firmware image we accept.
+    CHECK(kKvmIdentityMapAddr > kLapicAddr);
+    CHECK(kKvmIdentityMapAddr + kKvmReservedSize + kFirmwareMaxSize == kMmioHoleEnd);
+    // Direct boot keeps the VMM's own map.
+    auto direct = platform_layout(3 * GiB, false);
+    REQUIRE(direct.ram.size() == 1);
+    CHECK(direct.ecam_base == kPciEcamBase);
+    CHECK(direct.pci_mmio32.start == kPciMmio32Start);
+    CHECK(direct.pci_mmio32.end() == kPciMmio32End);
+    CHECK_THROWS_AS(ram_layout(512 * MiB, 512), vmm::Error);
+}
+
+TEST_CASE("arch: the firmware's e820 has whole RAM regions and the KVM pages reserved", "[arch][e820]") {
+    auto map = firmware_e820(platform_layout(3 * GiB, true).ram);
+    REQUIRE(map.size() == 3);
+    CHECK(map[0].addr == 0);
+    CHECK(map[0].size == 2 * GiB);
+    CHECK(map[0].type == kE820Ram);
+    CHECK(map[1].addr == kKvmIdentityMapAddr);
+    CHECK(map[1].size == kKvmReservedSize);
+    CHECK(map[1].type == kE820Reserved);
+    CHECK(map[2].addr == 4 * GiB);
+    CHECK(map[2].size == 1 * GiB);
+    CHECK(map[2].type == kE820Ram);
+    CHECK(firmware_e820(platform_layout(256 * MiB, true).ram).size() == 2);
+}

@@ -74,7 +74,7 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
         return x.tap == y.tap && x.mac == y.mac && x.num_queues == y.num_queues && x.packed == y.packed;
     };
     return balloon_eq(a.balloon, b.balloon) &&
-           std::equal(a.nets.begin(), a.nets.end(), b.nets.begin(), b.nets.end(), net_eq) && a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
+           std::equal(a.nets.begin(), a.nets.end(), b.nets.begin(), b.nets.end(), net_eq) && a.firmware == b.firmware && a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
            a.memory == b.memory && a.serial == b.serial && a.serial_path == b.serial_path && a.console == b.console &&
            a.console_path == b.console_path && a.hugepages == b.hugepages && a.boot_report == b.boot_report &&
            a.allow_reboot == b.allow_reboot && a.log_level == b.log_level && a.log_file == b.log_file &&
@@ -548,7 +548,7 @@ TEST_CASE("config json: --print-config prints what would run, and it parses back
     for (const char* s : {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices"})
         CHECK(j.contains(s));
     CHECK(j["machine"].size() == 3);
-    CHECK(j["boot"].size() == 3);
+    CHECK(j["boot"].size() == 4);
     CHECK(j["disks"][0].size() == 7);
     CHECK(j["run"].size() == 3);
     // Still validated: no kernel, no printout.
@@ -578,6 +578,28 @@ TEST_CASE("config json: the new command-line options", "[vmm][config]") {
     for (const char* opt : {"--config", "--print-config", "--timeout", "--log-file", "--api-socket", "--hugepages",
                             "--no-pvpanic", "socket=PATH", "5 --timeout", "6 hard stop"})
         CHECK_THAT(std::get<vmm::CliHelp>(r).text, Contains(opt));
+}
+
+TEST_CASE("config json: firmware boot instead of a kernel", "[vmm][config]") {
+    auto c = cli({"--firmware", "bios", "--disk", "path=/d.img"});
+    CHECK(c.firmware == "bios");
+    CHECK(c.kernel.empty());
+    CHECK(cli({"--firmware", "/usr/share/seabios/bios.bin"}).firmware == "/usr/share/seabios/bios.bin");
+    CHECK(load(R"({"boot": {"firmware": "bios"}})").firmware == "bios");
+    CHECK(load(R"({"boot": {"firmware": ""}})").firmware.empty());
+    // Neither a kernel nor firmware: the kernel is asked for, and firmware named.
+    CHECK_THAT(error_of_cli({"--memory", "1G"}), Contains("--kernel: a path is required") && Contains("--firmware"));
+    // Both: kernel boot through firmware does not exist yet.
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--kernel", "/k"}), Contains("not supported yet"));
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--initramfs", "/i"}), Contains("not supported yet"));
+    CHECK_THAT(error_of_cli({"--firmware", "uefi"}), Contains("uefi") && Contains("not supported yet"));
+    CHECK_THAT(error_of_json(R"({"boot": {"firmware": 1}})"), Contains("boot.firmware: expected a string"));
+    CHECK_THAT(error_of_json(R"({"boot": {"firmware": "uefi"}})"), Contains("boot.firmware"));
+    // --firmware off drops a --config file's firmware, so its kernel boots.
+    TempDir dir;
+    auto f = dir.write("fw.json", R"({"boot": {"firmware": "bios"}})");
+    CHECK(cli({"--config", f, "--firmware", "off", "--kernel", "/k"}).firmware.empty());
+    CHECK(cli({"--config", f}).firmware == "bios");
 }
 
 TEST_CASE("config json: every examples/*.json loads and round-trips", "[vmm][config]") {

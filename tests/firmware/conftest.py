@@ -1,0 +1,74 @@
+"""Fixtures for the firmware tests: the vmm binary, the firmware images,
+and a runner that boots one VM and returns its exit status and output.
+
+These tests run on this machine's /dev/kvm directly: firmware and boot
+sectors run in real mode, which even a nested /dev/kvm without hardware
+virtualization underneath emulates (tests/guest/README.md)."""
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SEABIOS = ["/usr/share/seabios/bios-256k.bin", "/usr/share/seabios/bios.bin"]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--vmm", default=os.environ.get("VMM_BINARY", "build/vmm"), help="the vmm binary under test")
+
+
+@pytest.fixture(scope="session")
+def vmm_binary(pytestconfig):
+    path = Path(pytestconfig.getoption("--vmm")).resolve()
+    if not path.is_file():
+        pytest.fail(f"vmm binary {path} not found (build first, or pass --vmm)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kvm():
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError as e:
+        pytest.skip(f"SKIP: /dev/kvm cannot be opened ({e.strerror})")
+    os.close(fd)
+
+
+@pytest.fixture(scope="session")
+def seabios():
+    for p in SEABIOS:
+        if os.access(p, os.R_OK):
+            return p
+    pytest.skip("SKIP: SeaBIOS is not installed (Debian package seabios)")
+
+
+@dataclass
+class Run:
+    status: int
+    serial: bytes
+    stderr: str
+
+
+@pytest.fixture
+def run_vm(vmm_binary, kvm, tmp_path):
+    """run_vm(args, timeout=60) -> Run: boots build/vmm with `args` plus a
+    serial file, waits for it to end and returns status and output."""
+
+    def run(args, timeout=60):
+        serial = tmp_path / f"serial-{len(list(tmp_path.iterdir()))}.txt"
+        cmd = [str(vmm_binary), "--serial", f"file={serial}", "--timeout", str(timeout), *map(str, args)]
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 30)
+        out = serial.read_bytes() if serial.exists() else b""
+        return Run(p.returncode, out, p.stderr.decode(errors="replace"))
+
+    return run
+
+
+def write_image(path: Path, boot_sector: bytes, size: int = 1 << 20) -> Path:
+    """A raw disk image of `size` bytes with `boot_sector` at its start."""
+    with open(path, "wb") as f:
+        f.write(boot_sector)
+        f.truncate(size)
+    return path

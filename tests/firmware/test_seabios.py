@@ -1,0 +1,128 @@
+"""SeaBIOS boots boot sectors from every kind of disk the VMM offers.
+
+Each image carries a 16-bit boot sector that prints "BOOT-OK tag=TAG
+drive=" and the BIOS drive number (one raw byte) on COM1 and then powers
+the VM off through the ACPI PM1a control register, so a passing test shows
+that the firmware ran, found the device through its own virtio driver,
+loaded sector 0 (or the El Torito image) and jumped to it."""
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import write_image
+
+# The boot sector's code; `as --32` of:
+#   cli; xor %ax,%ax; mov %ax,%ds; mov %dl,%bl; mov $0x7c25,%si; mov $0x3f8,%dx
+#   1: lodsb; test %al,%al; jz 2f; out %al,%dx; jmp 1b
+#   2: mov %bl,%al; out %al,%dx; mov $0x0a,%al; out %al,%dx
+#   mov $0x604,%dx; mov $0x3400,%ax; out %ax,%dx   (SLP_TYP 5 | SLP_EN: soft off)
+#   3: hlt; jmp 3b
+# followed by the NUL-terminated message at 0x7c25.
+CODE = bytes.fromhex("fa31c08ed888d3be257cbaf803ac84c07403eeebf888d8eeb00aeeba0406b80034eff4ebfd")
+assert len(CODE) == 0x25
+
+
+def boot_sector(tag: str) -> bytes:
+    sector = bytearray(512)
+    body = CODE + f"BOOT-OK tag={tag} drive=".encode() + b"\0"
+    sector[: len(body)] = body
+    sector[510:512] = b"\x55\xaa"
+    return bytes(sector)
+
+
+def booted(run, tag):
+    """The drive number the boot sector reported, or None."""
+    marker = f"BOOT-OK tag={tag} drive=".encode()
+    at = run.serial.find(marker)
+    if at < 0 or at + len(marker) >= len(run.serial):
+        return None
+    return run.serial[at + len(marker)]
+
+
+def test_boots_virtio_blk_disk(run_vm, seabios, tmp_path):
+    disk = write_image(tmp_path / "disk.img", boot_sector("blk"))
+    r = run_vm(["--firmware", "bios", "--disk", f"path={disk}"])
+    assert r.status == 0, r.stderr
+    assert booted(r, "blk") == 0x80, r.serial
+    # SeaBIOS's own text reaches COM1 (its serial console), before the boot.
+    assert b"SeaBIOS (version" in r.serial
+    assert r.serial.index(b"SeaBIOS (version") < r.serial.index(b"BOOT-OK")
+
+
+def test_boots_virtio_scsi_disk(run_vm, seabios, tmp_path):
+    disk = write_image(tmp_path / "disk.img", boot_sector("scsi"))
+    r = run_vm(["--firmware", "bios", "--scsi-disk", f"path={disk}"])
+    assert r.status == 0, r.stderr
+    assert booted(r, "scsi") == 0x80, r.serial
+
+
+def test_boots_cdrom_el_torito(run_vm, seabios, tmp_path):
+    if not shutil.which("xorriso"):
+        pytest.skip("SKIP: xorriso is not installed")
+    root = tmp_path / "cd"
+    root.mkdir()
+    (root / "boot.bin").write_bytes(boot_sector("cd") + bytes(1536))
+    iso = tmp_path / "cd.iso"
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-b", "boot.bin", "-no-emul-boot", "-boot-load-size", "4",
+                    "-o", str(iso), str(root)], check=True)
+    r = run_vm(["--firmware", "bios", "--cdrom", iso])
+    assert r.status == 0, r.stderr
+    drive = booted(r, "cd")
+    assert drive is not None and drive >= 0xe0, r.serial  # SeaBIOS numbers CD-ROMs from 0xe0
+
+
+def test_disks_boot_before_later_ones(run_vm, seabios, tmp_path):
+    first = write_image(tmp_path / "a.img", boot_sector("first"))
+    second = write_image(tmp_path / "b.img", boot_sector("second"))
+    r = run_vm(["--firmware", "bios", "--disk", f"path={first}", "--disk", f"path={second}"])
+    assert r.status == 0, r.stderr
+    assert booted(r, "first") == 0x80, r.serial
+    assert booted(r, "second") is None
+
+
+def test_smp_and_ram_above_4g(run_vm, seabios, tmp_path):
+    # SeaBIOS counts the APs it woke against CMOS 0x5f and fw_cfg; with 3 GiB
+    # low RAM ends at 2 GiB (Q35) and the rest is above 4 GiB.
+    disk = write_image(tmp_path / "disk.img", boot_sector("smp"))
+    r = run_vm(["--firmware", "bios", "--cpus", "4", "--memory", "3G", "--disk", f"path={disk}",
+                "--log-level", "debug"])
+    assert r.status == 0, r.stderr
+    assert booted(r, "smp") == 0x80
+    assert "Found 4 cpu(s)" in r.stderr
+    # SeaBIOS's copy of our etc/e820: the 1 GiB above 4 GiB is RAM.
+    assert "0000000100000000 - 0000000140000000 = 1 RAM" in r.stderr
+
+
+def test_debug_log_and_acpi_tables(run_vm, seabios, tmp_path):
+    # --log-level debug shows the firmware's debug port. SeaBIOS moves the PM
+    # block to 0x600 only when it has etc/table-loader, and then finds the
+    # FADT ("FACP") through the XSDT of the tables it installed from ours.
+    disk = write_image(tmp_path / "disk.img", boot_sector("dbg"))
+    r = run_vm(["--firmware", "bios", "--disk", f"path={disk}", "--log-level", "debug"])
+    assert r.status == 0, r.stderr
+    assert "firmware: SeaBIOS (version" in r.stderr
+    assert "firmware: Moving pm_base to 0x600" in r.stderr
+    assert "firmware: table(50434146)=" in r.stderr and "(via xsdt)" in r.stderr
+    assert "pci: ECAM at 0xb0000000" in r.stderr
+
+
+def test_no_bootable_device(run_vm, seabios, tmp_path):
+    blank = write_image(tmp_path / "blank.img", bytes(512))
+    r = run_vm(["--firmware", "bios", "--disk", f"path={blank}"])
+    assert r.status == 7, r.stderr
+    assert "no bootable device" in r.stderr
+    assert b"No bootable device" in r.serial
+
+
+def test_bad_firmware_images(run_vm, tmp_path):
+    r = run_vm(["--firmware", tmp_path / "missing.bin"])
+    assert r.status == 1
+    assert "--firmware" in r.stderr and "No such file" in r.stderr
+    odd = tmp_path / "odd.bin"
+    odd.write_bytes(b"\x90" * 5000)
+    r = run_vm(["--firmware", odd])
+    assert r.status == 1
+    assert "whole number of 4 KiB pages" in r.stderr
+    r = run_vm(["--firmware", "uefi"])
+    assert r.status == 1 and "not supported yet" in r.stderr

@@ -1,0 +1,136 @@
+// Firmware boot: SeaBIOS (or another image the user names) starts at the
+// reset vector and boots from the disks itself (see vmm/boot_source.h and
+// README "Firmware boot").
+//
+// The image is mapped read-only so that it ends at 4 GiB (a KVM read-only
+// memory slot: reads run at memory speed, writes exit and are dropped),
+// and its last 128 KiB are also copied into RAM at 0xE0000-0xFFFFF, where a
+// PC's BIOS appears: SeaBIOS runs from there once it has "shadowed" itself
+// (our 0xC0000-0xFFFFF is always RAM, so the chipset's PAM registers only
+// store what the firmware writes). The firmware gets the machine's memory
+// map, CPU count and ACPI tables through fw_cfg, and its text output on
+// COM1 (SeaBIOS's serial console). Its debug port (0x402) goes to the log at
+// debug level; SeaBIOS's "No bootable device" there ends the VM with
+// ExitReason::NoBootDevice instead of the firmware's endless retry loop.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <array>
+
+#include "arch/x86_64/e820.h"
+#include "arch/x86_64/fw_cfg_files.h"
+#include "devices/debug_con.h"
+#include "devices/fw_cfg.h"
+#include "vmm/boot_source.h"
+#include "vmm/core/error.h"
+#include "vmm/core/log.h"
+#include "vmm/input_file.h"
+#include "vmm/platform.h"
+
+namespace vmm {
+
+namespace x86 = arch::x86;
+
+namespace {
+
+// Where Debian's seabios package installs the image; bios-256k.bin is the
+// build QEMU uses for its machines (with more drivers than bios.bin).
+constexpr std::array kSeaBiosPaths = {"/usr/share/seabios/bios-256k.bin", "/usr/share/seabios/bios.bin"};
+
+// The part of the image a PC also shows below 1 MiB.
+constexpr uint64_t kLowBiosSize = 128 * x86::KiB;
+constexpr uint64_t kMinImageSize = 64 * x86::KiB;
+
+std::string resolve_image(const std::string& spec) {
+    if (spec != "bios") return spec;
+    for (const char* p : kSeaBiosPaths)
+        if (::access(p, R_OK) == 0) return p;
+    fail("--firmware bios: SeaBIOS not found (looked for {} and {}); install Debian's seabios package or give "
+         "the image's path",
+         kSeaBiosPaths[0], kSeaBiosPaths[1]);
+}
+
+// Writes to the read-only image exit to the VMM; firmware probing for
+// flash or RAM does that on purpose, so they are dropped quietly.
+class RomWrites : public BusDevice {
+public:
+    void read(uint64_t, std::span<uint8_t> data) override { std::fill(data.begin(), data.end(), 0xff); }
+    void write(uint64_t offset, std::span<const uint8_t> data) override {
+        if (rl_.allow()) log::debug("firmware: write of {} bytes to the read-only image at offset {:#x} dropped", data.size(), offset);
+    }
+    std::string name() const override { return "firmware-rom"; }
+
+private:
+    log::RateLimit rl_;
+};
+
+class FirmwareBoot : public BootSource {
+public:
+    ~FirmwareBoot() override {
+        if (rom_ != MAP_FAILED) ::munmap(rom_, rom_size_);
+    }
+
+    void load(BootContext& ctx) override {
+        const VmConfig& cfg = ctx.cfg;
+        const std::string path = resolve_image(cfg.firmware);
+        const std::string what = "--firmware " + cfg.firmware;
+        InputFile image(path, "--firmware");
+        const uint64_t size = image.size();
+        if (size < kMinImageSize || size % (4 * x86::KiB) != 0 || size > x86::kFirmwareMaxSize)
+            fail("{}: {} is {} bytes; a firmware image is a whole number of 4 KiB pages between {} and {}", what, path,
+                 size, x86::human_size(kMinImageSize), x86::human_size(x86::kFirmwareMaxSize));
+        if (ctx.vm.kvm().check_extension(KVM_CAP_READONLY_MEM) <= 0)
+            fail("{}: this host's KVM cannot map read-only memory (KVM_CAP_READONLY_MEM)", what);
+
+        rom_size_ = size;
+        rom_ = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (rom_ == MAP_FAILED) throw_errno(what + ": mmap");
+        std::span<uint8_t> rom(static_cast<uint8_t*>(rom_), size);
+        image.copy_to(rom, image.bytes());
+        ::mprotect(rom_, size, PROT_READ);  // the guest cannot write it; nor should we
+        const uint64_t base = x86::kMmioHoleEnd - size;
+        ctx.vm.set_user_memory_region(ctx.first_free_memslot, base, size, rom_, KVM_MEM_READONLY);
+        ctx.mmio.add(base, size, std::make_shared<RomWrites>());
+
+        const uint64_t low = std::min(size, kLowBiosSize);
+        if (!ctx.mem.write(x86::kHighMemStart - low, rom.subspan(size - low)))
+            fail("{}: the low BIOS copy does not fit in guest RAM", what);
+
+        auto fw = std::make_shared<devices::FwCfg>(&ctx.mem);
+        fw->add_u64(devices::FwCfg::kRamSize, cfg.memory);
+        fw->add_u16(devices::FwCfg::kNoGraphic, 1);  // SeaBIOS: text console on COM1
+        fw->add_u16(devices::FwCfg::kNbCpus, static_cast<uint16_t>(cfg.cpus));
+        fw->add_u16(devices::FwCfg::kMaxCpus, static_cast<uint16_t>(cfg.cpus));
+        fw->add_u16(devices::FwCfg::kBootMenu, 0);
+        fw->add_file("etc/e820", x86::fw_cfg_e820(x86::firmware_e820(ctx.layout.ram)));
+        for (auto& f : x86::acpi_loader_files(x86::generate_acpi_tables(ctx.acpi)))
+            fw->add_file(f.name, std::move(f.bytes));
+        ctx.pio.add(platform::kFwCfgPort, devices::FwCfg::kLength, fw);
+
+        ExitControl* exit = &ctx.exit;
+        ctx.pio.add(platform::kDebugConPort, devices::DebugCon::kLength,
+                    std::make_shared<devices::DebugCon>([exit](const std::string& line) {
+                        log::debug("firmware: {}", line);
+                        if (line.starts_with("No bootable device"))
+                            exit->request(ExitReason::NoBootDevice,
+                                          "the firmware found no bootable device (check that a --disk, "
+                                          "--scsi-disk or --cdrom image has a boot sector or EFI system partition)");
+                    }));
+        log::info("firmware {} ({} KiB at {:#x}), {} MiB RAM, {} vCPU(s)", path, size >> 10, base, cfg.memory >> 20,
+                  cfg.cpus);
+    }
+
+    // The boot vCPU keeps KVM's reset state: real mode at F000:FFF0, i.e.
+    // 16 bytes below 4 GiB, inside the image.
+    void setup_boot_cpu(Vcpu&) override {}
+
+private:
+    void* rom_ = MAP_FAILED;
+    uint64_t rom_size_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<BootSource> make_firmware_boot() { return std::make_unique<FirmwareBoot>(); }
+
+}  // namespace vmm
