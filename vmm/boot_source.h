@@ -15,6 +15,7 @@
 #include <string>
 
 #include "arch/x86_64/acpi.h"
+#include "arch/x86_64/fw_cfg_files.h"
 #include "arch/x86_64/layout.h"
 #include "vmm/config.h"
 #include "vmm/core/bus.h"
@@ -31,6 +32,7 @@ struct BootContext {
     const GuestMemory& mem;
     const arch::x86::PlatformLayout& layout;
     const arch::x86::AcpiConfig& acpi;  // the platform as the ACPI tables describe it
+    const std::vector<arch::x86::BootDevice>& boot_devices;  // bootindex= devices, for the firmware
     Bus& pio;
     Bus& mmio;
     uint32_t first_free_memslot;  // KVM memory slots from here on are the boot source's

@@ -53,6 +53,10 @@ std::vector<std::pair<std::string, std::string>> split_kv(const std::string& spe
     return out;
 }
 
+int parse_bootindex(const std::string& v, const std::string& what) {
+    return static_cast<int>(check::parse_uint(v, what, 0, check::kMaxBootIndex));
+}
+
 DiskConfig parse_disk(const std::string& spec) {
     DiskConfig d;
     for (auto& [k, v] : split_kv(spec, "--disk")) {
@@ -71,8 +75,11 @@ DiskConfig parse_disk(const std::string& spec) {
             d.packed = parse_on_off(v, what);
         } else if (k == "slot") {
             d.slot = v == "auto" ? -1 : check::disk_slot(check::parse_uint(v, what, check::kMinSlot, check::kMaxSlot), what);
+        } else if (k == "bootindex") {
+            d.bootindex = parse_bootindex(v, what);
         } else {
-            fail("--disk: unknown key \"{}\" (expected path, readonly, serial, num_queues, direct, slot, packed)", k);
+            fail("--disk: unknown key \"{}\" (expected path, readonly, serial, num_queues, direct, slot, packed, "
+                 "bootindex)", k);
         }
     }
     if (d.path.empty()) fail("--disk \"{}\": path=FILE is required", spec);
@@ -88,7 +95,8 @@ NetConfig parse_net(const std::string& spec) {
         else if (k == "mac") n.mac = check::mac_address(v, what);
         else if (k == "num_queues") n.num_queues = check::net_num_queues(check::parse_uint(v, what, 1, check::kMaxNetQueues), what);
         else if (k == "packed") n.packed = parse_on_off(v, what);
-        else fail("--net: unknown key \"{}\" (expected tap, mac, num_queues, packed)", k);
+        else if (k == "bootindex") n.bootindex = parse_bootindex(v, what);
+        else fail("--net: unknown key \"{}\" (expected tap, mac, num_queues, packed, bootindex)", k);
     }
     if (n.tap.empty()) fail("--net \"{}\": tap=NAME is required", spec);
     return n;
@@ -130,7 +138,8 @@ ScsiLunConfig parse_scsi_lun(const std::string& spec, bool cdrom) {
         if (k == "path") l.path = check::path(v, what);
         else if (k == "lun") l.lun = static_cast<int>(check::parse_uint(v, what, 0, check::kMaxScsiLun));
         else if (k == "readonly" && !cdrom) l.readonly = parse_on_off(v, what);
-        else fail("{}: unknown key \"{}\" (expected path, lun{})", opt, k, cdrom ? "" : ", readonly");
+        else if (k == "bootindex") l.bootindex = parse_bootindex(v, what);
+        else fail("{}: unknown key \"{}\" (expected path, lun{}, bootindex)", opt, k, cdrom ? "" : ", readonly");
     }
     if (l.path.empty()) fail("{} \"{}\": path=FILE is required", opt, spec);
     return l;
@@ -212,24 +221,24 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                           ->default_str(check::console_mode_name(def.console));
     auto* o_disk = app.add_option("--disk", disks,
                                   "virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,num_queues=N][,direct=on]"
-                                  "[,slot=N][,packed=off] (repeatable; /dev/vda, vdb, ... in order; replaces the --config disks)")
+                                  "[,slot=N][,packed=off][,bootindex=N] (repeatable; /dev/vda, vdb, ... in order; replaces the --config disks)")
                        ->type_name("SPEC")
                        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
                        ->allow_extra_args(false);
     auto* o_net = app.add_option("--net", nets,
-                                 "virtio-net interface on a host tap: tap=NAME[,mac=MAC][,num_queues=N][,packed=off] (repeatable; "
+                                 "virtio-net interface on a host tap: tap=NAME[,mac=MAC][,num_queues=N][,packed=off][,bootindex=N] (repeatable; "
                                  "the tap is created if missing, which needs CAP_NET_ADMIN; replaces the --config list)")
                       ->type_name("SPEC")
                       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
                       ->allow_extra_args(false);
     auto* o_scsi_disk = app.add_option("--scsi-disk", scsi_disks,
-                                       "virtio-scsi disk: path=FILE[,lun=N][,readonly=on] (repeatable; one controller, "
+                                       "virtio-scsi disk: path=FILE[,lun=N][,readonly=on][,bootindex=N] (repeatable; one controller, "
                                        "target 0; LUNs in order when not given; replaces the --config scsi.disks)")
                             ->type_name("SPEC")
                             ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
                             ->allow_extra_args(false);
     auto* o_cdrom = app.add_option("--cdrom", cdroms,
-                                   "virtio-scsi CD-ROM (read-only, 2048-byte blocks): FILE or path=FILE[,lun=N] "
+                                   "virtio-scsi CD-ROM (read-only, 2048-byte blocks): FILE or path=FILE[,lun=N][,bootindex=N] "
                                    "(repeatable; replaces the --config scsi.cdroms)")
                         ->type_name("FILE")
                         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
@@ -343,6 +352,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
         check::balloon_size(cfg.balloon->size, cfg.memory,
                             given(o_balloon) ? "--balloon size" : config_path + ": balloon.size");
     check::boot_source(cfg);
+    check::boot_indexes(cfg, "");
     if (print_config) return PrintConfig{config_to_text(cfg)};
     return cfg;
 }

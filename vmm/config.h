@@ -25,6 +25,7 @@ struct DiskConfig {
     bool direct = false;  // O_DIRECT: bypass the host page cache
     int slot = -1;        // PCI slot; -1: the VMM chooses
     bool packed = true;   // offer the packed virtqueue layout (off: drivers use the split ring)
+    int bootindex = -1;   // firmware boot order, lower first; -1: none (see kMaxBootIndex)
 };
 
 // One virtio-net interface on a host tap (--net).
@@ -33,6 +34,7 @@ struct NetConfig {
     std::string mac;          // "52:54:00:12:34:56"; empty: derived from the tap name
     uint16_t num_queues = 1;  // queue pairs (multiqueue tap when > 1)
     bool packed = true;       // offer the packed virtqueue layout (off: drivers use the split ring)
+    int bootindex = -1;       // firmware boot order (network boot); -1: none
 };
 
 // virtio-balloon (--balloon).
@@ -50,6 +52,7 @@ struct ScsiLunConfig {
     int lun = -1;           // 0..16383; -1: the lowest free LUN (assigned by check::scsi_luns)
     bool readonly = false;  // CD-ROMs are always read-only
     bool cdrom = false;     // CD-ROM: 2048-byte blocks, MMC commands
+    int bootindex = -1;     // firmware boot order; -1: none
 };
 
 // One named virtio-serial port (--serial-port): the guest's

@@ -2,6 +2,8 @@
 // implementation each, called by the CLI and the JSON loader.
 #include "vmm/config_check.h"
 
+#include <map>
+
 #include <algorithm>
 #include <cctype>
 #include <limits>
@@ -141,6 +143,18 @@ const std::string& path(const std::string& p, const std::string& what) {
     if (p.empty()) fail("{}: empty path", what);
     if (p.find('\0') != std::string::npos) fail("{}: path contains a NUL byte", what);
     return p;
+}
+
+void boot_indexes(const VmConfig& cfg, const std::string& where) {
+    std::map<int, std::string> seen;
+    auto add = [&](int index, const std::string& what) {
+        if (index < 0) return;
+        auto [it, fresh] = seen.emplace(index, what);
+        if (!fresh) fail("{}bootindex {} is given twice ({} and {})", where, index, it->second, what);
+    };
+    for (auto& d : cfg.disks) add(d.bootindex, "disk " + d.path);
+    for (auto& l : cfg.scsi) add(l.bootindex, (l.cdrom ? "CD-ROM " : "SCSI disk ") + l.path);
+    for (auto& n : cfg.nets) add(n.bootindex, "interface " + n.tap);
 }
 
 const std::string& firmware(const std::string& spec, const std::string& what) {

@@ -44,6 +44,11 @@ const std::string& log_level(const std::string& level, const std::string& what);
 // Paths given for a file, socket, kernel, ...: not empty, no NUL byte.
 const std::string& path(const std::string& p, const std::string& what);
 
+// bootindex= on disks, LUNs and interfaces: the order in which firmware
+// tries them (lower first); each value at most once across the VM.
+inline constexpr int kMaxBootIndex = 9999;
+void boot_indexes(const VmConfig& cfg, const std::string& where);
+
 // --firmware / boot.firmware: "bios" or the path of a firmware image.
 const std::string& firmware(const std::string& spec, const std::string& what);
 // The merged configuration boots something: a kernel, or firmware (and not

@@ -154,6 +154,14 @@ private:
         return v.get<std::string>();
     }
 
+    // "none" or an integer in 0..kMaxBootIndex.
+    int bootindex(const json& v, const std::string& path) const {
+        if (v.is_string() && v.get<std::string>() == "none") return -1;
+        if (uint64_t n; unsigned_value(v, n) && n <= static_cast<uint64_t>(check::kMaxBootIndex))
+            return static_cast<int>(n);
+        fail("{}: expected \"none\" or an integer in 0..{}, got {}", where(path), check::kMaxBootIndex, describe(v));
+    }
+
     // A path that may be "" for "none".
     std::string optional_path(const json& v, const std::string& path) const {
         std::string s = string(v, path);
@@ -194,7 +202,7 @@ private:
         for (size_t i = 0; i < v.size(); ++i) {
             std::string at = fmt::format("disks[{}]", i);
             const json& d = object(v[i], at);
-            keys(d, at, {"path", "readonly", "serial", "num_queues", "direct", "slot", "packed"});
+            keys(d, at, {"path", "readonly", "serial", "num_queues", "direct", "slot", "packed", "bootindex"});
             DiskConfig disk;
             auto* p = find(d, "path");
             if (!p) fail("{}: missing \"path\"", where(at));
@@ -207,6 +215,7 @@ private:
                                                          where(at + ".num_queues"));
             if (auto* x = find(d, "direct")) disk.direct = boolean(*x, at + ".direct");
             if (auto* x = find(d, "packed")) disk.packed = boolean(*x, at + ".packed");
+            if (auto* x = find(d, "bootindex")) disk.bootindex = bootindex(*x, at + ".bootindex");
             if (auto* x = find(d, "slot")) {
                 if (x->is_string() && x->get<std::string>() == "auto") disk.slot = -1;
                 else if (uint64_t n; unsigned_value(*x, n)) disk.slot = check::disk_slot(n, where(at + ".slot"));
@@ -238,8 +247,8 @@ private:
             for (size_t i = 0; i < a->size(); ++i) {
                 std::string at = fmt::format("{}[{}]", at0, i);
                 const json& d = object((*a)[i], at);
-                if (cdrom) keys(d, at, {"path", "lun"});
-                else keys(d, at, {"path", "lun", "readonly"});
+                if (cdrom) keys(d, at, {"path", "lun", "bootindex"});
+                else keys(d, at, {"path", "lun", "readonly", "bootindex"});
                 ScsiLunConfig l;
                 l.cdrom = cdrom;
                 l.readonly = cdrom;
@@ -253,6 +262,7 @@ private:
                               check::kMaxScsiLun, describe(*x));
                 }
                 if (auto* x = find(d, "readonly")) l.readonly = boolean(*x, at + ".readonly");
+                if (auto* x = find(d, "bootindex")) l.bootindex = bootindex(*x, at + ".bootindex");
                 luns.push_back(std::move(l));
             }
         };
@@ -312,7 +322,7 @@ private:
         for (size_t i = 0; i < v.size(); ++i) {
             std::string at = fmt::format("net[{}]", i);
             const json& n = object(v[i], at);
-            keys(n, at, {"tap", "mac", "num_queues", "packed"});
+            keys(n, at, {"tap", "mac", "num_queues", "packed", "bootindex"});
             NetConfig nc;
             auto* t = find(n, "tap");
             if (!t) fail("{}: missing \"tap\"", where(at));
@@ -322,6 +332,7 @@ private:
                 nc.num_queues = check::net_num_queues(integer(*x, at + ".num_queues", 1, check::kMaxNetQueues),
                                                       where(at + ".num_queues"));
             if (auto* x = find(n, "packed")) nc.packed = boolean(*x, at + ".packed");
+            if (auto* x = find(n, "bootindex")) nc.bootindex = bootindex(*x, at + ".bootindex");
             list.push_back(std::move(nc));
         }
         check::net_list(list, where("net"));
@@ -503,6 +514,8 @@ VmConfig config_from_file(const std::string& path) {
     return cfg;
 }
 
+json bootindex_json(int index) { return index < 0 ? json("none") : json(index); }
+
 json config_to_json(const VmConfig& cfg) {
     json disks = json::array();
     for (auto& d : cfg.disks) {
@@ -512,16 +525,22 @@ json config_to_json(const VmConfig& cfg) {
                          {"num_queues", d.num_queues},
                          {"direct", d.direct},
                          {"packed", d.packed},
-                         {"slot", d.slot < 0 ? json("auto") : json(d.slot)}});
+                         {"slot", d.slot < 0 ? json("auto") : json(d.slot)},
+                         {"bootindex", bootindex_json(d.bootindex)}});
     }
     json nets = json::array();
     for (auto& n : cfg.nets)
-        nets.push_back({{"tap", n.tap}, {"mac", n.mac}, {"num_queues", n.num_queues}, {"packed", n.packed}});
+        nets.push_back({{"tap", n.tap},
+                        {"mac", n.mac},
+                        {"num_queues", n.num_queues},
+                        {"packed", n.packed},
+                        {"bootindex", bootindex_json(n.bootindex)}});
     json scsi_disks = json::array(), scsi_cdroms = json::array();
     for (auto& l : cfg.scsi) {
         json lun = l.lun < 0 ? json("auto") : json(l.lun);
-        if (l.cdrom) scsi_cdroms.push_back({{"path", l.path}, {"lun", lun}});
-        else scsi_disks.push_back({{"path", l.path}, {"lun", lun}, {"readonly", l.readonly}});
+        json boot = bootindex_json(l.bootindex);
+        if (l.cdrom) scsi_cdroms.push_back({{"path", l.path}, {"lun", lun}, {"bootindex", boot}});
+        else scsi_disks.push_back({{"path", l.path}, {"lun", lun}, {"readonly", l.readonly}, {"bootindex", boot}});
     }
     json serial_ports = json::array();
     for (auto& p : cfg.serial_ports)

@@ -102,6 +102,7 @@ public:
         fw->add_u16(devices::FwCfg::kNbCpus, static_cast<uint16_t>(cfg.cpus));
         fw->add_u16(devices::FwCfg::kMaxCpus, static_cast<uint16_t>(cfg.cpus));
         fw->add_u16(devices::FwCfg::kBootMenu, 0);
+        if (!ctx.boot_devices.empty()) fw->add_file("bootorder", x86::fw_cfg_bootorder(ctx.boot_devices));
         fw->add_file("etc/e820", x86::fw_cfg_e820(x86::firmware_e820(ctx.layout.ram)));
         for (auto& f : x86::acpi_loader_files(x86::generate_acpi_tables(ctx.acpi)))
             fw->add_file(f.name, std::move(f.bytes));

@@ -178,7 +178,8 @@ x86::AcpiConfig Machine::acpi_config() const {
 
 void Machine::load_boot_source() {
     auto acpi = acpi_config();
-    BootContext ctx{cfg_, vm_, mem_, layout_, acpi, pio_, mmio_, static_cast<uint32_t>(mem_.regions().size()), exit_};
+    BootContext ctx{cfg_,  vm_,   mem_, layout_, acpi, boot_devices_, pio_, mmio_, static_cast<uint32_t>(mem_.regions().size()),
+                    exit_};
     boot_->load(ctx);
 }
 
@@ -280,7 +281,8 @@ void Machine::setup_pci() {
             bc.name = fmt::format("virtio-blk{}", i);
             auto blk = std::make_shared<virtio::BlockDevice>(std::move(bc));
             disks_.push_back(blk);
-            add_virtio(blk, d.slot, d.packed);
+            unsigned s = add_virtio(blk, d.slot, d.packed);
+            if (d.bootindex >= 0) boot_devices_.push_back({x86::BootDevice::Kind::VirtioBlk, s, 0, d.bootindex});
         }
     }
     // Named serial ports live on the console device too: it exists when
@@ -310,7 +312,8 @@ void Machine::setup_pci() {
         virtio::NetConfig nc;
         nc.name = fmt::format("virtio-net{}", i);
         nc.mac = check::effective_mac(n);
-        add_virtio(std::make_shared<virtio::NetDevice>(std::move(nc), std::move(tap)), -1, n.packed);
+        unsigned s = add_virtio(std::make_shared<virtio::NetDevice>(std::move(nc), std::move(tap)), -1, n.packed);
+        if (n.bootindex >= 0) boot_devices_.push_back({x86::BootDevice::Kind::VirtioNet, s, 0, n.bootindex});
     }
     if (cfg_.rng) add_virtio(std::make_shared<virtio::RngDevice>(virtio::RngConfig{}), -1);
     if (cfg_.balloon) {
@@ -343,11 +346,14 @@ void Machine::setup_pci() {
                 log::warn("--scsi-disk/--cdrom: {} LUNs may need {} file descriptors; the limit is {}", luns.size(),
                           want, nofile.rlim_cur);
         }
-        add_virtio(std::make_shared<virtio::ScsiDevice>(std::move(sc)), -1);
+        unsigned s = add_virtio(std::make_shared<virtio::ScsiDevice>(std::move(sc)), -1);
+        for (size_t i = 0; i < cfg_.scsi.size(); ++i)
+            if (cfg_.scsi[i].bootindex >= 0)
+                boot_devices_.push_back({x86::BootDevice::Kind::VirtioScsiLun, s, luns[i], cfg_.scsi[i].bootindex});
     }
 }
 
-void Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed) {
+unsigned Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed) {
     unsigned s = slot >= 0 ? static_cast<unsigned>(slot) : pci_->free_slot();
     // Under firmware the BAR starts unassigned (0) and the firmware assigns it.
     uint64_t bar = firmware() ? 0 : next_bar_;
@@ -373,6 +379,7 @@ void Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bo
     t->bars_changed(t->decoded_bars());
     virtio_.push_back(t);
     log::info("{} at PCI 00:{:02x}.0, BAR0 {:#x}, INTx GSI {}", dev->name(), s, bar, gsi);
+    return s;
 }
 
 void Machine::defer(std::function<void()> task) {

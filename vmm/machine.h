@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "arch/x86_64/acpi.h"
+#include "arch/x86_64/fw_cfg_files.h"
 #include "arch/x86_64/layout.h"
 #include "vmm/boot_source.h"
 #include "vmm/config.h"
@@ -78,7 +79,8 @@ private:
     void load_boot_source();
     void setup_devices();
     void setup_pci();
-    void add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed = true);
+    // Returns the PCI slot the device got.
+    unsigned add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed = true);
     // Runs `task` on the main thread (device activation and reset).
     void defer(std::function<void()> task);
     void run_deferred();
@@ -128,6 +130,7 @@ private:
     double created_ms_ = 0;
     arch::x86::PlatformLayout layout_;
     std::unique_ptr<BootSource> boot_;
+    std::vector<arch::x86::BootDevice> boot_devices_;  // bootindex= devices, for the firmware
 };
 
 // Installs the no-op signal handler used to kick vCPU threads out of KVM_RUN.

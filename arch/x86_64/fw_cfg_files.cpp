@@ -2,6 +2,10 @@
 
 #include "arch/x86_64/bytes.h"
 
+#include <algorithm>
+
+#include <fmt/format.h>
+
 namespace vmm::arch::x86 {
 
 using namespace acpi;
@@ -116,6 +120,22 @@ std::vector<uint8_t> fw_cfg_e820(std::span<const E820Entry> entries) {
         put_le32(out, i * kEntrySize + 16, entries[i].type);
     }
     return out;
+}
+
+std::vector<uint8_t> fw_cfg_bootorder(std::vector<BootDevice> devices) {
+    std::stable_sort(devices.begin(), devices.end(),
+                     [](const BootDevice& a, const BootDevice& b) { return a.index < b.index; });
+    std::string text;
+    for (const BootDevice& d : devices) {
+        switch (d.kind) {
+            case BootDevice::Kind::VirtioBlk: text += fmt::format("/pci@i0cf8/scsi@{:x}/disk@0,0\n", d.slot); break;
+            case BootDevice::Kind::VirtioScsiLun:
+                text += fmt::format("/pci@i0cf8/scsi@{:x}/channel@0/disk@0,{:x}\n", d.slot, d.lun);
+                break;
+            case BootDevice::Kind::VirtioNet: text += fmt::format("/pci@i0cf8/ethernet@{:x}\n", d.slot); break;
+        }
+    }
+    return {text.begin(), text.end()};
 }
 
 }  // namespace vmm::arch::x86

@@ -63,6 +63,18 @@ inline constexpr std::size_t kChecksumLength = 68;
 // etc/acpi/tables, etc/acpi/rsdp and etc/table-loader, in that order.
 std::vector<FwCfgFile> acpi_loader_files(const AcpiTableSet& t);
 
+// A device the firmware may boot from, as the `bootorder` file names it.
+struct BootDevice {
+    enum class Kind { VirtioBlk, VirtioScsiLun, VirtioNet };
+    Kind kind;
+    unsigned slot;     // PCI slot on bus 0
+    uint32_t lun = 0;  // VirtioScsiLun: the LUN on target 0
+    int index;         // boot order: lower first
+};
+// `bootorder`: one OpenFirmware device path per line (QEMU's spelling, which
+// SeaBIOS and OVMF match), sorted by index; empty when `devices` is.
+std::vector<uint8_t> fw_cfg_bootorder(std::vector<BootDevice> devices);
+
 // etc/e820: packed 20-byte entries {le64 address, le64 length, le32 type}.
 std::vector<uint8_t> fw_cfg_e820(std::span<const E820Entry> entries);
 

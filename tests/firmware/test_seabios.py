@@ -81,6 +81,23 @@ def test_disks_boot_before_later_ones(run_vm, seabios, tmp_path):
     assert booted(r, "second") is None
 
 
+def test_bootindex_picks_the_boot_device(run_vm, seabios, tmp_path):
+    # Without bootindex the first disk boots (above); a lower bootindex wins,
+    # across device kinds too (SeaBIOS reads our `bootorder` file).
+    first = write_image(tmp_path / "a.img", boot_sector("first"))
+    second = write_image(tmp_path / "b.img", boot_sector("second"))
+    scsi = write_image(tmp_path / "s.img", boot_sector("scsi"))
+    r = run_vm(["--firmware", "bios", "--disk", f"path={first},bootindex=2", "--disk", f"path={second},bootindex=1",
+                "--log-level", "debug"])
+    assert r.status == 0, r.stderr
+    assert booted(r, "second") == 0x80, r.serial
+    assert "firmware: Searching bootorder for: /pci@i0cf8/*@2" in r.stderr
+    r = run_vm(["--firmware", "bios", "--disk", f"path={first},bootindex=1", "--scsi-disk", f"path={scsi},bootindex=0"])
+    assert r.status == 0, r.stderr
+    assert booted(r, "scsi") == 0x80, r.serial
+    assert booted(r, "first") is None
+
+
 def test_smp_and_ram_above_4g(run_vm, seabios, tmp_path):
     # SeaBIOS counts the APs it woke against CMOS 0x5f and fw_cfg; with 3 GiB
     # low RAM ends at 2 GiB (Q35) and the rest is above 4 GiB.

@@ -303,3 +303,16 @@ TEST_CASE("fw_cfg files: etc/e820 entries", "[arch][fw_cfg]") {
     CHECK(rd(b, 36, 4) == 2);
     CHECK(fw_cfg_e820({}).empty());
 }
+
+TEST_CASE("fw_cfg files: bootorder lists device paths by boot index", "[arch][fw_cfg]") {
+    using K = BootDevice::Kind;
+    auto text = [](std::vector<BootDevice> d) {
+        auto b = fw_cfg_bootorder(std::move(d));
+        return std::string(b.begin(), b.end());
+    };
+    CHECK(text({}).empty());
+    CHECK(text({{K::VirtioBlk, 12, 0, 5}, {K::VirtioScsiLun, 3, 0x1a, 0}, {K::VirtioNet, 4, 0, 2}}) ==
+          "/pci@i0cf8/scsi@3/channel@0/disk@0,1a\n"
+          "/pci@i0cf8/ethernet@4\n"
+          "/pci@i0cf8/scsi@c/disk@0,0\n");
+}

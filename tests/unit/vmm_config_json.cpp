@@ -63,7 +63,7 @@ vmm::VmConfig cli(const std::vector<std::string>& args) {
 bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
     auto disk_eq = [](const vmm::DiskConfig& x, const vmm::DiskConfig& y) {
         return x.path == y.path && x.readonly == y.readonly && x.serial == y.serial && x.num_queues == y.num_queues &&
-               x.direct == y.direct && x.slot == y.slot && x.packed == y.packed;
+               x.direct == y.direct && x.slot == y.slot && x.packed == y.packed && x.bootindex == y.bootindex;
     };
     auto balloon_eq = [](const std::optional<vmm::BalloonConfig>& x, const std::optional<vmm::BalloonConfig>& y) {
         if (!x || !y) return x.has_value() == y.has_value();
@@ -71,7 +71,8 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
                x->free_page_reporting == y->free_page_reporting && x->stats_interval_s == y->stats_interval_s;
     };
     auto net_eq = [](const vmm::NetConfig& x, const vmm::NetConfig& y) {
-        return x.tap == y.tap && x.mac == y.mac && x.num_queues == y.num_queues && x.packed == y.packed;
+        return x.tap == y.tap && x.mac == y.mac && x.num_queues == y.num_queues && x.packed == y.packed &&
+               x.bootindex == y.bootindex;
     };
     return balloon_eq(a.balloon, b.balloon) &&
            std::equal(a.nets.begin(), a.nets.end(), b.nets.begin(), b.nets.end(), net_eq) && a.firmware == b.firmware && a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
@@ -81,7 +82,8 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
            a.api_socket == b.api_socket && a.timeout_s == b.timeout_s && a.pvpanic == b.pvpanic && a.rng == b.rng &&
            std::equal(a.disks.begin(), a.disks.end(), b.disks.begin(), b.disks.end(), disk_eq) &&
            std::equal(a.scsi.begin(), a.scsi.end(), b.scsi.begin(), b.scsi.end(), [](auto& x, auto& y) {
-               return x.path == y.path && x.lun == y.lun && x.readonly == y.readonly && x.cdrom == y.cdrom;
+               return x.path == y.path && x.lun == y.lun && x.readonly == y.readonly && x.cdrom == y.cdrom &&
+                      x.bootindex == y.bootindex;
            }) &&
            std::equal(a.serial_ports.begin(), a.serial_ports.end(), b.serial_ports.begin(), b.serial_ports.end(),
                       [](const vmm::SerialPortConfig& x, const vmm::SerialPortConfig& y) {
@@ -549,7 +551,7 @@ TEST_CASE("config json: --print-config prints what would run, and it parses back
         CHECK(j.contains(s));
     CHECK(j["machine"].size() == 3);
     CHECK(j["boot"].size() == 4);
-    CHECK(j["disks"][0].size() == 7);
+    CHECK(j["disks"][0].size() == 8);
     CHECK(j["run"].size() == 3);
     // Still validated: no kernel, no printout.
     CHECK_THAT(error_of_cli({"--print-config"}), Contains("--kernel"));
@@ -595,6 +597,23 @@ TEST_CASE("config json: firmware boot instead of a kernel", "[vmm][config]") {
     CHECK_THAT(error_of_cli({"--firmware", "uefi"}), Contains("uefi") && Contains("not supported yet"));
     CHECK_THAT(error_of_json(R"({"boot": {"firmware": 1}})"), Contains("boot.firmware: expected a string"));
     CHECK_THAT(error_of_json(R"({"boot": {"firmware": "uefi"}})"), Contains("boot.firmware"));
+    // bootindex on every bootable device, each value once.
+    auto b = cli({"--firmware", "bios", "--disk", "path=/d,bootindex=2", "--scsi-disk", "path=/s,bootindex=1",
+                  "--cdrom", "path=/c.iso,bootindex=0", "--net", "tap=t0,bootindex=3"});
+    CHECK(b.disks.at(0).bootindex == 2);
+    CHECK(b.nets.at(0).bootindex == 3);
+    REQUIRE(b.scsi.size() == 2);
+    CHECK(b.scsi[0].bootindex == 1);
+    CHECK(b.scsi[1].bootindex == 0);
+    CHECK(same(load(vmm::config_to_text(b)), b));
+    CHECK(cli({"--firmware", "bios", "--disk", "path=/d"}).disks.at(0).bootindex == -1);
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--disk", "path=/d,bootindex=1", "--cdrom", "path=/c,bootindex=1"}),
+               Contains("bootindex 1 is given twice") && Contains("disk /d") && Contains("CD-ROM /c"));
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--disk", "path=/d,bootindex=10000"}), Contains("bootindex"));
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--disk", "path=/d,bootindex=x"}), Contains("bootindex"));
+    CHECK(load(R"({"disks": [{"path": "/d", "bootindex": "none"}]})").disks.at(0).bootindex == -1);
+    CHECK(load(R"({"scsi": {"cdroms": [{"path": "/c", "bootindex": 4}]}})").scsi.at(0).bootindex == 4);
+    CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "bootindex": -1}]})"), Contains("net[0].bootindex"));
     // --firmware off drops a --config file's firmware, so its kernel boots.
     TempDir dir;
     auto f = dir.write("fw.json", R"({"boot": {"firmware": "bios"}})");
