@@ -606,7 +606,9 @@ void Machine::event_loop() {
                          {console_sock_ && console_sock.pending.empty() ? console_sock_->client_fd() : -1, POLLIN, 0}};
         int wait_ms = waiting ? 10 : -1;
         if (cfg_.timeout_s) {
-            double left = created_ms_ + cfg_.timeout_s * 1000.0 - ms_since_start();
+            // Counted from the VMM's start, not this boot's, so that it also
+            // ends a --reboot loop.
+            double left = cfg_.timeout_s * 1000.0 - ms_since_start();
             if (left <= 0) {
                 exit_.request(ExitReason::Timeout, fmt::format("the VM ran longer than --timeout {} s", cfg_.timeout_s));
                 break;

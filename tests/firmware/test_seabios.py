@@ -20,12 +20,16 @@ from conftest import write_image
 #   3: hlt; jmp 3b
 # followed by the NUL-terminated message at 0x7c25.
 CODE = bytes.fromhex("fa31c08ed888d3be257cbaf803ac84c07403eeebf888d8eeb00aeeba0406b80034eff4ebfd")
-assert len(CODE) == 0x25
+# The same, ending in a reset through the reset control register instead:
+#   mov $0xcf9,%dx; mov $0x06,%al; out %al,%dx; 3: hlt; jmp 3b; nop
+RESET_TAIL = bytes.fromhex("baf90cb006eef4ebfd90")
+assert len(CODE) == 0x25 and CODE[-10:] == bytes.fromhex("ba0406b80034eff4ebfd")
 
 
-def boot_sector(tag: str) -> bytes:
+def boot_sector(tag: str, reset: bool = False) -> bytes:
     sector = bytearray(512)
-    body = CODE + f"BOOT-OK tag={tag} drive=".encode() + b"\0"
+    code = CODE[:-10] + RESET_TAIL if reset else CODE
+    body = code + f"BOOT-OK tag={tag} drive=".encode() + b"\0"
     sector[: len(body)] = body
     sector[510:512] = b"\x55\xaa"
     return bytes(sector)
@@ -122,6 +126,19 @@ def test_debug_log_and_acpi_tables(run_vm, seabios, tmp_path):
     assert "firmware: Moving pm_base to 0x600" in r.stderr
     assert "firmware: table(50434146)=" in r.stderr and "(via xsdt)" in r.stderr
     assert "pci: ECAM at 0xb0000000" in r.stderr
+
+
+def test_guest_reset_restarts_the_firmware(run_vm, seabios, tmp_path):
+    # A reset ends the VM with status 2; with --reboot the VM starts again
+    # from the firmware (a fresh copy of the image) and boots again.
+    disk = write_image(tmp_path / "disk.img", boot_sector("reset", reset=True))
+    r = run_vm(["--firmware", "bios", "--disk", f"path={disk}"])
+    assert r.status == 2, r.stderr
+    assert booted(r, "reset") == 0x80
+    r = run_vm(["--firmware", "bios", "--disk", f"path={disk}", "--reboot"], timeout=8)
+    assert r.status == 5, r.stderr  # --timeout ends the reboot loop
+    assert r.serial.count(b"SeaBIOS (version") >= 2, r.serial
+    assert r.serial.count(b"BOOT-OK tag=reset drive=\x80") >= 2, r.serial
 
 
 def test_no_bootable_device(run_vm, seabios, tmp_path):
