@@ -145,6 +145,25 @@ ScsiLunConfig parse_scsi_lun(const std::string& spec, bool cdrom) {
     return l;
 }
 
+// --fw-cfg name=opt/NAME,file=PATH | name=opt/NAME,string=TEXT
+FwCfgItemConfig parse_fw_cfg(const std::string& spec) {
+    FwCfgItemConfig f;
+    bool have = false;
+    for (auto& [k, v] : split_kv(spec, "--fw-cfg")) {
+        if (k == "name") {
+            f.name = v;
+        } else if (k == "file" || k == "string") {
+            if (have) fail("--fw-cfg \"{}\": give one of file=PATH and string=TEXT", spec);
+            have = true;
+            (k == "file" ? f.file : f.text) = v;
+        } else {
+            fail("--fw-cfg: unknown key \"{}\" (expected name, file, string)", k);
+        }
+    }
+    if (f.name.empty() || !have) fail("--fw-cfg \"{}\": name=opt/NAME and file=PATH or string=TEXT are required", spec);
+    return f;
+}
+
 // --serial-port name=NAME,socket=PATH | name=NAME,file=PATH
 SerialPortConfig parse_serial_port(const std::string& spec) {
     SerialPortConfig p;
@@ -180,7 +199,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     // so that an option not given leaves the --config file's value alone.
     std::string config_path, firmware, kernel, initramfs, cmdline, cpus, memory, serial, console, log_level, log_file, api_socket,
         timeout, balloon;
-    std::vector<std::string> disks, nets, scsi_disks, cdroms, serial_ports;
+    std::vector<std::string> disks, nets, scsi_disks, cdroms, serial_ports, fw_cfg;
     bool print_config = false, boot_report = false, reboot = false, hugepages = false, no_pvpanic = false,
          rng = false;
 
@@ -250,6 +269,12 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                               ->type_name("SPEC")
                               ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
                               ->allow_extra_args(false);
+    auto* o_fw_cfg = app.add_option("--fw-cfg", fw_cfg,
+                                    "Extra fw_cfg file for the firmware: name=opt/NAME,file=PATH or "
+                                    "name=opt/NAME,string=TEXT (repeatable; replaces the --config fw_cfg list)")
+                         ->type_name("SPEC")
+                         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+                         ->allow_extra_args(false);
     auto* o_api = app.add_option("--api-socket", api_socket, "Serve the control API on this UNIX socket")
                       ->type_name("PATH");
     auto* o_timeout = app.add_option("--timeout", timeout, "Stop the VM after SECONDS (exit status 5); 0: never")
@@ -327,6 +352,11 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
         cfg.serial_ports.clear();
         for (auto& p : serial_ports) cfg.serial_ports.push_back(parse_serial_port(p));
         check::serial_port_list(cfg.serial_ports, "--serial-port");
+    }
+    if (given(o_fw_cfg)) {
+        cfg.fw_cfg.clear();
+        for (auto& f : fw_cfg) cfg.fw_cfg.push_back(parse_fw_cfg(f));
+        check::fw_cfg_items(cfg.fw_cfg, "--fw-cfg");
     }
     if (given(o_api)) cfg.api_socket = check::path(api_socket, "--api-socket");
     if (given(o_timeout))

@@ -65,6 +65,14 @@ struct SerialPortConfig {
     std::string path;
 };
 
+// One fw_cfg file for the firmware (--fw-cfg): its content comes from a
+// host file or is the string itself.
+struct FwCfgItemConfig {
+    std::string name;  // "opt/..."
+    std::string file;  // host file; empty: use `text`
+    std::string text;
+};
+
 struct VmConfig {
     // How the guest starts: "" boots `kernel` directly (no firmware);
     // "bios" runs Debian's SeaBIOS (found at run time), any other value is
@@ -96,6 +104,7 @@ struct VmConfig {
     // Named virtio-serial ports beside hvc0 (they bring the virtio console
     // device along even with console off).
     std::vector<SerialPortConfig> serial_ports;
+    std::vector<FwCfgItemConfig> fw_cfg;  // extra fw_cfg files (firmware boot only)
 };
 
 // Exit statuses of the vmm binary (documented in README.md).

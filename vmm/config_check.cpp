@@ -3,6 +3,7 @@
 #include "vmm/config_check.h"
 
 #include <map>
+#include <set>
 
 #include <algorithm>
 #include <cctype>
@@ -155,6 +156,20 @@ void boot_indexes(const VmConfig& cfg, const std::string& where) {
     for (auto& d : cfg.disks) add(d.bootindex, "disk " + d.path);
     for (auto& l : cfg.scsi) add(l.bootindex, (l.cdrom ? "CD-ROM " : "SCSI disk ") + l.path);
     for (auto& n : cfg.nets) add(n.bootindex, "interface " + n.tap);
+}
+
+void fw_cfg_items(const std::vector<FwCfgItemConfig>& items, const std::string& what) {
+    if (items.size() > kMaxFwCfgItems) fail("{}: {} items; at most {}", what, items.size(), kMaxFwCfgItems);
+    std::set<std::string> names;
+    for (auto& i : items) {
+        if (i.name.rfind("opt/", 0) != 0 || i.name.size() <= 4)
+            fail("{}: name \"{}\" must start with opt/ (other names are the VMM's own)", what, i.name);
+        if (i.name.size() > 55) fail("{}: name \"{}\" is longer than 55 bytes", what, i.name);
+        for (char c : i.name)
+            if (c < 0x21 || c > 0x7e) fail("{}: name \"{}\" must be printable ASCII without spaces", what, i.name);
+        if (!names.insert(i.name).second) fail("{}: name \"{}\" is given twice", what, i.name);
+        if (!i.file.empty()) path(i.file, what + " file");
+    }
 }
 
 const std::string& firmware(const std::string& spec, const std::string& what) {

@@ -49,6 +49,11 @@ const std::string& path(const std::string& p, const std::string& what);
 inline constexpr int kMaxBootIndex = 9999;
 void boot_indexes(const VmConfig& cfg, const std::string& where);
 
+// --fw-cfg: names start with "opt/" (the rest of the name space is the
+// VMM's), at most 55 bytes, printable, each once; at most kMaxFwCfgItems.
+inline constexpr size_t kMaxFwCfgItems = 32;
+void fw_cfg_items(const std::vector<FwCfgItemConfig>& items, const std::string& what);
+
 // --firmware / boot.firmware: "bios" or the path of a firmware image.
 const std::string& firmware(const std::string& spec, const std::string& what);
 // The merged configuration boots something: a kernel, or firmware (and not

@@ -71,7 +71,7 @@ public:
     void root(const json& doc) {
         if (!doc.is_object()) fail("{}: expected an object at the top level, got {}", source_, describe(doc));
         keys(doc, "", {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices", "rng",
-                       "balloon", "net", "scsi", "serial_ports"});
+                       "balloon", "net", "scsi", "serial_ports", "fw_cfg"});
         if (auto* v = find(doc, "machine")) machine(*v);
         if (auto* v = find(doc, "boot")) boot(*v);
         if (auto* v = find(doc, "disks")) disks(*v);
@@ -86,6 +86,7 @@ public:
         if (auto* v = find(doc, "balloon")) balloon(*v);
         if (auto* v = find(doc, "net")) net(*v);
         if (auto* v = find(doc, "serial_ports")) serial_ports(*v);
+        if (auto* v = find(doc, "fw_cfg")) fw_cfg(*v);
         check::distinct_paths({{"serial.path", cfg_.serial_path},
                                {"console.path", cfg_.console_path},
                                {"api.socket", cfg_.api_socket},
@@ -391,6 +392,29 @@ private:
         cfg_.serial_ports = std::move(list);
     }
 
+    // "fw_cfg": [{"name": "opt/...", "file" | "string": ...}]; replaces the list.
+    void fw_cfg(const json& v) {
+        if (!v.is_array()) fail("{}: expected an array of fw_cfg items, got {}", where("fw_cfg"), describe(v));
+        std::vector<FwCfgItemConfig> list;
+        for (size_t i = 0; i < v.size(); ++i) {
+            std::string at = fmt::format("fw_cfg[{}]", i);
+            const json& e = object(v[i], at);
+            keys(e, at, {"name", "file", "string"});
+            FwCfgItemConfig f;
+            auto* n = find(e, "name");
+            if (!n) fail("{}: missing \"name\"", where(at));
+            f.name = string(*n, at + ".name");
+            auto* file = find(e, "file");
+            auto* text = find(e, "string");
+            if (!file == !text) fail("{}: give exactly one of \"file\" and \"string\"", where(at));
+            if (file) f.file = string(*file, at + ".file");
+            else f.text = string(*text, at + ".string");
+            list.push_back(std::move(f));
+        }
+        check::fw_cfg_items(list, where("fw_cfg"));
+        cfg_.fw_cfg = std::move(list);
+    }
+
     void devices(const json& v) {
         object(v, "devices");
         keys(v, "devices", {"pvpanic"});
@@ -542,6 +566,9 @@ json config_to_json(const VmConfig& cfg) {
         if (l.cdrom) scsi_cdroms.push_back({{"path", l.path}, {"lun", lun}, {"bootindex", boot}});
         else scsi_disks.push_back({{"path", l.path}, {"lun", lun}, {"readonly", l.readonly}, {"bootindex", boot}});
     }
+    json fw_cfg = json::array();
+    for (auto& f : cfg.fw_cfg)
+        fw_cfg.push_back(f.file.empty() ? json{{"name", f.name}, {"string", f.text}} : json{{"name", f.name}, {"file", f.file}});
     json serial_ports = json::array();
     for (auto& p : cfg.serial_ports)
         serial_ports.push_back({{"name", p.name}, {p.mode == SerialMode::File ? "file" : "socket", p.path}});
@@ -567,6 +594,7 @@ json config_to_json(const VmConfig& cfg) {
                                 : json{{"enabled", false}}},
         {"scsi", {{"disks", scsi_disks}, {"cdroms", scsi_cdroms}}},
         {"serial_ports", serial_ports},
+        {"fw_cfg", fw_cfg},
     };
 }
 

@@ -50,6 +50,18 @@ std::string resolve_image(const std::string& spec) {
          kSeaBiosPaths[0], kSeaBiosPaths[1]);
 }
 
+// A --fw-cfg item's bytes: the string, or the whole host file.
+std::vector<uint8_t> item_content(const FwCfgItemConfig& item) {
+    constexpr size_t kMaxItem = 16 << 20;
+    if (item.file.empty()) return {item.text.begin(), item.text.end()};
+    InputFile f(item.file, "--fw-cfg file");
+    if (f.size() > kMaxItem)
+        fail("--fw-cfg {}: {} is {}; at most {}", item.name, item.file, x86::human_size(f.size()), x86::human_size(kMaxItem));
+    std::vector<uint8_t> bytes(f.size());
+    f.copy_to(bytes, f.bytes());
+    return bytes;
+}
+
 // Writes to the read-only image exit to the VMM; firmware probing for
 // flash or RAM does that on purpose, so they are dropped quietly.
 class RomWrites : public BusDevice {
@@ -106,6 +118,7 @@ public:
         fw->add_file("etc/e820", x86::fw_cfg_e820(x86::firmware_e820(ctx.layout.ram)));
         for (auto& f : x86::acpi_loader_files(x86::generate_acpi_tables(ctx.acpi)))
             fw->add_file(f.name, std::move(f.bytes));
+        for (auto& item : cfg.fw_cfg) fw->add_file(item.name, item_content(item));
         ctx.pio.add(platform::kFwCfgPort, devices::FwCfg::kLength, fw);
 
         ExitControl* exit = &ctx.exit;

@@ -85,6 +85,8 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
                return x.path == y.path && x.lun == y.lun && x.readonly == y.readonly && x.cdrom == y.cdrom &&
                       x.bootindex == y.bootindex;
            }) &&
+           std::equal(a.fw_cfg.begin(), a.fw_cfg.end(), b.fw_cfg.begin(), b.fw_cfg.end(),
+                      [](auto& x, auto& y) { return x.name == y.name && x.file == y.file && x.text == y.text; }) &&
            std::equal(a.serial_ports.begin(), a.serial_ports.end(), b.serial_ports.begin(), b.serial_ports.end(),
                       [](const vmm::SerialPortConfig& x, const vmm::SerialPortConfig& y) {
                           return x.name == y.name && x.mode == y.mode && x.path == y.path;
@@ -352,7 +354,7 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     CHECK_THAT(error_of_json(R"({"run": {"timeout": 5}})"), Contains(R"(run.timeout: unknown key (did you mean "timeout_s"?))"));
     CHECK_THAT(error_of_json(R"({"frobnicate": 1})"),
                Equals("vm.json: frobnicate: unknown key (expected one of machine, boot, disks, serial, console, api, "
-                      "logging, run, devices, rng, balloon, net, scsi, serial_ports)"));
+                      "logging, run, devices, rng, balloon, net, scsi, serial_ports, fw_cfg)"));
     CHECK_THAT(error_of_json(R"({"serial": {"x": 1}})"), Contains("serial.x: unknown key (expected one of mode, path)"));
     CHECK_THAT(error_of_json(R"({"vsock": {}})"), Equals("vm.json: vsock: virtio-vsock is not supported yet"));
     CHECK_THAT(error_of_json(R"({"net": {"tap": "tap0"}})"), Contains("net: expected an array of interfaces"));
@@ -614,6 +616,20 @@ TEST_CASE("config json: firmware boot instead of a kernel", "[vmm][config]") {
     CHECK(load(R"({"disks": [{"path": "/d", "bootindex": "none"}]})").disks.at(0).bootindex == -1);
     CHECK(load(R"({"scsi": {"cdroms": [{"path": "/c", "bootindex": 4}]}})").scsi.at(0).bootindex == 4);
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "bootindex": -1}]})"), Contains("net[0].bootindex"));
+    // --fw-cfg: opt/ names, a file or a string, each name once.
+    auto fc = cli({"--firmware", "bios", "--fw-cfg", "name=opt/a,string=hello", "--fw-cfg", "name=opt/b,file=/f"});
+    REQUIRE(fc.fw_cfg.size() == 2);
+    CHECK(fc.fw_cfg[0].text == "hello");
+    CHECK(fc.fw_cfg[1].file == "/f");
+    CHECK(same(load(vmm::config_to_text(fc)), fc));
+    CHECK(load(vmm::config_to_text(fc)).fw_cfg.at(1).file == "/f");
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--fw-cfg", "name=etc/e820,string=x"}), Contains("must start with opt/"));
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--fw-cfg", "name=opt/a,string=x", "--fw-cfg", "name=opt/a,file=/y"}),
+               Contains("given twice"));
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--fw-cfg", "name=opt/a,string=x,file=/y"}), Contains("one of"));
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--fw-cfg", "name=opt/" + std::string(60, 'x') + ",string=x"}),
+               Contains("longer than 55"));
+    CHECK_THAT(error_of_json(R"({"fw_cfg": [{"name": "opt/a"}]})"), Contains("fw_cfg[0]: give exactly one"));
     // --firmware off drops a --config file's firmware, so its kernel boots.
     TempDir dir;
     auto f = dir.write("fw.json", R"({"boot": {"firmware": "bios"}})");
@@ -672,6 +688,7 @@ TEST_CASE("config json: README documents every option and every key", "[vmm][con
     vmm::VmConfig c;
     c.disks.push_back({"/a", false, "", 1, false, -1});
     c.serial_ports.push_back({"p", vmm::SerialMode::Socket, "/p.sock"});
+    c.fw_cfg.push_back({"opt/a", "", "text"});
     json j = vmm::config_to_json(c);
     for (auto& [section, body] : j.items()) {
         const json& fields = body.is_array() ? body[0] : body;
