@@ -85,6 +85,12 @@ CfiFlash::~CfiFlash() {
     if (fd_) ::fdatasync(fd_.get());
 }
 
+void CfiFlash::reset() {
+    std::lock_guard lk(mu_);
+    mode_ = Mode::ReadArray;
+    status_ = kStatusReady;
+}
+
 void CfiFlash::read(uint64_t offset, std::span<uint8_t> data) {
     std::lock_guard lk(mu_);
     for (size_t i = 0; i < data.size(); ++i) {

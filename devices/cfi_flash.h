@@ -64,6 +64,11 @@ public:
     // vmm::Error when the template cannot be read or `vars` not created.
     static void create_from_template(const std::string& vars, const std::string& tmpl);
 
+    // Platform reset without recreating the device: read-array mode, status
+    // ready, as the chip is after power-up. (A VMM that builds a new
+    // CfiFlash per run must destroy the old one first: the lock is per open.)
+    void reset();
+
     uint64_t size() const { return content_.size(); }
     uint64_t block_size() const { return block_size_; }
 

@@ -221,7 +221,7 @@ TEST_CASE("cfi flash: OVMF's probe tells RAM, ROM and this flash apart", "[devic
     CHECK(slurp(p) == img);
 }
 
-TEST_CASE("cfi flash: the status register reads 0x80 at reset and 0x00 after clear", "[devices][cfi_flash]") {
+TEST_CASE("cfi flash: the status register reads 0x80 at reset and 0x00 after clear status", "[devices][cfi_flash]") {
     Rig r;
     wr8(r.f(), 100, 0x70);
     CHECK(rd8(r.f(), 100) == 0x80);
@@ -231,6 +231,11 @@ TEST_CASE("cfi flash: the status register reads 0x80 at reset and 0x00 after cle
     CHECK(rd8(r.f(), 100) == r.img[100]);  // clear status returns to read array
     wr8(r.f(), 0, 0x70);
     CHECK(rd8(r.f(), 0) == 0x00);
+
+    r.f().reset();  // a platform reset: array mode, ready again
+    CHECK(rd8(r.f(), 0) == r.img[0]);
+    wr8(r.f(), 0, 0x70);
+    CHECK(rd8(r.f(), 0) == 0x80);
 }
 
 TEST_CASE("cfi flash: byte program ANDs into the content and reaches the file", "[devices][cfi_flash]") {
