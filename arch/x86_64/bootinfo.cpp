@@ -14,10 +14,8 @@ static_assert(kZeroPageAddr + zero_page::kSize <= kBootStackTop);
 static_assert(zero_page::kE820Table + zero_page::kE820MaxEntries * zero_page::kE820EntrySize <=
               zero_page::kSize);
 
-namespace {
-
-// The command line both boot paths point to. A NUL inside would silently
-// cut it short in the guest, so it is an error rather than a surprise.
+// A NUL inside the command line would silently cut it short in the guest,
+// so it is an error rather than a surprise.
 Blob cmdline_blob(const KernelLayout& k, const std::string& cmdline) {
     if (cmdline.size() > k.cmdline_max) {
         fail("cmdline is {} bytes; this kernel accepts at most {}", cmdline.size(), k.cmdline_max);
@@ -27,6 +25,8 @@ Blob cmdline_blob(const KernelLayout& k, const std::string& cmdline) {
     b.bytes.push_back(0);
     return b;
 }
+
+namespace {
 
 void check_initrd(const KernelLayout& k, const BootInfoInputs& in) {
     if (in.initrd_size == 0) return;

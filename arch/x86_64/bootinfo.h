@@ -21,6 +21,10 @@ struct BootInfoInputs {
     uint64_t rsdp_gpa = 0;                     // 0: let the guest scan for it
 };
 
+// The NUL-terminated command line at kCmdlineAddr, where every boot path
+// puts it. Throws if it is longer than k.cmdline_max or contains a NUL.
+Blob cmdline_blob(const KernelLayout& k, const std::string& cmdline);
+
 // bzImage: the zero page at kZeroPageAddr and the NUL-terminated command
 // line at kCmdlineAddr. Throws if k is not a bzImage, the command line is
 // longer than k.cmdline_max or contains a NUL, or the initramfs lies above

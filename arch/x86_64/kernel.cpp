@@ -73,27 +73,53 @@ uint64_t total_ram(std::span<const RamRegion> ram) {
 constexpr uint16_t kBootFlagMagic = 0xAA55;
 constexpr uint32_t kHdrSMagic = 0x53726448;  // "HdrS" read little-endian
 constexpr uint16_t kMinProtocol = 0x020c;   // 2.12: xloadflags / XLF_KERNEL_64
+// 2.02: the command line anywhere below 0xa0000 through cmd_line_ptr, so
+// the real-mode setup can sit at 0x10000 clear of the EBDA.
+constexpr uint16_t kMinRealModeProtocol = 0x0202;
+constexpr uint16_t kProtocolInitrdAddrMax = 0x0203;
+constexpr uint16_t kProtocolCmdlineSize = 0x0206;
+constexpr uint16_t kProtocolPlacement = 0x020a;  // 2.10: pref_address, init_size
+// What boot.rst tells loaders to assume where a field is missing.
+constexpr uint64_t kDefaultInitrdAddrMax = 0x37ffffff;
+constexpr uint32_t kDefaultCmdlineMax = 255;
 // The 64-bit entry point sits 0x200 bytes into the protected-mode code.
 constexpr uint64_t kEntry64Offset = 0x200;
 
-KernelLayout parse_bzimage(const FileReader& f, std::span<const RamRegion> ram) {
+// The first byte after the fields a loader of this protocol reads.
+uint64_t min_header_end(uint16_t version, BzImageEntry entry) {
+    using namespace setup_hdr;
+    if (entry == BzImageEntry::Entry64) return kHandoverOffset + 4;
+    if (version >= kProtocolPlacement) return kInitSize + 4;
+    if (version >= kProtocolCmdlineSize) return kCmdlineSize + 4;
+    if (version >= kProtocolInitrdAddrMax) return kInitrdAddrMax + 4;
+    return kCmdLinePtr + 4;
+}
+
+KernelLayout parse_bzimage(const FileReader& f, std::span<const RamRegion> ram,
+                           BzImageEntry entry) {
     using namespace setup_hdr;
     const RamRegion& low = first_region(ram);
+    const bool real_mode = entry == BzImageEntry::RealMode;
 
     const uint16_t boot_flag = f.u16(kBootFlag, "boot flag");
     if (boot_flag != kBootFlagMagic) {
         fail("kernel: bzImage boot flag at 0x1fe is {:#06x}, expected 0xaa55", boot_flag);
     }
     const uint16_t version = f.u16(kVersion, "boot protocol version");
-    if (version < kMinProtocol) {
+    if (!real_mode && version < kMinProtocol) {
         fail("kernel: boot protocol {}.{:02} is too old; 64-bit boot needs >= 2.12", version >> 8,
              version & 0xff);
+    }
+    if (real_mode && version < kMinRealModeProtocol) {
+        fail("kernel: boot protocol {}.{:02} is too old; booting it through firmware needs >= "
+             "2.02",
+             version >> 8, version & 0xff);
     }
     // The header's length is encoded by the short jump at 0x200 that skips
     // over it: the jump target 0x202 + byte[0x201] is the first byte after
     // the header.
     const uint64_t hdr_end = 0x202 + uint64_t{f.u8(kJump + 1, "setup header jump")};
-    if (hdr_end < kHandoverOffset + 4) {
+    if (hdr_end < min_header_end(version, entry)) {
         fail("kernel: bzImage setup header ends at {:#x}, too short for boot protocol {}.{:02}",
              hdr_end, version >> 8, version & 0xff);
     }
@@ -107,10 +133,12 @@ KernelLayout parse_bzimage(const FileReader& f, std::span<const RamRegion> ram) 
         fail("kernel: bzImage is not loaded high (LOADED_HIGH clear); zImage kernels are not "
              "supported");
     }
-    const uint16_t xloadflags = f.u16(kXloadflags, "xloadflags");
-    if (!(xloadflags & kXlfKernel64)) {
-        fail("kernel: this bzImage has no 64-bit entry point (XLF_KERNEL_64 not set); it is "
-             "probably a 32-bit kernel");
+    if (!real_mode) {
+        const uint16_t xloadflags = f.u16(kXloadflags, "xloadflags");
+        if (!(xloadflags & kXlfKernel64)) {
+            fail("kernel: this bzImage has no 64-bit entry point (XLF_KERNEL_64 not set); it is "
+                 "probably a 32-bit kernel");
+        }
     }
 
     uint64_t setup_sects = f.u8(kSetupSects, "setup_sects");
@@ -126,12 +154,17 @@ KernelLayout parse_bzimage(const FileReader& f, std::span<const RamRegion> ram) 
     const std::span<const uint8_t> code = f.sub(pm_offset, f.size() - pm_offset);
 
     // init_size covers the decompressor's whole working area, which is
-    // usually much larger than the compressed file.
-    const uint64_t init_size = f.u32(kInitSize, "init_size");
+    // usually much larger than the compressed file. Before 2.10 the header
+    // does not say: such a kernel runs, non-relocatable, at 1 MiB, and only
+    // its compressed size is known.
+    const bool placement = version >= kProtocolPlacement;
+    const uint64_t init_size = placement ? f.u32(kInitSize, "init_size") : 0;
     const uint64_t mem_size = std::max<uint64_t>(init_size, code.size());
-    const uint64_t kernel_alignment = f.u32(kKernelAlignment, "kernel_alignment");
-    const bool relocatable = f.u8(kRelocatableKernel, "relocatable_kernel") != 0;
-    const uint64_t pref_address = f.u64(kPrefAddress, "pref_address");
+    const uint64_t kernel_alignment =
+        placement ? f.u32(kKernelAlignment, "kernel_alignment") : 0;
+    const bool relocatable =
+        placement && f.u8(kRelocatableKernel, "relocatable_kernel") != 0;
+    const uint64_t pref_address = placement ? f.u64(kPrefAddress, "pref_address") : kHighMemStart;
 
     auto fits = [&](uint64_t addr) {
         return addr >= kHighMemStart && inside(low, addr, mem_size);
@@ -157,29 +190,39 @@ KernelLayout parse_bzimage(const FileReader& f, std::span<const RamRegion> ram) 
         if (!is_pow2(kernel_alignment)) {
             fail("kernel: bzImage kernel_alignment {:#x} is not a power of two", kernel_alignment);
         }
-        if (pref_address % kernel_alignment == 0 && fits(pref_address)) {
+        if (real_mode) {
+            // The setup code enters the decompressor where firmware put it
+            // (1 MiB), which moves itself to that address rounded up to
+            // kernel_alignment but never below the one it was linked for.
+            load = std::max(align_up(kHighMemStart, kernel_alignment), pref_address);
+        } else if (pref_address % kernel_alignment == 0 && fits(pref_address)) {
             load = pref_address;  // where the kernel was linked: no relocation work
         } else {
             load = align_up(kHighMemStart, kernel_alignment);
-            if (!fits(load)) {
-                fail("kernel: bzImage needs {} of RAM at {:#x} (init_size) but guest RAM below "
-                     "4 GiB ends at {:#x}; give the VM more memory",
-                     human_size(mem_size), load, region_end(low));
-            }
+        }
+        if (!fits(load)) {
+            fail("kernel: bzImage needs {} of RAM at {:#x} (init_size) but guest RAM below "
+                 "4 GiB ends at {:#x}; give the VM more memory",
+                 human_size(mem_size), load, region_end(low));
         }
     }
 
     KernelLayout k;
     k.format = KernelFormat::BzImage;
     k.segments.push_back({load, code, mem_size});
-    k.entry = load + kEntry64Offset;
+    // Through firmware the setup code enters the kernel itself; `entry` is
+    // then only where the decompressor will run.
+    k.entry = real_mode ? load : load + kEntry64Offset;
     k.kernel_end = load + mem_size;
     const auto hdr = f.sub(kSetupSects, copy_end - kSetupSects);
     k.setup_header.assign(hdr.begin(), hdr.end());
-    // cmdline_size exists since 2.06, which the version check implies.
-    k.cmdline_max = static_cast<uint32_t>(
-        std::min<uint64_t>(f.u32(kCmdlineSize, "cmdline_size"), kCmdlineMaxBytes - 1));
-    k.initrd_addr_max = f.u32(kInitrdAddrMax, "initrd_addr_max");
+    const uint64_t cmdline_size = version >= kProtocolCmdlineSize
+                                      ? f.u32(kCmdlineSize, "cmdline_size")
+                                      : kDefaultCmdlineMax;
+    k.cmdline_max = static_cast<uint32_t>(std::min<uint64_t>(cmdline_size, kCmdlineMaxBytes - 1));
+    k.initrd_addr_max = version >= kProtocolInitrdAddrMax
+                            ? f.u32(kInitrdAddrMax, "initrd_addr_max")
+                            : kDefaultInitrdAddrMax;
     k.protocol_version = version;
     return k;
 }
@@ -318,7 +361,8 @@ KernelLayout parse_elf(const FileReader& f, std::span<const RamRegion> ram) {
 
 }  // namespace
 
-KernelLayout parse_kernel(std::span<const uint8_t> file, std::span<const RamRegion> ram) {
+KernelLayout parse_kernel(std::span<const uint8_t> file, std::span<const RamRegion> ram,
+                          BzImageEntry entry) {
     const FileReader f(file);
     // ELF first: its magic is at offset 0 and unambiguous, while 0x202 of
     // an ELF file is arbitrary data.
@@ -326,7 +370,7 @@ KernelLayout parse_kernel(std::span<const uint8_t> file, std::span<const RamRegi
         return parse_elf(f, ram);
     }
     if (f.contains(setup_hdr::kHeader, 4) && f.u32(setup_hdr::kHeader, "magic") == kHdrSMagic) {
-        return parse_bzimage(f, ram);
+        return parse_bzimage(f, ram, entry);
     }
     fail("kernel: not a bzImage or ELF (no HdrS magic at 0x202)");
 }

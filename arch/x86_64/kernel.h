@@ -30,7 +30,8 @@ struct KernelSegment {
 struct KernelLayout {
     KernelFormat format;
     std::vector<KernelSegment> segments;
-    uint64_t entry;       // bzImage: 64-bit entry (load + 0x200); PVH: 32-bit entry
+    uint64_t entry;       // bzImage: 64-bit entry (load + 0x200), or load for
+                          // BzImageEntry::RealMode; PVH: 32-bit entry
     uint64_t kernel_end;  // highest GPA + 1 the kernel occupies, incl. init_size/bss
     // bzImage only: file bytes [0x1f1, 0x202 + file[0x201]), capped at the
     // end of the header area in struct boot_params (0x290).
@@ -40,9 +41,22 @@ struct KernelLayout {
     uint16_t protocol_version;  // bzImage boot protocol, e.g. 0x020f; 0 for ELF
 };
 
+// How a bzImage will be entered, which decides what it must support:
+//  - Entry64: the VMM enters the 64-bit entry point itself (direct boot):
+//    protocol >= 2.12 with XLF_KERNEL_64;
+//  - RealMode: firmware runs the real-mode setup code, which enters the
+//    kernel (linuxboot.h): protocol >= 2.02, so 32-bit kernels qualify.
+//    Fields a protocol lacks take boot.rst's defaults: cmdline_max 255
+//    before 2.06, initrd_addr_max 0x37ffffff before 2.03, and before 2.10
+//    (no init_size) a non-relocatable load at 1 MiB whose size is only
+//    the compressed code's.
+enum class BzImageEntry { Entry64, RealMode };
+
 // Recognises the format by its magic ("HdrS" at 0x202, else ELF) and
-// computes where everything goes in `ram` (from ram_layout()).
-KernelLayout parse_kernel(std::span<const uint8_t> file, std::span<const RamRegion> ram);
+// computes where everything goes in `ram` (from ram_layout()). `entry`
+// only matters for a bzImage.
+KernelLayout parse_kernel(std::span<const uint8_t> file, std::span<const RamRegion> ram,
+                          BzImageEntry entry = BzImageEntry::Entry64);
 
 // Highest 4 KiB-aligned GPA for an initramfs of initrd_size bytes that lies
 // in the first RAM region, ends at or below k.initrd_addr_max + 1 and starts
@@ -58,6 +72,7 @@ inline constexpr std::size_t kHeader = 0x202;
 inline constexpr std::size_t kVersion = 0x206;
 inline constexpr std::size_t kTypeOfLoader = 0x210;
 inline constexpr std::size_t kLoadflags = 0x211;
+inline constexpr std::size_t kCode32Start = 0x214;
 inline constexpr std::size_t kRamdiskImage = 0x218;
 inline constexpr std::size_t kRamdiskSize = 0x21c;
 inline constexpr std::size_t kHeapEndPtr = 0x224;

@@ -8,115 +8,13 @@
 
 #include "arch/x86_64/kernel.h"
 #include "arch/x86_64/layout.h"
+#include "fake_kernels.h"
 #include "vmm/core/error.h"
 
 using namespace vmm::arch::x86;
+using namespace test;
 
 namespace {
-
-void w16(std::vector<uint8_t>& b, std::size_t off, uint16_t v) {
-    for (int i = 0; i < 2; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void w32(std::vector<uint8_t>& b, std::size_t off, uint32_t v) {
-    for (int i = 0; i < 4; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void w64(std::vector<uint8_t>& b, std::size_t off, uint64_t v) {
-    for (int i = 0; i < 8; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
-struct BzOpts {
-    uint16_t version = 0x020f;
-    uint8_t setup_sects = 4;
-    uint8_t loadflags = 0x01;
-    uint16_t xloadflags = 0x01;
-    uint32_t init_size = 8 * MiB;
-    uint32_t kernel_alignment = 2 * MiB;
-    uint8_t relocatable = 1;
-    uint64_t pref_address = 16 * MiB;
-    uint32_t cmdline_size = 2047;
-    uint32_t initrd_addr_max = 0x7fffffff;
-    uint8_t jump = 0x6a;  // header ends at 0x26c, as in Debian's 6.1 kernel
-    std::size_t code_size = 64 * KiB;
-};
-
-std::vector<uint8_t> make_bzimage(const BzOpts& o = {}) {
-    const std::size_t setup = (std::size_t{o.setup_sects ? o.setup_sects : 4u} + 1) * 512;
-    std::vector<uint8_t> f(setup + o.code_size, 0);
-    f[0x1f1] = o.setup_sects;
-    w16(f, 0x1fe, 0xaa55);
-    f[0x200] = 0xeb;
-    f[0x201] = o.jump;
-    std::memcpy(&f[0x202], "HdrS", 4);
-    w16(f, 0x206, o.version);
-    f[0x211] = o.loadflags;
-    w32(f, 0x22c, o.initrd_addr_max);
-    w32(f, 0x230, o.kernel_alignment);
-    f[0x234] = o.relocatable;
-    w16(f, 0x236, o.xloadflags);
-    w32(f, 0x238, o.cmdline_size);
-    w64(f, 0x258, o.pref_address);
-    w32(f, 0x260, o.init_size);
-    for (std::size_t i = setup; i < f.size(); ++i) f[i] = static_cast<uint8_t>(i * 7);
-    return f;
-}
-
-// ELF layout used by make_elf(): header, 2 program headers (PT_NOTE,
-// PT_LOAD), the note at 0x100, the segment data at 0x200.
-constexpr std::size_t kPh0 = 64;        // PT_NOTE phdr
-constexpr std::size_t kPh1 = 64 + 56;   // PT_LOAD phdr
-constexpr std::size_t kNoteOff = 0x100;
-constexpr std::size_t kLoadOff = 0x200;
-constexpr uint64_t kLoadPaddr = 16 * MiB;
-constexpr uint64_t kLoadFilesz = 0x1000;
-constexpr uint64_t kLoadMemsz = 0x3000;
-
-struct ElfOpts {
-    uint64_t entry = kLoadPaddr + 0x40;
-    uint32_t desc_size = 8;  // Linux uses a 64-bit address (_ASM_PTR)
-    bool with_note = true;
-    uint32_t note_type = 18;
-};
-
-std::vector<uint8_t> make_elf(const ElfOpts& o = {}) {
-    std::vector<uint8_t> f(kLoadOff + kLoadFilesz, 0);
-    const uint8_t ident[] = {0x7f, 'E', 'L', 'F', 2, 1, 1};
-    std::memcpy(f.data(), ident, sizeof ident);
-    w16(f, 0x10, 2);   // ET_EXEC
-    w16(f, 0x12, 62);  // EM_X86_64
-    w32(f, 0x14, 1);
-    w64(f, 0x18, 0xffffffff81000000);  // e_entry: virtual, ignored
-    w64(f, 0x20, kPh0);                // e_phoff
-    w16(f, 0x34, 64);
-    w16(f, 0x36, 56);
-    w16(f, 0x38, 2);
-    // PT_NOTE
-    const uint32_t note_len = 12 + 4 + o.desc_size;
-    w32(f, kPh0, o.with_note ? 4 : 6 /* PT_PHDR: ignored */);
-    w64(f, kPh0 + 8, kNoteOff);
-    w64(f, kPh0 + 32, note_len);
-    w64(f, kPh0 + 40, note_len);
-    w64(f, kPh0 + 48, 4);
-    w32(f, kNoteOff, 4);
-    w32(f, kNoteOff + 4, o.desc_size);
-    w32(f, kNoteOff + 8, o.note_type);
-    std::memcpy(&f[kNoteOff + 12], "Xen", 4);
-    if (o.desc_size == 8) {
-        w64(f, kNoteOff + 16, o.entry);
-    } else {
-        w32(f, kNoteOff + 16, static_cast<uint32_t>(o.entry));
-    }
-    // PT_LOAD
-    w32(f, kPh1, 1);
-    w32(f, kPh1 + 4, 5);
-    w64(f, kPh1 + 8, kLoadOff);
-    w64(f, kPh1 + 16, 0xffffffff81000000);
-    w64(f, kPh1 + 24, kLoadPaddr);
-    w64(f, kPh1 + 32, kLoadFilesz);
-    w64(f, kPh1 + 40, kLoadMemsz);
-    w64(f, kPh1 + 48, 0x200000);
-    for (std::size_t i = kLoadOff; i < f.size(); ++i) f[i] = static_cast<uint8_t>(i);
-    return f;
-}
 
 std::string error_of(std::span<const uint8_t> f, std::span<const RamRegion> ram) {
     try {
@@ -287,6 +185,61 @@ TEST_CASE("arch: bzImage header validation errors", "[arch][kernel]") {
         o.pref_address = ~uint64_t{0} & ~uint64_t{2 * MiB - 1};
         const auto k = parse_kernel(make_bzimage(o), ram);
         CHECK(k.segments[0].gpa == 2 * MiB);
+    }
+}
+
+TEST_CASE("arch: bzImage for real-mode entry accepts protocols from 2.02", "[arch][kernel]") {
+    const auto ram = ram_layout(256 * MiB);
+    auto parse = [&](const BzOpts& o) {
+        return parse_kernel(make_bzimage(o), ram, BzImageEntry::RealMode);
+    };
+    SECTION("a 32-bit kernel: no XLF_KERNEL_64 needed") {
+        BzOpts o;
+        o.xloadflags = 0;
+        const auto k = parse(o);
+        CHECK(k.segments[0].gpa == 16 * MiB);
+        CHECK(k.entry == 16 * MiB);
+        CHECK(k.kernel_end == 24 * MiB);
+    }
+    SECTION("it decompresses at pref_address or above, never lower") {
+        BzOpts o;
+        CHECK_THROWS_WITH(parse_kernel(make_bzimage(o), ram_layout(20 * MiB),
+                                       BzImageEntry::RealMode),
+                          Catch::Contains("give the VM more memory"));
+        o.kernel_alignment = 32 * MiB;  // 1 MiB rounded up passes pref_address
+        CHECK(parse(o).segments[0].gpa == 32 * MiB);
+    }
+    SECTION("2.02: boot.rst's defaults for the missing fields") {
+        BzOpts o;
+        o.version = 0x0202;
+        o.jump = 0x2a;  // header ends at 0x22c, after cmd_line_ptr
+        const auto k = parse(o);
+        CHECK(k.protocol_version == 0x0202);
+        CHECK(k.cmdline_max == 255);
+        CHECK(k.initrd_addr_max == 0x37ffffff);
+        CHECK(k.segments[0].gpa == kHighMemStart);  // no pref_address before 2.10
+        CHECK(k.kernel_end == kHighMemStart + 64 * KiB);  // no init_size either
+    }
+    SECTION("2.06 has cmdline_size and initrd_addr_max") {
+        BzOpts o;
+        o.version = 0x0206;
+        o.jump = 0x3a;
+        const auto k = parse(o);
+        CHECK(k.cmdline_max == 2047);
+        CHECK(k.initrd_addr_max == 0x7fffffff);
+    }
+    SECTION("too old or too short") {
+        BzOpts o;
+        o.version = 0x0201;
+        CHECK_THROWS_WITH(parse(o), "kernel: boot protocol 2.01 is too old; booting it through "
+                                    "firmware needs >= 2.02");
+        o.version = 0x0206;
+        o.jump = 0x30;  // ends at 0x232, before cmdline_size
+        CHECK_THROWS_WITH(parse(o), Catch::Contains("setup header ends"));
+        o.version = 0x020f;
+        o.loadflags = 0;
+        o.jump = 0x6a;
+        CHECK_THROWS_WITH(parse(o), Catch::Contains("LOADED_HIGH"));
     }
 }
 
