@@ -54,13 +54,26 @@ FwCfg::FwCfg(const GuestMemory* mem) : mem_(mem) {
     rebuild_directory();
 }
 
-void FwCfg::add_item(uint16_t key, std::vector<uint8_t> bytes) {
-    const bool fixed = key < kFirstFileKey || (key & (kArchLocal | kWriteChannel)) == kArchLocal;
-    if (!fixed || key == kSignatureKey || key == kIdKey || key == kFileDirKey) {
+namespace {
+void check_fixed_key(uint16_t key) {
+    const bool fixed = key < FwCfg::kFirstFileKey || (key & (kArchLocal | kWriteChannel)) == kArchLocal;
+    if (!fixed || key == FwCfg::kSignatureKey || key == FwCfg::kIdKey || key == FwCfg::kFileDirKey) {
         fail("fw_cfg: key {:#x} is not a free fixed key", key);
     }
+}
+}  // namespace
+
+void FwCfg::add_item(uint16_t key, std::vector<uint8_t> bytes) {
+    check_fixed_key(key);
     std::lock_guard lk(mu_);
     set_item(key, std::move(bytes));
+}
+
+void FwCfg::add_item_view(uint16_t key, std::span<const uint8_t> bytes, std::shared_ptr<const void> owner) {
+    check_fixed_key(key);
+    if (bytes.size() > UINT32_MAX) fail("fw_cfg: item {:#x} is larger than 4 GiB", key);
+    std::lock_guard lk(mu_);
+    set_item(key, Item{std::move(owner), bytes});
 }
 
 void FwCfg::add_u16(uint16_t key, uint16_t v) { add_item(key, le_bytes(v, 2)); }
@@ -85,9 +98,15 @@ void FwCfg::add_file(const std::string& name, std::vector<uint8_t> bytes) {
 }
 
 void FwCfg::set_item(uint16_t key, std::vector<uint8_t> bytes) {
-    auto& item = items_[key];
-    item = std::move(bytes);
-    if (cur_ == &item) cur_off_ = std::min(cur_off_, item.size());
+    auto owned = std::make_shared<const std::vector<uint8_t>>(std::move(bytes));
+    std::span<const uint8_t> data(*owned);
+    set_item(key, Item{std::move(owned), data});
+}
+
+void FwCfg::set_item(uint16_t key, Item item) {
+    auto& slot = items_[key];
+    slot = std::move(item);
+    if (cur_ == &slot) cur_off_ = std::min(cur_off_, slot.data.size());
 }
 
 void FwCfg::rebuild_directory() {
@@ -97,7 +116,7 @@ void FwCfg::rebuild_directory() {
     put_be(dir, 0, sorted.size(), 4);
     std::size_t off = 4;
     for (const auto& [name, key] : sorted) {
-        put_be(dir, off, items_.at(key).size(), 4);
+        put_be(dir, off, items_.at(key).data.size(), 4);
         put_be(dir, off + 4, key, 2);
         std::copy(name.begin(), name.end(), dir.begin() + static_cast<std::ptrdiff_t>(off + 8));
         off += kDirEntrySize;
@@ -112,8 +131,8 @@ void FwCfg::select(uint16_t key) {
 }
 
 uint8_t FwCfg::next_byte() {
-    if (!cur_ || cur_off_ >= cur_->size()) return 0;
-    return (*cur_)[cur_off_++];
+    if (!cur_ || cur_off_ >= cur_->data.size()) return 0;
+    return cur_->data[cur_off_++];
 }
 
 void FwCfg::read(uint64_t offset, std::span<uint8_t> data) {
@@ -173,7 +192,7 @@ void FwCfg::dma_transfer(uint64_t desc_gpa) {
         ok = dma_read(addr, length);
     } else if (control & kCtlSkip) {
         // Past the end everything reads 0, so the offset can stop there.
-        const std::size_t avail = cur_ ? cur_->size() - cur_off_ : 0;
+        const std::size_t avail = cur_ ? cur_->data.size() - cur_off_ : 0;
         cur_off_ += std::min<std::size_t>(avail, length);
     }
     if (!ok && log_limit_.allow()) {
@@ -188,9 +207,9 @@ bool FwCfg::dma_read(uint64_t gpa, uint32_t len) {
     // proportional to the guest's length.
     auto dst = mem_->slice(gpa, len);
     if (!dst) return false;
-    const std::size_t avail = cur_ ? cur_->size() - cur_off_ : 0;
+    const std::size_t avail = cur_ ? cur_->data.size() - cur_off_ : 0;
     const std::size_t n = std::min<std::size_t>(avail, len);
-    if (n) std::memcpy(dst->data(), cur_->data() + cur_off_, n);
+    if (n) std::memcpy(dst->data(), cur_->data.data() + cur_off_, n);
     std::memset(dst->data() + n, 0, dst->size() - n);
     cur_off_ += n;
     return true;

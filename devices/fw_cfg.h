@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
@@ -54,6 +55,9 @@ public:
     // 0x05 = CPU count. Replaces an earlier item; the built-in keys 0x00,
     // 0x01 and 0x19 are refused (vmm::Error).
     void add_item(uint16_t key, std::vector<uint8_t> bytes);
+    // A fixed item served from memory the caller owns: `owner` keeps
+    // `bytes` alive for as long as the device needs them.
+    void add_item_view(uint16_t key, std::span<const uint8_t> bytes, std::shared_ptr<const void> owner);
     void add_u16(uint16_t key, uint16_t v);  // stored little-endian
     void add_u32(uint16_t key, uint32_t v);
     void add_u64(uint16_t key, uint64_t v);
@@ -67,18 +71,25 @@ public:
     std::string name() const override { return "fw_cfg"; }
 
 private:
+    // An item's bytes and whatever keeps them alive (its own vector, or a
+    // caller's mapping of a large file, so a kernel is not copied).
+    struct Item {
+        std::shared_ptr<const void> owner;
+        std::span<const uint8_t> data;
+    };
     void select(uint16_t key);  // lock held (all below too)
     uint8_t next_byte();
     void dma_transfer(uint64_t desc_gpa);
     bool dma_read(uint64_t gpa, uint32_t len);
     void rebuild_directory();
     void set_item(uint16_t key, std::vector<uint8_t> bytes);
+    void set_item(uint16_t key, Item item);
 
     std::mutex mu_;
     const GuestMemory* mem_;
-    std::map<uint16_t, std::vector<uint8_t>> items_;  // by key without bit 14
+    std::map<uint16_t, Item> items_;  // by key without bit 14
     std::vector<std::pair<std::string, uint16_t>> files_;  // insertion order
-    const std::vector<uint8_t>* cur_ = nullptr;  // selected item, or none
+    const Item* cur_ = nullptr;  // selected item, or none
     std::size_t cur_off_ = 0;                   // never past cur_->size()
     uint32_t dma_high_ = 0;
     vmm::log::RateLimit log_limit_;

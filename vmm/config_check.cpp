@@ -185,9 +185,8 @@ void boot_source(const VmConfig& cfg) {
                  "unless the guest boots through --firmware");
         return;
     }
-    if (!cfg.kernel.empty() || !cfg.initramfs.empty())
-        fail("--firmware with --kernel/--initramfs: booting a kernel through the firmware is not supported yet; "
-             "give either --firmware (the firmware boots the disks) or --kernel");
+    if (cfg.kernel.empty() && !cfg.initramfs.empty())
+        fail("--initramfs with --firmware needs --kernel too (the firmware then boots that kernel)");
 }
 
 const std::string& disk_serial(const std::string& serial, const std::string& what) {

@@ -56,8 +56,8 @@ void fw_cfg_items(const std::vector<FwCfgItemConfig>& items, const std::string& 
 
 // --firmware / boot.firmware: "bios" or the path of a firmware image.
 const std::string& firmware(const std::string& spec, const std::string& what);
-// The merged configuration boots something: a kernel, or firmware (and not
-// both, which would need kernel boot through firmware).
+// The merged configuration boots something: a kernel, firmware, or a kernel
+// through firmware (an initramfs only with a kernel).
 void boot_source(const VmConfig& cfg);
 
 // Disk fields.

@@ -16,9 +16,11 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstring>
 
 #include "arch/x86_64/e820.h"
 #include "arch/x86_64/fw_cfg_files.h"
+#include "arch/x86_64/linuxboot.h"
 #include "devices/debug_con.h"
 #include "devices/fw_cfg.h"
 #include "vmm/boot_source.h"
@@ -36,6 +38,10 @@ namespace {
 // Where Debian's seabios package installs the image; bios-256k.bin is the
 // build QEMU uses for its machines (with more drivers than bios.bin).
 constexpr std::array kSeaBiosPaths = {"/usr/share/seabios/bios-256k.bin", "/usr/share/seabios/bios.bin"};
+// QEMU's option ROM that loads a kernel from fw_cfg (Debian's qemu-system-data).
+constexpr const char* kLinuxbootRomPath = "/usr/share/qemu/linuxboot_dma.bin";
+// SeaBIOS's name for that ROM in `bootorder`: it boots first.
+constexpr const char* kLinuxbootBootPath = "/rom@genroms/linuxboot_dma.bin\n";
 
 // The part of the image a PC also shows below 1 MiB.
 constexpr uint64_t kLowBiosSize = 128 * x86::KiB;
@@ -50,16 +56,20 @@ std::string resolve_image(const std::string& spec) {
          kSeaBiosPaths[0], kSeaBiosPaths[1]);
 }
 
-// A --fw-cfg item's bytes: the string, or the whole host file.
-std::vector<uint8_t> item_content(const FwCfgItemConfig& item) {
-    constexpr size_t kMaxItem = 16 << 20;
-    if (item.file.empty()) return {item.text.begin(), item.text.end()};
-    InputFile f(item.file, "--fw-cfg file");
-    if (f.size() > kMaxItem)
-        fail("--fw-cfg {}: {} is {}; at most {}", item.name, item.file, x86::human_size(f.size()), x86::human_size(kMaxItem));
+// A whole (small) file's bytes: fw_cfg files are served from memory.
+std::vector<uint8_t> read_small_file(const std::string& path, const char* what) {
+    constexpr size_t kMax = 16 << 20;
+    InputFile f(path, what);
+    if (f.size() > kMax) fail("{} {}: {}; at most {}", what, path, x86::human_size(f.size()), x86::human_size(kMax));
     std::vector<uint8_t> bytes(f.size());
     f.copy_to(bytes, f.bytes());
     return bytes;
+}
+
+// A --fw-cfg item's bytes: the string, or the whole host file.
+std::vector<uint8_t> item_content(const FwCfgItemConfig& item) {
+    if (item.file.empty()) return {item.text.begin(), item.text.end()};
+    return read_small_file(item.file, "--fw-cfg file");
 }
 
 // Writes to the read-only image exit to the VMM; firmware probing for
@@ -114,7 +124,14 @@ public:
         fw->add_u16(devices::FwCfg::kNbCpus, static_cast<uint16_t>(cfg.cpus));
         fw->add_u16(devices::FwCfg::kMaxCpus, static_cast<uint16_t>(cfg.cpus));
         fw->add_u16(devices::FwCfg::kBootMenu, 0);
-        if (!ctx.boot_devices.empty()) fw->add_file("bootorder", x86::fw_cfg_bootorder(ctx.boot_devices));
+        std::vector<uint8_t> bootorder;
+        if (!cfg.kernel.empty()) {
+            load_kernel(ctx, *fw);
+            bootorder.assign(kLinuxbootBootPath, kLinuxbootBootPath + std::strlen(kLinuxbootBootPath));
+        }
+        auto devices = x86::fw_cfg_bootorder(ctx.boot_devices);
+        bootorder.insert(bootorder.end(), devices.begin(), devices.end());
+        if (!bootorder.empty()) fw->add_file("bootorder", std::move(bootorder));
         fw->add_file("etc/e820", x86::fw_cfg_e820(x86::firmware_e820(ctx.layout.ram)));
         for (auto& f : x86::acpi_loader_files(x86::generate_acpi_tables(ctx.acpi)))
             fw->add_file(f.name, std::move(f.bytes));
@@ -132,6 +149,31 @@ public:
                     }));
         log::info("firmware {} ({} KiB at {:#x}), {} MiB RAM, {} vCPU(s)", path, size >> 10, base, cfg.memory >> 20,
                   cfg.cpus);
+    }
+
+    // --kernel with --firmware: SeaBIOS runs QEMU's linuxboot_dma option ROM,
+    // which loads the kernel, initramfs and command line from fw_cfg and
+    // starts the kernel's real-mode setup as a boot loader would. Kernel
+    // and initramfs are served from their file mappings, not copied.
+    void load_kernel(BootContext& ctx, devices::FwCfg& fw) {
+        const VmConfig& cfg = ctx.cfg;
+        if (::access(kLinuxbootRomPath, R_OK) != 0)
+            fail("--firmware with --kernel: the option ROM {} is missing (Debian package qemu-system-data)",
+                 kLinuxbootRomPath);
+        auto kernel = std::make_shared<InputFile>(cfg.kernel, "--kernel");
+        std::shared_ptr<InputFile> initrd;
+        if (!cfg.initramfs.empty()) initrd = std::make_shared<InputFile>(cfg.initramfs, "--initramfs");
+        x86::LinuxBootItems items;
+        try {
+            items = x86::linuxboot_items(kernel->bytes(), initrd ? initrd->size() : 0, cfg.cmdline, ctx.layout.ram);
+        } catch (const Error& e) {
+            fail("--kernel {}: {}", cfg.kernel, e.what());
+        }
+        for (auto& [key, bytes] : items.fixed) fw.add_item(key, std::move(bytes));
+        fw.add_item_view(x86::fw_cfg_key::kKernelData, items.kernel, kernel);
+        if (initrd) fw.add_item_view(x86::fw_cfg_key::kInitrdData, initrd->bytes(), initrd);
+        fw.add_file(x86::kLinuxbootRomFile, read_small_file(kLinuxbootRomPath, "--firmware option ROM"));
+        log::info("kernel {} through the firmware (linuxboot_dma), initramfs at {:#x}", cfg.kernel, items.initrd_addr);
     }
 
     // The boot vCPU keeps KVM's reset state: real mode at F000:FFF0, i.e.

@@ -25,3 +25,42 @@ def boot_sector(tag: str, reset: bool = False) -> bytes:
     sector[: len(body)] = body
     sector[510:512] = b"\x55\xaa"
     return bytes(sector)
+
+
+# A bzImage whose real-mode setup code (entered by a boot loader at
+# setup segment + 0x20, here QEMU's linuxboot_dma option ROM) prints "R",
+# the 4 raw bytes of the header's ramdisk_size, "C" and the command line at
+# cmd_line_ptr on COM1, then powers off like the boot sector. `as --32` of:
+#   mov %cs,%ax; sub $0x20,%ax; mov %ax,%ds; mov $0x3f8,%dx
+#   mov $'R',%al; out %al,%dx; mov $0x21c,%si; mov $4,%cx; 1: lodsb; out %al,%dx; loop 1b
+#   mov $'C',%al; out %al,%dx; mov 0x228,%eax; shr $4,%eax; mov %ax,%ds; xor %si,%si
+#   2: lodsb; test %al,%al; jz 3f; out %al,%dx; jmp 2b
+#   3: mov $0x0a,%al; out %al,%dx; mov $0x604,%dx; mov $0x3400,%ax; out %ax,%dx; 4: hlt; jmp 4b
+SETUP_CODE = bytes.fromhex(
+    "8cc883e8208ed8baf803b052eebe1c02b90400aceee2fcb043ee66a1280266c1e8048ed831f6ac84c07403eeebf8"
+    "b00aeeba0406b80034eff4ebfd")
+
+
+def setup_probe_bzimage() -> bytes:
+    """One setup sector (header, then SETUP_CODE at 0x26c) and 512 bytes
+    of protected-mode "kernel"; boot protocol 2.15, relocatable, 64-bit."""
+    f = bytearray(1024 + 512)
+
+    def put(off, value, n):
+        f[off:off + n] = value.to_bytes(n, "little")
+
+    f[0x1f1] = 1                  # setup_sects
+    put(0x1fe, 0xAA55, 2)         # boot_flag
+    f[0x200:0x202] = b"\xeb\x6a"  # jump over the header to 0x26c
+    f[0x202:0x206] = b"HdrS"
+    put(0x206, 0x020F, 2)         # protocol 2.15
+    f[0x211] = 0x01               # loadflags: LOADED_HIGH
+    put(0x22C, 0x7FFFFFFF, 4)     # initrd_addr_max
+    put(0x230, 0x200000, 4)       # kernel_alignment
+    f[0x234] = 1                  # relocatable_kernel
+    put(0x236, 0x1, 2)            # xloadflags: XLF_KERNEL_64
+    put(0x238, 2047, 4)           # cmdline_size
+    put(0x258, 0x1000000, 8)      # pref_address
+    put(0x260, 0x200000, 4)       # init_size
+    f[0x26C:0x26C + len(SETUP_CODE)] = SETUP_CODE
+    return bytes(f)

@@ -6,7 +6,6 @@ sectors run in real mode, which even a nested /dev/kvm without hardware
 virtualization underneath emulates (tests/guest/README.md)."""
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,16 +51,26 @@ class Run:
 
 
 @pytest.fixture
-def run_vm(vmm_binary, kvm, tmp_path):
+def run_vm(vmm_binary, kvm, tmp_path, request):
     """run_vm(args, timeout=60) -> Run: boots build/vmm with `args` plus a
-    serial file, waits for it to end and returns status and output."""
+    serial file, waits for it to end and returns status and output. With
+    VMM_FW_LOGDIR set, the serial output and stderr stay there as
+    TEST-N.serial / TEST-N.stderr (they are written while the VM runs)."""
+    logdir = Path(os.environ.get("VMM_FW_LOGDIR") or tmp_path)
+    name = request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
+    count = 0
 
     def run(args, timeout=60):
-        serial = tmp_path / f"serial-{len(list(tmp_path.iterdir()))}.txt"
+        nonlocal count
+        count += 1
+        serial = logdir / f"{name}-{count}.serial"
+        errlog = logdir / f"{name}-{count}.stderr"
         cmd = [str(vmm_binary), "--serial", f"file={serial}", "--timeout", str(timeout), *map(str, args)]
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 30)
+        with open(errlog, "wb") as err:
+            p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                               timeout=timeout + 30)
         out = serial.read_bytes() if serial.exists() else b""
-        return Run(p.returncode, out, p.stderr.decode(errors="replace"))
+        return Run(p.returncode, out, errlog.read_text(errors="replace"))
 
     return run
 

@@ -8,8 +8,9 @@
 #   2. Debian's kernel through SeaBIOS and GRUB (test_linux.py, marker
 #      `linux`): directly where tests/guest/kvm-usable.sh says /dev/kvm runs
 #      Linux, otherwise inside the software-emulated test host.
-# PYTEST-ARGS go to both pytest runs (e.g. -k cdrom, -x). JUnit results are
-# written to DIR/firmware-tests/*.xml. Exits non-zero if either part failed.
+# PYTEST-ARGS go to both pytest runs (e.g. -k cdrom, -x). JUnit results and
+# each VM's serial output and stderr (NAME.serial, NAME.stderr) are written
+# to DIR/firmware-tests/. Exits non-zero if either part failed.
 set -euo pipefail
 PROG=run-firmware-tests.sh
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,8 +27,10 @@ fi
 PY=/usr/bin/python3
 "$PY" -m pytest --version >/dev/null 2>&1 || die "pytest is missing for $PY (Debian package python3-pytest)"
 results=$build/firmware-tests
+rm -rf "$results"
 mkdir -p "$results"
-pytest_args=(. -p no:cacheprovider -rs --vmm "$build/vmm" "$@")
+export VMM_FW_LOGDIR=$results
+pytest_args=(. -p no:cacheprovider -rs -v --vmm "$build/vmm" "$@")
 
 status=0
 note "part 1: firmware on this machine's /dev/kvm"

@@ -6,11 +6,12 @@ the VM off through the ACPI PM1a control register, so a passing test shows
 that the firmware ran, found the device through its own virtio driver,
 loaded sector 0 (or the El Torito image) and jumped to it."""
 import shutil
+import struct
 import subprocess
 
 import pytest
 
-from bootsector import boot_sector
+from bootsector import boot_sector, setup_probe_bzimage
 from conftest import write_image
 
 
@@ -114,10 +115,28 @@ def test_guest_reset_restarts_the_firmware(run_vm, seabios, tmp_path):
     r = run_vm(["--firmware", "bios", "--disk", f"path={disk}"])
     assert r.status == 2, r.stderr
     assert booted(r, "reset") == 0x80
-    r = run_vm(["--firmware", "bios", "--disk", f"path={disk}", "--reboot"], timeout=8)
+    r = run_vm(["--firmware", "bios", "--disk", f"path={disk}", "--reboot"], timeout=15)
     assert r.status == 5, r.stderr  # --timeout ends the reboot loop
     assert r.serial.count(b"SeaBIOS (version") >= 2, r.serial
     assert r.serial.count(b"BOOT-OK tag=reset drive=\x80") >= 2, r.serial
+
+
+def test_kernel_through_the_firmware(run_vm, seabios, tmp_path):
+    # --firmware with --kernel: SeaBIOS runs linuxboot_dma.bin, which loads
+    # setup, kernel, initramfs and command line over fw_cfg DMA, patches the
+    # setup header and enters the setup code; it boots before a bootable disk.
+    kernel = tmp_path / "bzImage"
+    kernel.write_bytes(setup_probe_bzimage())
+    initrd = tmp_path / "initrd"
+    initrd.write_bytes(bytes(range(256)) * 40 + b"tail")
+    disk = write_image(tmp_path / "disk.img", boot_sector("disk"))
+    cmdline = "console=ttyS0 vmmtest.token=linuxboot-7f3a"
+    r = run_vm(["--firmware", "bios", "--kernel", kernel, "--initramfs", initrd, "--cmdline", cmdline,
+                "--disk", f"path={disk}"])
+    assert r.status == 0, r.stderr
+    expect = b"R" + struct.pack("<I", initrd.stat().st_size) + b"C" + cmdline.encode() + b"\n"
+    assert expect in r.serial, r.serial
+    assert booted(r, "disk") is None
 
 
 def test_no_bootable_device(run_vm, seabios, tmp_path):

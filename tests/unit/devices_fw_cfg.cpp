@@ -127,6 +127,29 @@ TEST_CASE("fw_cfg: items read byte by byte, 0 past the end and for unknown keys"
     }
 }
 
+TEST_CASE("fw_cfg: an item served from the caller's memory, kept alive by its owner", "[devices][fw_cfg]") {
+    Rig r;
+    std::weak_ptr<std::vector<uint8_t>> watch;
+    {
+        auto big = std::make_shared<std::vector<uint8_t>>(100000, 0x5a);
+        (*big)[99999] = 0x7e;
+        watch = big;
+        r.dev->add_item_view(0x11, std::span<const uint8_t>(*big).subspan(99990), big);
+    }
+    CHECK_FALSE(watch.expired());  // the device holds the owner
+    r.select(0x11);
+    auto got = r.data(12);
+    CHECK(got == std::vector<uint8_t>{0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x7e, 0, 0});
+    // DMA reads it too, and zero-fills past its end.
+    r.fill(0x2000, 16, 0xee);
+    CHECK(r.dma(sel(0x11) | kRead, 12, 0x2000) == 0);
+    CHECK(r.ram(0x2000, 12) == got);
+    CHECK_THROWS_AS(r.dev->add_item_view(0x19, {}, nullptr), vmm::Error);
+    // Replacing the item lets the owner go.
+    r.dev->add_item(0x11, {1});
+    CHECK(watch.expired());
+}
+
 TEST_CASE("fw_cfg: file directory is sorted by name with big-endian fields", "[devices][fw_cfg]") {
     Rig r;
     r.dev->add_file("etc/b", {1, 2, 3});

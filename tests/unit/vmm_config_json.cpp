@@ -593,9 +593,11 @@ TEST_CASE("config json: firmware boot instead of a kernel", "[vmm][config]") {
     CHECK(load(R"({"boot": {"firmware": ""}})").firmware.empty());
     // Neither a kernel nor firmware: the kernel is asked for, and firmware named.
     CHECK_THAT(error_of_cli({"--memory", "1G"}), Contains("--kernel: a path is required") && Contains("--firmware"));
-    // Both: kernel boot through firmware does not exist yet.
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--kernel", "/k"}), Contains("not supported yet"));
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--initramfs", "/i"}), Contains("not supported yet"));
+    // Both: the firmware boots the kernel; an initramfs needs a kernel.
+    auto kf = cli({"--firmware", "bios", "--kernel", "/k", "--initramfs", "/i"});
+    CHECK(kf.firmware == "bios");
+    CHECK(kf.kernel == "/k");
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--initramfs", "/i"}), Contains("needs --kernel"));
     CHECK_THAT(error_of_cli({"--firmware", "uefi"}), Contains("uefi") && Contains("not supported yet"));
     CHECK_THAT(error_of_json(R"({"boot": {"firmware": 1}})"), Contains("boot.firmware: expected a string"));
     CHECK_THAT(error_of_json(R"({"boot": {"firmware": "uefi"}})"), Contains("boot.firmware"));
