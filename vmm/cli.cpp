@@ -53,6 +53,22 @@ std::vector<std::pair<std::string, std::string>> split_kv(const std::string& spe
     return out;
 }
 
+// --firmware bios|uefi|PATH[,vars=PATH] | off
+void parse_firmware(const std::string& spec, VmConfig& cfg) {
+    cfg.firmware_vars.clear();
+    if (spec == "off") {
+        cfg.firmware.clear();
+        return;
+    }
+    size_t comma = spec.find(',');
+    cfg.firmware = check::firmware(spec.substr(0, comma), "--firmware");
+    if (comma == std::string::npos) return;
+    for (auto& [k, v] : split_kv(spec.substr(comma + 1), "--firmware")) {
+        if (k == "vars") cfg.firmware_vars = check::path(v, "--firmware vars");
+        else fail("--firmware: unknown key \"{}\" (expected vars)", k);
+    }
+}
+
 int parse_bootindex(const std::string& v, const std::string& what) {
     return static_cast<int>(check::parse_uint(v, what, 0, check::kMaxBootIndex));
 }
@@ -210,9 +226,10 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     app.add_flag("--print-config", print_config,
                  "Print the effective configuration as JSON (a valid --config file) and exit without starting a VM");
     auto* o_firmware = app.add_option("--firmware", firmware,
-                                      "Boot through firmware instead of a kernel: bios (Debian's SeaBIOS) or the path "
-                                      "of a firmware image; it boots from the disks and CD-ROMs")
-                           ->type_name("bios|PATH");
+                                      "Boot through firmware: bios (Debian's SeaBIOS), uefi (Debian's OVMF) or the path "
+                                      "of a firmware image; vars=PATH keeps UEFI variables there; it boots the disks and "
+                                      "CD-ROMs, or --kernel")
+                           ->type_name("bios|uefi|PATH[,vars=PATH]");
     auto* o_kernel = app.add_option("--kernel", kernel,
                                     "Guest kernel: a bzImage (64-bit boot protocol >= 2.12) or a vmlinux ELF with a "
                                     "PVH entry note (required without --firmware, here or as boot.kernel in --config)")
@@ -317,7 +334,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     VmConfig cfg;
     if (o_config->count()) cfg = config_from_file(check::path(config_path, "--config"));
     auto given = [](const CLI::Option* o) { return o->count() > 0; };
-    if (given(o_firmware)) cfg.firmware = firmware == "off" ? "" : check::firmware(firmware, "--firmware");
+    if (given(o_firmware)) parse_firmware(firmware, cfg);
     if (given(o_kernel)) cfg.kernel = check::path(kernel, "--kernel");
     if (given(o_initramfs)) cfg.initramfs = check::path(initramfs, "--initramfs");
     if (given(o_cmdline)) cfg.cmdline = cmdline;

@@ -78,6 +78,9 @@ struct VmConfig {
     // "bios" runs Debian's SeaBIOS (found at run time), any other value is
     // the path of a firmware image (README: Firmware boot).
     std::string firmware;
+    // UEFI variable store (a CFI flash below the firmware): created from the
+    // firmware's template when missing; empty: a throwaway copy.
+    std::string firmware_vars;
     std::string kernel;  // required unless firmware is given
     std::string initramfs;  // empty: none
     std::string cmdline = "console=ttyS0 panic=1";

@@ -173,18 +173,20 @@ void fw_cfg_items(const std::vector<FwCfgItemConfig>& items, const std::string& 
 }
 
 const std::string& firmware(const std::string& spec, const std::string& what) {
-    if (spec == "uefi")
-        fail("{}: uefi (OVMF) is not supported yet; use bios (SeaBIOS) or the path of a SeaBIOS image", what);
+    if (spec == "bios" || spec == "uefi") return spec;
     return path(spec, what);
 }
 
 void boot_source(const VmConfig& cfg) {
     if (cfg.firmware.empty()) {
+        if (!cfg.firmware_vars.empty()) fail("boot.firmware_vars is set but no --firmware is given");
         if (cfg.kernel.empty())
             fail("--kernel: a path is required (on the command line or as boot.kernel in --config), "
                  "unless the guest boots through --firmware");
         return;
     }
+    if (!cfg.firmware_vars.empty() && cfg.firmware == "bios")
+        fail("--firmware bios,vars=...: only UEFI firmware keeps variables (use uefi or an OVMF image)");
     if (cfg.kernel.empty() && !cfg.initramfs.empty())
         fail("--initramfs with --firmware needs --kernel too (the firmware then boots that kernel)");
 }

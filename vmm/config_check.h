@@ -54,7 +54,7 @@ void boot_indexes(const VmConfig& cfg, const std::string& where);
 inline constexpr size_t kMaxFwCfgItems = 32;
 void fw_cfg_items(const std::vector<FwCfgItemConfig>& items, const std::string& what);
 
-// --firmware / boot.firmware: "bios" or the path of a firmware image.
+// --firmware / boot.firmware: "bios", "uefi" or the path of a firmware image.
 const std::string& firmware(const std::string& spec, const std::string& what);
 // The merged configuration boots something: a kernel, firmware, or a kernel
 // through firmware (an initramfs only with a kernel).

@@ -187,7 +187,8 @@ private:
 
     void boot(const json& v) {
         object(v, "boot");
-        keys(v, "boot", {"firmware", "kernel", "initramfs", "cmdline"});
+        keys(v, "boot", {"firmware", "firmware_vars", "kernel", "initramfs", "cmdline"});
+        if (auto* f = find(v, "firmware_vars")) cfg_.firmware_vars = optional_path(*f, "boot.firmware_vars");
         if (auto* f = find(v, "firmware")) {
             std::string fw = string(*f, "boot.firmware");
             cfg_.firmware = fw.empty() ? fw : check::firmware(fw, where("boot.firmware"));
@@ -576,7 +577,7 @@ json config_to_json(const VmConfig& cfg) {
     json memory = cfg.memory % (1ull << 20) ? json(cfg.memory) : json(memory_text(cfg.memory));
     return {
         {"machine", {{"cpus", cfg.cpus}, {"memory", memory}, {"hugepages", cfg.hugepages}}},
-        {"boot", {{"firmware", cfg.firmware}, {"kernel", cfg.kernel}, {"initramfs", cfg.initramfs}, {"cmdline", cfg.cmdline}}},
+        {"boot", {{"firmware", cfg.firmware}, {"firmware_vars", cfg.firmware_vars}, {"kernel", cfg.kernel}, {"initramfs", cfg.initramfs}, {"cmdline", cfg.cmdline}}},
         {"disks", disks},
         {"serial", {{"mode", check::console_mode_name(cfg.serial)}, {"path", cfg.serial_path}}},
         {"console", {{"mode", check::console_mode_name(cfg.console)}, {"path", cfg.console_path}}},

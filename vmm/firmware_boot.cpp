@@ -21,6 +21,7 @@
 #include "arch/x86_64/e820.h"
 #include "arch/x86_64/fw_cfg_files.h"
 #include "arch/x86_64/linuxboot.h"
+#include "devices/cfi_flash.h"
 #include "devices/debug_con.h"
 #include "devices/fw_cfg.h"
 #include "vmm/boot_source.h"
@@ -47,13 +48,68 @@ constexpr const char* kLinuxbootBootPath = "/rom@genroms/linuxboot_dma.bin\n";
 constexpr uint64_t kLowBiosSize = 128 * x86::KiB;
 constexpr uint64_t kMinImageSize = 64 * x86::KiB;
 
-std::string resolve_image(const std::string& spec) {
-    if (spec != "bios") return spec;
-    for (const char* p : kSeaBiosPaths)
-        if (::access(p, R_OK) == 0) return p;
-    fail("--firmware bios: SeaBIOS not found (looked for {} and {}); install Debian's seabios package or give "
-         "the image's path",
-         kSeaBiosPaths[0], kSeaBiosPaths[1]);
+// Debian's ovmf package: the 4 MiB build's code and its variable store
+// template (not the secure-boot builds, which need SMM).
+constexpr const char* kOvmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+constexpr const char* kOvmfVarsTemplate = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+struct FirmwareImage {
+    std::string code;           // mapped read-only, ending at 4 GiB
+    std::string vars_template;  // UEFI: copied to a missing vars file; "" if unknown
+    bool uefi = false;
+};
+
+// A UEFI image starts with a firmware volume: "_FVH" at offset 0x28 of the
+// volume header. SeaBIOS images have no such thing.
+bool looks_like_uefi(const std::string& path) {
+    InputFile f(path, "--firmware");
+    auto b = f.bytes();
+    return b.size() >= 0x2c && b[0x28] == '_' && b[0x29] == 'F' && b[0x2a] == 'V' && b[0x2b] == 'H';
+}
+
+FirmwareImage resolve_image(const std::string& spec) {
+    if (spec == "bios") {
+        for (const char* p : kSeaBiosPaths)
+            if (::access(p, R_OK) == 0) return {p, "", false};
+        fail("--firmware bios: SeaBIOS not found (looked for {} and {}); install Debian's seabios package or give "
+             "the image's path",
+             kSeaBiosPaths[0], kSeaBiosPaths[1]);
+    }
+    if (spec == "uefi") {
+        for (const char* p : {kOvmfCode, kOvmfVarsTemplate})
+            if (::access(p, R_OK) != 0)
+                fail("--firmware uefi: {} not found; install Debian's ovmf package or give the image's path", p);
+        return {kOvmfCode, kOvmfVarsTemplate, true};
+    }
+    return {spec, "", looks_like_uefi(spec)};
+}
+
+// The variable store behind a UEFI image: the user's file (made from the
+// template when missing), or a throwaway copy of the template that lives
+// only as long as the VM (unlinked at once).
+std::shared_ptr<devices::CfiFlash> open_vars(const VmConfig& cfg, const FirmwareImage& img) {
+    if (!cfg.firmware_vars.empty()) {
+        if (!img.vars_template.empty()) devices::CfiFlash::create_from_template(cfg.firmware_vars, img.vars_template);
+        return std::make_shared<devices::CfiFlash>(cfg.firmware_vars);
+    }
+    if (img.vars_template.empty()) return nullptr;  // a unified image: variables are the firmware's business
+    char dir[] = "/tmp/vmm-vars-XXXXXX";
+    if (!::mkdtemp(dir)) throw_errno("--firmware: temporary directory for the UEFI variables");
+    std::string path = std::string(dir) + "/vars.fd";
+    std::shared_ptr<devices::CfiFlash> flash;
+    try {
+        devices::CfiFlash::create_from_template(path, img.vars_template);
+        flash = std::make_shared<devices::CfiFlash>(path);
+    } catch (...) {
+        ::unlink(path.c_str());
+        ::rmdir(dir);
+        throw;
+    }
+    ::unlink(path.c_str());
+    ::rmdir(dir);
+    log::info("UEFI variables in a throwaway copy of {} (give --firmware ...,vars=PATH to keep them)",
+              img.vars_template);
+    return flash;
 }
 
 // A whole (small) file's bytes: fw_cfg files are served from memory.
@@ -94,13 +150,20 @@ public:
 
     void load(BootContext& ctx) override {
         const VmConfig& cfg = ctx.cfg;
-        const std::string path = resolve_image(cfg.firmware);
+        const FirmwareImage img = resolve_image(cfg.firmware);
+        const std::string& path = img.code;
         const std::string what = "--firmware " + cfg.firmware;
         InputFile image(path, "--firmware");
         const uint64_t size = image.size();
         if (size < kMinImageSize || size % (4 * x86::KiB) != 0 || size > x86::kFirmwareMaxSize)
             fail("{}: {} is {} bytes; a firmware image is a whole number of 4 KiB pages between {} and {}", what, path,
                  size, x86::human_size(kMinImageSize), x86::human_size(x86::kFirmwareMaxSize));
+        if (!cfg.firmware_vars.empty() && !img.uefi)
+            fail("{}: {} is not a UEFI image; only UEFI firmware keeps variables (vars=)", what, path);
+        auto vars = img.uefi ? open_vars(cfg, img) : nullptr;
+        if (vars && vars->size() > x86::kFirmwareMaxSize - size)
+            fail("{}: the image ({}) and its variable store ({}) exceed {}", what, x86::human_size(size),
+                 x86::human_size(vars->size()), x86::human_size(x86::kFirmwareMaxSize));
         if (ctx.vm.kvm().check_extension(KVM_CAP_READONLY_MEM) <= 0)
             fail("{}: this host's KVM cannot map read-only memory (KVM_CAP_READONLY_MEM)", what);
 
@@ -113,6 +176,12 @@ public:
         const uint64_t base = x86::kMmioHoleEnd - size;
         ctx.vm.set_user_memory_region(ctx.first_free_memslot, base, size, rom_, KVM_MEM_READONLY);
         ctx.mmio.add(base, size, std::make_shared<RomWrites>());
+        if (vars) {
+            // Right below the code, as QEMU puts its second pflash: OVMF's
+            // build fixes that address (its variable store base).
+            ctx.mmio.add(base - vars->size(), vars->size(), vars);
+            log::info("UEFI variable store: {} at {:#x}", vars->size(), base - vars->size());
+        }
 
         const uint64_t low = std::min(size, kLowBiosSize);
         if (!ctx.mem.write(x86::kHighMemStart - low, rom.subspan(size - low)))
@@ -126,8 +195,9 @@ public:
         fw->add_u16(devices::FwCfg::kBootMenu, 0);
         std::vector<uint8_t> bootorder;
         if (!cfg.kernel.empty()) {
-            load_kernel(ctx, *fw);
-            bootorder.assign(kLinuxbootBootPath, kLinuxbootBootPath + std::strlen(kLinuxbootBootPath));
+            load_kernel(ctx, *fw, img.uefi);
+            // OVMF loads the kernel from fw_cfg itself; SeaBIOS runs the ROM.
+            if (!img.uefi) bootorder.assign(kLinuxbootBootPath, kLinuxbootBootPath + std::strlen(kLinuxbootBootPath));
         }
         auto devices = x86::fw_cfg_bootorder(ctx.boot_devices);
         bootorder.insert(bootorder.end(), devices.begin(), devices.end());
@@ -155,9 +225,9 @@ public:
     // which loads the kernel, initramfs and command line from fw_cfg and
     // starts the kernel's real-mode setup as a boot loader would. Kernel
     // and initramfs are served from their file mappings, not copied.
-    void load_kernel(BootContext& ctx, devices::FwCfg& fw) {
+    void load_kernel(BootContext& ctx, devices::FwCfg& fw, bool uefi) {
         const VmConfig& cfg = ctx.cfg;
-        if (::access(kLinuxbootRomPath, R_OK) != 0)
+        if (!uefi && ::access(kLinuxbootRomPath, R_OK) != 0)
             fail("--firmware with --kernel: the option ROM {} is missing (Debian package qemu-system-data)",
                  kLinuxbootRomPath);
         auto kernel = std::make_shared<InputFile>(cfg.kernel, "--kernel");
@@ -172,7 +242,7 @@ public:
         for (auto& [key, bytes] : items.fixed) fw.add_item(key, std::move(bytes));
         fw.add_item_view(x86::fw_cfg_key::kKernelData, items.kernel, kernel);
         if (initrd) fw.add_item_view(x86::fw_cfg_key::kInitrdData, initrd->bytes(), initrd);
-        fw.add_file(x86::kLinuxbootRomFile, read_small_file(kLinuxbootRomPath, "--firmware option ROM"));
+        if (!uefi) fw.add_file(x86::kLinuxbootRomFile, read_small_file(kLinuxbootRomPath, "--firmware option ROM"));
         log::info("kernel {} through the firmware (linuxboot_dma), initramfs at {:#x}", cfg.kernel, items.initrd_addr);
     }
 

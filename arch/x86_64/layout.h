@@ -155,6 +155,10 @@ struct PlatformLayout {
     AddrRange pci_mmio32;  // BARs below 4 GiB: ACPI _CRS and the bus decode window
     AddrRange pci_mmio64;
 };
+// `firmware`: the Q35 map. Debian's SeaBIOS and OVMF both put ECAM at
+// 0xB0000000 (fixed in their builds: SeaBIOS's Q35 code, OVMF's
+// PcdPciExpressBaseAddress) and their 32-bit BARs above it, up to 0xFC000000
+// (OVMF) or the IOAPIC (SeaBIOS).
 PlatformLayout platform_layout(uint64_t mem_bytes, bool firmware);
 
 // Bytes to copy into guest RAM at `gpa` before the first vCPU runs.

@@ -75,7 +75,7 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
                x.bootindex == y.bootindex;
     };
     return balloon_eq(a.balloon, b.balloon) &&
-           std::equal(a.nets.begin(), a.nets.end(), b.nets.begin(), b.nets.end(), net_eq) && a.firmware == b.firmware && a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
+           std::equal(a.nets.begin(), a.nets.end(), b.nets.begin(), b.nets.end(), net_eq) && a.firmware == b.firmware && a.firmware_vars == b.firmware_vars && a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
            a.memory == b.memory && a.serial == b.serial && a.serial_path == b.serial_path && a.console == b.console &&
            a.console_path == b.console_path && a.hugepages == b.hugepages && a.boot_report == b.boot_report &&
            a.allow_reboot == b.allow_reboot && a.log_level == b.log_level && a.log_file == b.log_file &&
@@ -552,7 +552,7 @@ TEST_CASE("config json: --print-config prints what would run, and it parses back
     for (const char* s : {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices"})
         CHECK(j.contains(s));
     CHECK(j["machine"].size() == 3);
-    CHECK(j["boot"].size() == 4);
+    CHECK(j["boot"].size() == 5);
     CHECK(j["disks"][0].size() == 8);
     CHECK(j["run"].size() == 3);
     // Still validated: no kernel, no printout.
@@ -598,9 +598,16 @@ TEST_CASE("config json: firmware boot instead of a kernel", "[vmm][config]") {
     CHECK(kf.firmware == "bios");
     CHECK(kf.kernel == "/k");
     CHECK_THAT(error_of_cli({"--firmware", "bios", "--initramfs", "/i"}), Contains("needs --kernel"));
-    CHECK_THAT(error_of_cli({"--firmware", "uefi"}), Contains("uefi") && Contains("not supported yet"));
+    auto u = cli({"--firmware", "uefi,vars=/v/vm.vars"});
+    CHECK(u.firmware == "uefi");
+    CHECK(u.firmware_vars == "/v/vm.vars");
+    CHECK(same(load(vmm::config_to_text(u)), u));
+    CHECK(cli({"--firmware", "uefi"}).firmware_vars.empty());
+    CHECK_THAT(error_of_cli({"--firmware", "bios,vars=/v"}), Contains("only UEFI firmware keeps variables"));
+    CHECK_THAT(error_of_cli({"--firmware", "uefi,vars"}), Contains("key=value"));
+    CHECK_THAT(error_of_cli({"--firmware", "uefi,size=4"}), Contains("unknown key \"size\""));
     CHECK_THAT(error_of_json(R"({"boot": {"firmware": 1}})"), Contains("boot.firmware: expected a string"));
-    CHECK_THAT(error_of_json(R"({"boot": {"firmware": "uefi"}})"), Contains("boot.firmware"));
+    CHECK(load(R"({"boot": {"firmware": "uefi", "firmware_vars": "/v"}})").firmware_vars == "/v");
     // bootindex on every bootable device, each value once.
     auto b = cli({"--firmware", "bios", "--disk", "path=/d,bootindex=2", "--scsi-disk", "path=/s,bootindex=1",
                   "--cdrom", "path=/c.iso,bootindex=0", "--net", "tap=t0,bootindex=3"});
@@ -637,6 +644,8 @@ TEST_CASE("config json: firmware boot instead of a kernel", "[vmm][config]") {
     auto f = dir.write("fw.json", R"({"boot": {"firmware": "bios"}})");
     CHECK(cli({"--config", f, "--firmware", "off", "--kernel", "/k"}).firmware.empty());
     CHECK(cli({"--config", f}).firmware == "bios");
+    auto nofw = dir.write("nofw.json", R"({"boot": {"kernel": "/k", "firmware_vars": "/v"}})");
+    CHECK_THAT(error_of_cli({"--config", nofw}), Contains("no --firmware"));
 }
 
 TEST_CASE("config json: every examples/*.json loads and round-trips", "[vmm][config]") {
