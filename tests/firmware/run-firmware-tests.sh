@@ -34,7 +34,9 @@ pytest_args=(. -p no:cacheprovider -rs -v --vmm "$build/vmm" "$@")
 
 status=0
 note "part 1: firmware on this machine's /dev/kvm"
-(cd "$HERE" && "$PY" -m pytest "${pytest_args[@]}" -m "not linux" --junitxml="$results/direct.xml") || status=1
+# pytest exits 5 when -k selected nothing from a part: not a failure.
+ok() { local rc=$?; [[ $rc == 5 ]] || status=1; }
+(cd "$HERE" && "$PY" -m pytest "${pytest_args[@]}" -m "not linux" --junitxml="$results/direct.xml") || ok
 
 note "part 2: Linux through the firmware"
 VMM_FW_KERNEL=$(guest_kernel)
@@ -43,11 +45,11 @@ export VMM_FW_KERNEL VMM_FW_INITRAMFS
 linux=("$PY" -m pytest "${pytest_args[@]}" -m linux --junitxml="$results/linux.xml")
 if verdict=$("$GUEST_DIR/kvm-usable.sh"); then
     note "$verdict -> running them directly"
-    (cd "$HERE" && "${linux[@]}") || status=1
+    (cd "$HERE" && "${linux[@]}") || ok
 elif ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
     note "SKIP: $verdict, and qemu-system-x86_64 is missing for the test host"
 else
     note "$verdict -> running them inside the test host"
-    (cd "$HERE" && "$GUEST_DIR/testhost.sh" --timeout 2400 --scratch "$results" -- "${linux[@]}") || status=1
+    (cd "$HERE" && "$GUEST_DIR/testhost.sh" --timeout 2400 --scratch "$results" -- "${linux[@]}") || ok
 fi
 exit $status

@@ -19,6 +19,13 @@ pytestmark = pytest.mark.linux
 
 MEM_MB = 512
 CPUS = 2
+# lapic=notscdeadline: in 2 test-host boots whose own TSC calibrated to
+# ~2597.8 MHz, a GRUB-booted guest's idle CPU slept through its TSC-deadline
+# timer for over a minute (twice per boot); in test hosts calibrated to
+# ~2600.0 MHz none of 5 boots did (GRUB, linuxboot and direct boot), nor
+# QEMU with the same GRUB image. Cause unknown (docs/firmware.md).
+# The LAPIC's one-shot mode avoids it, so these cases test the firmware path.
+TIMER = "lapic=notscdeadline"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +44,7 @@ def grub_image(tmp_path_factory):
     (root / "boot" / "grub").mkdir(parents=True)
     shutil.copy(kernel, root / "vmlinuz")
     shutil.copy(initramfs, root / "initrd.img")
-    cmdline = f"console=ttyS0 panic=1 vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} vmmtest.token={token}"
+    cmdline = f"console=ttyS0 panic=1 {TIMER} vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} vmmtest.token={token}"
     (root / "boot" / "grub" / "grub.cfg").write_text(
         "set timeout=0\n"
         "serial --unit=0 --speed=115200\n"
@@ -53,20 +60,37 @@ def grub_image(tmp_path_factory):
     return image, token
 
 
-def check_linux_booted(run, token):
+def check_linux_booted(run, token, bootloader="GRUB: loading the kernel"):
     console = run.serial.decode(errors="replace")
     assert run.status == 0, f"exit status {run.status}\n{run.stderr[-2000:]}\n{console[-3000:]}"
-    for marker in ["SeaBIOS (version", "GRUB: loading the kernel", "VMMTEST: init started",
-                   "VMMTEST: PASS cpus", "VMMTEST: PASS mem", f"VMMTEST: PASS token {token}", "VMMTEST: done"]:
+    markers = ["SeaBIOS (version", "VMMTEST: init started",
+               "VMMTEST: PASS cpus", "VMMTEST: PASS mem", f"VMMTEST: PASS token {token}", "VMMTEST: done"]
+    for marker in markers + ([bootloader] if bootloader else []):
         assert marker in console, f"missing {marker!r}\n{console[-3000:]}"
     assert "VMMTEST: FAIL" not in console, console[-3000:]
     # Firmware, bootloader and kernel ran in this order.
-    assert console.index("SeaBIOS (version") < console.index("GRUB: loading") < console.index("VMMTEST: init")
+    order = ["SeaBIOS (version"] + ([bootloader] if bootloader else []) + ["VMMTEST: init"]
+    at = [console.index(m) for m in order]
+    assert at == sorted(at), order
+
+
+def test_seabios_kernel_boot(run_vm, seabios):
+    # --firmware bios --kernel: SeaBIOS, then QEMU's linuxboot_dma ROM loads
+    # Debian's kernel and the test initramfs from fw_cfg.
+    kernel = os.environ.get("VMM_FW_KERNEL")
+    initramfs = os.environ.get("VMM_FW_INITRAMFS")
+    if not kernel or not initramfs:
+        pytest.skip("SKIP: VMM_FW_KERNEL / VMM_FW_INITRAMFS not set (run through tests/firmware/run-firmware-tests.sh)")
+    token = secrets.token_hex(6)
+    cmdline = f"console=ttyS0 panic=1 {TIMER} vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} vmmtest.token={token}"
+    r = run_vm(["--firmware", "bios", "--kernel", kernel, "--initramfs", initramfs, "--cmdline", cmdline,
+                "--memory", f"{MEM_MB}M", "--cpus", str(CPUS)], timeout=300)
+    check_linux_booted(r, token, bootloader=None)
 
 
 @pytest.mark.parametrize("attach", ["--disk", "--scsi-disk", "--cdrom"])
 def test_seabios_grub_linux(run_vm, seabios, grub_image, attach):
     image, token = grub_image
     spec = f"path={image}" + ("" if attach == "--cdrom" else ",readonly=on")
-    r = run_vm(["--firmware", "bios", "--memory", f"{MEM_MB}M", "--cpus", str(CPUS), attach, spec], timeout=600)
+    r = run_vm(["--firmware", "bios", "--memory", f"{MEM_MB}M", "--cpus", str(CPUS), attach, spec], timeout=300)
     check_linux_booted(r, token)
