@@ -12,6 +12,9 @@ PACKAGES=(
   qemu-system-x86 linux-image-amd64 busybox-static cpio gzip e2fsprogs xz-utils zstd kmod
   # the virtio-scsi guest case's CD-ROM image (ISO 9660)
   xorriso
+  # firmware boot (run time: --firmware bios|uefi, and QEMU's linuxboot ROM
+  # for --firmware with --kernel) and its tests: GRUB images, pytest
+  seabios ovmf qemu-system-data grub-common grub-pc-bin mtools python3-pytest python3-pytest-timeout
   # benchmarks
   strace time
   # guest tests that talk to the control API and console sockets; the net cases configure a tap
