@@ -57,21 +57,16 @@ def test_boots_cdrom_el_torito(run_vm, seabios, tmp_path):
     assert drive is not None and drive >= 0xe0, r.serial  # SeaBIOS numbers CD-ROMs from 0xe0
 
 
-def test_disks_boot_before_later_ones(run_vm, seabios, tmp_path):
+def test_boot_order(run_vm, seabios, tmp_path):
+    # Without bootindex the first disk boots; a lower bootindex wins, across
+    # device kinds too (SeaBIOS reads our `bootorder` file).
     first = write_image(tmp_path / "a.img", boot_sector("first"))
     second = write_image(tmp_path / "b.img", boot_sector("second"))
+    scsi = write_image(tmp_path / "s.img", boot_sector("scsi"))
     r = run_vm(["--firmware", "bios", "--disk", f"path={first}", "--disk", f"path={second}"])
     assert r.status == 0, r.stderr
     assert booted(r, "first") == 0x80, r.serial
     assert booted(r, "second") is None
-
-
-def test_bootindex_picks_the_boot_device(run_vm, seabios, tmp_path):
-    # Without bootindex the first disk boots (above); a lower bootindex wins,
-    # across device kinds too (SeaBIOS reads our `bootorder` file).
-    first = write_image(tmp_path / "a.img", boot_sector("first"))
-    second = write_image(tmp_path / "b.img", boot_sector("second"))
-    scsi = write_image(tmp_path / "s.img", boot_sector("scsi"))
     r = run_vm(["--firmware", "bios", "--disk", f"path={first},bootindex=2", "--disk", f"path={second},bootindex=1",
                 "--log-level", "debug"])
     assert r.status == 0, r.stderr
