@@ -1,6 +1,7 @@
-// Firmware boot: SeaBIOS (or another image the user names) starts at the
-// reset vector and boots from the disks itself (see vmm/boot_source.h and
-// README "Firmware boot").
+// Firmware boot: SeaBIOS, OVMF (or another image the user names) starts at
+// the reset vector and boots from the disks itself, or a --kernel handed to
+// it through fw_cfg (see vmm/boot_source.h, docs/firmware.md and README
+// "Firmware boot").
 //
 // The image is mapped read-only so that it ends at 4 GiB (a KVM read-only
 // memory slot: reads run at memory speed, writes exit and are dropped),
@@ -12,6 +13,7 @@
 // COM1 (SeaBIOS's serial console). Its debug port (0x402) goes to the log at
 // debug level; SeaBIOS's "No bootable device" there ends the VM with
 // ExitReason::NoBootDevice instead of the firmware's endless retry loop.
+// A UEFI image gets its variable store as a CFI flash right below it.
 #include <sys/mman.h>
 #include <unistd.h>
 
