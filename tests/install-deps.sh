@@ -14,7 +14,7 @@ PACKAGES=(
   xorriso
   # firmware boot (run time: --firmware bios|uefi, and QEMU's linuxboot ROM
   # for --firmware with --kernel) and its tests: GRUB images, pytest
-  seabios ovmf qemu-system-data grub-common grub-pc-bin mtools python3-pytest python3-pytest-timeout
+  seabios ovmf qemu-system-data grub-common grub-pc-bin grub-efi-amd64-bin mtools python3-pytest python3-pytest-timeout
   # benchmarks
   strace time
   # guest tests that talk to the control API and console sockets; the net cases configure a tap

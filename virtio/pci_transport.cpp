@@ -229,6 +229,8 @@ void PciTransport::bars_changed(const std::vector<pci::BarRegion>& now) {
     uint64_t base = 0;
     for (auto& b : now)
         if (b.index == 0) base = b.addr;
+    if (registered_notify_[0] != (base ? base + kNotifyOffset : 0))
+        log::debug("{}: BAR0 {}", dev_->name(), base ? fmt::format("at {:#x}", base) : std::string("off"));
     for (size_t i = 0; i < queues_.size(); ++i) {
         uint64_t want = base ? base + kNotifyOffset + i * kNotifyMultiplier : 0;
         if (registered_notify_[i] == want) continue;

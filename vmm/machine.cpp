@@ -55,6 +55,9 @@ namespace x86 = arch::x86;
 namespace {
 
 constexpr int kKickSignal = SIGUSR1;
+// The most physical address bits x86 has (52): the end of the PCI decode
+// window under firmware.
+constexpr uint64_t kMaxPhysAddr = uint64_t{1} << 52;
 
 void write_all(int fd, const uint8_t* p, size_t n) {
     while (n > 0) {
@@ -262,7 +265,10 @@ void Machine::setup_pci() {
     }
     // The 64-bit window decodes too: a guest may move BARs up there.
     const auto& win64 = layout_.pci_mmio64;
-    if (win64.size) mmio_.add(win64.start, win64.size, pci_->mmio_device(win64.start));
+    // Firmware chooses its own 64-bit aperture: OVMF's may sit near the top
+    // of the CPU's physical address space. Decode everything above RAM then.
+    const uint64_t end64 = firmware() ? kMaxPhysAddr : win64.end();
+    if (win64.size) mmio_.add(win64.start, end64 - win64.start, pci_->mmio_device(win64.start));
     next_bar_ = layout_.pci_mmio32.start;
 
     // Disks first, so they take the low slots in command-line order and the

@@ -1,6 +1,7 @@
-"""Debian's kernel booted the way users boot images: SeaBIOS loads GRUB
-from a bootable image (one grub-mkrescue image, usable as a disk and as a
-CD), GRUB loads the kernel and the test-mode initramfs
+"""Debian's kernel booted the way users boot images: SeaBIOS or OVMF loads
+GRUB from a bootable image (one grub-mkrescue image with BIOS and EFI
+GRUB, usable as a disk and as a CD), GRUB loads the kernel and the test-mode
+initramfs
 (tests/guest/make-guest-initramfs.sh --mode test), whose init checks the
 CPU count, memory size and command line and prints VMMTEST lines.
 
@@ -60,16 +61,16 @@ def grub_image(tmp_path_factory):
     return image, token
 
 
-def check_linux_booted(run, token, bootloader="GRUB: loading the kernel"):
+def check_linux_booted(run, token, bootloader="GRUB: loading the kernel", firmware_banner="SeaBIOS (version"):
     console = run.serial.decode(errors="replace")
     assert run.status == 0, f"exit status {run.status}\n{run.stderr[-2000:]}\n{console[-3000:]}"
-    markers = ["SeaBIOS (version", "VMMTEST: init started",
+    markers = ([firmware_banner] if firmware_banner else []) + ["VMMTEST: init started",
                "VMMTEST: PASS cpus", "VMMTEST: PASS mem", f"VMMTEST: PASS token {token}", "VMMTEST: done"]
     for marker in markers + ([bootloader] if bootloader else []):
         assert marker in console, f"missing {marker!r}\n{console[-3000:]}"
     assert "VMMTEST: FAIL" not in console, console[-3000:]
     # Firmware, bootloader and kernel ran in this order.
-    order = ["SeaBIOS (version"] + ([bootloader] if bootloader else []) + ["VMMTEST: init"]
+    order = [m for m in [firmware_banner, bootloader] if m] + ["VMMTEST: init"]
     at = [console.index(m) for m in order]
     assert at == sorted(at), order
 
@@ -94,3 +95,29 @@ def test_seabios_grub_linux(run_vm, seabios, grub_image, attach):
     spec = f"path={image}" + ("" if attach == "--cdrom" else ",readonly=on")
     r = run_vm(["--firmware", "bios", "--memory", f"{MEM_MB}M", "--cpus", str(CPUS), attach, spec], timeout=300)
     check_linux_booted(r, token)
+
+
+@pytest.fixture(scope="session")
+def ovmf():
+    for p in ["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"]:
+        if not os.access(p, os.R_OK):
+            pytest.skip(f"SKIP: {p} is missing (Debian package ovmf)")
+    return "/usr/share/OVMF/OVMF_VARS_4M.fd"
+
+
+@pytest.mark.parametrize("attach", ["--disk", "--cdrom"])
+def test_ovmf_grub_linux(run_vm, ovmf, grub_image, tmp_path, attach):
+    # --firmware uefi: OVMF finds the image's EFI system partition through its
+    # virtio-blk / virtio-scsi driver, runs GRUB's EFI build, which starts the
+    # kernel through its EFI stub. OVMF writes its boot options into the
+    # variable store, so the vars file must differ from the template after
+    # the boot (the flash writes reached the file).
+    image, token = grub_image
+    vars_file = tmp_path / "vm.vars"
+    spec = f"path={image}" + ("" if attach == "--cdrom" else ",readonly=on")
+    r = run_vm(["--firmware", f"uefi,vars={vars_file}", "--memory", f"{MEM_MB}M", "--cpus", str(CPUS), attach, spec],
+               timeout=300)
+    console = r.serial.decode(errors="replace")
+    assert "efi: EFI v2" in console, console[-3000:]
+    check_linux_booted(r, token, firmware_banner=None)
+    assert vars_file.read_bytes() != open(ovmf, "rb").read(), "OVMF wrote nothing to its variable store"
