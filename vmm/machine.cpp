@@ -491,7 +491,7 @@ bool Machine::handle_exit(size_t index) {
                                            run->internal.suberror);
             if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION)
                 what += ": the host's KVM could not emulate the instruction below. On nested hosts without "
-                        "hardware virtualization underneath (see ENVIRONMENT.md), guest ring-0 code is emulated and "
+                        "hardware virtualization underneath (see tests/guest/README.md), guest ring-0 code is emulated and "
                         "instructions such as int3, iretq or xrstor are not; run the guest inside the "
                         "software-emulated test host (tests/guest/testhost.sh) or on a machine with VT-x/AMD-V";
             crash(index, what);

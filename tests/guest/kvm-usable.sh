@@ -15,7 +15,7 @@
 #      int3/iretq (the kernel's int3 self-test and text patching), interrupt
 #      delivery, the APIC timer, ACPI -> yes.  On nested setups without
 #      hardware virtualization underneath, the kernel stops at its int3
-#      self-test with a KVM internal error (see shared/ENVIRONMENT.md);
+#      self-test with a KVM internal error (see tests/guest/README.md);
 #      QEMU then reports "KVM internal error"/"emulation failure" and leaves
 #      the VM paused, so those messages end the probe at once -> no.
 #      QEMU exiting without the marker, or the timeout (default 120 s, or

@@ -2,7 +2,7 @@
 # make-testhost-initramfs.sh OUT [--kver VERSION]
 #
 # Builds the initramfs of the software-emulated "test host" (see
-# shared/ENVIRONMENT.md and testhost.sh): busybox-static, the kernel modules
+# tests/guest/README.md and testhost.sh): busybox-static, the kernel modules
 # that give it /dev/kvm (kvm-amd), 9p over virtio-pci and tun, and an /init
 # that turns the build machine's root filesystem (exported read-only over 9p)
 # into the test host's userland.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # testhost.sh [--smp N] [--mem MB] [--timeout SEC] [--scratch DIR] [--kernel PATH] [--] [CMD [ARGS...]]
 #
-# Boots the software-emulated "test host" (shared/ENVIRONMENT.md): QEMU TCG
+# Boots the software-emulated "test host" (tests/guest/README.md): QEMU TCG
 # with an AMD EPYC CPU model plus SVM, so Debian's kernel inside it gets a
 # full-fidelity /dev/kvm from kvm-amd.  The build machine's root filesystem is
 # exported read-only over 9p and becomes the test host's userland (chroot),
