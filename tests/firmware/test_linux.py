@@ -20,13 +20,6 @@ pytestmark = pytest.mark.linux
 
 MEM_MB = 512
 CPUS = 2
-# lapic=notscdeadline: in 2 test-host boots whose own TSC calibrated to
-# ~2597.8 MHz, a GRUB-booted guest's idle CPU slept through its TSC-deadline
-# timer for over a minute (twice per boot); in test hosts calibrated to
-# ~2600.0 MHz none of 5 boots did (GRUB, linuxboot and direct boot), nor
-# QEMU with the same GRUB image. Cause unknown (docs/firmware.md).
-# The LAPIC's one-shot mode avoids it, so these cases test the firmware path.
-TIMER = "lapic=notscdeadline"
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +38,7 @@ def grub_image(tmp_path_factory):
     (root / "boot" / "grub").mkdir(parents=True)
     shutil.copy(kernel, root / "vmlinuz")
     shutil.copy(initramfs, root / "initrd.img")
-    cmdline = f"console=ttyS0 panic=1 {TIMER} vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} vmmtest.token={token}"
+    cmdline = f"console=ttyS0 panic=1 vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} vmmtest.token={token}"
     (root / "boot" / "grub" / "grub.cfg").write_text(
         "set timeout=0\n"
         "serial --unit=0 --speed=115200\n"
@@ -83,7 +76,7 @@ def test_seabios_kernel_boot(run_vm, seabios):
     if not kernel or not initramfs:
         pytest.skip("SKIP: VMM_FW_KERNEL / VMM_FW_INITRAMFS not set (run through tests/firmware/run-firmware-tests.sh)")
     token = secrets.token_hex(6)
-    cmdline = f"console=ttyS0 panic=1 {TIMER} vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} vmmtest.token={token}"
+    cmdline = f"console=ttyS0 panic=1 vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} vmmtest.token={token}"
     r = run_vm(["--firmware", "bios", "--kernel", kernel, "--initramfs", initramfs, "--cmdline", cmdline,
                 "--memory", f"{MEM_MB}M", "--cpus", str(CPUS)], timeout=300)
     check_linux_booted(r, token, bootloader=None)
