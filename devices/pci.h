@@ -37,6 +37,7 @@ inline constexpr uint16_t kCfgHeaderType = 0x0e;
 inline constexpr uint16_t kCfgBar0 = 0x10;
 inline constexpr uint16_t kCfgSubsystemVendor = 0x2c;
 inline constexpr uint16_t kCfgSubsystem = 0x2e;
+inline constexpr uint16_t kCfgRomAddress = 0x30;  // expansion ROM base address
 inline constexpr uint16_t kCfgCapPtr = 0x34;
 inline constexpr uint16_t kCfgInterruptLine = 0x3c;
 inline constexpr uint16_t kCfgInterruptPin = 0x3d;
@@ -52,8 +53,14 @@ inline constexpr uint16_t kStatusCapList = 1u << 4;
 inline constexpr uint8_t kCapIdMsix = 0x11;
 inline constexpr uint8_t kCapIdVendor = 0x09;
 
+// BarRegion::index of the expansion ROM (configuration offset 0x30).
+inline constexpr unsigned kRomBar = 6;
+inline constexpr uint32_t kRomEnable = 0x1;  // bit 0 of the ROM base address
+
 // A BAR as currently decoded by the device (address assigned, enable bit set
-// in COMMAND). Mem64 BARs use two BAR slots; `index` is the lower one.
+// in COMMAND). Mem64 BARs use two BAR slots; `index` is the lower one. The
+// expansion ROM is index kRomBar (Mem32, decoded when its own enable bit and
+// COMMAND.MEM are set).
 struct BarRegion {
     unsigned index;
     BarKind kind;
@@ -99,6 +106,10 @@ public:
     // returns its offset. `writable` masks bits of the body the guest may
     // change (same length as body, or empty for read-only).
     uint8_t add_capability(uint8_t id, std::span<const uint8_t> body, std::span<const uint8_t> writable = {});
+    // Declare the expansion ROM BAR of `size` bytes (power of two, >= 2 KiB,
+    // <= 16 MiB). It starts unassigned and disabled: firmware places it,
+    // enables it to copy the image, and disables it again.
+    void add_rom(uint64_t size);
     void set_interrupt_pin(uint8_t pin /* 1 = INTA */, uint8_t line);
     // Opens the bits of `mask` (little-endian, `bytes` <= 8 long) at
     // `offset` to guest writes, for device-specific registers. Throws
@@ -131,6 +142,7 @@ private:
     std::array<uint8_t, 256> cfg_{};
     std::array<uint8_t, 256> wmask_{};
     std::array<Bar, 6> bars_{};
+    uint64_t rom_size_ = 0;  // 0: no expansion ROM
     uint8_t next_cap_ = 0x40;
     uint8_t last_cap_ = 0;
 };

@@ -102,6 +102,19 @@ void ConfigSpace::add_bar(unsigned index, BarKind kind, uint64_t size, uint64_t 
     }
 }
 
+void ConfigSpace::add_rom(uint64_t size) {
+    if (rom_size_ != 0) fail("pci: expansion ROM declared twice");
+    if (!is_pow2(size) || size < 0x800 || size > (uint64_t{16} << 20))
+        fail("pci: expansion ROM size {:#x} is not a power of two in 2 KiB..16 MiB", size);
+    rom_size_ = size;
+    // Address bits 31..11 above the size, and the enable bit.
+    const uint32_t mask = (static_cast<uint32_t>(~(size - 1)) & 0xfffff800u) | kRomEnable;
+    for (int b = 0; b < 4; ++b) {
+        cfg_[kCfgRomAddress + b] = 0;
+        wmask_[kCfgRomAddress + b] = static_cast<uint8_t>(mask >> (8 * b));
+    }
+}
+
 uint8_t ConfigSpace::add_capability(uint8_t id, std::span<const uint8_t> body, std::span<const uint8_t> writable) {
     if (!writable.empty() && writable.size() != body.size()) {
         fail("pci: capability {:#x}: write mask of {} bytes for a {}-byte body", id, writable.size(), body.size());
@@ -187,6 +200,15 @@ std::vector<BarRegion> ConfigSpace::decoded_bars() const {
         if (addr + b.size < addr) continue;
         if (limit != 0 && addr + b.size > limit) continue;
         out.push_back({i, b.kind, addr, b.size});
+    }
+    if (rom_size_ != 0 && (cmd & kCommandMem)) {
+        const uint32_t v = dword(kCfgRomAddress);
+        const uint32_t addr_mask = static_cast<uint32_t>(~(rom_size_ - 1)) & 0xfffff800u;
+        const uint64_t addr = v & addr_mask;
+        // Enabled and placed; like the BARs, the sizing pattern (every
+        // address bit set) is not decoded.
+        if ((v & kRomEnable) && addr != 0 && addr != addr_mask)
+            out.push_back({kRomBar, BarKind::Mem32, addr, rom_size_});
     }
     return out;
 }

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "devices/pci_rom.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
 
@@ -127,6 +128,22 @@ PciTransport::PciTransport(std::shared_ptr<VirtioDevice> dev, Platform platform,
     msix_cap_ = cfg_.add_capability(kCapIdMsix, msix_.capability_body(0, kMsixTableOffset, kMsixPbaOffset),
                                     msix_.capability_write_mask());
     cfg_.set_interrupt_pin(1, platform_.intx_line);
+    if (platform_.rom && !platform_.rom->empty()) {
+        const uint16_t device_id = static_cast<uint16_t>(kDeviceIdBase + dev_->device_type());
+        std::vector<pci::OptionRomImage> images;
+        try {
+            images = pci::option_rom_images(*platform_.rom);
+        } catch (const Error& e) {
+            fail("{}: the option ROM is not a PCI expansion ROM: {}", dev_->name(), e.what());
+        }
+        if (std::none_of(images.begin(), images.end(), [&](auto& i) { return i.for_device(kVendorVirtio, device_id); }))
+            log::warn("{}: no image of the option ROM is for {:04x}:{:04x} (the first is for {:04x}:{:04x}); "
+                      "the firmware may skip it",
+                      dev_->name(), kVendorVirtio, device_id, images[0].vendor, images[0].device);
+        uint64_t rom_bar = 0x800;
+        while (rom_bar < platform_.rom->size()) rom_bar <<= 1;
+        cfg_.add_rom(rom_bar);  // fails for images over 16 MiB
+    }
     // For direct kernel boot the VMM does what firmware would: the BAR is
     // assigned and decoding is on, so Linux keeps the VMM's assignment (and
     // the ioeventfds exist from the start). Under firmware the device starts
@@ -249,6 +266,14 @@ void PciTransport::bars_changed(const std::vector<pci::BarRegion>& now) {
 
 void PciTransport::bar_read(unsigned bar, uint64_t offset, std::span<uint8_t> data) {
     std::fill(data.begin(), data.end(), 0);
+    if (bar == pci::kRomBar) {
+        if (!platform_.rom) return;
+        // The image, then zeros up to the BAR's size (the bus bounds offset).
+        const auto& rom = *platform_.rom;
+        for (size_t i = 0; i < data.size() && offset < rom.size() && i < rom.size() - offset; ++i)
+            data[i] = rom[offset + i];
+        return;
+    }
     if (bar != 0 || offset >= kBarSize || data.size() > kBarSize - offset) return;
     if (offset >= kMsixPbaOffset) {
         msix_.pba_read(offset - kMsixPbaOffset, data);

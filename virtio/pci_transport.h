@@ -74,6 +74,8 @@ public:
         // The BAR starts at bar_addr with memory decoding on (direct kernel
         // boot); false: unassigned and off, for firmware to assign.
         bool assigned = true;
+        // Expansion ROM image (iPXE for network boot); null: no ROM BAR.
+        std::shared_ptr<const std::vector<uint8_t>> rom;
     };
 
     PciTransport(std::shared_ptr<VirtioDevice> dev, Platform platform, uint64_t bar_addr);

@@ -205,6 +205,37 @@ TEST_CASE("pci config: BAR decoding follows COMMAND and the sizing pattern", "[d
     CHECK(c.decoded_bars().size() == 1);
 }
 
+TEST_CASE("pci config: expansion ROM BAR sizing and decoding", "[devices][pci]") {
+    ConfigSpace none(kIds);
+    cfg_write(none, kCfgRomAddress, 0xfffff800);
+    CHECK(cfg_read(none, kCfgRomAddress) == 0);  // no ROM: reads 0, sizing included
+
+    ConfigSpace c(kIds);
+    c.add_rom(0x40000);
+    CHECK_THROWS_AS(c.add_rom(0x40000), vmm::Error);
+    CHECK_THROWS_AS(ConfigSpace(kIds).add_rom(0x400), vmm::Error);     // below 2 KiB
+    CHECK_THROWS_AS(ConfigSpace(kIds).add_rom(0x3000), vmm::Error);    // not a power of two
+    CHECK_THROWS_AS(ConfigSpace(kIds).add_rom(32u << 20), vmm::Error);  // above 16 MiB
+    CHECK(cfg_read(c, kCfgRomAddress) == 0);
+    cfg_write(c, kCfgRomAddress, 0xfffff800);  // SeaBIOS's sizing write (enable clear)
+    CHECK(cfg_read(c, kCfgRomAddress) == 0xfffc0000);
+    c.set_command(kCommandMem);
+    CHECK(c.decoded_bars().empty());  // disabled
+    cfg_write(c, kCfgRomAddress, 0xffffffff);
+    CHECK(c.decoded_bars().empty());  // the sizing pattern, even with enable set
+    cfg_write(c, kCfgRomAddress, 0xc0040000 | kRomEnable);
+    auto d = c.decoded_bars();
+    REQUIRE(d.size() == 1);
+    CHECK(d[0] == BarRegion{kRomBar, BarKind::Mem32, 0xc0040000, 0x40000});
+    cfg_write(c, kCfgRomAddress, 0xc0050001);  // misaligned: the low address bits are read-only
+    CHECK(cfg_read(c, kCfgRomAddress) == 0xc0040001);
+    c.set_command(0);
+    CHECK(c.decoded_bars().empty());  // COMMAND.MEM gates it too
+    c.set_command(kCommandMem);
+    cfg_write(c, kCfgRomAddress, 0xc0040000);
+    CHECK(c.decoded_bars().empty());  // enable cleared again
+}
+
 TEST_CASE("pci config: capability chain", "[devices][pci]") {
     ConfigSpace c(kIds);
     const uint8_t body1[] = {1, 2, 3};
