@@ -53,6 +53,22 @@ std::vector<std::pair<std::string, std::string>> split_kv(const std::string& spe
     return out;
 }
 
+// --boot order=KIND[,KIND...]: a list, so not key=value pairs.
+std::vector<std::string> parse_boot(const std::string& spec) {
+    const std::string key = "order=";
+    if (spec.rfind(key, 0) != 0)
+        fail("--boot: expected order=KIND[,KIND...] with kinds cdrom, disk, net (got \"{}\")", spec);
+    std::vector<std::string> kinds;
+    size_t pos = key.size();
+    while (true) {
+        size_t comma = spec.find(',', pos);
+        kinds.push_back(spec.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+    return check::boot_order(kinds, "--boot order");
+}
+
 // --firmware bios|uefi|PATH[,vars=PATH] | off
 void parse_firmware(const std::string& spec, VmConfig& cfg) {
     cfg.firmware_vars.clear();
@@ -112,7 +128,8 @@ NetConfig parse_net(const std::string& spec) {
         else if (k == "num_queues") n.num_queues = check::net_num_queues(check::parse_uint(v, what, 1, check::kMaxNetQueues), what);
         else if (k == "packed") n.packed = parse_on_off(v, what);
         else if (k == "bootindex") n.bootindex = parse_bootindex(v, what);
-        else fail("--net: unknown key \"{}\" (expected tap, mac, num_queues, packed, bootindex)", k);
+        else if (k == "rom") n.rom = v == "auto" ? "" : v == "off" ? v : check::path(v, what);
+        else fail("--net: unknown key \"{}\" (expected tap, mac, num_queues, packed, bootindex, rom)", k);
     }
     if (n.tap.empty()) fail("--net \"{}\": tap=NAME is required", spec);
     return n;
@@ -213,7 +230,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
 
     // Options are collected as given and only applied below when count() > 0,
     // so that an option not given leaves the --config file's value alone.
-    std::string config_path, firmware, kernel, initramfs, cmdline, cpus, memory, serial, console, log_level, log_file, api_socket,
+    std::string config_path, firmware, boot, kernel, initramfs, cmdline, cpus, memory, serial, console, log_level, log_file, api_socket,
         timeout, balloon;
     std::vector<std::string> disks, nets, scsi_disks, cdroms, serial_ports, fw_cfg;
     bool print_config = false, boot_report = false, reboot = false, hugepages = false, no_pvpanic = false,
@@ -230,6 +247,10 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                                       "of a firmware image; vars=PATH keeps UEFI variables there; it boots the disks and "
                                       "CD-ROMs, or --kernel")
                            ->type_name("bios|uefi|PATH[,vars=PATH]");
+    auto* o_boot = app.add_option("--boot", boot,
+                                  "Firmware boot order by device kind, for the devices without bootindex= "
+                                  "(those with one go first): e.g. order=cdrom,disk,net")
+                       ->type_name("order=KIND[,KIND...]");
     auto* o_kernel = app.add_option("--kernel", kernel,
                                     "Guest kernel: a bzImage (64-bit boot protocol >= 2.12) or a vmlinux ELF with a "
                                     "PVH entry note (required without --firmware, here or as boot.kernel in --config)")
@@ -262,7 +283,8 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
                        ->allow_extra_args(false);
     auto* o_net = app.add_option("--net", nets,
-                                 "virtio-net interface on a host tap: tap=NAME[,mac=MAC][,num_queues=N][,packed=off][,bootindex=N] (repeatable; "
+                                 "virtio-net interface on a host tap: tap=NAME[,mac=MAC][,num_queues=N][,packed=off][,bootindex=N]"
+                              "[,rom=auto|off|PATH] (repeatable; "
                                  "the tap is created if missing, which needs CAP_NET_ADMIN; replaces the --config list)")
                       ->type_name("SPEC")
                       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
@@ -335,6 +357,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
     if (o_config->count()) cfg = config_from_file(check::path(config_path, "--config"));
     auto given = [](const CLI::Option* o) { return o->count() > 0; };
     if (given(o_firmware)) parse_firmware(firmware, cfg);
+    if (given(o_boot)) cfg.boot_order = parse_boot(boot);
     if (given(o_kernel)) cfg.kernel = check::path(kernel, "--kernel");
     if (given(o_initramfs)) cfg.initramfs = check::path(initramfs, "--initramfs");
     if (given(o_cmdline)) cfg.cmdline = cmdline;
@@ -400,6 +423,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                             given(o_balloon) ? "--balloon size" : config_path + ": balloon.size");
     check::boot_source(cfg);
     check::boot_indexes(cfg, "");
+    check::apply_boot_order(cfg);
     if (print_config) return PrintConfig{config_to_text(cfg)};
     return cfg;
 }

@@ -35,6 +35,9 @@ struct NetConfig {
     uint16_t num_queues = 1;  // queue pairs (multiqueue tap when > 1)
     bool packed = true;       // offer the packed virtqueue layout (off: drivers use the split ring)
     int bootindex = -1;       // firmware boot order (network boot); -1: none
+    // Expansion ROM for network boot through firmware: "" (auto) Debian's
+    // iPXE ROM for virtio-net when it is installed, "off" none, or a path.
+    std::string rom;
 };
 
 // virtio-balloon (--balloon).
@@ -108,6 +111,10 @@ struct VmConfig {
     // device along even with console off).
     std::vector<SerialPortConfig> serial_ports;
     std::vector<FwCfgItemConfig> fw_cfg;  // extra fw_cfg files (firmware boot only)
+    // --boot order=: device kinds ("cdrom", "disk", "net") in the order the
+    // firmware tries them; check::apply_boot_order turns it into bootindex
+    // values for the devices that have none.
+    std::vector<std::string> boot_order;
 };
 
 // Exit statuses of the vmm binary (documented in README.md).

@@ -158,6 +158,41 @@ void boot_indexes(const VmConfig& cfg, const std::string& where) {
     for (auto& n : cfg.nets) add(n.bootindex, "interface " + n.tap);
 }
 
+std::vector<std::string> boot_order(const std::vector<std::string>& kinds, const std::string& what) {
+    if (kinds.empty()) fail("{}: empty (expected kinds from cdrom, disk, net)", what);
+    std::set<std::string> seen;
+    for (auto& k : kinds) {
+        if (k != "cdrom" && k != "disk" && k != "net")
+            fail("{}: unknown device kind \"{}\" (expected cdrom, disk, net)", what, k);
+        if (!seen.insert(k).second) fail("{}: \"{}\" is given twice", what, k);
+    }
+    return kinds;
+}
+
+void apply_boot_order(VmConfig& cfg) {
+    int next = -1;
+    for (auto& d : cfg.disks) next = std::max(next, d.bootindex);
+    for (auto& l : cfg.scsi) next = std::max(next, l.bootindex);
+    for (auto& n : cfg.nets) next = std::max(next, n.bootindex);
+    auto give = [&](int& index) {
+        if (index >= 0) return;
+        if (next >= kMaxBootIndex) fail("--boot order: no bootindex left above {}", next);
+        index = ++next;
+    };
+    for (auto& kind : cfg.boot_order) {
+        if (kind == "cdrom") {
+            for (auto& l : cfg.scsi)
+                if (l.cdrom) give(l.bootindex);
+        } else if (kind == "disk") {
+            for (auto& d : cfg.disks) give(d.bootindex);
+            for (auto& l : cfg.scsi)
+                if (!l.cdrom) give(l.bootindex);
+        } else if (kind == "net") {
+            for (auto& n : cfg.nets) give(n.bootindex);
+        }
+    }
+}
+
 void fw_cfg_items(const std::vector<FwCfgItemConfig>& items, const std::string& what) {
     if (items.size() > kMaxFwCfgItems) fail("{}: {} items; at most {}", what, items.size(), kMaxFwCfgItems);
     std::set<std::string> names;

@@ -48,6 +48,14 @@ const std::string& path(const std::string& p, const std::string& what);
 // tries them (lower first); each value at most once across the VM.
 inline constexpr int kMaxBootIndex = 9999;
 void boot_indexes(const VmConfig& cfg, const std::string& where);
+// --boot order=cdrom,disk,net / boot.order: each kind once, from "cdrom"
+// (--cdrom), "disk" (--disk and --scsi-disk) and "net" (--net).
+std::vector<std::string> boot_order(const std::vector<std::string>& kinds, const std::string& what);
+// Gives the devices without a bootindex= one, kind by kind in
+// cfg.boot_order and in configuration order within a kind, counting up from
+// above the largest explicit bootindex (an explicit value always wins).
+// Devices of kinds not listed get none. Idempotent.
+void apply_boot_order(VmConfig& cfg);
 
 // --fw-cfg: names start with "opt/" (the rest of the name space is the
 // VMM's), at most 55 bytes, printable, each once; at most kMaxFwCfgItems.

@@ -187,7 +187,15 @@ private:
 
     void boot(const json& v) {
         object(v, "boot");
-        keys(v, "boot", {"firmware", "firmware_vars", "kernel", "initramfs", "cmdline"});
+        keys(v, "boot", {"firmware", "firmware_vars", "order", "kernel", "initramfs", "cmdline"});
+        if (auto* o = find(v, "order")) {
+            if (!o->is_array()) fail("{}: expected an array such as [\"cdrom\", \"disk\"], got {}", where("boot.order"), describe(*o));
+            std::vector<std::string> kinds;
+            for (size_t i = 0; i < o->size(); i++)
+                kinds.push_back(string((*o)[i], fmt::format("boot.order[{}]", i)));
+            // [] (what --print-config writes when no order is set) means none
+            cfg_.boot_order = kinds.empty() ? kinds : check::boot_order(kinds, where("boot.order"));
+        }
         if (auto* f = find(v, "firmware_vars")) cfg_.firmware_vars = optional_path(*f, "boot.firmware_vars");
         if (auto* f = find(v, "firmware")) {
             std::string fw = string(*f, "boot.firmware");
@@ -324,7 +332,7 @@ private:
         for (size_t i = 0; i < v.size(); ++i) {
             std::string at = fmt::format("net[{}]", i);
             const json& n = object(v[i], at);
-            keys(n, at, {"tap", "mac", "num_queues", "packed", "bootindex"});
+            keys(n, at, {"tap", "mac", "num_queues", "packed", "bootindex", "rom"});
             NetConfig nc;
             auto* t = find(n, "tap");
             if (!t) fail("{}: missing \"tap\"", where(at));
@@ -335,6 +343,10 @@ private:
                                                       where(at + ".num_queues"));
             if (auto* x = find(n, "packed")) nc.packed = boolean(*x, at + ".packed");
             if (auto* x = find(n, "bootindex")) nc.bootindex = bootindex(*x, at + ".bootindex");
+            if (auto* x = find(n, "rom")) {
+                std::string r = string(*x, at + ".rom");
+                nc.rom = r == "auto" ? "" : r == "off" ? r : check::path(r, where(at + ".rom"));
+            }
             list.push_back(std::move(nc));
         }
         check::net_list(list, where("net"));
@@ -559,7 +571,8 @@ json config_to_json(const VmConfig& cfg) {
                         {"mac", n.mac},
                         {"num_queues", n.num_queues},
                         {"packed", n.packed},
-                        {"bootindex", bootindex_json(n.bootindex)}});
+                        {"bootindex", bootindex_json(n.bootindex)},
+                        {"rom", n.rom.empty() ? "auto" : n.rom}});
     json scsi_disks = json::array(), scsi_cdroms = json::array();
     for (auto& l : cfg.scsi) {
         json lun = l.lun < 0 ? json("auto") : json(l.lun);
@@ -577,7 +590,7 @@ json config_to_json(const VmConfig& cfg) {
     json memory = cfg.memory % (1ull << 20) ? json(cfg.memory) : json(memory_text(cfg.memory));
     return {
         {"machine", {{"cpus", cfg.cpus}, {"memory", memory}, {"hugepages", cfg.hugepages}}},
-        {"boot", {{"firmware", cfg.firmware}, {"firmware_vars", cfg.firmware_vars}, {"kernel", cfg.kernel}, {"initramfs", cfg.initramfs}, {"cmdline", cfg.cmdline}}},
+        {"boot", {{"firmware", cfg.firmware}, {"firmware_vars", cfg.firmware_vars}, {"order", cfg.boot_order}, {"kernel", cfg.kernel}, {"initramfs", cfg.initramfs}, {"cmdline", cfg.cmdline}}},
         {"disks", disks},
         {"serial", {{"mode", check::console_mode_name(cfg.serial)}, {"path", cfg.serial_path}}},
         {"console", {{"mode", check::console_mode_name(cfg.console)}, {"path", cfg.console_path}}},

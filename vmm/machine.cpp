@@ -44,6 +44,7 @@
 #include "vmm/config_check.h"
 #include "vmm/console_socket.h"
 #include "vmm/guest_walk.h"
+#include "vmm/input_file.h"
 #include "vmm/irq_routing.h"
 #include "vmm/serial_ports.h"
 #include "vmm/platform.h"
@@ -58,6 +59,33 @@ constexpr int kKickSignal = SIGUSR1;
 // The most physical address bits x86 has (52): the end of the PCI decode
 // window under firmware.
 constexpr uint64_t kMaxPhysAddr = uint64_t{1} << 52;
+
+// Debian's ipxe-qemu: iPXE for virtio-net with a BIOS and an EFI image, the
+// ROM QEMU gives its virtio-net devices.
+constexpr const char* kIpxeVirtioRom = "/usr/lib/ipxe/qemu/efi-virtio.rom";
+
+// The expansion ROM of interface `n`, or null: only under firmware (a
+// directly booted kernel has no use for one), "" picks Debian's iPXE when
+// installed, "off" none.
+std::shared_ptr<const std::vector<uint8_t>> net_rom(const NetConfig& n, bool firmware) {
+    if (!firmware || n.rom == "off") return nullptr;
+    std::string path = n.rom;
+    if (path.empty()) {
+        if (::access(kIpxeVirtioRom, R_OK) != 0) {
+            if (n.bootindex >= 0)
+                log::warn("--net tap={}: bootindex given but no network boot ROM: {} not found (install Debian's "
+                          "ipxe-qemu, or give rom=PATH)", n.tap, kIpxeVirtioRom);
+            return nullptr;
+        }
+        path = kIpxeVirtioRom;
+    }
+    InputFile f(path, "--net rom");
+    if (f.size() > 16u << 20) fail("--net rom={}: {} bytes; at most 16 MiB", path, f.size());
+    auto rom = std::make_shared<std::vector<uint8_t>>(f.size());
+    f.copy_to(*rom, f.bytes());
+    log::debug("--net tap={}: option ROM {} ({} bytes)", n.tap, path, rom->size());
+    return rom;
+}
 
 void write_all(int fd, const uint8_t* p, size_t n) {
     while (n > 0) {
@@ -318,7 +346,8 @@ void Machine::setup_pci() {
         virtio::NetConfig nc;
         nc.name = fmt::format("virtio-net{}", i);
         nc.mac = check::effective_mac(n);
-        unsigned s = add_virtio(std::make_shared<virtio::NetDevice>(std::move(nc), std::move(tap)), -1, n.packed);
+        unsigned s = add_virtio(std::make_shared<virtio::NetDevice>(std::move(nc), std::move(tap)), -1, n.packed,
+                                net_rom(n, firmware()));
         if (n.bootindex >= 0) boot_devices_.push_back({x86::BootDevice::Kind::VirtioNet, s, 0, n.bootindex});
     }
     if (cfg_.rng) add_virtio(std::make_shared<virtio::RngDevice>(virtio::RngConfig{}), -1);
@@ -359,7 +388,8 @@ void Machine::setup_pci() {
     }
 }
 
-unsigned Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed) {
+unsigned Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed,
+                             std::shared_ptr<const std::vector<uint8_t>> rom) {
     unsigned s = slot >= 0 ? static_cast<unsigned>(slot) : pci_->free_slot();
     // Under firmware the BAR starts unassigned (0) and the firmware assigns it.
     uint64_t bar = firmware() ? 0 : next_bar_;
@@ -378,6 +408,7 @@ unsigned Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot
     p.defer = [this](std::function<void()> task) { defer(std::move(task)); };
     p.offer_packed = packed;
     p.assigned = !firmware();
+    p.rom = std::move(rom);
     auto t = std::make_shared<virtio::PciTransport>(dev, std::move(p), bar);
     pci_->add(s, t);
     // The BAR decodes from the start (as firmware would leave it), so the

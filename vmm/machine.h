@@ -80,7 +80,9 @@ private:
     void setup_devices();
     void setup_pci();
     // Returns the PCI slot the device got.
-    unsigned add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed = true);
+    // `rom`: the device's expansion ROM image (null: none).
+    unsigned add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed = true,
+                        std::shared_ptr<const std::vector<uint8_t>> rom = nullptr);
     // Runs `task` on the main thread (device activation and reset).
     void defer(std::function<void()> task);
     void run_deferred();

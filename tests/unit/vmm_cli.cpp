@@ -106,8 +106,11 @@ TEST_CASE("cli: --net") {
     CHECK_FALSE(c.nets[1].packed);
     // The default MAC is stable and locally derived from the tap name.
     auto m0 = vmm::check::effective_mac(c.nets[0]);
-    CHECK(m0 == vmm::check::effective_mac(vmm::NetConfig{"tap0", "", 1}));
-    CHECK(m0 != vmm::check::effective_mac(vmm::NetConfig{"tap2", "", 1}));
+    vmm::NetConfig tap0, tap2;
+    tap0.tap = "tap0";
+    tap2.tap = "tap2";
+    CHECK(m0 == vmm::check::effective_mac(tap0));
+    CHECK(m0 != vmm::check::effective_mac(tap2));
     CHECK((m0[0] == 0x52 && m0[1] == 0x54 && m0[2] == 0x00));
     CHECK(vmm::check::effective_mac(c.nets[1]) == std::array<uint8_t, 6>{0x52, 0x54, 0, 0, 0, 9});
     CHECK_THAT(error_of({"--kernel", "/k", "--net", "mac=52:54:00:00:00:09"}), Contains("tap=NAME is required"));

@@ -72,10 +72,10 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
     };
     auto net_eq = [](const vmm::NetConfig& x, const vmm::NetConfig& y) {
         return x.tap == y.tap && x.mac == y.mac && x.num_queues == y.num_queues && x.packed == y.packed &&
-               x.bootindex == y.bootindex;
+               x.bootindex == y.bootindex && x.rom == y.rom;
     };
     return balloon_eq(a.balloon, b.balloon) &&
-           std::equal(a.nets.begin(), a.nets.end(), b.nets.begin(), b.nets.end(), net_eq) && a.firmware == b.firmware && a.firmware_vars == b.firmware_vars && a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
+           std::equal(a.nets.begin(), a.nets.end(), b.nets.begin(), b.nets.end(), net_eq) && a.firmware == b.firmware && a.firmware_vars == b.firmware_vars && a.boot_order == b.boot_order && a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline && a.cpus == b.cpus &&
            a.memory == b.memory && a.serial == b.serial && a.serial_path == b.serial_path && a.console == b.console &&
            a.console_path == b.console_path && a.hugepages == b.hugepages && a.boot_report == b.boot_report &&
            a.allow_reboot == b.allow_reboot && a.log_level == b.log_level && a.log_file == b.log_file &&
@@ -552,7 +552,7 @@ TEST_CASE("config json: --print-config prints what would run, and it parses back
     for (const char* s : {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices"})
         CHECK(j.contains(s));
     CHECK(j["machine"].size() == 3);
-    CHECK(j["boot"].size() == 5);
+    CHECK(j["boot"].size() == 6);
     CHECK(j["disks"][0].size() == 8);
     CHECK(j["run"].size() == 3);
     // Still validated: no kernel, no printout.
@@ -625,6 +625,45 @@ TEST_CASE("config json: firmware boot instead of a kernel", "[vmm][config]") {
     CHECK(load(R"({"disks": [{"path": "/d", "bootindex": "none"}]})").disks.at(0).bootindex == -1);
     CHECK(load(R"({"scsi": {"cdroms": [{"path": "/c", "bootindex": 4}]}})").scsi.at(0).bootindex == 4);
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "bootindex": -1}]})"), Contains("net[0].bootindex"));
+    // --net rom=: auto (""), off or a path; JSON the same.
+    CHECK(cli({"--firmware", "bios", "--net", "tap=t0"}).nets.at(0).rom.empty());
+    CHECK(cli({"--firmware", "bios", "--net", "tap=t0,rom=auto"}).nets.at(0).rom.empty());
+    CHECK(cli({"--firmware", "bios", "--net", "tap=t0,rom=off"}).nets.at(0).rom == "off");
+    auto r = cli({"--firmware", "bios", "--net", "tap=t0,rom=/r.rom", "--net", "tap=t1,rom=off", "--net", "tap=t2"});
+    CHECK(r.nets.at(0).rom == "/r.rom");
+    CHECK(same(load(vmm::config_to_text(r)), r));
+    CHECK(load(R"({"net": [{"tap": "t", "rom": "off"}]})").nets.at(0).rom == "off");
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--net", "tap=t0,rom="}), Contains("empty path"));
+    CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "rom": 1}]})"), Contains("net[0].rom"));
+    // --boot order=: devices without bootindex get one, kind by kind, above
+    // the explicit values; explicit values stay; kinds not listed get none.
+    auto o = cli({"--firmware", "bios", "--disk", "path=/d0", "--disk", "path=/d1,bootindex=5", "--scsi-disk", "path=/s",
+                  "--cdrom", "path=/c", "--net", "tap=t0", "--boot", "order=cdrom,disk"});
+    CHECK(o.boot_order == std::vector<std::string>{"cdrom", "disk"});
+    CHECK(o.scsi.at(1).bootindex == 6);   // the CD-ROM first
+    CHECK(o.disks.at(0).bootindex == 7);  // then the disks in order: virtio-blk, then SCSI
+    CHECK(o.disks.at(1).bootindex == 5);
+    CHECK(o.scsi.at(0).bootindex == 8);
+    CHECK(o.nets.at(0).bootindex == -1);  // net not listed
+    CHECK(same(load(vmm::config_to_text(o)), o));
+    auto again = load(vmm::config_to_text(o));
+    vmm::check::apply_boot_order(again);  // idempotent
+    CHECK(same(again, o));
+    auto n = cli({"--firmware", "bios", "--disk", "path=/d", "--net", "tap=t0", "--boot", "order=net,disk"});
+    CHECK(n.nets.at(0).bootindex == 0);
+    CHECK(n.disks.at(0).bootindex == 1);
+    CHECK(load(R"({"boot": {"firmware": "bios", "order": ["disk"]}, "disks": [{"path": "/d"}]})").boot_order ==
+          std::vector<std::string>{"disk"});
+    CHECK(load(R"({"boot": {"order": []}})").boot_order.empty());
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--boot", "order=disk,floppy"}), Contains("unknown device kind \"floppy\""));
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--boot", "order=disk,disk"}), Contains("\"disk\" is given twice"));
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--boot", "cdrom"}), Contains("expected order="));
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--boot", "order="}), Contains("unknown device kind \"\""));
+    CHECK_THAT(error_of_json(R"({"boot": {"order": "disk"}})"), Contains("boot.order: expected an array"));
+    CHECK_THAT(error_of_json(R"({"boot": {"order": ["disk", 1]}})"), Contains("boot.order[1]"));
+    CHECK_THAT(error_of_cli({"--firmware", "bios", "--disk", "path=/d,bootindex=9999", "--cdrom", "/c", "--boot",
+                             "order=cdrom"}),
+               Contains("no bootindex left"));
     // --fw-cfg: opt/ names, a file or a string, each name once.
     auto fc = cli({"--firmware", "bios", "--fw-cfg", "name=opt/a,string=hello", "--fw-cfg", "name=opt/b,file=/f"});
     REQUIRE(fc.fw_cfg.size() == 2);
