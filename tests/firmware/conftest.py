@@ -5,6 +5,7 @@ These tests run on this machine's /dev/kvm directly: firmware and boot
 sectors run in real mode, which even a nested /dev/kvm without hardware
 virtualization underneath emulates (tests/guest/README.md)."""
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +82,25 @@ def write_image(path: Path, boot_sector: bytes, size: int = 1 << 20) -> Path:
         f.write(boot_sector)
         f.truncate(size)
     return path
+
+
+@pytest.fixture
+def tap():
+    """tap() -> (name, host address): a fresh tap device with 10.0.99.1/24
+    on the host side, removed after the test. SKIP where taps cannot be
+    made (not root, no /dev/net/tun, no `ip`)."""
+    made = []
+
+    def make(name="vmmfwtap0", address="10.0.99.1/24"):
+        if os.geteuid() != 0 or not os.access("/dev/net/tun", os.R_OK | os.W_OK) or not shutil.which("ip"):
+            pytest.skip("SKIP: making a tap device needs root, /dev/net/tun and iproute2")
+        subprocess.run(["ip", "link", "delete", name], capture_output=True)
+        for cmd in (["tuntap", "add", "dev", name, "mode", "tap"], ["addr", "add", address, "dev", name],
+                    ["link", "set", name, "up"]):
+            subprocess.run(["ip", *cmd], check=True, capture_output=True)
+        made.append(name)
+        return name, address.split("/")[0]
+
+    yield make
+    for name in made:
+        subprocess.run(["ip", "link", "delete", name], capture_output=True)

@@ -114,3 +114,47 @@ def test_ovmf_grub_linux(run_vm, ovmf, grub_image, tmp_path, attach):
     assert "efi: EFI v2" in console, console[-3000:]
     check_linux_booted(r, token, firmware_banner=None)
     assert vars_file.read_bytes() != open(ovmf, "rb").read(), "OVMF wrote nothing to its variable store"
+
+
+def test_seabios_pxe_linux(run_vm, seabios, tap, tmp_path):
+    # Network boot: SeaBIOS runs iPXE from virtio-net's expansion ROM BAR
+    # (--net ...,bootindex=0); iPXE drives our virtio-net through its own
+    # driver, gets an address and a boot file name from dnsmasq's DHCP on the
+    # tap, fetches the script over TFTP and then the kernel and initramfs.
+    kernel = os.environ.get("VMM_FW_KERNEL")
+    initramfs = os.environ.get("VMM_FW_INITRAMFS")
+    if not kernel or not initramfs:
+        pytest.skip("SKIP: VMM_FW_KERNEL / VMM_FW_INITRAMFS not set (run through tests/firmware/run-firmware-tests.sh)")
+    dnsmasq = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.access("/usr/sbin/dnsmasq", os.X_OK) else None)
+    if not dnsmasq:
+        pytest.skip("SKIP: dnsmasq is not installed (Debian package dnsmasq-base)")
+    if not os.access("/usr/lib/ipxe/qemu/efi-virtio.rom", os.R_OK):
+        pytest.skip("SKIP: iPXE's virtio-net ROM is missing (Debian package ipxe-qemu)")
+    name, host = tap("vmmpxe0", "10.0.99.1/24")
+    root = tmp_path / "tftp"
+    root.mkdir()
+    shutil.copy(kernel, root / "vmlinuz")
+    shutil.copy(initramfs, root / "initrd.img")
+    token = secrets.token_hex(6)
+    cmdline = f"console=ttyS0 panic=1 vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} vmmtest.token={token}"
+    (root / "boot.ipxe").write_text("#!ipxe\n"
+                                    "echo IPXE: loading the kernel\n"
+                                    f"kernel tftp://{host}/vmlinuz {cmdline}\n"
+                                    f"initrd tftp://{host}/initrd.img\n"
+                                    "boot\n")
+    server = subprocess.Popen([dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--user=root",
+                               f"--interface={name}", "--bind-interfaces", "--dhcp-range=10.0.99.10,10.0.99.50,1h",
+                               f"--dhcp-leasefile={tmp_path / 'leases'}", "--pid-file=", "--enable-tftp",
+                               f"--tftp-root={root}", "--dhcp-boot=boot.ipxe", "--log-dhcp",
+                               f"--log-facility={tmp_path / 'dnsmasq.log'}"])
+    try:
+        r = run_vm(["--firmware", "bios", "--memory", f"{MEM_MB}M", "--cpus", str(CPUS),
+                    "--net", f"tap={name},bootindex=0"], timeout=400)
+    finally:
+        server.terminate()
+        server.wait(10)
+    log = (tmp_path / "dnsmasq.log").read_text(errors="replace") if (tmp_path / "dnsmasq.log").exists() else ""
+    assert "sent" in log and "boot.ipxe" in log, log[-3000:]
+    check_linux_booted(r, token, bootloader="IPXE: loading the kernel")
+    console = r.serial.decode(errors="replace")
+    assert "iPXE" in console[:console.index("IPXE: loading the kernel")]

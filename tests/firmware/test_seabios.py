@@ -42,15 +42,21 @@ def test_boots_virtio_scsi_disk(run_vm, seabios, tmp_path):
     assert booted(r, "scsi") == 0x80, r.serial
 
 
-def test_boots_cdrom_el_torito(run_vm, seabios, tmp_path):
+def el_torito_iso(tmp_path, tag):
+    """An ISO image whose El Torito (no emulation) boot image is boot_sector(tag)."""
     if not shutil.which("xorriso"):
         pytest.skip("SKIP: xorriso is not installed")
-    root = tmp_path / "cd"
+    root = tmp_path / f"cd-{tag}"
     root.mkdir()
-    (root / "boot.bin").write_bytes(boot_sector("cd") + bytes(1536))
-    iso = tmp_path / "cd.iso"
+    (root / "boot.bin").write_bytes(boot_sector(tag) + bytes(1536))
+    iso = tmp_path / f"{tag}.iso"
     subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-b", "boot.bin", "-no-emul-boot", "-boot-load-size", "4",
                     "-o", str(iso), str(root)], check=True)
+    return iso
+
+
+def test_boots_cdrom_el_torito(run_vm, seabios, tmp_path):
+    iso = el_torito_iso(tmp_path, "cd")
     r = run_vm(["--firmware", "bios", "--cdrom", iso])
     assert r.status == 0, r.stderr
     drive = booted(r, "cd")
@@ -76,6 +82,45 @@ def test_boot_order(run_vm, seabios, tmp_path):
     assert r.status == 0, r.stderr
     assert booted(r, "scsi") == 0x80, r.serial
     assert booted(r, "first") is None
+
+
+@pytest.mark.parametrize("order,winner", [("cdrom,disk", "cd"), ("disk,cdrom", "first"), ("disk", "first")])
+def test_boot_order_shorthand(run_vm, seabios, tmp_path, order, winner):
+    # --boot order=KINDS gives the devices of each kind boot indexes in that
+    # order; without it SeaBIOS would try the virtio-blk disk first.
+    disk = write_image(tmp_path / "a.img", boot_sector("first"))
+    iso = el_torito_iso(tmp_path, "cd")
+    r = run_vm(["--firmware", "bios", "--disk", f"path={disk}", "--cdrom", iso, "--boot", f"order={order}"])
+    assert r.status == 0, r.stderr
+    for tag in ("first", "cd"):
+        assert (booted(r, tag) is not None) == (tag == winner), r.serial
+
+
+def test_network_boot_rom(run_vm, seabios, tap, tmp_path):
+    # virtio-net carries iPXE's ROM (Debian's ipxe-qemu) in its expansion ROM
+    # BAR: SeaBIOS copies it, runs its init (iPXE prints its banner with the
+    # device's PCI address) and adds a network boot entry. Without a
+    # bootindex on the NIC the disk still boots first. (iPXE's own network
+    # boot runs in 32-bit ring 0, which a nested /dev/kvm cannot run: the
+    # PXE test in test_linux.py runs it in the test host.)
+    rom = "/usr/lib/ipxe/qemu/efi-virtio.rom"
+    if not os.access(rom, os.R_OK):
+        pytest.skip(f"SKIP: {rom} is missing (Debian package ipxe-qemu)")
+    name, _ = tap()
+    disk = write_image(tmp_path / "disk.img", boot_sector("disk"))
+    r = run_vm(["--firmware", "bios", "--disk", f"path={disk}", "--net", f"tap={name}", "--log-level", "debug"])
+    assert r.status == 0, r.stderr
+    assert booted(r, "disk") == 0x80, r.serial
+    assert b"iPXE (http://ipxe.org) 00:02.0" in r.serial, r.serial
+    assert f"option ROM {rom}" in r.stderr
+    r = run_vm(["--firmware", "bios", "--disk", f"path={disk}", "--net", f"tap={name},rom=off"])
+    assert r.status == 0, r.stderr
+    assert booted(r, "disk") == 0x80 and b"iPXE" not in r.serial, r.serial
+    # A file that is not a PCI expansion ROM is refused before the VM runs.
+    bogus = tmp_path / "bogus.rom"
+    bogus.write_bytes(b"\x55\xaa" + bytes(4094))
+    r = run_vm(["--firmware", "bios", "--disk", f"path={disk}", "--net", f"tap={name},rom={bogus}"])
+    assert r.status == 1 and "not a PCI expansion ROM" in r.stderr, r.stderr
 
 
 def test_smp_and_ram_above_4g(run_vm, seabios, tmp_path):
