@@ -51,6 +51,11 @@
 #                    "VMMTEST: waiting for the power button"; on a KEY_POWER
 #                    press (read from its /dev/input/eventN) it prints
 #                    "VMMTEST: power button pressed" and powers off.
+#      vmmtest.efivar=VALUE (UEFI guests, VALUE alphanumeric): loads
+#      efivarfs, prints "VMMTEST: info efivar found OLD" for each test
+#      variable an earlier boot stored, stores VALUE in a new one and prints
+#      "PASS efivar stored VALUE" once it reads back; a VMM that keeps the
+#      variable store shows VALUE as found in the next boot.
 #      vmmtest.tick=1 adds a background loop printing "VMMTEST: tick N"
 #      once a second from then on (the harness watches it stop while the VM
 #      is paused).
@@ -117,7 +122,7 @@ copy_test_modules() {
         return 0
     fi
     mkdir -p "$root/lib/modules"
-    for m in pvpanic pvpanic-mmio button evdev; do
+    for m in pvpanic pvpanic-mmio button evdev efivarfs; do
         line=$(grep -E "/${m}\\.ko(\\.[a-z]+)?:" "$mdir/modules.dep" || true)
         [[ -n $line ]] || continue
         for path in ${line#*:} "${line%%:*}"; do
@@ -183,7 +188,7 @@ else
 fi
 
 # vmmtest.* parameters
-cpus="" mem_mb="" token="" end=poweroff tick=0
+cpus="" mem_mb="" token="" end=poweroff tick=0 efivar=""
 for w in $(cat /proc/cmdline); do
     case $w in
         vmmtest.tick=*) tick=${w#vmmtest.tick=} ;;
@@ -191,6 +196,7 @@ for w in $(cat /proc/cmdline); do
         vmmtest.mem_mb=*) mem_mb=${w#vmmtest.mem_mb=} ;;
         vmmtest.token=*) token=${w#vmmtest.token=} ;;
         vmmtest.end=*) end=${w#vmmtest.end=} ;;
+        vmmtest.efivar=*) efivar=${w#vmmtest.efivar=} ;;
     esac
 done
 
@@ -258,6 +264,33 @@ load_mod() {
         fi
     done
 }
+
+# UEFI variables VmmTest<VALUE>-<vendor GUID of our own>, one per
+# vmmtest.efivar value (efivarfs files: 4 bytes of attributes, NV|BS|RT = 7,
+# then the data). A new name each boot, because the kernel makes the files
+# of variables that existed at boot immutable and busybox has no chattr.
+if [ -n "$efivar" ]; then
+    load_mod efivarfs
+    vars=/sys/firmware/efi/efivars
+    guid=6d6d7674-7665-4e61-8c72-766d6d746573
+    if [ ! -d /sys/firmware/efi ]; then
+        fail efivar "no /sys/firmware/efi: not booted through UEFI"
+    elif ! mount -t efivarfs efivarfs $vars; then
+        fail efivar "mounting efivarfs failed"
+    else
+        for f in "$vars"/VmmTest*-$guid; do
+            [ -f "$f" ] && echo "VMMTEST: info efivar found $(dd if="$f" bs=1 skip=4 2>/dev/null)"
+        done
+        f=$vars/VmmTest$efivar-$guid
+        printf '\007\000\000\000%s' "$efivar" >"$f"
+        now=$(dd if="$f" bs=1 skip=4 2>/dev/null)
+        if [ "$now" = "$efivar" ]; then
+            pass efivar "stored $efivar"
+        else
+            fail efivar "wrote $efivar, read back '$now'"
+        fi
+    fi
+fi
 
 # Drivers the end mode needs, checked before "done".
 power_dev=""
