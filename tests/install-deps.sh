@@ -15,6 +15,8 @@ PACKAGES=(
   # firmware boot (run time: --firmware bios|uefi, and QEMU's linuxboot ROM
   # for --firmware with --kernel) and its tests: GRUB images, pytest
   seabios ovmf qemu-system-data grub-common grub-pc-bin grub-efi-amd64-bin mtools python3-pytest python3-pytest-timeout
+  # the classic MBR disk case: syslinux installed on a FAT partition through mtools
+  syslinux syslinux-common dosfstools
   # network boot: iPXE's virtio-net ROM (run time) and the PXE test's DHCP/TFTP server
   ipxe-qemu dnsmasq-base
   # benchmarks

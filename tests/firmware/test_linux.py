@@ -11,8 +11,8 @@ software-emulated test host (tests/guest/testhost.sh)."""
 import os
 import secrets
 import shutil
+import struct
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -134,6 +134,51 @@ def test_ovmf_grub_linux(run_vm, ovmf, grub_image_uefi, tmp_path, attach):
     assert "efi: EFI v2" in console, console[-3000:]
     check_linux_booted(r, token, firmware_banner=None)
     assert vars_file.read_bytes() != open(ovmf, "rb").read(), "OVMF wrote nothing to its variable store"
+
+
+def test_seabios_syslinux_mbr_linux(run_vm, seabios, tmp_path):
+    # A classic BIOS disk: syslinux's MBR code, one active FAT16 partition
+    # at 1 MiB, and SYSLINUX on it (installed through mtools, no mount).
+    kernel, initramfs = linux_files()
+    mbr_code = "/usr/lib/syslinux/mbr/mbr.bin"
+    for tool in ("syslinux", "mkfs.fat", "mcopy"):
+        if not shutil.which(tool) and not os.access(f"/usr/sbin/{tool}", os.X_OK):
+            pytest.skip(f"SKIP: {tool} is not installed (Debian packages syslinux, dosfstools, mtools)")
+    if not os.access(mbr_code, os.R_OK):
+        pytest.skip(f"SKIP: {mbr_code} is missing (Debian package syslinux-common)")
+    mkfs = shutil.which("mkfs.fat") or "/usr/sbin/mkfs.fat"
+    token = secrets.token_hex(6)
+    disk = tmp_path / "mbr.img"
+    start, size = 2048, 48 << 20
+    sectors = size // 512 - start
+    with open(disk, "wb") as f:
+        f.truncate(size)
+    subprocess.run([mkfs, "-F", "16", "-n", "VMMTEST", "--offset", str(start), str(disk), str(sectors // 2)],
+                   check=True, capture_output=True)
+    sector = bytearray(512)
+    code = open(mbr_code, "rb").read()[:440]
+    sector[:len(code)] = code
+    # Partition 1: active, type 0x0e (FAT16, LBA); CHS saturated, LBA counts.
+    sector[446:462] = bytes([0x80, 0xfe, 0xff, 0xff, 0x0e, 0xfe, 0xff, 0xff]) + struct.pack("<II", start, sectors)
+    sector[510:512] = b"\x55\xaa"
+    with open(disk, "r+b") as f:
+        f.write(sector)
+    cmdline = f"console=ttyS0 panic=1 vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} vmmtest.token={token}"
+    cfg = tmp_path / "syslinux.cfg"
+    cfg.write_text(f"SERIAL 0 115200\nDEFAULT linux\nTIMEOUT 0\nLABEL linux\n  SAY SYSLINUX: loading the kernel\n"
+                   f"  KERNEL vmlinuz\n  INITRD initrd.img\n  APPEND {cmdline}\n")
+    shutil.copy(kernel, tmp_path / "vmlinuz")
+    shutil.copy(initramfs, tmp_path / "initrd.img")
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    at = f"{disk}@@{start * 512}"
+    subprocess.run(["mcopy", "-i", at, str(cfg), str(tmp_path / "vmlinuz"), str(tmp_path / "initrd.img"), "::/"],
+                   check=True, capture_output=True, env=env)
+    subprocess.run(["syslinux", "--offset", str(start * 512), "--install", str(disk)], check=True, capture_output=True,
+                   env=env)
+    r = run_vm(["--firmware", "bios", "--memory", f"{MEM_MB}M", "--cpus", str(CPUS), "--disk", f"path={disk}"],
+               timeout=300)
+    check_linux_booted(r, token, bootloader="SYSLINUX: loading the kernel")
+    assert b"SYSLINUX 6" in r.serial
 
 
 def test_seabios_pxe_linux(run_vm, seabios, tap, tmp_path):
