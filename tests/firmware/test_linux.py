@@ -11,8 +11,11 @@ software-emulated test host (tests/guest/testhost.sh)."""
 import os
 import secrets
 import shutil
+import signal
 import struct
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -134,6 +137,42 @@ def test_ovmf_grub_linux(run_vm, ovmf, grub_image_uefi, tmp_path, attach):
     assert "efi: EFI v2" in console, console[-3000:]
     check_linux_booted(r, token, firmware_banner=None)
     assert vars_file.read_bytes() != open(ovmf, "rb").read(), "OVMF wrote nothing to its variable store"
+
+
+@pytest.mark.skipif(not os.environ.get("VMM_FW_REBOOT_TEST"),
+                    reason="SKIP: its first run (2026-12-05) left the test host silent for 13 min, its second "
+                           "passed in 78 s; cause not found, so CI runs it only with VMM_FW_REBOOT_TEST=1")
+def test_seabios_linux_reboot(vmm_binary, kvm, seabios, tmp_path_factory, tmp_path):
+    # `reboot -f` in a firmware-booted guest under --reboot: the VM restarts
+    # at the reset vector, so SeaBIOS, GRUB and Linux run again. The guest
+    # reboots every time; the test stops the VMM (SIGTERM) once the second
+    # boot has finished.
+    image, token = make_grub_image(tmp_path_factory, "vmmtest.end=reboot")
+    logdir = Path(os.environ.get("VMM_FW_LOGDIR") or tmp_path)
+    serial = logdir / "test_seabios_linux_reboot.serial"
+    cmd = [str(vmm_binary), "--serial", f"file={serial}", "--timeout", "400", "--reboot", "--firmware", "bios",
+           "--memory", f"{MEM_MB}M", "--cpus", str(CPUS), "--disk", f"path={image},readonly=on"]
+    with open(logdir / "test_seabios_linux_reboot.stderr", "wb") as err:
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.monotonic() + 430
+            while p.poll() is None and time.monotonic() < deadline:
+                if serial.exists() and serial.read_bytes().count(b"VMMTEST: done") >= 2:
+                    break
+                time.sleep(1)
+        finally:
+            p.terminate()
+            status = p.wait(30)
+    console = serial.read_bytes().decode(errors="replace")
+    stderr = (logdir / "test_seabios_linux_reboot.stderr").read_text(errors="replace")
+    assert status == 128 + signal.SIGTERM, f"exit status {status}\n{stderr[-2000:]}\n{console[-3000:]}"
+    assert console.count(f"VMMTEST: PASS token {token}") >= 2, console[-3000:]
+    assert "VMMTEST: FAIL" not in console, console[-3000:]
+    # The second boot went through the firmware and the bootloader again.
+    first_done = console.index("VMMTEST: done")
+    rest = console[first_done:]
+    assert "SeaBIOS (version" in rest and "GRUB: loading the kernel" in rest, rest[-3000:]
+    assert rest.index("SeaBIOS (version") < rest.index("GRUB: loading the kernel") < rest.index("VMMTEST: init")
 
 
 def test_seabios_syslinux_mbr_linux(run_vm, seabios, tmp_path):
