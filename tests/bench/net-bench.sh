@@ -2,11 +2,11 @@
 # net-bench.sh [--build DIR] [--runs N] [--mib MIB] [--also OPTS]
 #
 # virtio-net throughput against QEMU: the real-guest `net` case
-# (tests/guest/run-guest-tests.sh: the virtio block guest with eth0 on a tap
+# (tests/guest/test_virtio.py: the virtio block guest with eth0 on a tap
 # that the VMM creates, link-local addresses, MIB MiB of random data over
 # TCP guest->host then host->guest, both checked by SHA-256) under build/vmm
 # and under QEMU's userspace virtio-net-pci on the same tap (`-netdev
-# tap,vhost=off`, the QEMU adapter of run-guest-tests.sh), alternating, N
+# tap,vhost=off`, tests/guest/qemu_adapter.py), alternating, N
 # runs each (default 3), all in ONE test host (or directly, as root, on a
 # machine whose /dev/kvm runs Linux guests: VMM_NET_TEST_ON_HOST=1 is set).
 # The host side (python3) times each direction from the first byte to the
@@ -39,7 +39,7 @@ while [[ $# -gt 0 ]]; do
 done
 out=$build/net-bench
 mkdir -p "$out"
-runner=$REPO_ROOT/tests/guest/run-guest-tests.sh
+runner=$REPO_ROOT/tests/guest/runner.py
 
 if [[ $inner == 0 ]]; then
     # The guest artifacts are built (cached) here, where the cache is writable.
@@ -79,18 +79,19 @@ for ((r = 1; r <= runs; r++)); do
         [[ $who == vmm+* ]] && opts=${who#vmm+}
         [[ -e $out/.done-$r-$tag ]] && continue  # before a wedge and restart
         log=$out/run-$r-$tag.log
-        VMM_NET_OPTS=$opts "$runner" --inner --build "$build" --vmm "${who%%+*}" --logdir "$out/logs-$r-$tag" \
+        VMM_NET_OPTS=$opts "$runner" --here --build "$build" --vmm "${who%%+*}" --logdir "$out/logs-$r-$tag" \
             --only '^net$' >"$log" 2>&1 || true
-        line=$(grep -E '^  net: ' "$log" | tail -n 1 || true)
+        line=$(grep -E '^  net: ' "$out/logs-$r-$tag/net.info" 2>/dev/null | tail -n 1 || true)
         # "  net: 64 MiB guest->host in 12.34 s, host->guest in 23.45 s"
-        if [[ $line =~ guest-\>host\ in\ ([0-9.]+)\ s,\ host-\>guest\ in\ ([0-9.]+)\ s ]] && grep -q '^PASS net' "$log"; then
+        if [[ $line =~ guest-\>host\ in\ ([0-9.]+)\ s,\ host-\>guest\ in\ ([0-9.]+)\ s ]] &&
+            grep -q '^PASS net ' "$out/logs-$r-$tag/.results" 2>/dev/null; then
             echo "$who ${BASH_REMATCH[1]} ${BASH_REMATCH[2]}" >>"$out/raw.txt"
             echo "run $r $who: guest->host ${BASH_REMATCH[1]} s, host->guest ${BASH_REMATCH[2]} s"
         else
             echo "run $r $who: no valid result (see $log)"
         fi
         # Each end's TCP_INFO at the end of its send (guest: blkbench, host:
-        # sockclient): RTT, congestion window, what limited the sender.
+        # harness.py): RTT, congestion window, what limited the sender.
         grep -h -o -E '(blkbench|tcp-sink|tcp-source): tcp rtt=.*' "$out/logs-$r-$tag/net.console" \
             "$out/logs-$r-$tag/net.host" 2>/dev/null | sed "s/^/run $r $who: /" >>"$out/tcp.txt" || true
         : >"$out/.done-$r-$tag"

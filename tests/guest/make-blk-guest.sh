@@ -2,7 +2,7 @@
 # make-blk-guest.sh --initramfs OUT.cpio.gz [--kver VERSION]
 # make-blk-guest.sh --rootfs OUT.img --blkbench BIN [--size MIB]
 #
-# The two halves of the virtio block/console guest (run-guest-tests.sh's
+# The two halves of the virtio block/console guest (the suite's
 # blk-* and console cases, tests/bench/blk-bench.sh).  Neither needs root.
 #
 # --initramfs: a busybox initramfs carrying the modules Debian's kernel has
@@ -24,7 +24,7 @@
 #   SIZE MiB (default 48) holding busybox, BIN as /bin/blkbench and the test
 #   script /sbin/vmmtest-blk.  That script reports to the console and, once it
 #   exists, /dev/hvc0 (virtio-console port 0), and runs what vmmtest.blk=
-#   says (the host side of each case is in run-guest-tests.sh):
+#   says (the host side of each case is in tests/guest/test_virtio.py):
 #     root       / is ext4 on /dev/vda, read-write (a file written, synced,
 #                read back); virtio interrupts are PCI-MSI(-X) lines in
 #                /proc/interrupts, or IO-APIC lines with vmmtest.irq=intx

@@ -1,0 +1,96 @@
+"""Direct kernel boot: Debian's bzImage and the vmlinux ELF extracted from it
+(PVH entry) with the test-mode initramfs (make-guest-initramfs.sh --mode
+test), whose init checks the CPU count, memory size, command line token and
+interrupts and prints VMMTEST lines; reboot, SIGTERM and a bad kernel."""
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+import harness
+
+
+def test_kvm_tests(suite, case):
+    """build/kvm_tests (Catch2: tiny guests on KVM directly) exits 0."""
+    binary = suite.build / "kvm_tests"
+    if not binary.is_file():
+        pytest.skip(f"{binary} not built")
+    try:
+        with open(case.path("console"), "wb") as out, open(case.path("stderr"), "wb") as err:
+            st = subprocess.run([str(binary)], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                timeout=suite.case_timeout).returncode
+    except subprocess.TimeoutExpired:
+        st = None
+    if st is None:
+        case.fail(f"timed out after {suite.case_timeout} s")
+    elif st != 0:
+        case.fail(f"exit status {st}")
+    case.finish()
+
+
+# (kernel kind, vCPUs, how the guest ends, the VMM's exit status)
+GUESTS = {
+    "bzimage-1cpu": ("bzimage", 1, "poweroff", 0),
+    "bzimage-4cpu": ("bzimage", 4, "poweroff", 0),
+    "pvh-1cpu": ("pvh", 1, "poweroff", 0),
+    "pvh-4cpu": ("pvh", 4, "poweroff", 0),
+    "reboot": ("bzimage", 1, "reboot", 2),
+}
+
+
+@pytest.mark.parametrize("kind,cpus,end,expect", GUESTS.values(), ids=GUESTS.keys())
+def test_guest(suite, case, kind, cpus, end, expect):
+    """The guest boots, passes its checks and ends (poweroff: exit 0;
+    reboot without --reboot: exit 2); --boot-report prints the first
+    KVM_RUN and the guest's progress marks 0x1 (init) and 0x2 (checks done)."""
+    case.require_vmm()
+    tok = harness.token()
+    kernel = suite.kernel if kind == "bzimage" else suite.vmlinux
+    st = case.run("--kernel", kernel, "--initramfs", suite.initrd, "--cpus", cpus, "--memory", "512M",
+                  "--cmdline", case.cmdline(cpus, 512, end, f"vmmtest.token={tok}"), "--boot-report",
+                  stderr=case.path("stderr"))
+    case.check_status(st, expect)
+    case.check_console(["port", f"cpus {cpus}", "mem", f"token {tok}", "interrupts"])
+    if not suite.qemu_mode:
+        err = case.path("stderr").read_text(errors="replace")
+        case.check(re.search(r"^vmm: boot: first KVM_RUN at [0-9.]+ ms", err, re.M),
+                   "no 'vmm: boot: first KVM_RUN at <ms> ms' on stderr")
+        case.check(re.search(r"^vmm: boot: progress 0x0*1 at [0-9.]+ ms", err, re.M),
+                   "no 'vmm: boot: progress 0x1' (init started) on stderr")
+        case.check(re.search(r"^vmm: boot: progress 0x0*2 at [0-9.]+ ms", err, re.M),
+                   "no 'vmm: boot: progress 0x2' (checks done) on stderr")
+    case.finish()
+
+
+def test_sigterm(suite, case):
+    """A guest that stays up after its checks gets SIGTERM: the VMM exits
+    within 30 s with status 143 (128 + SIGTERM)."""
+    case.require_vmm()
+    vm = case.start("--kernel", suite.kernel, "--initramfs", suite.initrd, "--cpus", 1, "--memory", "512M",
+                    "--cmdline", "console=ttyS0 panic=-1 vmmtest.cpus=1 vmmtest.mem_mb=512 vmmtest.end=hang")
+    if vm.wait_console(r"^VMMTEST: done", suite.case_timeout):
+        time.sleep(1)  # let init reach its sleep
+        vm.signal(signal.SIGTERM)
+        st = vm.wait_exit(30)
+        if st is None:
+            case.fail("still running 30 s after SIGTERM")
+        elif st != 143:
+            case.fail(f"exit status {st} after SIGTERM, expected 143")
+    elif not vm.running():
+        case.fail(f"the VMM exited (status {vm.wait_exit(1)}) before the guest was up")
+    else:
+        vm.kill()
+        case.fail(f"no 'VMMTEST: done' within {suite.case_timeout} s")
+    case.finish()
+
+
+def test_bad_kernel(suite, case):
+    """--kernel of a missing file: exit status 1 and a 'vmm: error:' line."""
+    case.require_vmm()
+    st = case.run("--kernel", suite.logdir / "no-such-kernel", "--cpus", 1, "--memory", "64M", timeout=60)
+    case.check(st == 1, f"exit status {st}, expected 1")
+    case.check(re.search(r"^vmm: error:", case.path("stderr").read_text(errors="replace"), re.M),
+               "no 'vmm: error:' line on stderr")
+    case.finish()
