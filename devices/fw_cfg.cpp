@@ -4,6 +4,7 @@
 #include <array>
 #include <cstring>
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 namespace vmm::devices {

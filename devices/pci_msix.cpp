@@ -8,6 +8,7 @@
 // making it live again delivers and clears it (PCI spec 6.8.2.9 behaviour).
 #include "devices/pci.h"
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
 

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "devices/pci_rom.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "vmm/core/bus.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/eventfd.h"
 #include "vmm/core/guest_memory.h"
 #include "vmm/core/kvm.h"

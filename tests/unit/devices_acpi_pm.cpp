@@ -11,6 +11,7 @@
 
 #include "devices/acpi_pm.h"
 #include "vmm/core/bus.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/irq.h"
 
 namespace {
