@@ -135,10 +135,7 @@ void ConfigSpace::set_writable(uint16_t offset, uint64_t mask, unsigned bytes) {
 void ConfigSpace::read(uint16_t offset, std::span<uint8_t> data) const {
     // Bytes beyond the type-0 header (PCIe extended space) read as zero,
     // meaning "no extended capabilities".
-    for (std::size_t i = 0; i < data.size(); ++i) {
-        const std::size_t o = std::size_t{offset} + i;
-        data[i] = o < kHeaderBytes ? cfg_[o] : 0;
-    }
+    read_window(cfg_, offset, data);
 }
 
 void ConfigSpace::write(uint16_t offset, std::span<const uint8_t> data) {

@@ -56,7 +56,7 @@ void BalloonDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
     std::array<uint8_t, kCfgSize> cfg{};
     store_le32(cfg, kCfgNumPages, target_.load());
     store_le32(cfg, kCfgActual, actual_.load());
-    for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < cfg.size() ? cfg[offset + i] : 0;
+    read_window(cfg, offset, data);
 }
 
 void BalloonDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {

@@ -230,10 +230,7 @@ uint64_t BlockDevice::device_features() const {
 }
 
 void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
-    for (size_t i = 0; i < data.size(); ++i) {
-        uint64_t o = offset + i;
-        data[i] = (o >= offset && o < kConfigSize) ? config_[o] : 0;
-    }
+    read_window(config_, offset, data);
 }
 
 void BlockDevice::activate(ActivationContext ctx) {

@@ -100,8 +100,7 @@ void ConsoleDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
     // exists with MULTIPORT.
     uint8_t cfg[12] = {};
     if (multiport()) store_le32(cfg, 4, nr_ports());
-    for (size_t i = 0; i < data.size(); ++i)
-        data[i] = offset < sizeof cfg && i < sizeof cfg - offset ? cfg[offset + i] : 0;  // no offset + i overflow
+    read_window(cfg, offset, data);
 }
 
 size_t ConsoleDevice::enqueue_input(std::span<const uint8_t> bytes) {

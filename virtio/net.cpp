@@ -417,7 +417,7 @@ void NetDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
     store_le16(c, 6, kStatusLinkUp);
     store_le16(c, 8, static_cast<uint16_t>(pairs_));
     store_le16(c, 10, 1500);  // mtu
-    for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < c.size() ? c[offset + i] : 0;
+    read_window(c, offset, data);
 }
 
 void NetDevice::activate(ActivationContext ctx) {

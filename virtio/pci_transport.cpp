@@ -54,11 +54,6 @@ std::vector<uint8_t> virtio_cap_body(uint8_t type, uint8_t bar, uint32_t offset,
     return b;
 }
 
-// Byte-wise copy of `src` (a little-endian register file) into an access.
-void read_window(std::span<const uint8_t> regs, uint64_t offset, std::span<uint8_t> out) {
-    for (size_t i = 0; i < out.size(); ++i) out[i] = offset + i < regs.size() ? regs[offset + i] : 0;
-}
-
 }  // namespace
 
 class PciTransport::Interrupt : public VirtioInterrupt {

@@ -513,10 +513,7 @@ void ScsiDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
     store_le16(c, 28, 0);                                          // max_channel
     store_le16(c, 30, 0);                                          // max_target
     store_le32(c, 32, scsi::kMaxLun);
-    for (size_t i = 0; i < data.size(); ++i) {
-        uint64_t o = offset + i;
-        data[i] = (o >= offset && o < kConfigSize) ? c[o] : 0;
-    }
+    read_window(c, offset, data);
 }
 
 // sense_size (20) and cdb_size (24) are the only driver-writable fields;

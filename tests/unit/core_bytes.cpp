@@ -125,6 +125,21 @@ TEST_CASE("core: bytes register accesses take the span's size as the width", "[c
     CHECK(vmm::load_le(wide) == ~uint64_t{0});
 }
 
+TEST_CASE("core: bytes register windows read zero past the end", "[core][bytes]") {
+    const Bytes regs{1, 2, 3, 4};
+    Bytes out(4, 0xee);
+    vmm::read_window(regs, 2, out);
+    CHECK(out == Bytes{3, 4, 0, 0});
+    vmm::read_window(regs, 0, out);
+    CHECK(out == regs);
+    for (uint64_t offset : {uint64_t{4}, uint64_t{5}, ~uint64_t{0}, ~uint64_t{0} - 1}) {
+        out.assign(4, 0xee);
+        vmm::read_window(regs, offset, out);  // offset + i would wrap: still zero
+        CHECK(out == Bytes(4, 0));
+    }
+    vmm::read_window(regs, 3, std::span<uint8_t>{});  // an empty access touches nothing
+}
+
 TEST_CASE("core: bytes builders append in the stated byte order", "[core][bytes]") {
     Bytes out{0xaa};
     vmm::append_le(out, 2, 0x1234);

@@ -89,6 +89,14 @@ inline void store_le(std::span<uint8_t> d, uint64_t v) {
     store_le(d, 0, n, v);
     std::fill(d.begin() + static_cast<std::ptrdiff_t>(n), d.end(), uint8_t{0});
 }
+// A read of `out` at `offset` in a register file laid out in bytes (a
+// config space): bytes past the end of `regs` read as zero. Overflow-safe
+// for any offset the guest can produce.
+inline void read_window(std::span<const uint8_t> regs, uint64_t offset, std::span<uint8_t> out) {
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        out[i] = offset < regs.size() && i < regs.size() - offset ? regs[offset + i] : 0;
+    }
+}
 
 // Builders that grow a byte string (AML, SCSI data-in, fw_cfg items): the
 // low `width` bytes of v appended, or as a new vector.
