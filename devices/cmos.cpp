@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "vmm/core/bytes.h"
+
 namespace vmm::devices {
 namespace {
 
@@ -91,25 +93,19 @@ Cmos::Cmos(uint64_t mem_below_4g, uint64_t mem_above_4g, std::function<int64_t()
     ram_[kRegD] = kRegDVrt;
 
     // Memory size bytes, laid out as PC BIOSes (and QEMU for SeaBIOS) do.
-    auto put16 = [this](uint8_t idx, uint64_t v) {
-        ram_[idx] = uint8_t(v);
-        ram_[idx + 1] = uint8_t(v >> 8);
-    };
     // Base memory in KiB (the first 640 KiB).
-    put16(0x15, std::min<uint64_t>(mem_below_4g / KiB, 640));
+    store_le16(ram_, 0x15, static_cast<uint16_t>(std::min<uint64_t>(mem_below_4g / KiB, 640)));
     // Extended memory above 1 MiB in KiB: the 16-bit field covers about the
     // next 64 MiB, so larger guests saturate at 0xffff.
     uint64_t ext = mem_below_4g > MiB ? std::min<uint64_t>((mem_below_4g - MiB) / KiB, 0xffff) : 0;
-    put16(0x17, ext);
-    put16(0x30, ext);
+    store_le16(ram_, 0x17, static_cast<uint16_t>(ext));
+    store_le16(ram_, 0x30, static_cast<uint16_t>(ext));
     // Memory between 16 MiB and 4 GiB in 64 KiB units.
     uint64_t mid = mem_below_4g > 16 * MiB ? std::min<uint64_t>((mem_below_4g - 16 * MiB) / (64 * KiB), 0xffff) : 0;
-    put16(0x34, mid);
+    store_le16(ram_, 0x34, static_cast<uint16_t>(mid));
     // Memory above 4 GiB in 64 KiB units, 24 bits.
     uint64_t high = std::min<uint64_t>(mem_above_4g / (64 * KiB), 0xffffff);
-    ram_[0x5b] = uint8_t(high);
-    ram_[0x5c] = uint8_t(high >> 8);
-    ram_[0x5d] = uint8_t(high >> 16);
+    store_le(ram_, 0x5b, 3, high);
     set_byte(0x10, ram_[0x10]);  // computes the standard checksum
 }
 
@@ -121,8 +117,7 @@ void Cmos::set_byte(uint8_t index, uint8_t value) {
     if (index >= 0x10 && index <= 0x2d) {
         unsigned sum = 0;
         for (unsigned i = 0x10; i <= 0x2d; ++i) sum += ram_[i];
-        ram_[0x2e] = uint8_t(sum >> 8);
-        ram_[0x2f] = uint8_t(sum);
+        store_be16(ram_, 0x2e, static_cast<uint16_t>(sum));
     }
 }
 

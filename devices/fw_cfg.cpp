@@ -4,6 +4,7 @@
 #include <array>
 #include <cstring>
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 namespace vmm::devices {
@@ -30,27 +31,11 @@ constexpr uint32_t kCtlWrite = 0x10;
 
 constexpr std::size_t kDirEntrySize = 64;  // be32 size, be16 key, be16 0, name[56]
 
-uint64_t load_be(std::span<const uint8_t> d) {
-    uint64_t v = 0;
-    for (uint8_t b : d) v = v << 8 | b;
-    return v;
-}
-
-void put_be(std::vector<uint8_t>& out, std::size_t off, uint64_t v, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) out[off + i] = uint8_t(v >> (8 * (n - 1 - i)));
-}
-
-std::vector<uint8_t> le_bytes(uint64_t v, std::size_t n) {
-    std::vector<uint8_t> b(n);
-    store_le(b, v);
-    return b;
-}
-
 }  // namespace
 
 FwCfg::FwCfg(const GuestMemory* mem) : mem_(mem) {
     set_item(kSignatureKey, {'Q', 'E', 'M', 'U'});
-    set_item(kIdKey, le_bytes(kIdTraditional | kIdDma, 4));
+    set_item(kIdKey, le_bytes(4, kIdTraditional | kIdDma));
     rebuild_directory();
 }
 
@@ -76,9 +61,9 @@ void FwCfg::add_item_view(uint16_t key, std::span<const uint8_t> bytes, std::sha
     set_item(key, Item{std::move(owner), bytes});
 }
 
-void FwCfg::add_u16(uint16_t key, uint16_t v) { add_item(key, le_bytes(v, 2)); }
-void FwCfg::add_u32(uint16_t key, uint32_t v) { add_item(key, le_bytes(v, 4)); }
-void FwCfg::add_u64(uint16_t key, uint64_t v) { add_item(key, le_bytes(v, 8)); }
+void FwCfg::add_u16(uint16_t key, uint16_t v) { add_item(key, le_bytes(2, v)); }
+void FwCfg::add_u32(uint16_t key, uint32_t v) { add_item(key, le_bytes(4, v)); }
+void FwCfg::add_u64(uint16_t key, uint64_t v) { add_item(key, le_bytes(8, v)); }
 
 void FwCfg::add_file(const std::string& name, std::vector<uint8_t> bytes) {
     if (name.empty() || name.size() > kMaxNameLen || name.find('\0') != std::string::npos) {
@@ -113,11 +98,11 @@ void FwCfg::rebuild_directory() {
     auto sorted = files_;
     std::sort(sorted.begin(), sorted.end());
     std::vector<uint8_t> dir(4 + sorted.size() * kDirEntrySize, 0);
-    put_be(dir, 0, sorted.size(), 4);
+    store_be32(dir, 0, static_cast<uint32_t>(sorted.size()));
     std::size_t off = 4;
     for (const auto& [name, key] : sorted) {
-        put_be(dir, off, items_.at(key).data.size(), 4);
-        put_be(dir, off + 4, key, 2);
+        store_be32(dir, off, static_cast<uint32_t>(items_.at(key).data.size()));
+        store_be16(dir, off + 4, key);
         std::copy(name.begin(), name.end(), dir.begin() + static_cast<std::ptrdiff_t>(off + 8));
         off += kDirEntrySize;
     }
@@ -155,16 +140,16 @@ void FwCfg::write(uint64_t offset, std::span<const uint8_t> data) {
     if (offset == kSelectorOff) {
         select(static_cast<uint16_t>(load_le(data.first(std::min<std::size_t>(data.size(), 2)))));
     } else if (offset == kDmaOff && data.size() == 4) {
-        dma_high_ = static_cast<uint32_t>(load_be(data));
+        dma_high_ = load_be32(data, 0);
     } else if (offset == kDmaLowOff && data.size() == 4) {
-        const uint64_t gpa = uint64_t{dma_high_} << 32 | load_be(data);
+        const uint64_t gpa = uint64_t{dma_high_} << 32 | load_be32(data, 0);
         // Firmware that only ever uses low addresses writes only the low
         // half, so the high half must not outlive a transfer.
         dma_high_ = 0;
         dma_transfer(gpa);
     } else if (offset == kDmaOff && data.size() == 8) {
         dma_high_ = 0;
-        dma_transfer(load_be(data));
+        dma_transfer(load_be64(data, 0));
     } else if (log_limit_.allow()) {
         vmm::log::debug("fw_cfg: ignored {}-byte write at offset {}", data.size(), offset);
     }
@@ -180,9 +165,9 @@ void FwCfg::dma_transfer(uint64_t desc_gpa) {
         if (log_limit_.allow()) vmm::log::warn("fw_cfg: DMA descriptor at {:#x} is not in guest RAM", desc_gpa);
         return;
     }
-    const auto control = static_cast<uint32_t>(load_be(std::span(desc).subspan(0, 4)));
-    const auto length = static_cast<uint32_t>(load_be(std::span(desc).subspan(4, 4)));
-    const uint64_t addr = load_be(std::span(desc).subspan(8, 8));
+    const uint32_t control = load_be32(desc, 0);
+    const uint32_t length = load_be32(desc, 4);
+    const uint64_t addr = load_be64(desc, 8);
 
     if (control & kCtlSelect) select(static_cast<uint16_t>(control >> 16));
     bool ok = true;

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
 

@@ -4,6 +4,7 @@
 // bits are read-only, so writing all ones reads back ~(size-1) | type.
 #include "devices/pci.h"
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 namespace vmm::devices::pci {
@@ -20,38 +21,25 @@ bool is_pow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 }  // namespace
 
 ConfigSpace::ConfigSpace(const Ids& ids, uint8_t header_type) {
-    auto put16 = [&](uint16_t off, uint16_t v) {
-        cfg_[off] = static_cast<uint8_t>(v);
-        cfg_[off + 1] = static_cast<uint8_t>(v >> 8);
-    };
-    put16(kCfgVendorId, ids.vendor);
-    put16(kCfgVendorId + 2, ids.device);
+    store_le16(cfg_, kCfgVendorId, ids.vendor);
+    store_le16(cfg_, kCfgVendorId + 2, ids.device);
     cfg_[kCfgRevision] = ids.revision;
-    cfg_[kCfgClassCode] = static_cast<uint8_t>(ids.class_code);
-    cfg_[kCfgClassCode + 1] = static_cast<uint8_t>(ids.class_code >> 8);
-    cfg_[kCfgClassCode + 2] = static_cast<uint8_t>(ids.class_code >> 16);
+    store_le(cfg_, kCfgClassCode, 3, ids.class_code);
     cfg_[kCfgHeaderType] = header_type;
-    put16(kCfgSubsystemVendor, ids.subsystem_vendor);
-    put16(kCfgSubsystem, ids.subsystem);
+    store_le16(cfg_, kCfgSubsystemVendor, ids.subsystem_vendor);
+    store_le16(cfg_, kCfgSubsystem, ids.subsystem);
 
     // Writable: COMMAND.IO/MEM/BUS_MASTER/INTX_DISABLE and the interrupt
     // line (scratch for the OS). Everything else is read-only until a BAR
     // or capability opens more bits.
     const uint16_t cmd = kCommandIo | kCommandMem | kCommandBusMaster | kCommandIntxDisable;
-    wmask_[kCfgCommand] = static_cast<uint8_t>(cmd);
-    wmask_[kCfgCommand + 1] = static_cast<uint8_t>(cmd >> 8);
+    store_le16(wmask_, kCfgCommand, cmd);
     wmask_[kCfgInterruptLine] = 0xff;
 }
 
-uint32_t ConfigSpace::dword(uint16_t off) const {
-    return uint32_t(cfg_[off]) | uint32_t(cfg_[off + 1]) << 8 | uint32_t(cfg_[off + 2]) << 16 |
-           uint32_t(cfg_[off + 3]) << 24;
-}
+uint32_t ConfigSpace::dword(uint16_t off) const { return load_le32(cfg_, off); }
 
-uint32_t ConfigSpace::wmask_dword(uint16_t off) const {
-    return uint32_t(wmask_[off]) | uint32_t(wmask_[off + 1]) << 8 | uint32_t(wmask_[off + 2]) << 16 |
-           uint32_t(wmask_[off + 3]) << 24;
-}
+uint32_t ConfigSpace::wmask_dword(uint16_t off) const { return load_le32(wmask_, off); }
 
 void ConfigSpace::add_bar(unsigned index, BarKind kind, uint64_t size, uint64_t initial_addr, bool prefetchable) {
     const unsigned slots = kind == BarKind::Mem64 ? 2 : 1;
@@ -86,19 +74,15 @@ void ConfigSpace::add_bar(unsigned index, BarKind kind, uint64_t size, uint64_t 
         low_mask = static_cast<uint32_t>(~(size - 1)) & ~0xfu;
     }
     const uint32_t low = (static_cast<uint32_t>(initial_addr) & low_mask) | type;
-    for (int b = 0; b < 4; ++b) {
-        cfg_[off + b] = static_cast<uint8_t>(low >> (8 * b));
-        wmask_[off + b] = static_cast<uint8_t>(low_mask >> (8 * b));
-    }
+    store_le32(cfg_, off, low);
+    store_le32(wmask_, off, low_mask);
     if (kind == BarKind::Mem64) {
         bars_[index + 1] = Bar{};
         bars_[index + 1].upper = true;
         const uint32_t high_mask = static_cast<uint32_t>(~(size - 1) >> 32);
         const uint32_t high = static_cast<uint32_t>(initial_addr >> 32);
-        for (int b = 0; b < 4; ++b) {
-            cfg_[off + 4 + b] = static_cast<uint8_t>(high >> (8 * b));
-            wmask_[off + 4 + b] = static_cast<uint8_t>(high_mask >> (8 * b));
-        }
+        store_le32(cfg_, off + 4, high);
+        store_le32(wmask_, off + 4, high_mask);
     }
 }
 
@@ -109,10 +93,8 @@ void ConfigSpace::add_rom(uint64_t size) {
     rom_size_ = size;
     // Address bits 31..11 above the size, and the enable bit.
     const uint32_t mask = (static_cast<uint32_t>(~(size - 1)) & 0xfffff800u) | kRomEnable;
-    for (int b = 0; b < 4; ++b) {
-        cfg_[kCfgRomAddress + b] = 0;
-        wmask_[kCfgRomAddress + b] = static_cast<uint8_t>(mask >> (8 * b));
-    }
+    store_le32(cfg_, kCfgRomAddress, 0);
+    store_le32(wmask_, kCfgRomAddress, mask);
 }
 
 uint8_t ConfigSpace::add_capability(uint8_t id, std::span<const uint8_t> body, std::span<const uint8_t> writable) {
@@ -147,16 +129,13 @@ void ConfigSpace::set_writable(uint16_t offset, uint64_t mask, unsigned bytes) {
     if (bytes > 8 || std::size_t{offset} + bytes > kHeaderBytes) {
         fail("pci: write mask of {} bytes at {:#x} leaves the header", bytes, offset);
     }
-    for (unsigned i = 0; i < bytes; ++i) wmask_[offset + i] = static_cast<uint8_t>(mask >> (8 * i));
+    store_le(wmask_, offset, bytes, mask);
 }
 
 void ConfigSpace::read(uint16_t offset, std::span<uint8_t> data) const {
     // Bytes beyond the type-0 header (PCIe extended space) read as zero,
     // meaning "no extended capabilities".
-    for (std::size_t i = 0; i < data.size(); ++i) {
-        const std::size_t o = std::size_t{offset} + i;
-        data[i] = o < kHeaderBytes ? cfg_[o] : 0;
-    }
+    read_window(cfg_, offset, data);
 }
 
 void ConfigSpace::write(uint16_t offset, std::span<const uint8_t> data) {
@@ -214,19 +193,16 @@ std::vector<BarRegion> ConfigSpace::decoded_bars() const {
 }
 
 uint16_t ConfigSpace::command() const {
-    return static_cast<uint16_t>(cfg_[kCfgCommand] | cfg_[kCfgCommand + 1] << 8);
+    return load_le16(cfg_, kCfgCommand);
 }
 
 void ConfigSpace::set_command(uint16_t v) {
-    cfg_[kCfgCommand] = static_cast<uint8_t>(v);
-    cfg_[kCfgCommand + 1] = static_cast<uint8_t>(v >> 8);
+    store_le16(cfg_, kCfgCommand, v);
 }
 
 void ConfigSpace::set_status_bit(uint16_t bit, bool on) {
-    uint16_t st = static_cast<uint16_t>(cfg_[kCfgStatus] | cfg_[kCfgStatus + 1] << 8);
-    st = on ? static_cast<uint16_t>(st | bit) : static_cast<uint16_t>(st & ~bit);
-    cfg_[kCfgStatus] = static_cast<uint8_t>(st);
-    cfg_[kCfgStatus + 1] = static_cast<uint8_t>(st >> 8);
+    const uint16_t st = load_le16(cfg_, kCfgStatus);
+    store_le16(cfg_, kCfgStatus, on ? static_cast<uint16_t>(st | bit) : static_cast<uint16_t>(st & ~bit));
 }
 
 }  // namespace vmm::devices::pci

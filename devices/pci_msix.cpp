@@ -8,6 +8,7 @@
 // making it live again delivers and clears it (PCI spec 6.8.2.9 behaviour).
 #include "devices/pci.h"
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
 
@@ -47,15 +48,15 @@ std::vector<uint8_t> MsixTable::capability_body(unsigned bar, uint32_t table_off
     const uint16_t control = static_cast<uint16_t>(entries_.size() - 1);  // table size - 1, enable/mask clear
     const uint32_t table = table_offset | bar;
     const uint32_t pba = pba_offset | bar;
-    store_le(std::span<uint8_t>(b).subspan(0, 2), control);
-    store_le(std::span<uint8_t>(b).subspan(2, 4), table);
-    store_le(std::span<uint8_t>(b).subspan(6, 4), pba);
+    store_le16(b, 0, control);
+    store_le32(b, 2, table);
+    store_le32(b, 6, pba);
     return b;
 }
 
 std::vector<uint8_t> MsixTable::capability_write_mask() const {
     std::vector<uint8_t> m(kCapabilityBodyBytes, 0);
-    m[1] = static_cast<uint8_t>((kControlEnable | kControlFunctionMask) >> 8);
+    store_le16(m, 0, kControlEnable | kControlFunctionMask);  // Message Control
     return m;
 }
 
@@ -120,7 +121,7 @@ void MsixTable::table_read(uint64_t offset, std::span<uint8_t> data) const {
             case kOffData: v = e.msg.data; break;
             case kOffControl: v = e.masked ? kEntryMasked : 0; break;
         }
-        store_le(data.subspan(i, 4), v);
+        store_le32(data, i, v);
     }
 }
 
@@ -137,7 +138,7 @@ void MsixTable::table_write(uint64_t offset, std::span<const uint8_t> data) {
         const uint64_t idx = off / kEntryBytes;
         if (idx >= entries_.size()) break;
         Entry& e = entries_[idx];
-        const uint32_t v = static_cast<uint32_t>(load_le(data.subspan(i, 4)));
+        const uint32_t v = load_le32(data, i);
         switch (off % kEntryBytes) {
             case kOffAddrLo:
                 // Bits 1:0 are reserved (dword-aligned address) and read 0.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 namespace vmm::devices::pci {
@@ -80,15 +81,11 @@ void ConfigOnlyDevice::bar_read(unsigned, uint64_t, std::span<uint8_t> data) {
 void ConfigOnlyDevice::bar_write(unsigned, uint64_t, std::span<const uint8_t>) {}
 
 uint64_t ConfigOnlyDevice::reg_locked(uint16_t offset, unsigned bytes) const {
-    uint64_t v = 0;
-    const auto b = cfg_.bytes();
-    for (unsigned i = 0; i < bytes; ++i) v |= uint64_t{b[offset + i]} << (8 * i);
-    return v;
+    return load_le(cfg_.bytes(), offset, bytes);
 }
 
 void ConfigOnlyDevice::set_reg_locked(uint16_t offset, uint64_t value, unsigned bytes) {
-    const auto b = cfg_.bytes();
-    for (unsigned i = 0; i < bytes; ++i) b[offset + i] = static_cast<uint8_t>(value >> (8 * i));
+    store_le(cfg_.bytes(), offset, bytes, value);
 }
 
 // ---- Q35 MCH

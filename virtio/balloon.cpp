@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <cstring>
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
 
@@ -54,24 +54,22 @@ uint64_t BalloonDevice::device_features() const {
 
 void BalloonDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
     std::array<uint8_t, kCfgSize> cfg{};
-    uint32_t num = target_.load(), act = actual_.load();
-    std::memcpy(&cfg[kCfgNumPages], &num, 4);
-    std::memcpy(&cfg[kCfgActual], &act, 4);
-    for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < cfg.size() ? cfg[offset + i] : 0;
+    store_le32(cfg, kCfgNumPages, target_.load());
+    store_le32(cfg, kCfgActual, actual_.load());
+    read_window(cfg, offset, data);
 }
 
 void BalloonDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {
     // Only `actual` is driver-writable; a write may cover part of it.
-    uint32_t act = actual_.load();
     uint8_t bytes[4];
-    std::memcpy(bytes, &act, 4);
+    store_le32(bytes, 0, actual_.load());
     bool touched = false;
     for (size_t i = 0; i < data.size(); ++i) {
         uint64_t at = offset + i;
         if (at >= kCfgActual && at < kCfgActual + 4) bytes[at - kCfgActual] = data[i], touched = true;
     }
     if (!touched) return;
-    std::memcpy(&act, bytes, 4);
+    const uint32_t act = load_le32(bytes, 0);
     actual_.store(act);
     log::debug("{}: driver reports {} pages in the balloon (target {})", cfg_.name, act, target_.load());
 }
@@ -191,12 +189,12 @@ void BalloonDevice::on_pfns(Served& s) {
             if (r.remaining() % 4)
                 note_error(fmt::format("{} chain of {} bytes is not a whole number of 4-byte frame numbers",
                                        inflate ? "inflate" : "deflate", r.remaining()));
-            std::array<uint32_t, kPfnBatch> pfns;
+            std::array<uint8_t, kPfnBatch * 4> pfns;
             uint64_t good = 0;
             while (size_t n = std::min(r.remaining() / 4, kPfnBatch)) {
-                if (!r.read({reinterpret_cast<uint8_t*>(pfns.data()), n * 4})) break;
+                if (!r.read({pfns.data(), n * 4})) break;
                 for (size_t i = 0; i < n; ++i) {
-                    uint64_t pfn = pfns[i];  // 32-bit frame number: pfn * 4096 cannot overflow
+                    uint64_t pfn = load_le32(pfns, 4 * i);  // 32-bit frame number: pfn * 4096 cannot overflow
                     if (!mem_->contains(pfn * kBalloonPageSize, kBalloonPageSize)) {
                         ++bad_pfns_;
                         static log::RateLimit rl;
@@ -241,10 +239,8 @@ void BalloonDevice::on_stats(Served& s) {
             std::map<std::string, uint64_t> got;
             uint8_t rec[kStatSize];
             while (r.remaining() >= kStatSize && r.read(rec)) {
-                uint16_t tag;
-                uint64_t val;
-                std::memcpy(&tag, rec, 2);
-                std::memcpy(&val, rec + 2, 8);
+                const uint16_t tag = load_le16(rec, 0);
+                const uint64_t val = load_le64(rec, 2);
                 if (const char* n = stat_name(tag)) got[std::string("guest_") + n] = val;
             }
             if (r.remaining()) note_error(fmt::format("stats buffer has {} trailing bytes", r.remaining()));

@@ -6,6 +6,7 @@
 #include <bit>
 #include <cstring>
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 #include "vmm/core/event_loop.h"
 #include "vmm/core/log.h"
@@ -19,11 +20,6 @@ constexpr uint32_t kMaxDiscardSeg = 32;
 constexpr uint32_t kMaxWriteZeroesSectors = 1u << 22;
 constexpr uint32_t kMaxWriteZeroesSeg = 32;
 constexpr uint16_t kMaxQueues = 64;
-
-template <typename T>
-void put(uint8_t* cfg, size_t off, T v) {
-    std::memcpy(cfg + off, &v, sizeof v);  // little-endian host (static_assert in block_request.h)
-}
 
 // "virtio-blk0" -> "blk0-q3" (thread names keep 15 characters).
 std::string thread_name(const std::string& dev, uint16_t q) {
@@ -195,26 +191,26 @@ BlockDevice::BlockDevice(BlockConfig cfg) : cfg_(std::move(cfg)), disk_(cfg_.dis
 BlockDevice::~BlockDevice() { reset(); }
 
 void BlockDevice::build_config() {
-    uint8_t* c = config_;
+    std::span<uint8_t> c(config_);
     uint32_t lbs = disk_.logical_block_size();
     uint32_t pbs = disk_.physical_block_size();
-    put<uint64_t>(c, 0, limits_.capacity);
-    put<uint32_t>(c, 8, 0);                                          // size_max: not offered
-    put<uint32_t>(c, 12, static_cast<uint32_t>(cfg_.queue_size - 2));  // seg_max
-    put<uint32_t>(c, 20, lbs);                                       // blk_size
-    put<uint8_t>(c, 24, static_cast<uint8_t>(std::countr_zero(pbs / lbs)));  // physical_block_exp
-    put<uint8_t>(c, 25, 0);                                          // alignment_offset
-    put<uint16_t>(c, 26, static_cast<uint16_t>(pbs / lbs));          // min_io_size, in logical blocks
-    put<uint32_t>(c, 28, 0);                                         // opt_io_size: unknown
-    put<uint8_t>(c, 32, disk_.readonly() ? 0 : 1);                   // writeback (we have a cache)
-    put<uint16_t>(c, 34, cfg_.num_queues);
+    store_le64(c, 0, limits_.capacity);
+    store_le32(c, 8, 0);                                            // size_max: not offered
+    store_le32(c, 12, static_cast<uint32_t>(cfg_.queue_size - 2));  // seg_max
+    store_le32(c, 20, lbs);                                         // blk_size
+    store_u8(c, 24, static_cast<uint8_t>(std::countr_zero(pbs / lbs)));  // physical_block_exp
+    store_u8(c, 25, 0);                                             // alignment_offset
+    store_le16(c, 26, static_cast<uint16_t>(pbs / lbs));            // min_io_size, in logical blocks
+    store_le32(c, 28, 0);                                           // opt_io_size: unknown
+    store_u8(c, 32, disk_.readonly() ? 0 : 1);                      // writeback (we have a cache)
+    store_le16(c, 34, cfg_.num_queues);
     if (!disk_.readonly()) {
-        put<uint32_t>(c, 36, kMaxDiscardSectors);
-        put<uint32_t>(c, 40, kMaxDiscardSeg);
-        put<uint32_t>(c, 44, std::max<uint32_t>(1, disk_.discard_granularity() / blk::kSectorSize));
-        put<uint32_t>(c, 48, kMaxWriteZeroesSectors);
-        put<uint32_t>(c, 52, kMaxWriteZeroesSeg);
-        put<uint8_t>(c, 56, 1);  // write_zeroes_may_unmap
+        store_le32(c, 36, kMaxDiscardSectors);
+        store_le32(c, 40, kMaxDiscardSeg);
+        store_le32(c, 44, std::max<uint32_t>(1, disk_.discard_granularity() / blk::kSectorSize));
+        store_le32(c, 48, kMaxWriteZeroesSectors);
+        store_le32(c, 52, kMaxWriteZeroesSeg);
+        store_u8(c, 56, 1);  // write_zeroes_may_unmap
     }
 }
 
@@ -234,10 +230,7 @@ uint64_t BlockDevice::device_features() const {
 }
 
 void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
-    for (size_t i = 0; i < data.size(); ++i) {
-        uint64_t o = offset + i;
-        data[i] = (o >= offset && o < kConfigSize) ? config_[o] : 0;
-    }
+    read_window(config_, offset, data);
 }
 
 void BlockDevice::activate(ActivationContext ctx) {

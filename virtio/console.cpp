@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
 
@@ -17,9 +18,6 @@ constexpr uint16_t kControlTxQueue = 3;  // driver -> device
 // A single guest write larger than this is passed on in pieces.
 constexpr size_t kTxChunk = 64 * 1024;
 constexpr size_t kPortTxChunk = 16 * 1024;
-
-uint32_t load_le32(const uint8_t* p) { return p[0] | p[1] << 8 | p[2] << 16 | uint32_t(p[3]) << 24; }
-uint16_t load_le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
 }  // namespace
 
 ConsoleControlRequest parse_console_control(std::span<const uint8_t> msg, uint32_t nr_ports) {
@@ -33,9 +31,9 @@ ConsoleControlRequest parse_console_control(std::span<const uint8_t> msg, uint32
         r.error = "control message longer than 8 bytes";
         return r;
     }
-    r.port = load_le32(msg.data());
-    r.event = load_le16(msg.data() + 4);
-    uint16_t value = load_le16(msg.data() + 6);
+    r.port = load_le32(msg, 0);
+    r.event = load_le16(msg, 4);
+    uint16_t value = load_le16(msg, 6);
     switch (r.event) {
         case kConsoleDeviceReady:
             if (value > 1) r.error = "DEVICE_READY value is not 0 or 1";
@@ -63,9 +61,9 @@ ConsoleControlRequest parse_console_control(std::span<const uint8_t> msg, uint32
 
 std::vector<uint8_t> console_control_message(uint32_t id, uint16_t event, uint16_t value, std::string_view payload) {
     std::vector<uint8_t> m(kConsoleControlSize + payload.size());
-    for (int i = 0; i < 4; ++i) m[i] = static_cast<uint8_t>(id >> (8 * i));
-    m[4] = static_cast<uint8_t>(event), m[5] = static_cast<uint8_t>(event >> 8);
-    m[6] = static_cast<uint8_t>(value), m[7] = static_cast<uint8_t>(value >> 8);
+    store_le32(m, 0, id);
+    store_le16(m, 4, event);
+    store_le16(m, 6, value);
     if (!payload.empty()) std::memcpy(m.data() + kConsoleControlSize, payload.data(), payload.size());
     return m;
 }
@@ -101,12 +99,8 @@ void ConsoleDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
     // and EMERG_WRITE features those read as zero; max_nr_ports only
     // exists with MULTIPORT.
     uint8_t cfg[12] = {};
-    if (multiport()) {
-        uint32_t n = nr_ports();
-        for (int i = 0; i < 4; ++i) cfg[4 + i] = static_cast<uint8_t>(n >> (8 * i));
-    }
-    for (size_t i = 0; i < data.size(); ++i)
-        data[i] = offset < sizeof cfg && i < sizeof cfg - offset ? cfg[offset + i] : 0;  // no offset + i overflow
+    if (multiport()) store_le32(cfg, 4, nr_ports());
+    read_window(cfg, offset, data);
 }
 
 size_t ConsoleDevice::enqueue_input(std::span<const uint8_t> bytes) {
@@ -474,7 +468,7 @@ void ConsoleDevice::flush_control() {
                 static log::RateLimit rl;
                 if (rl.allow())
                     log::warn("{}: control buffer of {} bytes is too small for a {}-byte message (event {}); dropped",
-                              cfg_.name, w.remaining(), m.size(), load_le16(m.data() + 4));
+                              cfg_.name, w.remaining(), m.size(), load_le16(m, 4));
             } else {
                 w.write(m);
             }

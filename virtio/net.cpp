@@ -10,6 +10,7 @@
 
 #include <fmt/ranges.h>
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
 
@@ -413,11 +414,10 @@ void NetDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
         std::lock_guard lk(filter_mu_);  // the driver may have set another MAC
         std::memcpy(c.data(), filter_.mac().data(), 6);
     }
-    uint16_t status = kStatusLinkUp, pairs = static_cast<uint16_t>(pairs_), mtu = 1500;
-    std::memcpy(&c[6], &status, 2);
-    std::memcpy(&c[8], &pairs, 2);
-    std::memcpy(&c[10], &mtu, 2);
-    for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < c.size() ? c[offset + i] : 0;
+    store_le16(c, 6, kStatusLinkUp);
+    store_le16(c, 8, static_cast<uint16_t>(pairs_));
+    store_le16(c, 10, 1500);  // mtu
+    read_window(c, offset, data);
 }
 
 void NetDevice::activate(ActivationContext ctx) {

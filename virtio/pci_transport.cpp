@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "devices/pci_rom.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
 
@@ -48,14 +49,9 @@ std::vector<uint8_t> virtio_cap_body(uint8_t type, uint8_t bar, uint32_t offset,
     b[0] = static_cast<uint8_t>(16 + extra);  // cap_len counts the id/next bytes
     b[1] = type;
     b[2] = bar;
-    store_le({b.data() + 6, 4}, offset);
-    store_le({b.data() + 10, 4}, length);
+    store_le32(b, 6, offset);
+    store_le32(b, 10, length);
     return b;
-}
-
-// Byte-wise copy of `src` (a little-endian register file) into an access.
-void read_window(std::span<const uint8_t> regs, uint64_t offset, std::span<uint8_t> out) {
-    for (size_t i = 0; i < out.size(); ++i) out[i] = offset + i < regs.size() ? regs[offset + i] : 0;
 }
 
 }  // namespace
@@ -114,7 +110,7 @@ PciTransport::PciTransport(std::shared_ptr<VirtioDevice> dev, Platform platform,
     cfg_.add_bar(0, pci::BarKind::Mem64, kBarSize, bar_addr);
     cfg_.add_capability(kCapIdVendor, virtio_cap_body(kCapCommon, 0, kCommonOffset, 0x38, 0));
     auto notify = virtio_cap_body(kCapNotify, 0, kNotifyOffset, static_cast<uint32_t>(queues_.size() * kNotifyMultiplier), 4);
-    store_le({notify.data() + 14, 4}, kNotifyMultiplier);
+    store_le32(notify, 14, kNotifyMultiplier);
     cfg_.add_capability(kCapIdVendor, notify);
     cfg_.add_capability(kCapIdVendor, virtio_cap_body(kCapIsr, 0, kIsrOffset, 1, 0));
     cfg_.add_capability(kCapIdVendor, virtio_cap_body(kCapDevice, 0, kDeviceCfgOffset, 0x1000, 0));
@@ -196,8 +192,8 @@ bool PciTransport::in_pcicfg_window(uint16_t offset) const {
 // fields describe, if an access of `size` bytes at `offset` triggers one.
 std::optional<std::pair<uint32_t, uint32_t>> PciTransport::pcicfg_target(uint16_t offset, size_t size) const {
     auto c = cfg_.bytes();
-    uint32_t off = static_cast<uint32_t>(load_le(c.subspan(pcicfg_cap_ + 8, 4)));
-    uint32_t len = static_cast<uint32_t>(load_le(c.subspan(pcicfg_cap_ + 12, 4)));
+    uint32_t off = load_le32(c, pcicfg_cap_ + 8);
+    uint32_t len = load_le32(c, pcicfg_cap_ + 12);
     if (c[pcicfg_cap_ + 4] != 0 || !(len == 1 || len == 2 || len == 4) || size < len || offset != pcicfg_cap_ + 16)
         return std::nullopt;
     return std::pair{off, len};
@@ -230,7 +226,7 @@ void PciTransport::config_write(uint16_t offset, std::span<const uint8_t> data) 
     cfg_.write(offset, data);
     // Message Control of the MSI-X capability (offset +2): enable/function mask.
     if (msix_cap_ && offset <= msix_cap_ + 3 && offset + data.size() > static_cast<size_t>(msix_cap_ + 2)) {
-        uint16_t ctl = static_cast<uint16_t>(load_le(cfg_.bytes().subspan(msix_cap_ + 2, 2)));
+        uint16_t ctl = load_le16(cfg_.bytes(), msix_cap_ + 2);
         lk.unlock();
         msix_.set_control(ctl & 0x8000, ctl & 0x4000);
     }
@@ -327,7 +323,7 @@ void PciTransport::device_bar_write(uint64_t offset, std::span<const uint8_t> da
 // Common configuration structure (virtio 1.x §4.1.4.3).
 void PciTransport::common_read(uint64_t offset, std::span<uint8_t> data) {
     std::array<uint8_t, 0x38> r{};
-    auto put = [&](size_t off, size_t n, uint64_t v) { store_le({r.data() + off, n}, v); };
+    auto put = [&](size_t off, size_t n, uint64_t v) { store_le(r, off, n, v); };
     uint64_t feats = offered_features();
     put(0x00, 4, device_feature_select_);
     put(0x04, 4, device_feature_select_ < 2 ? uint32_t(feats >> (32 * device_feature_select_)) : 0);

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <thread>
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 #include "vmm/core/event_loop.h"
 #include "vmm/core/log.h"
@@ -44,9 +45,8 @@ std::vector<uint8_t> response(uint32_t sense_size, uint8_t status, uint8_t resp,
         sense_len = static_cast<uint32_t>(std::min<size_t>(s.size(), sense_size));
         std::memcpy(b.data() + scsi::kRespHeaderSize, s.data(), sense_len);
     }
-    uint32_t r = sat32(resid);
-    std::memcpy(b.data(), &sense_len, 4);
-    std::memcpy(b.data() + 4, &r, 4);
+    store_le32(b, 0, sense_len);
+    store_le32(b, 4, sat32(resid));
     b[10] = status;
     b[11] = resp;
     return b;
@@ -410,9 +410,7 @@ struct ScsiDevice::ControlWorker {
             } else if (!lun_ok(req + 4)) {
                 resp = scsi::kRespBadTarget;
             } else {
-                uint32_t subtype;
-                std::memcpy(&subtype, req, 4);
-                switch (subtype) {
+                switch (load_le32(req, 0)) {  // subtype
                 case scsi::kTmfAbortTask:
                 case scsi::kTmfAbortTaskSet:
                 case scsi::kTmfClearTaskSet:
@@ -505,22 +503,17 @@ std::vector<uint16_t> ScsiDevice::queue_max_sizes() const {
 
 void ScsiDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
     uint8_t c[kConfigSize] = {};
-    auto put32 = [&](size_t off, uint32_t v) { std::memcpy(c + off, &v, 4); };
-    put32(0, cfg_.num_queues);
-    put32(4, static_cast<uint32_t>(cfg_.queue_size - 2));  // seg_max
-    put32(8, kMaxSectors);
-    put32(12, cfg_.queue_size);                            // cmd_per_lun
-    put32(16, 16);                                         // event_info_size: sizeof(virtio_scsi_event)
-    put32(20, sense_size_.load());
-    put32(24, cdb_size_.load());
-    uint16_t max_channel = 0, max_target = 0;
-    std::memcpy(c + 28, &max_channel, 2);
-    std::memcpy(c + 30, &max_target, 2);
-    put32(32, scsi::kMaxLun);
-    for (size_t i = 0; i < data.size(); ++i) {
-        uint64_t o = offset + i;
-        data[i] = (o >= offset && o < kConfigSize) ? c[o] : 0;
-    }
+    store_le32(c, 0, cfg_.num_queues);
+    store_le32(c, 4, static_cast<uint32_t>(cfg_.queue_size - 2));  // seg_max
+    store_le32(c, 8, kMaxSectors);
+    store_le32(c, 12, cfg_.queue_size);                            // cmd_per_lun
+    store_le32(c, 16, 16);                                         // event_info_size: sizeof(virtio_scsi_event)
+    store_le32(c, 20, sense_size_.load());
+    store_le32(c, 24, cdb_size_.load());
+    store_le16(c, 28, 0);                                          // max_channel
+    store_le16(c, 30, 0);                                          // max_target
+    store_le32(c, 32, scsi::kMaxLun);
+    read_window(c, offset, data);
 }
 
 // sense_size (20) and cdb_size (24) are the only driver-writable fields;
@@ -528,8 +521,7 @@ void ScsiDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
 // is ignored.
 void ScsiDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {
     if (data.size() != 4 || (offset != 20 && offset != 24)) return;
-    uint32_t v;
-    std::memcpy(&v, data.data(), 4);
+    const uint32_t v = load_le32(data, 0);
     if (offset == 20 && v <= scsi::kMaxSenseSize) sense_size_.store(v);
     if (offset == 24 && v <= scsi::kMaxCdbSize) cdb_size_.store(v);
 }

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <bit>
 
+#include "vmm/core/bytes.h"
+
 namespace vmm::virtio::scsi {
 
 namespace {
@@ -42,24 +44,6 @@ enum : uint8_t {
 };
 constexpr uint8_t kSaReadCapacity16 = 0x10;
 
-uint16_t be16(std::span<const uint8_t> b, size_t o) { return static_cast<uint16_t>(b[o] << 8 | b[o + 1]); }
-uint32_t be32(std::span<const uint8_t> b, size_t o) {
-    return uint32_t{b[o]} << 24 | uint32_t{b[o + 1]} << 16 | uint32_t{b[o + 2]} << 8 | b[o + 3];
-}
-uint64_t be64(std::span<const uint8_t> b, size_t o) { return uint64_t{be32(b, o)} << 32 | be32(b, o + 4); }
-
-void put16(std::vector<uint8_t>& v, size_t o, uint16_t x) {
-    v[o] = static_cast<uint8_t>(x >> 8);
-    v[o + 1] = static_cast<uint8_t>(x);
-}
-void put32(std::vector<uint8_t>& v, size_t o, uint32_t x) {
-    put16(v, o, static_cast<uint16_t>(x >> 16));
-    put16(v, o + 2, static_cast<uint16_t>(x));
-}
-void put64(std::vector<uint8_t>& v, size_t o, uint64_t x) {
-    put32(v, o, static_cast<uint32_t>(x >> 32));
-    put32(v, o + 4, static_cast<uint32_t>(x));
-}
 void put_text(std::vector<uint8_t>& v, size_t o, size_t n, const std::string& s) {
     for (size_t i = 0; i < n; ++i) v[o + i] = i < s.size() ? static_cast<uint8_t>(s[i]) : ' ';
 }
@@ -155,7 +139,7 @@ void encode_lun(uint32_t lun, uint8_t out[8]) {
 
 size_t parameter_length(std::span<const uint8_t> cdb, uint32_t block_size) {
     if (cdb.empty()) return 0;
-    if (cdb[0] == kUnmap && cdb.size() >= 10) return std::min<size_t>(be16(cdb, 7), kMaxParameterList);
+    if (cdb[0] == kUnmap && cdb.size() >= 10) return std::min<size_t>(load_be16(cdb, 7), kMaxParameterList);
     if (cdb[0] == kWriteSame16 && cdb.size() >= 16 && !(cdb[1] & 0x01))  // NDOB: no data-out
         return std::min<size_t>(block_size, kMaxParameterList);
     return 0;
@@ -210,7 +194,7 @@ Outcome Lun::execute(std::span<const uint8_t> cdb, std::span<const uint8_t> para
         return sync_cache(cdb);
     case kVerify10:  // BYTCHK=0: the medium is always readable
         if (cdb[1] & 0x06) return check_condition(kInvalidField);
-        return in_range(be32(cdb, 2), be16(cdb, 7)) ? good() : check_condition(kLbaOutOfRange);
+        return in_range(load_be32(cdb, 2), load_be16(cdb, 7)) ? good() : check_condition(kLbaOutOfRange);
     default:
         break;
     }
@@ -231,7 +215,7 @@ Outcome Lun::execute(std::span<const uint8_t> cdb, std::span<const uint8_t> para
 }
 
 Outcome Lun::inquiry(std::span<const uint8_t> cdb) const {
-    uint16_t alloc = be16(cdb, 3);
+    uint16_t alloc = load_be16(cdb, 3);
     if (cdb[1] & 0x02) return check_condition(kInvalidField);  // CMDDT (obsolete)
     if (cdb[1] & 0x01) {
         Outcome o = vpd(cdb[2]);
@@ -268,20 +252,20 @@ Outcome Lun::vpd(uint8_t page) const {
         d.resize(64, 0);
         uint32_t bs = info_.block_size;
         d[4] = 0x01;  // WSNZ: WRITE SAME with 0 blocks is refused
-        put32(d, 8, kMaxTransferBytes / bs);   // maximum transfer length
-        put32(d, 12, kMaxTransferBytes / bs);  // optimal transfer length
+        store_be32(d, 8, kMaxTransferBytes / bs);   // maximum transfer length
+        store_be32(d, 12, kMaxTransferBytes / bs);  // optimal transfer length
         if (!info_.readonly) {
-            put32(d, 20, kMaxUnmapBlocksBytes / bs);  // maximum unmap LBA count
-            put32(d, 24, kMaxUnmapDescriptors);       // maximum unmap block descriptor count
-            put32(d, 28, std::max<uint32_t>(1, info_.physical_block_size / bs));  // optimal unmap granularity
-            put64(d, 36, kMaxUnmapBlocksBytes / bs);  // maximum WRITE SAME length
+            store_be32(d, 20, kMaxUnmapBlocksBytes / bs);  // maximum unmap LBA count
+            store_be32(d, 24, kMaxUnmapDescriptors);       // maximum unmap block descriptor count
+            store_be32(d, 28, std::max<uint32_t>(1, info_.physical_block_size / bs));  // optimal unmap granularity
+            store_be64(d, 36, kMaxUnmapBlocksBytes / bs);  // maximum WRITE SAME length
         }
         break;
     }
     case 0xb1:  // block device characteristics
         if (!disk) return check_condition(kInvalidField);
         d.resize(64, 0);
-        put16(d, 4, 1);  // medium rotation rate: non-rotating
+        store_be16(d, 4, 1);  // medium rotation rate: non-rotating
         break;
     case 0xb2:  // logical block provisioning
         if (!disk) return check_condition(kInvalidField);
@@ -295,7 +279,7 @@ Outcome Lun::vpd(uint8_t page) const {
     default:
         return check_condition(kInvalidField);
     }
-    put16(d, 2, static_cast<uint16_t>(d.size() - 4));
+    store_be16(d, 2, static_cast<uint16_t>(d.size() - 4));
     Outcome o;
     o.data = std::move(d);
     return o;
@@ -306,7 +290,7 @@ Outcome Lun::mode_sense(std::span<const uint8_t> cdb, bool ten) const {
     uint8_t pc = cdb[2] >> 6;  // 0 current, 1 changeable, 2 default, 3 saved
     uint8_t page = cdb[2] & 0x3f;
     uint8_t subpage = cdb[3];
-    uint32_t alloc = ten ? be16(cdb, 7) : cdb[4];
+    uint32_t alloc = ten ? load_be16(cdb, 7) : cdb[4];
     if (pc == 3) return check_condition(kSavingNotSupported);
     if (subpage != 0 && subpage != 0xff) return check_condition(kInvalidField);
     bool disk = info_.kind == Kind::Disk;
@@ -323,7 +307,7 @@ Outcome Lun::mode_sense(std::span<const uint8_t> cdb, bool ten) const {
         std::vector<uint8_t> p(12, 0);
         p[0] = 0x0a;
         p[1] = 0x0a;
-        if (pc != 1) put16(p, 10, 0xffff);  // busy timeout period: unlimited
+        if (pc != 1) store_be16(p, 10, 0xffff);  // busy timeout period: unlimited
         pages.insert(pages.end(), p.begin(), p.end());
     };
     if (page == 0x3f) {
@@ -342,52 +326,48 @@ Outcome Lun::mode_sense(std::span<const uint8_t> cdb, bool ten) const {
     if (!dbd && disk) {
         desc.assign(8, 0);
         uint64_t n = std::min<uint64_t>(info_.blocks, 0xffffff);
-        desc[1] = static_cast<uint8_t>(n >> 16);
-        desc[2] = static_cast<uint8_t>(n >> 8);
-        desc[3] = static_cast<uint8_t>(n);
-        desc[5] = static_cast<uint8_t>(info_.block_size >> 16);
-        desc[6] = static_cast<uint8_t>(info_.block_size >> 8);
-        desc[7] = static_cast<uint8_t>(info_.block_size);
+        store_be(desc, 1, 3, n);                 // number of blocks
+        store_be(desc, 5, 3, info_.block_size);  // block length
     }
     uint8_t dev_specific = (disk && info_.readonly) ? 0x80 : 0;  // WP
     std::vector<uint8_t> d(ten ? 8 : 4, 0);
     if (ten) {
         d[3] = dev_specific;
-        put16(d, 6, static_cast<uint16_t>(desc.size()));
+        store_be16(d, 6, static_cast<uint16_t>(desc.size()));
     } else {
         d[2] = dev_specific;
         d[3] = static_cast<uint8_t>(desc.size());
     }
     d.insert(d.end(), desc.begin(), desc.end());
     d.insert(d.end(), pages.begin(), pages.end());
-    if (ten) put16(d, 0, static_cast<uint16_t>(d.size() - 2));
+    if (ten) store_be16(d, 0, static_cast<uint16_t>(d.size() - 2));
     else d[0] = static_cast<uint8_t>(d.size() - 1);
     return data_in(std::move(d), alloc);
 }
 
 Outcome Lun::read_capacity10(std::span<const uint8_t> cdb) const {
-    if (!(cdb[8] & 0x01) && be32(cdb, 2)) return check_condition(kInvalidField);  // LBA without PMI
+    if (!(cdb[8] & 0x01) && load_be32(cdb, 2)) return check_condition(kInvalidField);  // LBA without PMI
     std::vector<uint8_t> d(8, 0);
     uint64_t last = info_.blocks ? info_.blocks - 1 : 0;
-    put32(d, 0, last > 0xffffffffu ? 0xffffffffu : static_cast<uint32_t>(last));  // >2^32: use (16)
-    put32(d, 4, info_.block_size);
+    store_be32(d, 0, last > 0xffffffffu ? 0xffffffffu : static_cast<uint32_t>(last));  // >2^32: use (16)
+    store_be32(d, 4, info_.block_size);
     Outcome o;
     o.data = std::move(d);
     return o;
 }
 
 Outcome Lun::read_capacity16(std::span<const uint8_t> cdb) const {
-    if (!(cdb[14] & 0x01) && be64(cdb, 2)) return check_condition(kInvalidField);
+    if (!(cdb[14] & 0x01) && load_be64(cdb, 2)) return check_condition(kInvalidField);
     std::vector<uint8_t> d(32, 0);
-    put64(d, 0, info_.blocks ? info_.blocks - 1 : 0);
-    put32(d, 8, info_.block_size);
+    store_be64(d, 0, info_.blocks ? info_.blocks - 1 : 0);
+    store_be32(d, 8, info_.block_size);
     uint32_t ratio = std::max<uint32_t>(1, info_.physical_block_size / info_.block_size);
     d[13] = static_cast<uint8_t>(std::countr_zero(ratio) & 0x0f);  // logical blocks per physical block exponent
     if (info_.kind == Kind::Disk && !info_.readonly) {
         d[14] = 0x80;  // LBPME: UNMAP / WRITE SAME deallocate
         if (info_.unmap_reads_zeroes) d[14] |= 0x40;  // LBPRZ
     }
-    return data_in(std::move(d), be32(cdb, 10));
+    return data_in(std::move(d), load_be32(cdb, 10));
 }
 
 Outcome Lun::rw(std::span<const uint8_t> cdb, bool write) const {
@@ -397,22 +377,22 @@ Outcome Lun::rw(std::span<const uint8_t> cdb, bool write) const {
     switch (cdb[0]) {
     case kRead6:
     case kWrite6:
-        lba = uint32_t{cdb[1] & 0x1fu} << 16 | be16(cdb, 2);
+        lba = load_be(cdb, 1, 3) & 0x1fffff;  // 21 bits
         count = cdb[4] ? cdb[4] : 256;  // 0 means 256 blocks here
         break;
     case kRead10:
     case kWrite10:
-        lba = be32(cdb, 2);
-        count = be16(cdb, 7);
+        lba = load_be32(cdb, 2);
+        count = load_be16(cdb, 7);
         break;
     case kRead12:
     case kWrite12:
-        lba = be32(cdb, 2);
-        count = be32(cdb, 6);
+        lba = load_be32(cdb, 2);
+        count = load_be32(cdb, 6);
         break;
     default:  // 16
-        lba = be64(cdb, 2);
-        count = be32(cdb, 10);
+        lba = load_be64(cdb, 2);
+        count = load_be32(cdb, 10);
         break;
     }
     if (cdb[0] != kRead6 && cdb[0] != kWrite6) {
@@ -433,8 +413,8 @@ Outcome Lun::rw(std::span<const uint8_t> cdb, bool write) const {
 }
 
 Outcome Lun::sync_cache(std::span<const uint8_t> cdb) const {
-    uint64_t lba = cdb[0] == kSyncCache10 ? be32(cdb, 2) : be64(cdb, 2);
-    uint64_t count = cdb[0] == kSyncCache10 ? be16(cdb, 7) : be32(cdb, 10);
+    uint64_t lba = cdb[0] == kSyncCache10 ? load_be32(cdb, 2) : load_be64(cdb, 2);
+    uint64_t count = cdb[0] == kSyncCache10 ? load_be16(cdb, 7) : load_be32(cdb, 10);
     if (!in_range(lba, count)) return check_condition(kLbaOutOfRange);
     if (info_.readonly) return good();  // nothing was written
     Outcome o;
@@ -445,10 +425,10 @@ Outcome Lun::sync_cache(std::span<const uint8_t> cdb) const {
 Outcome Lun::unmap(std::span<const uint8_t> cdb, std::span<const uint8_t> params) const {
     if (cdb[1] & 0x01) return check_condition(kInvalidField);  // ANCHOR
     if (info_.readonly) return check_condition(kWriteProtected);
-    size_t len = std::min<size_t>(be16(cdb, 7), params.size());
-    if (be16(cdb, 7) == 0) return good();
+    size_t len = std::min<size_t>(load_be16(cdb, 7), params.size());
+    if (load_be16(cdb, 7) == 0) return good();
     if (len < 8) return check_condition(kParamListLength);
-    size_t desc_len = std::min<size_t>(be16(params, 2), len - 8);
+    size_t desc_len = std::min<size_t>(load_be16(params, 2), len - 8);
     size_t n = desc_len / 16;  // a partial last descriptor is ignored (SBC-3 5.28.2)
     if (n > kMaxUnmapDescriptors) return check_condition(kInvalidParamField);
     Outcome o;
@@ -456,8 +436,8 @@ Outcome Lun::unmap(std::span<const uint8_t> cdb, std::span<const uint8_t> params
     const uint64_t max_blocks = kMaxUnmapBlocksBytes / info_.block_size;
     for (size_t i = 0; i < n; ++i) {
         size_t at = 8 + 16 * i;
-        uint64_t lba = be64(params, at);
-        uint32_t blocks = be32(params, at + 8);
+        uint64_t lba = load_be64(params, at);
+        uint32_t blocks = load_be32(params, at + 8);
         if (!in_range(lba, blocks)) return check_condition(kLbaOutOfRange);
         if (blocks > max_blocks) return check_condition(kInvalidParamField);
         if (blocks) o.ranges.push_back({lba * info_.block_size, uint64_t{blocks} * info_.block_size});
@@ -471,8 +451,8 @@ Outcome Lun::write_same16(std::span<const uint8_t> cdb, std::span<const uint8_t>
     bool ndob = cdb[1] & 0x01;
     if (cdb[1] & 0xf0 || cdb[1] & 0x06) return check_condition(kInvalidField);  // WRPROTECT, ANCHOR, obsolete
     if (info_.readonly) return check_condition(kWriteProtected);
-    uint64_t lba = be64(cdb, 2);
-    uint32_t blocks = be32(cdb, 10);
+    uint64_t lba = load_be64(cdb, 2);
+    uint32_t blocks = load_be32(cdb, 10);
     if (blocks == 0) return check_condition(kInvalidField);  // WSNZ
     if (!in_range(lba, blocks)) return check_condition(kLbaOutOfRange);
     if (blocks > kMaxUnmapBlocksBytes / info_.block_size) return check_condition(kInvalidField);
@@ -493,30 +473,32 @@ Outcome Lun::write_same16(std::span<const uint8_t> cdb, std::span<const uint8_t>
 // MMC: profile CD-ROM (0x0008) for CD-sized images, DVD-ROM (0x0010) above.
 Outcome Lun::get_configuration(std::span<const uint8_t> cdb) const {
     uint8_t rt = cdb[1] & 0x03;
-    uint16_t start = be16(cdb, 2);
-    uint16_t alloc = be16(cdb, 7);
+    uint16_t start = load_be16(cdb, 2);
+    uint16_t alloc = load_be16(cdb, 7);
     if (rt == 3) return check_condition(kInvalidField);
     uint16_t profile = info_.blocks * 2048ull > 800ull * 1024 * 1024 ? 0x0010 : 0x0008;
     struct Feature {
         uint16_t code;
         std::vector<uint8_t> body;  // after the 4-byte feature header
     };
+    std::vector<uint8_t> profile_list = {0x00, 0x00, 0x01, 0x00};  // one descriptor: number, CurrentP
+    store_be16(profile_list, 0, profile);
     std::vector<Feature> features = {
-        {0x0000, {static_cast<uint8_t>(profile >> 8), static_cast<uint8_t>(profile), 0x01, 0x00}},  // profile list
+        {0x0000, profile_list},  // profile list
         {0x0001, {0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00}},  // core: SCSI physical interface
         {0x0003, {0x29, 0x00, 0x00, 0x00}},  // removable medium: tray, eject, lock
         {0x0010, {0x00, 0x00, 0x08, 0x00, 0x00, 0x01, 0x00, 0x00}},  // random readable: 2048-byte blocks
     };
     std::vector<uint8_t> d(8, 0);
-    put16(d, 6, profile);
+    store_be16(d, 6, profile);
     for (auto& f : features) {
         if (rt == 2 ? f.code != start : f.code < start) continue;
         uint8_t flags = 0x03;  // persistent, current: the medium never changes
-        d.insert(d.end(), {static_cast<uint8_t>(f.code >> 8), static_cast<uint8_t>(f.code), flags,
-                           static_cast<uint8_t>(f.body.size())});
+        append_be(d, 2, f.code);
+        d.insert(d.end(), {flags, static_cast<uint8_t>(f.body.size())});
         d.insert(d.end(), f.body.begin(), f.body.end());
     }
-    put32(d, 0, static_cast<uint32_t>(d.size() - 4));
+    store_be32(d, 0, static_cast<uint32_t>(d.size() - 4));
     return data_in(std::move(d), alloc);
 }
 
@@ -526,16 +508,14 @@ Outcome Lun::read_toc(std::span<const uint8_t> cdb) const {
     uint8_t format = cdb[2] & 0x0f;
     if (format == 0 && (cdb[9] >> 6)) format = cdb[9] >> 6;  // old (SFF-8020) format field
     uint8_t track = cdb[6];
-    uint16_t alloc = be16(cdb, 7);
+    uint16_t alloc = load_be16(cdb, 7);
     auto address = [&](uint64_t lba, std::vector<uint8_t>& d) {
         if (msf) {
             uint64_t f = lba + 150;  // MSF counts the 2-second pregap
             uint64_t m = std::min<uint64_t>(f / (60 * 75), 255);
             d.insert(d.end(), {0, static_cast<uint8_t>(m), static_cast<uint8_t>(f / 75 % 60), static_cast<uint8_t>(f % 75)});
         } else {
-            uint32_t l = static_cast<uint32_t>(std::min<uint64_t>(lba, 0xffffffffu));
-            d.insert(d.end(), {static_cast<uint8_t>(l >> 24), static_cast<uint8_t>(l >> 16),
-                               static_cast<uint8_t>(l >> 8), static_cast<uint8_t>(l)});
+            append_be(d, 4, std::min<uint64_t>(lba, 0xffffffffu));
         }
     };
     std::vector<uint8_t> d = {0, 0, 1, 1};  // length, first and last track (or session)
@@ -553,7 +533,7 @@ Outcome Lun::read_toc(std::span<const uint8_t> cdb) const {
     } else {
         return check_condition(kInvalidField);
     }
-    put16(d, 0, static_cast<uint16_t>(d.size() - 2));
+    store_be16(d, 0, static_cast<uint16_t>(d.size() - 2));
     return data_in(std::move(d), alloc);
 }
 
@@ -562,7 +542,7 @@ Outcome Lun::read_toc(std::span<const uint8_t> cdb) const {
 Outcome Lun::event_status(std::span<const uint8_t> cdb) const {
     if (!(cdb[1] & 0x01)) return check_condition(kInvalidField);  // asynchronous mode unsupported
     uint8_t request = cdb[4];
-    uint16_t alloc = be16(cdb, 7);
+    uint16_t alloc = load_be16(cdb, 7);
     std::vector<uint8_t> d(4, 0);
     d[3] = 0x10;  // supported classes: media
     if (request & 0x10) {
@@ -571,28 +551,28 @@ Outcome Lun::event_status(std::span<const uint8_t> cdb) const {
     } else {
         d[2] = 0x80;  // NEA: no event of the requested classes
     }
-    put16(d, 0, static_cast<uint16_t>(d.size() - 2));
+    store_be16(d, 0, static_cast<uint16_t>(d.size() - 2));
     return data_in(std::move(d), alloc);
 }
 
 Outcome Lun::mechanism_status(std::span<const uint8_t> cdb) const {
     std::vector<uint8_t> d(8, 0);  // idle, no changer, no slot table
-    return data_in(std::move(d), be16(cdb, 8));
+    return data_in(std::move(d), load_be16(cdb, 8));
 }
 
 Outcome Lun::read_disc_info(std::span<const uint8_t> cdb) const {
     if (cdb[1] & 0x07) return check_condition(kInvalidField);  // only the standard disc information
     std::vector<uint8_t> d(34, 0);
-    put16(d, 0, 32);
+    store_be16(d, 0, 32);
     d[2] = 0x0e;  // last session complete, disc finalized
     d[3] = 1;     // first track
     d[4] = 1;     // sessions
     d[5] = 1;     // first track in last session
     d[6] = 1;     // last track in last session
     d[8] = 0x00;  // disc type: CD-DA / CD-ROM
-    put32(d, 16, 0xffffffff);  // last session lead-in: none
-    put32(d, 20, 0xffffffff);  // last possible lead-out: none
-    return data_in(std::move(d), be16(cdb, 7));
+    store_be32(d, 16, 0xffffffff);  // last session lead-in: none
+    store_be32(d, 20, 0xffffffff);  // last possible lead-out: none
+    return data_in(std::move(d), load_be16(cdb, 7));
 }
 
 void Target::add(uint32_t lun, LunInfo info) { luns_.emplace(lun, Lun(std::move(info))); }
@@ -605,7 +585,7 @@ const Lun* Target::find(uint32_t lun) const {
 Outcome Target::report_luns(std::span<const uint8_t> cdb) const {
     if (cdb.size() < 12) return check_condition(kInvalidField);
     uint8_t select = cdb[2];
-    uint32_t alloc = be32(cdb, 6);
+    uint32_t alloc = load_be32(cdb, 6);
     if (select > 2) return check_condition(kInvalidField);
     if (alloc < 16) return check_condition(kInvalidField);  // SPC-4 6.33
     std::vector<uint8_t> d(8, 0);
@@ -616,7 +596,7 @@ Outcome Target::report_luns(std::span<const uint8_t> cdb) const {
             d.insert(d.end(), e, e + 8);
         }
     }
-    put32(d, 0, static_cast<uint32_t>(d.size() - 8));
+    store_be32(d, 0, static_cast<uint32_t>(d.size() - 8));
     return data_in(std::move(d), alloc);
 }
 
@@ -626,7 +606,7 @@ Outcome Target::execute(uint32_t lun, std::span<const uint8_t> cdb, std::span<co
     // SPC-4 3.1.67 / 6.4.2: an absent LUN of a present target.
     if (!cdb.empty() && cdb[0] == kInquiry && cdb.size() >= 6) {
         if (cdb[1] & 0x03 || cdb[2]) return check_condition(kInvalidField);
-        return data_in(standard_inquiry(0x7f, false, "NO LUN"), be16(cdb, 3));  // qualifier 3, type 1Fh
+        return data_in(standard_inquiry(0x7f, false, "NO LUN"), load_be16(cdb, 3));  // qualifier 3, type 1Fh
     }
     if (!cdb.empty() && cdb[0] == kRequestSense && cdb.size() >= 6) return data_in(fixed_sense(kLunNotSupported), cdb[4]);
     return check_condition(kLunNotSupported);

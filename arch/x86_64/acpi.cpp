@@ -22,24 +22,24 @@ std::vector<uint8_t> new_table(std::string_view sig, std::size_t size, uint8_t r
     std::vector<uint8_t> t(size, 0);
     std::span<uint8_t> s(t);
     put_str(s, 0, sig, 4);
-    put_le32(s, 4, static_cast<uint32_t>(size));
-    put_u8(s, 8, revision);
+    store_le32(s, 4, static_cast<uint32_t>(size));
+    store_u8(s, 8, revision);
     put_str(s, 10, kOemId, 6);
     // OEM table ID: "VMM" + signature, so each table is identifiable.
     put_str(s, 16, std::string(kOemId) + std::string(sig), 8);
-    put_le32(s, 24, kOemRevision);
+    store_le32(s, 24, kOemRevision);
     put_str(s, 28, kCreatorId, 4);
-    put_le32(s, 32, kCreatorRevision);
+    store_le32(s, 32, kCreatorRevision);
     return t;
 }
 
 void put_gas(std::span<uint8_t> t, std::size_t off, uint8_t space, uint8_t bit_width,
              uint8_t access_size, uint64_t addr) {
-    put_u8(t, off, space);
-    put_u8(t, off + 1, bit_width);
-    put_u8(t, off + 2, 0);  // bit offset
-    put_u8(t, off + 3, access_size);  // 1 byte, 2 word, 3 dword, 4 qword
-    put_le64(t, off + 4, addr);
+    store_u8(t, off, space);
+    store_u8(t, off + 1, bit_width);
+    store_u8(t, off + 2, 0);  // bit offset
+    store_u8(t, off + 3, access_size);  // 1 byte, 2 word, 3 dword, 4 qword
+    store_le64(t, off + 4, addr);
 }
 
 void check_ncpus(uint32_t ncpus) {
@@ -54,32 +54,32 @@ std::vector<uint8_t> build_fadt(const AcpiConfig& cfg) {
     auto t = new_table("FACP", kFadtSize, 6);
     std::span<uint8_t> s(t);
     // FIRMWARE_CTRL / DSDT / X_DSDT are pointers: filled in by layout_acpi().
-    put_u8(s, 45, 0);  // Preferred_PM_Profile: unspecified
-    put_le16(s, kFadtSciInt, cfg.sci_irq);
+    store_u8(s, 45, 0);  // Preferred_PM_Profile: unspecified
+    store_le16(s, kFadtSciInt, cfg.sci_irq);
     // SMI_CMD = 0 with ACPI_ENABLE/ACPI_DISABLE = 0 declares a machine that
     // is always in ACPI mode: the PM device must report SCI_EN set in
     // PM1_CNT from reset.
-    put_le32(s, kFadtSmiCmd, 0);
+    store_le32(s, kFadtSmiCmd, 0);
     const uint32_t pm1_evt = cfg.pm_io_base;
     const uint32_t pm1_cnt = cfg.pm_io_base + 4u;
     const uint32_t pm_tmr = cfg.pm_io_base + 8u;
-    put_le32(s, kFadtPm1aEvtBlk, pm1_evt);
-    put_le32(s, kFadtPm1aCntBlk, pm1_cnt);
-    put_le32(s, kFadtPmTmrBlk, pm_tmr);
-    put_u8(s, kFadtPm1EvtLen, 4);
-    put_u8(s, kFadtPm1CntLen, 2);
-    put_u8(s, kFadtPmTmrLen, 4);
+    store_le32(s, kFadtPm1aEvtBlk, pm1_evt);
+    store_le32(s, kFadtPm1aCntBlk, pm1_cnt);
+    store_le32(s, kFadtPmTmrBlk, pm_tmr);
+    store_u8(s, kFadtPm1EvtLen, 4);
+    store_u8(s, kFadtPm1CntLen, 2);
+    store_u8(s, kFadtPmTmrLen, 4);
     // Latencies above 100 / 1000 us mean "C2 / C3 not supported": there is
     // no P_BLK, so C1 (HLT) is the only idle state.
-    put_le16(s, kFadtPLvl2Lat, 101);
-    put_le16(s, kFadtPLvl3Lat, 1001);
-    put_u8(s, kFadtCentury, cfg.rtc_century_index);
-    put_le16(s, kFadtIapcBootArch, kBootArchLegacyDevices | kBootArch8042);
-    put_le32(s, kFadtFlags,
-             kFadtWbinvd | kFadtProcC1 | kFadtSlpButton | kFadtTmrValExt | kFadtResetRegSup);
+    store_le16(s, kFadtPLvl2Lat, 101);
+    store_le16(s, kFadtPLvl3Lat, 1001);
+    store_u8(s, kFadtCentury, cfg.rtc_century_index);
+    store_le16(s, kFadtIapcBootArch, kBootArchLegacyDevices | kBootArch8042);
+    store_le32(s, kFadtFlags,
+               kFadtWbinvd | kFadtProcC1 | kFadtSlpButton | kFadtTmrValExt | kFadtResetRegSup);
     put_gas(s, kFadtResetReg, kGasSystemIo, 8, 1, cfg.reset_port);
-    put_u8(s, kFadtResetValue, cfg.reset_value);
-    put_u8(s, kFadtMinorVersion, 0);  // ACPI 6.0
+    store_u8(s, kFadtResetValue, cfg.reset_value);
+    store_u8(s, kFadtMinorVersion, 0);  // ACPI 6.0
     // The 64-bit GAS forms of the same blocks. PM1 event and control are
     // made of 16-bit registers (status/enable halves), the timer is 32-bit.
     put_gas(s, kFadtXPm1aEvtBlk, kGasSystemIo, 32, 2, pm1_evt);
@@ -95,12 +95,12 @@ std::vector<uint8_t> build_facs() {
     std::vector<uint8_t> t(kFacsSize, 0);
     std::span<uint8_t> s(t);
     put_str(s, 0, "FACS", 4);
-    put_le32(s, 4, kFacsSize);
-    put_le32(s, 8, 0);   // hardware signature
-    put_le32(s, 12, 0);  // firmware waking vector: no S3
-    put_le32(s, 16, 0);  // global lock
-    put_le32(s, 20, 0);  // flags: no S4BIOS, no 64-bit wake
-    put_u8(s, 32, 2);    // version
+    store_le32(s, 4, kFacsSize);
+    store_le32(s, 8, 0);   // hardware signature
+    store_le32(s, 12, 0);  // firmware waking vector: no S3
+    store_le32(s, 16, 0);  // global lock
+    store_le32(s, 20, 0);  // flags: no S4BIOS, no 64-bit wake
+    store_u8(s, 32, 2);    // version
     return t;
 }
 
@@ -177,10 +177,10 @@ std::vector<uint8_t> build_mcfg(const AcpiConfig& cfg) {
     auto t = new_table("MCFG", kMcfgAllocOff + kMcfgAllocSize, 1);
     std::span<uint8_t> s(t);
     // One allocation: segment 0, buses kPciBusFirst..kPciBusLast.
-    put_le64(s, kMcfgAllocOff, cfg.pci_ecam_base);
-    put_le16(s, kMcfgAllocOff + 8, 0);
-    put_u8(s, kMcfgAllocOff + 10, kPciBusFirst);
-    put_u8(s, kMcfgAllocOff + 11, kPciBusLast);
+    store_le64(s, kMcfgAllocOff, cfg.pci_ecam_base);
+    store_le16(s, kMcfgAllocOff + 8, 0);
+    store_u8(s, kMcfgAllocOff + 10, kPciBusFirst);
+    store_u8(s, kMcfgAllocOff + 11, kPciBusLast);
     fix_checksum(s, kChecksumOff);
     return t;
 }
@@ -215,41 +215,41 @@ std::vector<uint8_t> build_madt(const AcpiConfig& cfg) {
     const std::size_t size = kHeaderSize + 8 + cfg.ncpus * kLapicLen + kIoapicLen + kIsoLen + kNmiLen;
     auto t = new_table("APIC", size, 4);
     std::span<uint8_t> s(t);
-    put_le32(s, 36, static_cast<uint32_t>(kLapicAddr));
+    store_le32(s, 36, static_cast<uint32_t>(kLapicAddr));
     // PCAT_COMPAT: dual 8259s are present too (the OS must mask them).
-    put_le32(s, 40, kMadtPcatCompat);
+    store_le32(s, 40, kMadtPcatCompat);
     std::size_t off = kHeaderSize + 8;
     for (uint32_t i = 0; i < cfg.ncpus; ++i) {
-        put_u8(s, off, kMadtLocalApic);
-        put_u8(s, off + 1, kLapicLen);
-        put_u8(s, off + 2, static_cast<uint8_t>(i));  // ACPI processor UID
-        put_u8(s, off + 3, static_cast<uint8_t>(i));  // APIC ID
-        put_le32(s, off + 4, 1);                      // enabled
+        store_u8(s, off, kMadtLocalApic);
+        store_u8(s, off + 1, kLapicLen);
+        store_u8(s, off + 2, static_cast<uint8_t>(i));  // ACPI processor UID
+        store_u8(s, off + 3, static_cast<uint8_t>(i));  // APIC ID
+        store_le32(s, off + 4, 1);                      // enabled
         off += kLapicLen;
     }
-    put_u8(s, off, kMadtIoApic);
-    put_u8(s, off + 1, kIoapicLen);
-    put_u8(s, off + 2, static_cast<uint8_t>(cfg.ncpus));  // IOAPIC ID after the LAPIC IDs
-    put_u8(s, off + 3, 0);
-    put_le32(s, off + 4, static_cast<uint32_t>(kIoapicAddr));
-    put_le32(s, off + 8, 0);  // GSI base
+    store_u8(s, off, kMadtIoApic);
+    store_u8(s, off + 1, kIoapicLen);
+    store_u8(s, off + 2, static_cast<uint8_t>(cfg.ncpus));  // IOAPIC ID after the LAPIC IDs
+    store_u8(s, off + 3, 0);
+    store_le32(s, off + 4, static_cast<uint32_t>(kIoapicAddr));
+    store_le32(s, off + 8, 0);  // GSI base
     off += kIoapicLen;
 
     // The SCI is level-triggered; ISA IRQs default to edge, so say so.
     // Flags: polarity [1:0] = 01 active high, trigger [3:2] = 11 level.
-    put_u8(s, off, kMadtIntSrcOverride);
-    put_u8(s, off + 1, kIsoLen);
-    put_u8(s, off + 2, 0);  // bus: ISA
-    put_u8(s, off + 3, cfg.sci_irq);
-    put_le32(s, off + 4, cfg.sci_irq);
-    put_le16(s, off + 8, 0x1 | (0x3 << 2));
+    store_u8(s, off, kMadtIntSrcOverride);
+    store_u8(s, off + 1, kIsoLen);
+    store_u8(s, off + 2, 0);  // bus: ISA
+    store_u8(s, off + 3, cfg.sci_irq);
+    store_le32(s, off + 4, cfg.sci_irq);
+    store_le16(s, off + 8, 0x1 | (0x3 << 2));
     off += kIsoLen;
 
-    put_u8(s, off, kMadtLocalApicNmi);
-    put_u8(s, off + 1, kNmiLen);
-    put_u8(s, off + 2, 0xff);  // all processors
-    put_le16(s, off + 3, 0);   // conforming polarity/trigger
-    put_u8(s, off + 5, 1);     // LINT1
+    store_u8(s, off, kMadtLocalApicNmi);
+    store_u8(s, off + 1, kNmiLen);
+    store_u8(s, off + 2, 0xff);  // all processors
+    store_le16(s, off + 3, 0);   // conforming polarity/trigger
+    store_u8(s, off + 5, 1);     // LINT1
     off += kNmiLen;
     if (off != size) fail("internal: MADT size mismatch ({} != {})", off, size);
     fix_checksum(s, kChecksumOff);
@@ -269,11 +269,11 @@ AcpiTableSet generate_acpi_tables(const AcpiConfig& cfg) {
 
 void set_fadt_pointers(std::span<uint8_t> fadt, uint64_t facs, uint64_t dsdt) {
     if (facs > UINT32_MAX || dsdt > UINT32_MAX) fail("acpi: FACS/DSDT at {:#x}/{:#x} above 4 GiB", facs, dsdt);
-    put_le32(fadt, kFadtFirmwareCtrl, static_cast<uint32_t>(facs));
+    store_le32(fadt, kFadtFirmwareCtrl, static_cast<uint32_t>(facs));
     // X_FIRMWARE_CTRL must stay zero when FIRMWARE_CTRL is used.
-    put_le64(fadt, kFadtXFirmwareCtrl, 0);
-    put_le32(fadt, kFadtDsdt, static_cast<uint32_t>(dsdt));
-    put_le64(fadt, kFadtXDsdt, dsdt);
+    store_le64(fadt, kFadtXFirmwareCtrl, 0);
+    store_le32(fadt, kFadtDsdt, static_cast<uint32_t>(dsdt));
+    store_le64(fadt, kFadtXDsdt, dsdt);
     fix_checksum(fadt, kChecksumOff);
 }
 
@@ -282,7 +282,7 @@ std::vector<uint8_t> build_rsdt(std::span<const uint64_t> entries) {
     auto rsdt = new_table("RSDT", kHeaderSize + 4 * entries.size(), 1);
     for (std::size_t i = 0; i < entries.size(); ++i) {
         if (entries[i] > UINT32_MAX) fail("acpi: RSDT entry {:#x} above 4 GiB", entries[i]);
-        put_le32(rsdt, kHeaderSize + 4 * i, static_cast<uint32_t>(entries[i]));
+        store_le32(rsdt, kHeaderSize + 4 * i, static_cast<uint32_t>(entries[i]));
     }
     fix_checksum(rsdt, kChecksumOff);
     return rsdt;
@@ -290,7 +290,7 @@ std::vector<uint8_t> build_rsdt(std::span<const uint64_t> entries) {
 
 std::vector<uint8_t> build_xsdt(std::span<const uint64_t> entries) {
     auto xsdt = new_table("XSDT", kHeaderSize + 8 * entries.size(), 1);
-    for (std::size_t i = 0; i < entries.size(); ++i) put_le64(xsdt, kHeaderSize + 8 * i, entries[i]);
+    for (std::size_t i = 0; i < entries.size(); ++i) store_le64(xsdt, kHeaderSize + 8 * i, entries[i]);
     fix_checksum(xsdt, kChecksumOff);
     return xsdt;
 }
@@ -300,10 +300,10 @@ std::vector<uint8_t> build_rsdp(uint64_t rsdt, uint64_t xsdt) {
     std::vector<uint8_t> rsdp(kRsdpSize, 0);
     put_str(rsdp, 0, "RSD PTR ", 8);
     put_str(rsdp, 9, kOemId, 6);
-    put_u8(rsdp, 15, 2);  // revision 2: ACPI 2.0+ with XSDT
-    put_le32(rsdp, kRsdpRsdtOff, static_cast<uint32_t>(rsdt));
-    put_le32(rsdp, 20, kRsdpSize);
-    put_le64(rsdp, kRsdpXsdtOff, xsdt);
+    store_u8(rsdp, 15, 2);  // revision 2: ACPI 2.0+ with XSDT
+    store_le32(rsdp, kRsdpRsdtOff, static_cast<uint32_t>(rsdt));
+    store_le32(rsdp, 20, kRsdpSize);
+    store_le64(rsdp, kRsdpXsdtOff, xsdt);
     // The first checksum covers the ACPI 1.0 part (bytes 0..19) and must be
     // fixed before the extended one, which covers all 36 bytes.
     fix_checksum(std::span<uint8_t>(rsdp).subspan(0, kRsdpV1Size), kRsdpChecksumOff);

@@ -1,5 +1,6 @@
 #include "arch/x86_64/aml.h"
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 namespace vmm::arch::x86 {
@@ -27,10 +28,6 @@ constexpr uint8_t kRootChar = '\\';
 constexpr uint8_t kParentPrefixChar = '^';
 constexpr uint8_t kReturnOp = 0xa4;
 constexpr uint8_t kOnesOp = 0xff;
-
-void put_le(std::vector<uint8_t>& out, uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
 
 bool lead_char(char c) { return (c >= 'A' && c <= 'Z') || c == '_'; }
 bool name_char(char c) { return lead_char(c) || (c >= '0' && c <= '9'); }
@@ -100,17 +97,17 @@ Aml Aml::ones() { return Aml(std::vector<uint8_t>{kOnesOp}); }
 Aml Aml::byte(uint8_t v) { return Aml(std::vector<uint8_t>{kBytePrefix, v}); }
 Aml Aml::word(uint16_t v) {
     std::vector<uint8_t> b{kWordPrefix};
-    put_le(b, v, 2);
+    append_le(b, 2, v);
     return Aml(std::move(b));
 }
 Aml Aml::dword(uint32_t v) {
     std::vector<uint8_t> b{kDWordPrefix};
-    put_le(b, v, 4);
+    append_le(b, 4, v);
     return Aml(std::move(b));
 }
 Aml Aml::qword(uint64_t v) {
     std::vector<uint8_t> b{kQWordPrefix};
-    put_le(b, v, 8);
+    append_le(b, 8, v);
     return Aml(std::move(b));
 }
 
@@ -149,9 +146,9 @@ Aml Aml::eisa_id(std::string_view id) {
     const uint32_t vendor = (uint32_t(id[0] - 0x40) << 10) | (uint32_t(id[1] - 0x40) << 5) |
                             uint32_t(id[2] - 0x40);
     const uint32_t product = (hex(id[3]) << 12) | (hex(id[4]) << 8) | (hex(id[5]) << 4) | hex(id[6]);
-    const uint32_t be = (vendor << 16) | product;
-    const uint32_t le = ((be & 0xff) << 24) | ((be & 0xff00) << 8) | ((be >> 8) & 0xff00) | (be >> 24);
-    return dword(le);
+    std::vector<uint8_t> b{kDWordPrefix};
+    append_be(b, 4, (vendor << 16) | product);
+    return Aml(std::move(b));
 }
 
 Aml Aml::buffer(std::span<const uint8_t> data) {
@@ -260,7 +257,7 @@ constexpr uint8_t kMemCacheable = 0x01 << 1;  // _MEM = 1
 // Large descriptor header: tag, then a 16-bit length of what follows.
 void large_header(std::vector<uint8_t>& out, uint8_t tag, uint16_t len) {
     out.push_back(tag);
-    put_le(out, len, 2);
+    append_le(out, 2, len);
 }
 
 // Address-space descriptor with fields of `width` bytes: type, general
@@ -276,11 +273,11 @@ void address_space(std::vector<uint8_t>& out, uint8_t tag, int width, uint8_t ty
     out.push_back(type);
     out.push_back(kAddrFlagsWindow);
     out.push_back(type_flags);
-    put_le(out, 0, width);  // granularity (0: no alignment constraint given)
-    put_le(out, min, width);
-    put_le(out, max, width);
-    put_le(out, 0, width);  // translation offset
-    put_le(out, len, width);
+    append_le(out, width, 0);  // granularity (0: no alignment constraint given)
+    append_le(out, width, min);
+    append_le(out, width, max);
+    append_le(out, width, 0);  // translation offset
+    append_le(out, width, len);
 }
 
 }  // namespace
@@ -299,8 +296,8 @@ ResourceTemplate& ResourceTemplate::io(uint16_t min, uint16_t max, uint8_t align
     if (max < min) fail("aml: I/O descriptor [{:#x}, {:#x}] is empty", min, max);
     bytes_.push_back(aml_rd::kIoPort);
     bytes_.push_back(0x01);  // decodes 16 address bits
-    put_le(bytes_, min, 2);
-    put_le(bytes_, max, 2);
+    append_le(bytes_, 2, min);
+    append_le(bytes_, 2, max);
     bytes_.push_back(align);
     bytes_.push_back(length);
     return *this;
@@ -321,8 +318,8 @@ ResourceTemplate& ResourceTemplate::qword_memory(uint64_t min, uint64_t max, boo
 ResourceTemplate& ResourceTemplate::memory32_fixed(uint32_t base, uint32_t length) {
     large_header(bytes_, aml_rd::kMemory32Fixed, 9);
     bytes_.push_back(kMemReadWrite);
-    put_le(bytes_, base, 4);
-    put_le(bytes_, length, 4);
+    append_le(bytes_, 4, base);
+    append_le(bytes_, 4, length);
     return *this;
 }
 

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "arch/x86_64/bytes.h"
 #include "arch/x86_64/e820.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 namespace vmm::arch::x86 {
@@ -54,31 +54,31 @@ std::vector<Blob> build_boot_params(const KernelLayout& k, const BootInfoInputs&
     // The loader's copy of the header starts as the kernel's own; the
     // fields below are the ones the boot protocol says a loader writes.
     std::copy(k.setup_header.begin(), k.setup_header.end(), zp.begin() + kSetupSects);
-    put_u8(z, kTypeOfLoader, kLoaderUndefined);
-    put_u8(z, kLoadflags, static_cast<uint8_t>(get_u8(z, kLoadflags) | kCanUseHeap));
-    put_le16(z, kHeapEndPtr, kHeapEnd);
-    put_le32(z, kCmdLinePtr, static_cast<uint32_t>(kCmdlineAddr));
-    put_le32(z, kExtCmdLinePtr, static_cast<uint32_t>(kCmdlineAddr >> 32));
-    put_le32(z, kRamdiskImage, static_cast<uint32_t>(in.initrd_size ? in.initrd_gpa : 0));
-    put_le32(z, kRamdiskSize, static_cast<uint32_t>(in.initrd_size));
-    put_le32(z, kExtRamdiskImage, static_cast<uint32_t>((in.initrd_size ? in.initrd_gpa : 0) >> 32));
-    put_le32(z, kExtRamdiskSize, static_cast<uint32_t>(in.initrd_size >> 32));
+    store_u8(z, kTypeOfLoader, kLoaderUndefined);
+    store_u8(z, kLoadflags, static_cast<uint8_t>(load_u8(z, kLoadflags) | kCanUseHeap));
+    store_le16(z, kHeapEndPtr, kHeapEnd);
+    store_le32(z, kCmdLinePtr, static_cast<uint32_t>(kCmdlineAddr));
+    store_le32(z, kExtCmdLinePtr, static_cast<uint32_t>(kCmdlineAddr >> 32));
+    store_le32(z, kRamdiskImage, static_cast<uint32_t>(in.initrd_size ? in.initrd_gpa : 0));
+    store_le32(z, kRamdiskSize, static_cast<uint32_t>(in.initrd_size));
+    store_le32(z, kExtRamdiskImage, static_cast<uint32_t>((in.initrd_size ? in.initrd_gpa : 0) >> 32));
+    store_le32(z, kExtRamdiskSize, static_cast<uint32_t>(in.initrd_size >> 32));
 
     const auto map = build_e820(in.ram);
     if (map.size() > kE820MaxEntries) {
         fail("e820: {} entries do not fit the zero page (max {})", map.size(), kE820MaxEntries);
     }
-    put_u8(z, kE820Entries, static_cast<uint8_t>(map.size()));
+    store_u8(z, kE820Entries, static_cast<uint8_t>(map.size()));
     for (std::size_t i = 0; i < map.size(); ++i) {
         const std::size_t off = kE820Table + i * kE820EntrySize;
-        put_le64(z, off, map[i].addr);
-        put_le64(z, off + 8, map[i].size);
-        put_le32(z, off + 16, map[i].type);
+        store_le64(z, off, map[i].addr);
+        store_le64(z, off + 8, map[i].size);
+        store_le32(z, off + 16, map[i].type);
     }
     // Older kernels do not read this field; they find the RSDP by scanning
     // 0xe0000..0xfffff, which is where build_acpi() puts it anyway.
     if (k.protocol_version >= kProtocolRsdpAddr && in.rsdp_gpa != 0) {
-        put_le64(z, kAcpiRsdpAddr, in.rsdp_gpa);
+        store_le64(z, kAcpiRsdpAddr, in.rsdp_gpa);
     }
 
     std::vector<Blob> out;
@@ -106,26 +106,26 @@ std::vector<Blob> build_pvh_start_info(const KernelLayout& k, const BootInfoInpu
     std::span<uint8_t> b(buf);
 
     const bool has_initrd = in.initrd_size != 0;
-    put_le32(b, kMagicOff, kMagic);
-    put_le32(b, kVersionOff, kVersion);
-    put_le32(b, kFlagsOff, 0);
-    put_le32(b, kNrModulesOff, has_initrd ? 1 : 0);
-    put_le64(b, kModlistPaddrOff, has_initrd ? kPvhModlistAddr : 0);
-    put_le64(b, kCmdlinePaddrOff, kCmdlineAddr);
-    put_le64(b, kRsdpPaddrOff, in.rsdp_gpa);
-    put_le64(b, kMemmapPaddrOff, kPvhMemmapAddr);
-    put_le32(b, kMemmapEntriesOff, static_cast<uint32_t>(map.size()));
+    store_le32(b, kMagicOff, kMagic);
+    store_le32(b, kVersionOff, kVersion);
+    store_le32(b, kFlagsOff, 0);
+    store_le32(b, kNrModulesOff, has_initrd ? 1 : 0);
+    store_le64(b, kModlistPaddrOff, has_initrd ? kPvhModlistAddr : 0);
+    store_le64(b, kCmdlinePaddrOff, kCmdlineAddr);
+    store_le64(b, kRsdpPaddrOff, in.rsdp_gpa);
+    store_le64(b, kMemmapPaddrOff, kPvhMemmapAddr);
+    store_le32(b, kMemmapEntriesOff, static_cast<uint32_t>(map.size()));
 
     if (has_initrd) {
-        put_le64(b, modlist_off + 0, in.initrd_gpa);
-        put_le64(b, modlist_off + 8, in.initrd_size);
-        put_le64(b, modlist_off + 16, 0);  // no per-module command line
+        store_le64(b, modlist_off + 0, in.initrd_gpa);
+        store_le64(b, modlist_off + 8, in.initrd_size);
+        store_le64(b, modlist_off + 16, 0);  // no per-module command line
     }
     for (std::size_t i = 0; i < map.size(); ++i) {
         const std::size_t off = memmap_off + i * kMemmapEntrySize;
-        put_le64(b, off, map[i].addr);
-        put_le64(b, off + 8, map[i].size);
-        put_le32(b, off + 16, map[i].type);
+        store_le64(b, off, map[i].addr);
+        store_le64(b, off + 8, map[i].size);
+        store_le32(b, off + 16, map[i].type);
     }
 
     std::vector<Blob> out;

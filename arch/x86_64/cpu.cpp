@@ -1,9 +1,9 @@
 #include "arch/x86_64/cpu.h"
 
 #include <algorithm>
-#include <cstring>
+#include <string_view>
 
-#include "arch/x86_64/bytes.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 namespace vmm::arch::x86 {
@@ -64,11 +64,11 @@ enum class Vendor { Intel, Amd, Other };
 Vendor cpu_vendor(const std::vector<kvm_cpuid_entry2>& e) {
     for (const auto& x : e) {
         if (x.function != 0) continue;
-        char v[13] = {};
-        std::memcpy(v, &x.ebx, 4);  // vendor string order is EBX, EDX, ECX
-        std::memcpy(v + 4, &x.edx, 4);
-        std::memcpy(v + 8, &x.ecx, 4);
-        const std::string_view s(v, 12);
+        uint8_t v[12];
+        store_le32(v, 0, x.ebx);  // vendor string order is EBX, EDX, ECX
+        store_le32(v, 4, x.edx);
+        store_le32(v, 8, x.ecx);
+        const std::string_view s(reinterpret_cast<const char*>(v), sizeof v);
         if (s == "GenuineIntel") return Vendor::Intel;
         if (s == "AuthenticAMD" || s == "HygonGenuine") return Vendor::Amd;
         return Vendor::Other;
@@ -82,12 +82,12 @@ std::vector<Blob> build_page_tables() {
     constexpr uint64_t kPage = 4096;
     constexpr int kNumPds = 4;  // 4 x 1 GiB
     std::vector<uint8_t> pml4(kPage, 0), pdpt(kPage, 0), pds(kNumPds * kPage, 0);
-    put_le64(pml4, 0, kPdptAddr | kPtePresent | kPteWritable);
+    store_le64(pml4, 0, kPdptAddr | kPtePresent | kPteWritable);
     for (int i = 0; i < kNumPds; ++i) {
-        put_le64(pdpt, i * 8, (kPdAddr + i * kPage) | kPtePresent | kPteWritable);
+        store_le64(pdpt, i * 8, (kPdAddr + i * kPage) | kPtePresent | kPteWritable);
     }
     for (uint64_t j = 0; j < kNumPds * 512; ++j) {
-        put_le64(pds, j * 8, (j << 21) | kPtePresent | kPteWritable | kPtePageSize);
+        store_le64(pds, j * 8, (j << 21) | kPtePresent | kPteWritable | kPtePageSize);
     }
     std::vector<Blob> out;
     out.push_back({kPml4Addr, std::move(pml4)});
@@ -98,10 +98,10 @@ std::vector<Blob> build_page_tables() {
 
 Blob build_gdt() {
     std::vector<uint8_t> g(kGdtBytes, 0);
-    put_le64(g, kSelCode32, kGdtCode32);
-    put_le64(g, kSelCode64, kGdtCode64);
-    put_le64(g, kSelData, kGdtData);
-    put_le64(g, kSelTss, kGdtTss);
+    store_le64(g, kSelCode32, kGdtCode32);
+    store_le64(g, kSelCode64, kGdtCode64);
+    store_le64(g, kSelData, kGdtData);
+    store_le64(g, kSelTss, kGdtTss);
     // kSelTss + 8: upper half of the long-mode TSS descriptor (base[63:32]
     // = 0); in 32-bit mode the same bytes read as a null descriptor.
     return {kGdtAddr, std::move(g)};
@@ -197,8 +197,8 @@ std::vector<kvm_msr_entry> boot_msrs() {
 void setup_lapic_lint(kvm_lapic_state& l) {
     auto regs = std::span<uint8_t>(reinterpret_cast<uint8_t*>(l.regs), sizeof(l.regs));
     auto set_mode = [&](std::size_t off, uint32_t mode) {
-        const uint32_t v = get_le32(regs, off);
-        put_le32(regs, off, (v & ~(7u << 8)) | (mode << 8));
+        const uint32_t v = load_le32(regs, off);
+        store_le32(regs, off, (v & ~(7u << 8)) | (mode << 8));
     };
     set_mode(kApicLvtLint0, kApicDeliveryExtInt);
     set_mode(kApicLvtLint1, kApicDeliveryNmi);

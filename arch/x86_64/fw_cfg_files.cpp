@@ -18,22 +18,22 @@ public:
     void allocate(std::string_view file, uint32_t align, uint8_t zone) {
         auto c = next(kAllocate);
         put_str(c, kAllocFile, file, kNameSize, 0);
-        put_le32(c, kAllocAlign, align);
-        put_u8(c, kAllocZone, zone);
+        store_le32(c, kAllocAlign, align);
+        store_u8(c, kAllocZone, zone);
     }
     void add_pointer(std::string_view dest, std::string_view src, std::size_t offset, uint8_t size) {
         auto c = next(kAddPointer);
         put_str(c, kPointerDest, dest, kNameSize, 0);
         put_str(c, kPointerSrc, src, kNameSize, 0);
-        put_le32(c, kPointerOffset, static_cast<uint32_t>(offset));
-        put_u8(c, kPointerSize, size);
+        store_le32(c, kPointerOffset, static_cast<uint32_t>(offset));
+        store_u8(c, kPointerSize, size);
     }
     void add_checksum(std::string_view file, std::size_t result, std::size_t start, std::size_t length) {
         auto c = next(kAddChecksum);
         put_str(c, kChecksumFile, file, kNameSize, 0);
-        put_le32(c, kChecksumResult, static_cast<uint32_t>(result));
-        put_le32(c, kChecksumStart, static_cast<uint32_t>(start));
-        put_le32(c, kChecksumLength, static_cast<uint32_t>(length));
+        store_le32(c, kChecksumResult, static_cast<uint32_t>(result));
+        store_le32(c, kChecksumStart, static_cast<uint32_t>(start));
+        store_le32(c, kChecksumLength, static_cast<uint32_t>(length));
     }
     std::vector<uint8_t> take() { return std::move(bytes_); }
 
@@ -41,7 +41,7 @@ private:
     std::span<uint8_t> next(uint32_t command) {
         bytes_.resize(bytes_.size() + kCommandSize, 0);
         auto c = std::span<uint8_t>(bytes_).last(kCommandSize);
-        put_le32(c, 0, command);
+        store_le32(c, 0, command);
         return c;
     }
     std::vector<uint8_t> bytes_;
@@ -79,7 +79,7 @@ std::vector<FwCfgFile> acpi_loader_files(const AcpiTableSet& t) {
     // Checksum fields start at 0 so that firmware that computes the sum
     // including the field and firmware that subtracts agree.
     auto checksum = [&](std::size_t at, std::size_t len) {
-        put_u8(f.bytes, at + kChecksumOff, 0);
+        store_u8(f.bytes, at + kChecksumOff, 0);
         s.add_checksum(kFwCfgAcpiTables, at + kChecksumOff, at, len);
     };
     auto pointer = [&](std::size_t field, uint8_t size) {
@@ -98,8 +98,8 @@ std::vector<FwCfgFile> acpi_loader_files(const AcpiTableSet& t) {
 
     s.add_pointer(kFwCfgAcpiRsdp, kFwCfgAcpiTables, kRsdpRsdtOff, 4);
     s.add_pointer(kFwCfgAcpiRsdp, kFwCfgAcpiTables, kRsdpXsdtOff, 8);
-    put_u8(rsdp, kRsdpChecksumOff, 0);
-    put_u8(rsdp, kRsdpExtChecksumOff, 0);
+    store_u8(rsdp, kRsdpChecksumOff, 0);
+    store_u8(rsdp, kRsdpExtChecksumOff, 0);
     // The 1.0 checksum first: the extended one covers it.
     s.add_checksum(kFwCfgAcpiRsdp, kRsdpChecksumOff, 0, kRsdpV1Size);
     s.add_checksum(kFwCfgAcpiRsdp, kRsdpExtChecksumOff, 0, kRsdpSize);
@@ -115,9 +115,9 @@ std::vector<uint8_t> fw_cfg_e820(std::span<const E820Entry> entries) {
     constexpr std::size_t kEntrySize = 20;
     std::vector<uint8_t> out(entries.size() * kEntrySize, 0);
     for (std::size_t i = 0; i < entries.size(); ++i) {
-        put_le64(out, i * kEntrySize, entries[i].addr);
-        put_le64(out, i * kEntrySize + 8, entries[i].size);
-        put_le32(out, i * kEntrySize + 16, entries[i].type);
+        store_le64(out, i * kEntrySize, entries[i].addr);
+        store_le64(out, i * kEntrySize + 8, entries[i].size);
+        store_le32(out, i * kEntrySize + 16, entries[i].type);
     }
     return out;
 }

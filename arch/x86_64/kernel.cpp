@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "arch/x86_64/bytes.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 namespace vmm::arch::x86 {
@@ -18,11 +19,11 @@ public:
     explicit FileReader(std::span<const uint8_t> f) : f_(f) {}
 
     uint64_t le(uint64_t off, std::size_t n, const char* field) const {
-        if (off > f_.size() || n > f_.size() - off) {
+        if (!contains(off, n)) {
             fail("kernel: file is truncated ({} bytes): {} at {:#x} is past the end", f_.size(),
                  field, off);
         }
-        return get_le(f_, static_cast<std::size_t>(off), n);
+        return load_le(f_, static_cast<std::size_t>(off), n);
     }
     uint8_t u8(uint64_t off, const char* field) const {
         return static_cast<uint8_t>(le(off, 1, field));
@@ -36,9 +37,7 @@ public:
     uint64_t u64(uint64_t off, const char* field) const { return le(off, 8, field); }
 
     // True if [off, off+len) lies inside the file (overflow-safe).
-    bool contains(uint64_t off, uint64_t len) const {
-        return off <= f_.size() && len <= f_.size() - off;
-    }
+    bool contains(uint64_t off, uint64_t len) const { return in_bounds(f_.size(), off, len); }
     std::span<const uint8_t> sub(uint64_t off, uint64_t len) const {
         return f_.subspan(static_cast<std::size_t>(off), static_cast<std::size_t>(len));
     }

@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "arch/x86_64/bootinfo.h"
-#include "arch/x86_64/bytes.h"
 #include "arch/x86_64/kernel.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 namespace vmm::arch::x86 {
@@ -15,16 +15,6 @@ namespace vmm::arch::x86 {
 static_assert(kCmdlineAddr - kLinuxbootSetupAddr - 0x200 == zero_page::kHeapEnd);
 static_assert(kLinuxbootMaxSetupSize <= zero_page::kHeapEnd);
 static_assert(kCmdlineAddr + kCmdlineMaxBytes <= kEbdaStart);
-
-namespace {
-
-std::vector<uint8_t> le32(uint64_t v) {
-    std::vector<uint8_t> b(4);
-    put_le32(b, 0, static_cast<uint32_t>(v));
-    return b;
-}
-
-}  // namespace
 
 LinuxBootItems linuxboot_items(std::span<const uint8_t> bzimage, uint64_t initrd_size,
                                const std::string& cmdline, std::span<const RamRegion> ram) {
@@ -72,24 +62,24 @@ LinuxBootItems linuxboot_items(std::span<const uint8_t> bzimage, uint64_t initrd
     // The setup part as a boot loader leaves it: the fields boot.rst says a
     // loader writes, the rest as the kernel's build left them.
     std::vector<uint8_t> setup(bzimage.begin(), bzimage.begin() + setup_size);
-    put_u8(setup, kTypeOfLoader, zero_page::kLoaderUndefined);
-    put_u8(setup, kLoadflags, static_cast<uint8_t>(get_u8(setup, kLoadflags) | kCanUseHeap));
-    put_le32(setup, kCode32Start, static_cast<uint32_t>(kLinuxbootKernelAddr));
-    put_le32(setup, kRamdiskImage, static_cast<uint32_t>(out.initrd_addr));
-    put_le32(setup, kRamdiskSize, static_cast<uint32_t>(initrd_size));
-    put_le16(setup, kHeapEndPtr, zero_page::kHeapEnd);
-    put_le32(setup, kCmdLinePtr, static_cast<uint32_t>(cmd.gpa));
+    store_u8(setup, kTypeOfLoader, zero_page::kLoaderUndefined);
+    store_u8(setup, kLoadflags, static_cast<uint8_t>(load_u8(setup, kLoadflags) | kCanUseHeap));
+    store_le32(setup, kCode32Start, static_cast<uint32_t>(kLinuxbootKernelAddr));
+    store_le32(setup, kRamdiskImage, static_cast<uint32_t>(out.initrd_addr));
+    store_le32(setup, kRamdiskSize, static_cast<uint32_t>(initrd_size));
+    store_le16(setup, kHeapEndPtr, zero_page::kHeapEnd);
+    store_le32(setup, kCmdLinePtr, static_cast<uint32_t>(cmd.gpa));
 
     auto& f = out.fixed;
-    f.emplace_back(fw_cfg_key::kKernelAddr, le32(kLinuxbootKernelAddr));
-    f.emplace_back(fw_cfg_key::kKernelSize, le32(kernel.size()));
-    f.emplace_back(fw_cfg_key::kInitrdAddr, le32(out.initrd_addr));
-    f.emplace_back(fw_cfg_key::kInitrdSize, le32(initrd_size));
-    f.emplace_back(fw_cfg_key::kCmdlineAddr, le32(cmd.gpa));
-    f.emplace_back(fw_cfg_key::kCmdlineSize, le32(cmd.bytes.size()));
+    f.emplace_back(fw_cfg_key::kKernelAddr, le_bytes(4, kLinuxbootKernelAddr));
+    f.emplace_back(fw_cfg_key::kKernelSize, le_bytes(4, kernel.size()));
+    f.emplace_back(fw_cfg_key::kInitrdAddr, le_bytes(4, out.initrd_addr));
+    f.emplace_back(fw_cfg_key::kInitrdSize, le_bytes(4, initrd_size));
+    f.emplace_back(fw_cfg_key::kCmdlineAddr, le_bytes(4, cmd.gpa));
+    f.emplace_back(fw_cfg_key::kCmdlineSize, le_bytes(4, cmd.bytes.size()));
     f.emplace_back(fw_cfg_key::kCmdlineData, cmd.bytes);
-    f.emplace_back(fw_cfg_key::kSetupAddr, le32(kLinuxbootSetupAddr));
-    f.emplace_back(fw_cfg_key::kSetupSize, le32(setup_size));
+    f.emplace_back(fw_cfg_key::kSetupAddr, le_bytes(4, kLinuxbootSetupAddr));
+    f.emplace_back(fw_cfg_key::kSetupSize, le_bytes(4, setup_size));
     f.emplace_back(fw_cfg_key::kSetupData, std::move(setup));
     return out;
 }

@@ -51,9 +51,9 @@ Blob build_mptable(uint32_t ncpus) {
     // Floating pointer structure.
     std::span<uint8_t> fp = all.subspan(0, kFloatingSize);
     put_str(fp, 0, "_MP_", 4);
-    put_le32(fp, 4, static_cast<uint32_t>(config_addr));
-    put_u8(fp, 8, 1);  // length in 16-byte paragraphs
-    put_u8(fp, 9, kSpecRev);
+    store_le32(fp, 4, static_cast<uint32_t>(config_addr));
+    store_u8(fp, 8, 1);  // length in 16-byte paragraphs
+    store_u8(fp, 9, kSpecRev);
     // 11: feature byte 1 = 0: a configuration table is present (no default
     // configuration). 12: bit 7 IMCRP = 0: virtual wire mode, no IMCR.
     fix_checksum(fp, 10);
@@ -64,28 +64,28 @@ Blob build_mptable(uint32_t ncpus) {
     std::size_t off = kHeaderSize;
     uint16_t count = 0;
     for (uint32_t i = 0; i < ncpus; ++i) {
-        put_u8(ct, off, kEntryProcessor);
-        put_u8(ct, off + 1, static_cast<uint8_t>(i));  // local APIC ID
-        put_u8(ct, off + 2, kLapicVersion);
-        put_u8(ct, off + 3, kCpuEnabled | (i == 0 ? kCpuBsp : 0));
+        store_u8(ct, off, kEntryProcessor);
+        store_u8(ct, off + 1, static_cast<uint8_t>(i));  // local APIC ID
+        store_u8(ct, off + 2, kLapicVersion);
+        store_u8(ct, off + 3, kCpuEnabled | (i == 0 ? kCpuBsp : 0));
         // CPU signature: family 6 (stepping/model 0); feature flags: FPU
         // (bit 0) and APIC (bit 9). Informational only; guests use CPUID.
-        put_le32(ct, off + 4, 0x600);
-        put_le32(ct, off + 8, (1u << 0) | (1u << 9));
+        store_le32(ct, off + 4, 0x600);
+        store_le32(ct, off + 8, (1u << 0) | (1u << 9));
         off += kProcessorEntrySize;
         ++count;
     }
-    put_u8(ct, off, kEntryBus);
-    put_u8(ct, off + 1, kIsaBusId);
+    store_u8(ct, off, kEntryBus);
+    store_u8(ct, off + 1, kIsaBusId);
     put_str(ct, off + 2, "ISA", 6);
     off += kEntrySize;
     ++count;
 
-    put_u8(ct, off, kEntryIoapic);
-    put_u8(ct, off + 1, ioapic_id);
-    put_u8(ct, off + 2, kIoapicVersion);
-    put_u8(ct, off + 3, kIoapicEnabled);
-    put_le32(ct, off + 4, static_cast<uint32_t>(kIoapicAddr));
+    store_u8(ct, off, kEntryIoapic);
+    store_u8(ct, off + 1, ioapic_id);
+    store_u8(ct, off + 2, kIoapicVersion);
+    store_u8(ct, off + 3, kIoapicEnabled);
+    store_le32(ct, off + 4, static_cast<uint32_t>(kIoapicAddr));
     off += kEntrySize;
     ++count;
 
@@ -93,13 +93,13 @@ Blob build_mptable(uint32_t ncpus) {
     // routing for the in-kernel IOAPIC. Flags 0: polarity and trigger
     // conform to the bus (ISA: edge, active high).
     for (int irq = 0; irq < kIsaIrqs; ++irq) {
-        put_u8(ct, off, kEntryIoInterrupt);
-        put_u8(ct, off + 1, kIntTypeInt);
-        put_le16(ct, off + 2, 0);
-        put_u8(ct, off + 4, kIsaBusId);
-        put_u8(ct, off + 5, static_cast<uint8_t>(irq));
-        put_u8(ct, off + 6, ioapic_id);
-        put_u8(ct, off + 7, static_cast<uint8_t>(irq));
+        store_u8(ct, off, kEntryIoInterrupt);
+        store_u8(ct, off + 1, kIntTypeInt);
+        store_le16(ct, off + 2, 0);
+        store_u8(ct, off + 4, kIsaBusId);
+        store_u8(ct, off + 5, static_cast<uint8_t>(irq));
+        store_u8(ct, off + 6, ioapic_id);
+        store_u8(ct, off + 7, static_cast<uint8_t>(irq));
         off += kEntrySize;
         ++count;
     }
@@ -108,29 +108,29 @@ Blob build_mptable(uint32_t ncpus) {
         uint8_t lint;
     } locals[] = {{kIntTypeExtInt, 0}, {kIntTypeNmi, 1}};
     for (const auto& l : locals) {
-        put_u8(ct, off, kEntryLocalInterrupt);
-        put_u8(ct, off + 1, l.type);
-        put_le16(ct, off + 2, 0);
-        put_u8(ct, off + 4, kIsaBusId);
-        put_u8(ct, off + 5, 0);
-        put_u8(ct, off + 6, kAllLapics);
-        put_u8(ct, off + 7, l.lint);
+        store_u8(ct, off, kEntryLocalInterrupt);
+        store_u8(ct, off + 1, l.type);
+        store_le16(ct, off + 2, 0);
+        store_u8(ct, off + 4, kIsaBusId);
+        store_u8(ct, off + 5, 0);
+        store_u8(ct, off + 6, kAllLapics);
+        store_u8(ct, off + 7, l.lint);
         off += kEntrySize;
         ++count;
     }
     if (off != ct.size()) fail("internal: mptable size mismatch ({} != {})", off, ct.size());
 
     put_str(ct, 0, "PCMP", 4);
-    put_le16(ct, 4, static_cast<uint16_t>(ct.size()));  // base table length
-    put_u8(ct, 6, kSpecRev);
+    store_le16(ct, 4, static_cast<uint16_t>(ct.size()));  // base table length
+    store_u8(ct, 6, kSpecRev);
     put_str(ct, 8, "VMM", 8);        // OEM ID
     put_str(ct, 16, "X86 VM", 12);   // product ID
-    put_le32(ct, 28, 0);             // no OEM table
-    put_le16(ct, 32, 0);
-    put_le16(ct, 34, count);
-    put_le32(ct, 36, static_cast<uint32_t>(kLapicAddr));
-    put_le16(ct, 40, 0);  // no extended entries
-    put_u8(ct, 42, 0);
+    store_le32(ct, 28, 0);           // no OEM table
+    store_le16(ct, 32, 0);
+    store_le16(ct, 34, count);
+    store_le32(ct, 36, static_cast<uint32_t>(kLapicAddr));
+    store_le16(ct, 40, 0);  // no extended entries
+    store_u8(ct, 42, 0);
     fix_checksum(ct, 7);
 
     return {kMpTableAddr, std::move(buf)};

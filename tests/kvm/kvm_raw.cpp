@@ -7,11 +7,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstring>
 #include <thread>
 #include <vector>
 
 #include "vmm/core/bus.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/eventfd.h"
 #include "vmm/core/guest_memory.h"
 #include "vmm/core/kvm.h"
@@ -165,8 +165,7 @@ TEST_CASE("kvm: irqfd and KVM_SIGNAL_MSI deliver MSIs to the guest") {
     REQUIRE(g.mem.write_obj<uint32_t>(0x41 * 4, 0x00002100));
     // Software-enable the LAPIC (spurious vector register).
     auto lapic = g.vcpu->get_lapic();
-    uint32_t svr = 0x1ff;
-    std::memcpy(&lapic.regs[0xf0], &svr, 4);
+    vmm::store_le32({reinterpret_cast<uint8_t*>(lapic.regs), sizeof lapic.regs}, 0xf0, 0x1ff);
     g.vcpu->set_lapic(lapic);
 
     kvm_irq_routing_entry e{};

@@ -16,15 +16,16 @@
 #include <thread>
 #include <vector>
 
+#include "vmm/core/bytes.h"
+
 using Catch::Matchers::Contains;
 
 namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-void put(Bytes& b, size_t off, uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) b[off + i] = uint8_t(v >> (8 * i));
-}
+// v as n little-endian bytes at off (argument order kept for the tables below).
+void put(Bytes& b, size_t off, uint64_t v, int n) { vmm::store_le(b, off, static_cast<size_t>(n), v); }
 
 // A bzImage with one setup sector whose 64-bit entry (load + 0x200) runs `code`.
 Bytes make_bzimage(const Bytes& code) {

@@ -4,28 +4,23 @@
 
 #include <cstring>
 #include <set>
+#include <span>
 
 #include "arch/x86_64/cpu.h"
 #include "arch/x86_64/layout.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 using namespace vmm::arch::x86;
 
 namespace {
 
-uint64_t rd64(const std::vector<uint8_t>& b, std::size_t off) {
-    REQUIRE(off + 8 <= b.size());
-    uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= uint64_t{b[off + i]} << (8 * i);
-    return v;
-}
-
 // Walks the blobs as a guest MMU would: translate a virtual address through
 // PML4 -> PDPT -> PD (2 MiB page).
 uint64_t translate(const std::vector<Blob>& pt, uint64_t va) {
     auto read_entry = [&](uint64_t gpa) -> uint64_t {
         for (const auto& b : pt) {
-            if (gpa >= b.gpa && gpa + 8 <= b.gpa + b.bytes.size()) return rd64(b.bytes, gpa - b.gpa);
+            if (gpa >= b.gpa && gpa + 8 <= b.gpa + b.bytes.size()) return vmm::load_le64(b.bytes, gpa - b.gpa);
         }
         FAIL("page table entry at " << gpa << " is not in any blob");
         return 0;
@@ -52,11 +47,7 @@ kvm_cpuid_entry2 leaf(uint32_t fn, uint32_t idx, uint32_t a, uint32_t b, uint32_
     return e;
 }
 
-uint32_t vendor_reg(const char* s) {
-    uint32_t v;
-    std::memcpy(&v, s, 4);
-    return v;
-}
+uint32_t vendor_reg(const char* s) { return vmm::load_le32({reinterpret_cast<const uint8_t*>(s), 4}, 0); }
 
 // A plausible KVM_GET_SUPPORTED_CPUID result for an Intel host.
 std::vector<kvm_cpuid_entry2> intel_cpuid() {
@@ -104,8 +95,8 @@ TEST_CASE("arch: page tables identity-map 4 GiB with 2 MiB pages", "[arch][cpu]"
     CHECK(pt[2].bytes.size() == 4 * 4096);
     CHECK(pt[2].gpa + pt[2].bytes.size() == 0xf000);
     // Only one PML4 entry and four PDPT entries are present.
-    for (int i = 1; i < 512; ++i) REQUIRE(rd64(pt[0].bytes, i * 8) == 0);
-    for (int i = 4; i < 512; ++i) REQUIRE(rd64(pt[1].bytes, i * 8) == 0);
+    for (int i = 1; i < 512; ++i) REQUIRE(vmm::load_le64(pt[0].bytes, i * 8) == 0);
+    for (int i = 4; i < 512; ++i) REQUIRE(vmm::load_le64(pt[1].bytes, i * 8) == 0);
     for (uint64_t va : {uint64_t{0}, uint64_t{0x7000}, uint64_t{0x1000200}, uint64_t{0x3fffffff},
                         uint64_t{0x40000000}, uint64_t{0xbfffffff}, uint64_t{0xfee00000},
                         uint64_t{0xffffffff}}) {
@@ -113,7 +104,7 @@ TEST_CASE("arch: page tables identity-map 4 GiB with 2 MiB pages", "[arch][cpu]"
     }
     // Every PD entry: present, writable, PS, and the right frame.
     for (uint64_t j = 0; j < 2048; ++j) {
-        REQUIRE(rd64(pt[2].bytes, j * 8) == ((j << 21) | 0x83));
+        REQUIRE(vmm::load_le64(pt[2].bytes, j * 8) == ((j << 21) | 0x83));
     }
 }
 
@@ -130,9 +121,9 @@ TEST_CASE("arch: GDT descriptors decode to the documented segments", "[arch][cpu
     CHECK(g.gpa == kGdtAddr);
     REQUIRE(g.bytes.size() == kGdtBytes);
     CHECK(g.gpa + g.bytes.size() <= kIdtAddr);
-    CHECK(rd64(g.bytes, 0) == 0);
+    CHECK(vmm::load_le64(g.bytes, 0) == 0);
 
-    const auto c32 = segment_from_descriptor(rd64(g.bytes, 0x08), 0x08);
+    const auto c32 = segment_from_descriptor(vmm::load_le64(g.bytes, 0x08), 0x08);
     CHECK(c32.base == 0);
     CHECK(c32.limit == 0xffffffff);
     CHECK(c32.type == 0xb);
@@ -142,25 +133,25 @@ TEST_CASE("arch: GDT descriptors decode to the documented segments", "[arch][cpu
     CHECK(c32.l == 0);
     CHECK(c32.g == 1);
 
-    const auto c64 = segment_from_descriptor(rd64(g.bytes, 0x10), 0x10);
+    const auto c64 = segment_from_descriptor(vmm::load_le64(g.bytes, 0x10), 0x10);
     CHECK(c64.l == 1);
     CHECK(c64.db == 0);
     CHECK(c64.type == 0xb);
     CHECK(c64.present == 1);
 
-    const auto d = segment_from_descriptor(rd64(g.bytes, 0x18), 0x18);
+    const auto d = segment_from_descriptor(vmm::load_le64(g.bytes, 0x18), 0x18);
     CHECK(d.type == 0x3);
     CHECK(d.db == 1);
     CHECK(d.limit == 0xffffffff);
     CHECK(d.s == 1);
 
-    const auto tss = segment_from_descriptor(rd64(g.bytes, 0x20), 0x20);
+    const auto tss = segment_from_descriptor(vmm::load_le64(g.bytes, 0x20), 0x20);
     CHECK(tss.type == 0xb);  // busy TSS
     CHECK(tss.s == 0);
     CHECK(tss.present == 1);
     CHECK(tss.limit == 0x67);
     CHECK(tss.g == 0);
-    CHECK(rd64(g.bytes, 0x28) == 0);  // upper half of the 16-byte TSS descriptor
+    CHECK(vmm::load_le64(g.bytes, 0x28) == 0);  // upper half of the 16-byte TSS descriptor
 }
 
 TEST_CASE("arch: segment_from_descriptor decodes base and limit bits", "[arch][cpu]") {
@@ -267,12 +258,9 @@ TEST_CASE("arch: boot MSRs", "[arch][cpu]") {
 
 TEST_CASE("arch: LAPIC LINT0 ExtINT and LINT1 NMI", "[arch][cpu]") {
     kvm_lapic_state l{};
-    auto put = [&](std::size_t off, uint32_t v) { std::memcpy(&l.regs[off], &v, 4); };
-    auto get = [&](std::size_t off) {
-        uint32_t v;
-        std::memcpy(&v, &l.regs[off], 4);
-        return v;
-    };
+    const std::span<uint8_t> regs(reinterpret_cast<uint8_t*>(l.regs), sizeof l.regs);
+    auto put = [&](std::size_t off, uint32_t v) { vmm::store_le32(regs, off, v); };
+    auto get = [&](std::size_t off) { return vmm::load_le32(regs, off); };
     put(0x350, 0x00010000 | (1u << 8));  // masked, fixed -> mode 1 junk
     put(0x360, 0x00010000 | (7u << 8));
     put(0x370, 0x12345678);

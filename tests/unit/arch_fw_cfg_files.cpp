@@ -11,6 +11,7 @@
 
 #include "arch/x86_64/acpi.h"
 #include "arch/x86_64/fw_cfg_files.h"
+#include "vmm/core/bytes.h"
 
 using namespace vmm::arch::x86;
 using namespace vmm::arch::x86::table_loader;
@@ -36,10 +37,8 @@ std::string name_at(const std::vector<uint8_t>& c, std::size_t off) {
 }
 
 uint64_t get(const std::vector<uint8_t>& b, std::size_t off, std::size_t n) {
-    if (off > b.size() || n > b.size() - off) throw std::runtime_error("read past a file's end");
-    uint64_t v = 0;
-    for (std::size_t i = 0; i < n; ++i) v |= uint64_t{b[off + i]} << (8 * i);
-    return v;
+    if (!vmm::in_bounds(b.size(), off, n)) throw std::runtime_error("read past a file's end");
+    return vmm::load_le(b, off, n);
 }
 
 uint8_t sum(const std::vector<uint8_t>& b, std::size_t off, std::size_t len) {
@@ -90,7 +89,7 @@ struct Guest {
         const uint64_t v = get(dest, off, size);
         if (v >= src_bytes.size()) throw std::runtime_error("pointer outside its source file");
         const uint64_t p = v + at[src];
-        for (std::size_t i = 0; i < size; ++i) dest[off + i] = static_cast<uint8_t>(p >> (8 * i));
+        vmm::store_le(dest, off, size, p);
     }
     void add_checksum(const std::vector<uint8_t>& c) {
         auto& f = loaded(name_at(c, kChecksumFile));
@@ -285,7 +284,7 @@ TEST_CASE("fw_cfg files: a broken loader script fails the walk", "[arch][fw_cfg]
             auto moved = script;
             const std::size_t field = type == kAddPointer ? kPointerOffset : kChecksumResult;
             const uint32_t v = static_cast<uint32_t>(rd(moved, off + field, 4)) + 4;
-            for (int i = 0; i < 4; ++i) moved[off + field + i] = static_cast<uint8_t>(v >> (8 * i));
+            vmm::store_le32(moved, off + field, v);
             CHECK_FALSE(verify(t, with_script(moved)).empty());
         }
     }

@@ -311,64 +311,64 @@ TEST_CASE("arch: ELF validation errors", "[arch][kernel]") {
         f[4] = 1;
         CHECK_THAT(error_of(f, ram), Catch::Contains("64-bit"));
         f = make_elf();
-        w16(f, 0x12, 3);
+        store_le16(f, 0x12, 3);
         CHECK_THAT(error_of(f, ram), Catch::Contains("not x86-64"));
         f = make_elf();
-        w16(f, 0x10, 3);  // ET_DYN
+        store_le16(f, 0x10, 3);  // ET_DYN
         CHECK_THAT(error_of(f, ram), Catch::Contains("ET_EXEC"));
     }
     SECTION("huge phnum") {
         auto f = make_elf();
-        w16(f, 0x38, 0xfffe);
+        store_le16(f, 0x38, 0xfffe);
         CHECK_THAT(error_of(f, ram), Catch::Contains("program header table"));
-        w16(f, 0x38, 0xffff);
+        store_le16(f, 0x38, 0xffff);
         CHECK_THAT(error_of(f, ram), Catch::Contains("PN_XNUM"));
-        w16(f, 0x38, 0);
+        store_le16(f, 0x38, 0);
         CHECK_THAT(error_of(f, ram), Catch::Contains("no program headers"));
     }
     SECTION("phoff overflow") {
         auto f = make_elf();
-        w64(f, 0x20, ~uint64_t{0} - 8);
+        store_le64(f, 0x20, ~uint64_t{0} - 8);
         CHECK_THAT(error_of(f, ram), Catch::Contains("program header table"));
     }
     SECTION("small phentsize") {
         auto f = make_elf();
-        w16(f, 0x36, 32);
+        store_le16(f, 0x36, 32);
         CHECK_THAT(error_of(f, ram), Catch::Contains("program header size"));
     }
     SECTION("segment past EOF") {
         auto f = make_elf();
-        w64(f, kPh1 + 32, kLoadFilesz + 1);
+        store_le64(f, kPh1 + 32, kLoadFilesz + 1);
         CHECK_THAT(error_of(f, ram), Catch::Contains("past the end of the file"));
         f = make_elf();
-        w64(f, kPh1 + 8, ~uint64_t{0} - 0x10);  // p_offset + p_filesz overflows
+        store_le64(f, kPh1 + 8, ~uint64_t{0} - 0x10);  // p_offset + p_filesz overflows
         CHECK_THAT(error_of(f, ram), Catch::Contains("past the end of the file"));
     }
     SECTION("filesz > memsz") {
         auto f = make_elf();
-        w64(f, kPh1 + 40, kLoadFilesz - 1);
+        store_le64(f, kPh1 + 40, kLoadFilesz - 1);
         CHECK_THAT(error_of(f, ram), Catch::Contains("p_filesz"));
     }
     SECTION("segment past RAM") {
         auto f = make_elf();
         CHECK_THAT(error_of(f, ram_layout(16 * MiB)), Catch::Contains("outside guest RAM"));
-        w64(f, kPh1 + 40, ~uint64_t{0} - 0x100);  // paddr + memsz overflows
+        store_le64(f, kPh1 + 40, ~uint64_t{0} - 0x100);  // paddr + memsz overflows
         CHECK_THAT(error_of(f, ram), Catch::Contains("outside guest RAM"));
         f = make_elf();
-        w64(f, kPh1 + 24, uint64_t{5} << 30);  // in the high region: not allowed
+        store_le64(f, kPh1 + 24, uint64_t{5} << 30);  // in the high region: not allowed
         CHECK_THAT(error_of(f, ram_layout(8 * GiB)), Catch::Contains("outside guest RAM"));
     }
     SECTION("segment in the low 1 MiB") {
         auto f = make_elf();
-        w64(f, kPh1 + 24, 0x8000);
+        store_le64(f, kPh1 + 24, 0x8000);
         CHECK_THAT(error_of(f, ram), Catch::Contains("low 1 MiB"));
     }
     SECTION("note runs past its segment") {
         auto f = make_elf();
-        w32(f, kNoteOff + 4, 0x1000);  // descsz larger than the PT_NOTE
+        store_le32(f, kNoteOff + 4, 0x1000);  // descsz larger than the PT_NOTE
         CHECK_THAT(error_of(f, ram), Catch::Contains("runs past"));
         f = make_elf();
-        w32(f, kNoteOff, 0xffffffff);  // namesz huge
+        store_le32(f, kNoteOff, 0xffffffff);  // namesz huge
         CHECK_THAT(error_of(f, ram), Catch::Contains("runs past"));
     }
     SECTION("truncated at every length") {

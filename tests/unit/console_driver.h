@@ -8,12 +8,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "test_util.h"
 #include "virtio/console.h"
 #include "virtq_builder.h"
+#include "vmm/core/bytes.h"
 
 namespace test::console {
 
@@ -114,9 +116,8 @@ public:
                 out.push_back({0, 0xffff, 0, b});
                 continue;
             }
-            auto u8 = [&](size_t i) { return static_cast<uint32_t>(static_cast<uint8_t>(b[i])); };
-            out.push_back({u8(0) | u8(1) << 8 | u8(2) << 16 | u8(3) << 24, static_cast<uint16_t>(u8(4) | u8(5) << 8),
-                           static_cast<uint16_t>(u8(6) | u8(7) << 8), b.substr(8)});
+            const std::span<const uint8_t> m(reinterpret_cast<const uint8_t*>(b.data()), b.size());
+            out.push_back({vmm::load_le32(m, 0), vmm::load_le16(m, 4), vmm::load_le16(m, 6), b.substr(8)});
         }
         return out;
     }

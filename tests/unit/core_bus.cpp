@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "vmm/core/bus.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 namespace {

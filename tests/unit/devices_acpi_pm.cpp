@@ -11,6 +11,7 @@
 
 #include "devices/acpi_pm.h"
 #include "vmm/core/bus.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/irq.h"
 
 namespace {
@@ -116,12 +117,9 @@ TEST_CASE("devices: acpi_pm power button raises SCI only when enabled", "[device
     auto in16 = [&](uint64_t off) {
         uint8_t b[2] = {};
         REQUIRE(bus.read(kBase + off, b));
-        return unsigned(b[0] | b[1] << 8);
+        return unsigned(vmm::load_le16(b, 0));
     };
-    auto out16 = [&](uint64_t off, unsigned v) {
-        const uint8_t b[2] = {uint8_t(v), uint8_t(v >> 8)};
-        REQUIRE(bus.write(kBase + off, b));
-    };
+    auto out16 = [&](uint64_t off, unsigned v) { REQUIRE(bus.write(kBase + off, vmm::le_bytes(2, v))); };
 
     pm->power_button();
     CHECK((in16(STS) & 0x100) == 0x100);  // status set even when not enabled

@@ -20,6 +20,7 @@
 
 #include "devices/cfi_flash.h"
 #include "vmm/core/bus.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 using vmm::devices::CfiFlash;

@@ -9,6 +9,7 @@
 
 #include "devices/fw_cfg.h"
 #include "vmm/core/bus.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 #include "vmm/core/guest_memory.h"
 
@@ -19,19 +20,6 @@ constexpr uint64_t kHighRam = 0x100000000ull;  // a second region above 4 GiB
 constexpr uint64_t kPort = 0x510;
 
 constexpr uint32_t kError = 0x01, kRead = 0x02, kSkip = 0x04, kSelect = 0x08, kWrite = 0x10;
-
-std::vector<uint8_t> be(uint64_t v, int n) {
-    std::vector<uint8_t> b(n);
-    for (int i = 0; i < n; ++i) b[i] = uint8_t(v >> (8 * (n - 1 - i)));
-    return b;
-}
-
-uint64_t from_be(const std::vector<uint8_t>& b, std::size_t off, int n) {
-    REQUIRE(off + n <= b.size());
-    uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v = v << 8 | b[off + i];
-    return v;
-}
 
 struct Rig {
     vmm::GuestMemory mem;
@@ -45,8 +33,7 @@ struct Rig {
         bus.add(kPort, vmm::devices::FwCfg::kLength, dev);
     }
     void select(uint16_t key) {
-        const uint8_t b[2] = {uint8_t(key), uint8_t(key >> 8)};
-        REQUIRE(bus.write(kPort, b));
+        REQUIRE(bus.write(kPort, vmm::le_bytes(2, key)));
     }
     std::vector<uint8_t> data(std::size_t n) {
         std::vector<uint8_t> out(n);
@@ -60,22 +47,22 @@ struct Rig {
     }
     void fill(uint64_t gpa, std::size_t n, uint8_t v) { REQUIRE(mem.write(gpa, std::vector<uint8_t>(n, v))); }
     void put_desc(uint64_t at, uint32_t control, uint32_t length, uint64_t addr) {
-        auto d = be(uint64_t{control} << 32 | length, 8);
-        auto a = be(addr, 8);
+        auto d = vmm::be_bytes(8, uint64_t{control} << 32 | length);
+        auto a = vmm::be_bytes(8, addr);
         d.insert(d.end(), a.begin(), a.end());
         REQUIRE(mem.write(at, d));
     }
     // 32-bit high half, then the low half that starts the transfer.
     void kick(uint64_t desc) {
-        REQUIRE(bus.write(kPort + 4, be(desc >> 32, 4)));
-        REQUIRE(bus.write(kPort + 8, be(desc & 0xffffffff, 4)));
+        REQUIRE(bus.write(kPort + 4, vmm::be_bytes(4, desc >> 32)));
+        REQUIRE(bus.write(kPort + 8, vmm::be_bytes(4, desc & 0xffffffff)));
     }
     // Runs one transfer with the descriptor at `desc`; returns the control
     // word written back.
     uint32_t dma(uint32_t control, uint32_t length, uint64_t addr, uint64_t desc = 0x100) {
         put_desc(desc, control, length, addr);
         kick(desc);
-        return uint32_t(from_be(ram(desc, 4), 0, 4));
+        return vmm::load_be32(ram(desc, 4), 0);
     }
 };
 
@@ -157,7 +144,7 @@ TEST_CASE("fw_cfg: file directory is sorted by name with big-endian fields", "[d
     r.dev->add_file("z", {});
     r.select(0x19);
     const auto dir = r.data(4 + 3 * 64 + 1);
-    CHECK(from_be(dir, 0, 4) == 3);
+    CHECK(vmm::load_be32(dir, 0) == 3);
     struct Want {
         std::string name;
         uint32_t size;
@@ -167,9 +154,9 @@ TEST_CASE("fw_cfg: file directory is sorted by name with big-endian fields", "[d
     for (std::size_t i = 0; i < 3; ++i) {
         const std::size_t e = 4 + 64 * i;
         INFO(want[i].name);
-        CHECK(from_be(dir, e, 4) == want[i].size);
-        CHECK(from_be(dir, e + 4, 2) == want[i].key);
-        CHECK(from_be(dir, e + 6, 2) == 0);
+        CHECK(vmm::load_be32(dir, e) == want[i].size);
+        CHECK(vmm::load_be16(dir, e + 4) == want[i].key);
+        CHECK(vmm::load_be16(dir, e + 6) == 0);
         std::string name(dir.begin() + e + 8, dir.begin() + e + 64);
         CHECK(name == want[i].name + std::string(56 - want[i].name.size(), '\0'));
     }
@@ -187,7 +174,7 @@ TEST_CASE("fw_cfg: bad file names are rejected", "[devices][fw_cfg]") {
     r.dev->add_file("etc/x", {1});
     CHECK_THROWS_AS(r.dev->add_file("etc/x", {2}), vmm::Error);
     r.select(0x19);
-    CHECK(from_be(r.data(4), 0, 4) == 2);
+    CHECK(vmm::load_be32(r.data(4), 0) == 2);
 }
 
 TEST_CASE("fw_cfg: DMA select and read of a file, zero fill past the end", "[devices][fw_cfg]") {
@@ -270,7 +257,7 @@ TEST_CASE("fw_cfg: hostile DMA descriptors and ranges", "[devices][fw_cfg]") {
     SECTION("no guest memory: DMA is ignored") {
         vmm::Bus bus{"pio"};
         bus.add(kPort, vmm::devices::FwCfg::kLength, std::make_shared<vmm::devices::FwCfg>(nullptr));
-        REQUIRE(bus.write(kPort + 4, be(0x100, 8)));
+        REQUIRE(bus.write(kPort + 4, vmm::be_bytes(8, 0x100)));
         const uint8_t key[2] = {0, 0};
         REQUIRE(bus.write(kPort, key));
         uint8_t q = 0;
@@ -286,7 +273,7 @@ TEST_CASE("fw_cfg: DMA address register", "[devices][fw_cfg]") {
     SECTION("reads return the signature") {
         std::vector<uint8_t> sig(8);
         REQUIRE(r.bus.read(kPort + 4, sig));
-        CHECK(from_be(sig, 0, 8) == 0x51454d5520434647ull);
+        CHECK(vmm::load_be64(sig, 0) == 0x51454d5520434647ull);
         std::vector<uint8_t> lo(4);
         REQUIRE(r.bus.read(kPort + 8, lo));
         CHECK(lo == bytes(" CFG"));
@@ -294,23 +281,23 @@ TEST_CASE("fw_cfg: DMA address register", "[devices][fw_cfg]") {
     SECTION("32-bit high then low; the high half alone does not start") {
         const uint64_t desc = kHighRam + 0x100;
         r.put_desc(desc, sel(0x20) | kRead, 3, kHighRam + 0x800);
-        REQUIRE(r.bus.write(kPort + 4, be(desc >> 32, 4)));
+        REQUIRE(r.bus.write(kPort + 4, vmm::be_bytes(4, desc >> 32)));
         CHECK(r.ram(kHighRam + 0x800, 3) == std::vector<uint8_t>(3, 0));
-        REQUIRE(r.bus.write(kPort + 8, be(desc & 0xffffffff, 4)));
+        REQUIRE(r.bus.write(kPort + 8, vmm::be_bytes(4, desc & 0xffffffff)));
         CHECK(r.ram(kHighRam + 0x800, 3) == bytes("abc"));
-        CHECK(from_be(r.ram(desc, 4), 0, 4) == 0);
+        CHECK(vmm::load_be32(r.ram(desc, 4), 0) == 0);
         // The high half is cleared by the transfer: a low-only write now
         // names a descriptor below 4 GiB.
         r.put_desc(0x100, kRead, 2, 0x900);
-        REQUIRE(r.bus.write(kPort + 8, be(0x100, 4)));
+        REQUIRE(r.bus.write(kPort + 8, vmm::be_bytes(4, 0x100)));
         CHECK(r.ram(0x900, 2) == bytes("de"));
     }
     SECTION("one 64-bit write") {
         const uint64_t desc = kHighRam + 0x200;
         r.put_desc(desc, sel(0x20) | kSkip | kRead, 4, 0x900);  // read wins over skip
-        REQUIRE(r.bus.write(kPort + 4, be(desc, 8)));
+        REQUIRE(r.bus.write(kPort + 4, vmm::be_bytes(8, desc)));
         CHECK(r.ram(0x900, 4) == bytes("abcd"));
-        CHECK(from_be(r.ram(desc, 4), 0, 4) == 0);
+        CHECK(vmm::load_be32(r.ram(desc, 4), 0) == 0);
     }
 }
 
@@ -325,12 +312,12 @@ TEST_CASE("fw_cfg: DMA transfers from several vCPUs do not interleave", "[device
     for (int i = 0; i < kThreads; ++i) {
         threads.emplace_back([&, i] {
             const uint64_t desc = 0x1000 + 0x100 * i, buf = 0x4000 + 0x100 * i;
-            std::vector<uint8_t> d = be(uint64_t{sel(uint16_t(0x20 + i)) | kRead} << 32 | 64, 8);
-            const auto a = be(buf, 8);
+            std::vector<uint8_t> d = vmm::be_bytes(8, uint64_t{sel(uint16_t(0x20 + i)) | kRead} << 32 | 64);
+            const auto a = vmm::be_bytes(8, buf);
             d.insert(d.end(), a.begin(), a.end());
             for (int n = 0; n < kRounds; ++n) {
                 std::vector<uint8_t> got(64);
-                if (!r.mem.write(desc, d) || !r.bus.write(kPort + 4, be(desc, 8)) || !r.mem.read(buf, got) ||
+                if (!r.mem.write(desc, d) || !r.bus.write(kPort + 4, vmm::be_bytes(8, desc)) || !r.mem.read(buf, got) ||
                     got != std::vector<uint8_t>(64, uint8_t(i + 1))) {
                     ++bad[i];
                 }

@@ -8,6 +8,7 @@
 
 #include "devices/pci.h"
 #include "vmm/core/bus.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 using namespace vmm::devices::pci;

@@ -6,17 +6,13 @@
 #include <vector>
 
 #include "devices/pci_rom.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 using namespace vmm::devices::pci;
 using Catch::Matchers::Contains;
 
 namespace {
-
-void put16(std::vector<uint8_t>& b, size_t off, uint16_t v) {
-    b[off] = static_cast<uint8_t>(v);
-    b[off + 1] = static_cast<uint8_t>(v >> 8);
-}
 
 // Appends one image of `blocks` * 512 bytes with its PCIR at 0x40 (and a
 // device list at 0x60 when `list` is not empty).
@@ -27,17 +23,17 @@ void add_image(std::vector<uint8_t>& rom, uint16_t vendor, uint16_t device, uint
     rom[base] = 0x55;
     rom[base + 1] = 0xaa;
     rom[base + 2] = static_cast<uint8_t>(blocks);
-    put16(rom, base + 0x18, 0x40);
+    vmm::store_le16(rom, base + 0x18, 0x40);
     size_t p = base + 0x40;
     rom[p] = 'P', rom[p + 1] = 'C', rom[p + 2] = 'I', rom[p + 3] = 'R';
-    put16(rom, p + 4, vendor);
-    put16(rom, p + 6, device);
+    vmm::store_le16(rom, p + 4, vendor);
+    vmm::store_le16(rom, p + 6, device);
     if (!list.empty()) {
-        put16(rom, p + 8, 0x20);
-        for (size_t i = 0; i < list.size(); ++i) put16(rom, p + 0x20 + 2 * i, list[i]);
+        vmm::store_le16(rom, p + 8, 0x20);
+        for (size_t i = 0; i < list.size(); ++i) vmm::store_le16(rom, p + 0x20 + 2 * i, list[i]);
     }
     rom[p + 0x0c] = 3;  // PCIR revision (PCI 3.0)
-    put16(rom, p + 0x10, blocks);
+    vmm::store_le16(rom, p + 0x10, blocks);
     rom[p + 0x14] = type;
     rom[p + 0x15] = last ? 0x80 : 0;
 }
@@ -80,16 +76,16 @@ TEST_CASE("pci rom: malformed files are refused with a reason", "[devices][pci]"
     bad[1] = 0x55;
     CHECK_THAT(error_of(bad), Contains("signature"));
     bad = good;
-    put16(bad, 0x18, 0xfff0);  // PCIR pointer past the end
+    vmm::store_le16(bad, 0x18, 0xfff0);  // PCIR pointer past the end
     CHECK_THAT(error_of(bad), Contains("no PCIR"));
     bad = good;
     bad[0x40] = 'X';
     CHECK_THAT(error_of(bad), Contains("no PCIR"));
     bad = good;
-    put16(bad, 0x40 + 0x10, 0);
+    vmm::store_le16(bad, 0x40 + 0x10, 0);
     CHECK_THAT(error_of(bad), Contains("length 0"));
     bad = good;
-    put16(bad, 0x40 + 0x10, 2);  // claims 1024 bytes in a 512-byte file
+    vmm::store_le16(bad, 0x40 + 0x10, 2);  // claims 1024 bytes in a 512-byte file
     CHECK_THAT(error_of(bad), Contains("past the end of the file"));
     bad = good;
     bad[0x40 + 0x15] = 0;  // not the last image, but nothing follows
@@ -98,7 +94,7 @@ TEST_CASE("pci rom: malformed files are refused with a reason", "[devices][pci]"
     // A device list running to the end of the file stops there.
     std::vector<uint8_t> list;
     add_image(list, 0x1af4, 0x1000, kRomCodeX86, true, 1, {0x1041});
-    for (size_t i = 0x60; i < list.size(); i += 2) put16(list, i, 0x1234);
+    for (size_t i = 0x60; i < list.size(); i += 2) vmm::store_le16(list, i, 0x1234);
     auto imgs = option_rom_images(list);
     REQUIRE(imgs.size() == 1);
     CHECK(imgs[0].more_devices.size() <= 256);

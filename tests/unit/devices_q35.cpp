@@ -12,6 +12,7 @@
 #include "devices/pci.h"
 #include "devices/q35.h"
 #include "vmm/core/bus.h"
+#include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
 using namespace vmm::devices::pci;

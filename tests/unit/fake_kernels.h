@@ -10,21 +10,16 @@
 #include <vector>
 
 #include "arch/x86_64/layout.h"
+#include "vmm/core/bytes.h"
 
 namespace test {
 
 using vmm::arch::x86::KiB;
 using vmm::arch::x86::MiB;
 
-inline void w16(std::vector<uint8_t>& b, std::size_t off, uint16_t v) {
-    for (int i = 0; i < 2; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-}
-inline void w32(std::vector<uint8_t>& b, std::size_t off, uint32_t v) {
-    for (int i = 0; i < 4; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-}
-inline void w64(std::vector<uint8_t>& b, std::size_t off, uint64_t v) {
-    for (int i = 0; i < 8; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-}
+using vmm::store_le16;
+using vmm::store_le32;
+using vmm::store_le64;
 
 struct BzOpts {
     uint16_t version = 0x020f;
@@ -45,19 +40,19 @@ inline std::vector<uint8_t> make_bzimage(const BzOpts& o = {}) {
     const std::size_t setup = (std::size_t{o.setup_sects ? o.setup_sects : 4u} + 1) * 512;
     std::vector<uint8_t> f(setup + o.code_size, 0);
     f[0x1f1] = o.setup_sects;
-    w16(f, 0x1fe, 0xaa55);
+    store_le16(f, 0x1fe, 0xaa55);
     f[0x200] = 0xeb;
     f[0x201] = o.jump;
     std::memcpy(&f[0x202], "HdrS", 4);
-    w16(f, 0x206, o.version);
+    store_le16(f, 0x206, o.version);
     f[0x211] = o.loadflags;
-    w32(f, 0x22c, o.initrd_addr_max);
-    w32(f, 0x230, o.kernel_alignment);
+    store_le32(f, 0x22c, o.initrd_addr_max);
+    store_le32(f, 0x230, o.kernel_alignment);
     f[0x234] = o.relocatable;
-    w16(f, 0x236, o.xloadflags);
-    w32(f, 0x238, o.cmdline_size);
-    w64(f, 0x258, o.pref_address);
-    w32(f, 0x260, o.init_size);
+    store_le16(f, 0x236, o.xloadflags);
+    store_le32(f, 0x238, o.cmdline_size);
+    store_le64(f, 0x258, o.pref_address);
+    store_le32(f, 0x260, o.init_size);
     for (std::size_t i = setup; i < f.size(); ++i) f[i] = static_cast<uint8_t>(i * 7);
     return f;
 }
@@ -83,39 +78,39 @@ inline std::vector<uint8_t> make_elf(const ElfOpts& o = {}) {
     std::vector<uint8_t> f(kLoadOff + kLoadFilesz, 0);
     const uint8_t ident[] = {0x7f, 'E', 'L', 'F', 2, 1, 1};
     std::memcpy(f.data(), ident, sizeof ident);
-    w16(f, 0x10, 2);   // ET_EXEC
-    w16(f, 0x12, 62);  // EM_X86_64
-    w32(f, 0x14, 1);
-    w64(f, 0x18, 0xffffffff81000000);  // e_entry: virtual, ignored
-    w64(f, 0x20, kPh0);                // e_phoff
-    w16(f, 0x34, 64);
-    w16(f, 0x36, 56);
-    w16(f, 0x38, 2);
+    store_le16(f, 0x10, 2);   // ET_EXEC
+    store_le16(f, 0x12, 62);  // EM_X86_64
+    store_le32(f, 0x14, 1);
+    store_le64(f, 0x18, 0xffffffff81000000);  // e_entry: virtual, ignored
+    store_le64(f, 0x20, kPh0);                // e_phoff
+    store_le16(f, 0x34, 64);
+    store_le16(f, 0x36, 56);
+    store_le16(f, 0x38, 2);
     // PT_NOTE
     const uint32_t note_len = 12 + 4 + o.desc_size;
-    w32(f, kPh0, o.with_note ? 4 : 6 /* PT_PHDR: ignored */);
-    w64(f, kPh0 + 8, kNoteOff);
-    w64(f, kPh0 + 32, note_len);
-    w64(f, kPh0 + 40, note_len);
-    w64(f, kPh0 + 48, 4);
-    w32(f, kNoteOff, 4);
-    w32(f, kNoteOff + 4, o.desc_size);
-    w32(f, kNoteOff + 8, o.note_type);
+    store_le32(f, kPh0, o.with_note ? 4 : 6 /* PT_PHDR: ignored */);
+    store_le64(f, kPh0 + 8, kNoteOff);
+    store_le64(f, kPh0 + 32, note_len);
+    store_le64(f, kPh0 + 40, note_len);
+    store_le64(f, kPh0 + 48, 4);
+    store_le32(f, kNoteOff, 4);
+    store_le32(f, kNoteOff + 4, o.desc_size);
+    store_le32(f, kNoteOff + 8, o.note_type);
     std::memcpy(&f[kNoteOff + 12], "Xen", 4);
     if (o.desc_size == 8) {
-        w64(f, kNoteOff + 16, o.entry);
+        store_le64(f, kNoteOff + 16, o.entry);
     } else {
-        w32(f, kNoteOff + 16, static_cast<uint32_t>(o.entry));
+        store_le32(f, kNoteOff + 16, static_cast<uint32_t>(o.entry));
     }
     // PT_LOAD
-    w32(f, kPh1, 1);
-    w32(f, kPh1 + 4, 5);
-    w64(f, kPh1 + 8, kLoadOff);
-    w64(f, kPh1 + 16, 0xffffffff81000000);
-    w64(f, kPh1 + 24, kLoadPaddr);
-    w64(f, kPh1 + 32, kLoadFilesz);
-    w64(f, kPh1 + 40, kLoadMemsz);
-    w64(f, kPh1 + 48, 0x200000);
+    store_le32(f, kPh1, 1);
+    store_le32(f, kPh1 + 4, 5);
+    store_le64(f, kPh1 + 8, kLoadOff);
+    store_le64(f, kPh1 + 16, 0xffffffff81000000);
+    store_le64(f, kPh1 + 24, kLoadPaddr);
+    store_le64(f, kPh1 + 32, kLoadFilesz);
+    store_le64(f, kPh1 + 40, kLoadMemsz);
+    store_le64(f, kPh1 + 48, 0x200000);
     for (std::size_t i = kLoadOff; i < f.size(); ++i) f[i] = static_cast<uint8_t>(i);
     return f;
 }

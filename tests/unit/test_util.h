@@ -8,16 +8,15 @@
 #include <thread>
 #include <vector>
 
+#include "vmm/core/bytes.h"
 #include "vmm/core/irq.h"
 
 namespace test {
 
-// Little-endian read of `n` bytes at `off`; fails the test if out of range.
+// Little-endian read of `n` bytes at `off`; out of range throws vmm::Error,
+// which fails the test.
 inline uint64_t rd(const std::vector<uint8_t>& b, std::size_t off, int n) {
-    REQUIRE(off + static_cast<std::size_t>(n) <= b.size());
-    uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v |= uint64_t{b[off + i]} << (8 * i);
-    return v;
+    return vmm::load_le(b, off, static_cast<std::size_t>(n));
 }
 
 // Polls `cond` every 5 ms for up to 2 s (I/O threads answer asynchronously);

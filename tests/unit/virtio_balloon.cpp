@@ -16,6 +16,7 @@
 #include "test_util.h"
 #include "virtio/balloon.h"
 #include "virtq_builder.h"
+#include "vmm/core/bytes.h"
 
 namespace {
 
@@ -61,7 +62,7 @@ struct BalloonRig {
         uint32_t len = static_cast<uint32_t>(pfns.size() * 4) + extra_bytes;
         uint64_t a = ram.alloc(len, 4);
         std::vector<uint8_t> bytes(len, 0);
-        if (!pfns.empty()) std::memcpy(bytes.data(), pfns.data(), pfns.size() * 4);
+        for (size_t i = 0; i < pfns.size(); ++i) vmm::store_le32(bytes, 4 * i, pfns[i]);
         ram.fill(a, bytes);
         rings[q]->add_chain({{a, len, false}});
         kicks[q]->signal();
@@ -75,17 +76,15 @@ struct BalloonRig {
 
 std::vector<uint8_t> stat(uint16_t tag, uint64_t val) {
     std::vector<uint8_t> r(10);
-    std::memcpy(r.data(), &tag, 2);
-    std::memcpy(r.data() + 2, &val, 8);
+    vmm::store_le16(r, 0, tag);
+    vmm::store_le64(r, 2, val);
     return r;
 }
 
 uint32_t config_u32(BalloonDevice& dev, uint64_t off) {
     uint8_t b[4];
     dev.read_config(off, b);
-    uint32_t v;
-    std::memcpy(&v, b, 4);
-    return v;
+    return vmm::load_le32(b, 0);
 }
 
 }  // namespace

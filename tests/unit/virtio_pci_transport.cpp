@@ -10,6 +10,7 @@
 #include "test_util.h"
 #include "virtio/pci_transport.h"
 #include "virtq_builder.h"
+#include "vmm/core/bytes.h"
 
 namespace {
 

@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <string>
@@ -18,6 +17,7 @@
 #include "test_util.h"
 #include "virtio/scsi.h"
 #include "virtq_builder.h"
+#include "vmm/core/bytes.h"
 
 using namespace vmm::virtio;
 using test::virtq::Desc;
@@ -152,8 +152,11 @@ struct Driver {
 };
 
 std::vector<uint8_t> rw10(uint8_t op, uint32_t lba, uint16_t blocks) {
-    return {op, 0, uint8_t(lba >> 24), uint8_t(lba >> 16), uint8_t(lba >> 8), uint8_t(lba), 0,
-            uint8_t(blocks >> 8), uint8_t(blocks), 0};
+    std::vector<uint8_t> c(10, 0);
+    c[0] = op;
+    vmm::store_be32(c, 2, lba);
+    vmm::store_be16(c, 7, blocks);
+    return c;
 }
 
 ScsiConfig config(std::vector<ScsiLunSpec> luns) {
@@ -408,9 +411,8 @@ TEST_CASE("scsi device: control queue answers TMFs and AN queries", "[scsi]") {
     drv.activate(dev);
     auto tmf = [&](uint32_t subtype, uint32_t lun) {
         std::vector<uint8_t> b(24, 0);
-        uint32_t type = scsi::kCtrlTmf;
-        std::memcpy(b.data(), &type, 4);
-        std::memcpy(b.data() + 4, &subtype, 4);
+        vmm::store_le32(b, 0, scsi::kCtrlTmf);
+        vmm::store_le32(b, 4, subtype);
         b[8] = 1;
         b[10] = static_cast<uint8_t>(0x40 | (lun >> 8));
         b[11] = static_cast<uint8_t>(lun);

@@ -6,8 +6,14 @@
 #include <vector>
 
 #include "virtio/scsi_target.h"
+#include "vmm/core/bytes.h"
 
 using namespace vmm::virtio::scsi;
+using vmm::load_be32;
+using vmm::load_be64;
+using vmm::store_be16;
+using vmm::store_be32;
+using vmm::store_be64;
 
 namespace {
 
@@ -40,24 +46,6 @@ std::vector<uint8_t> cdb(std::initializer_list<uint8_t> head, size_t len = 16) {
     std::copy(head.begin(), head.end(), c.begin());
     return c;
 }
-
-void be16(std::vector<uint8_t>& c, size_t o, uint16_t v) {
-    c[o] = static_cast<uint8_t>(v >> 8);
-    c[o + 1] = static_cast<uint8_t>(v);
-}
-void be32(std::vector<uint8_t>& c, size_t o, uint32_t v) {
-    be16(c, o, static_cast<uint16_t>(v >> 16));
-    be16(c, o + 2, static_cast<uint16_t>(v));
-}
-void be64(std::vector<uint8_t>& c, size_t o, uint64_t v) {
-    be32(c, o, static_cast<uint32_t>(v >> 32));
-    be32(c, o + 4, static_cast<uint32_t>(v));
-}
-uint32_t rd32(const std::vector<uint8_t>& d, size_t o) {
-    REQUIRE(o + 4 <= d.size());
-    return uint32_t{d[o]} << 24 | uint32_t{d[o + 1]} << 16 | uint32_t{d[o + 2]} << 8 | d[o + 3];
-}
-uint64_t rd64(const std::vector<uint8_t>& d, size_t o) { return uint64_t{rd32(d, o)} << 32 | rd32(d, o + 4); }
 
 void require_sense(const Outcome& o, const Sense& s) {
     REQUIRE(o.status == kStatusCheckCondition);
@@ -164,10 +152,10 @@ TEST_CASE("scsi: INQUIRY VPD pages", "[scsi]") {
     o = vpd(0xb0);
     REQUIRE(o.status == kStatusGood);
     REQUIRE(o.data.size() == 64);
-    CHECK(rd32(o.data, 8) == kMaxTransferBytes / 512);
-    CHECK(rd32(o.data, 20) == kMaxUnmapBlocksBytes / 512);
-    CHECK(rd32(o.data, 24) == kMaxUnmapDescriptors);
-    CHECK(rd32(o.data, 28) == 8);  // 4096 / 512
+    CHECK(load_be32(o.data, 8) == kMaxTransferBytes / 512);
+    CHECK(load_be32(o.data, 20) == kMaxUnmapBlocksBytes / 512);
+    CHECK(load_be32(o.data, 24) == kMaxUnmapDescriptors);
+    CHECK(load_be32(o.data, 28) == 8);  // 4096 / 512
     o = vpd(0xb1);
     REQUIRE(o.status == kStatusGood);
     CHECK(o.data[5] == 1);  // non-rotating
@@ -190,41 +178,41 @@ TEST_CASE("scsi: READ CAPACITY (10) and (16)", "[scsi]") {
     Lun d(disk_info());
     Outcome o = run(d, cdb({0x25}, 10));
     REQUIRE(o.status == kStatusGood);
-    CHECK(rd32(o.data, 0) == kBlocks - 1);
-    CHECK(rd32(o.data, 4) == 512);
+    CHECK(load_be32(o.data, 0) == kBlocks - 1);
+    CHECK(load_be32(o.data, 4) == 512);
     auto c = cdb({0x25}, 10);
-    be32(c, 2, 5);  // LBA without PMI
+    store_be32(c, 2, 5);  // LBA without PMI
     require_sense(run(d, c), kInvalidField);
 
     c = cdb({0x9e, 0x10});
-    be32(c, 10, 32);
+    store_be32(c, 10, 32);
     o = run(d, c);
     REQUIRE(o.status == kStatusGood);
     REQUIRE(o.data.size() == 32);
-    CHECK(rd64(o.data, 0) == kBlocks - 1);
-    CHECK(rd32(o.data, 8) == 512);
+    CHECK(load_be64(o.data, 0) == kBlocks - 1);
+    CHECK(load_be32(o.data, 8) == 512);
     CHECK(o.data[13] == 3);      // 8 logical blocks per physical block
     CHECK(o.data[14] == 0xc0);   // LBPME, LBPRZ
-    be32(c, 10, 12);
+    store_be32(c, 10, 12);
     CHECK(run(d, c).data.size() == 12);
     require_sense(run(d, cdb({0x9e, 0x11})), kInvalidField);  // other service action
 
     LunInfo big = disk_info();
     big.blocks = 1ull << 40;
     Lun b(big);
-    CHECK(rd32(run(b, cdb({0x25}, 10)).data, 0) == 0xffffffffu);  // too big: use (16)
+    CHECK(load_be32(run(b, cdb({0x25}, 10)).data, 0) == 0xffffffffu);  // too big: use (16)
 
     Lun cd(cd_info());
     o = run(cd, cdb({0x25}, 10));
-    CHECK(rd32(o.data, 0) == 99);
-    CHECK(rd32(o.data, 4) == 2048);
+    CHECK(load_be32(o.data, 0) == 99);
+    CHECK(load_be32(o.data, 4) == 2048);
 }
 
 TEST_CASE("scsi: READ and WRITE 6/10/12/16 become byte ranges", "[scsi]") {
     Lun d(disk_info());
     auto c = cdb({0x28}, 10);
-    be32(c, 2, 100);
-    be16(c, 7, 8);
+    store_be32(c, 2, 100);
+    store_be16(c, 7, 8);
     Outcome o = run(d, c);
     REQUIRE(o.status == kStatusGood);
     CHECK(o.io == Io::Read);
@@ -240,8 +228,8 @@ TEST_CASE("scsi: READ and WRITE 6/10/12/16 become byte ranges", "[scsi]") {
     CHECK(o.length == 256 * 512);
 
     c = cdb({0xaa});
-    be32(c, 2, 7);
-    be32(c, 6, 1);
+    store_be32(c, 2, 7);
+    store_be32(c, 6, 1);
     c.resize(12);
     o = run(d, c);
     CHECK(o.io == Io::Write);
@@ -250,58 +238,58 @@ TEST_CASE("scsi: READ and WRITE 6/10/12/16 become byte ranges", "[scsi]") {
     CHECK(!o.fua);
 
     c = cdb({0x8a, 0x08});  // WRITE(16) with FUA
-    be64(c, 2, kBlocks - 1);
-    be32(c, 10, 1);
+    store_be64(c, 2, kBlocks - 1);
+    store_be32(c, 10, 1);
     o = run(d, c);
     CHECK(o.io == Io::Write);
     CHECK(o.fua);
 
     c = cdb({0x28}, 10);  // zero blocks: no transfer, LBA still checked
-    be32(c, 2, kBlocks);
+    store_be32(c, 2, kBlocks);
     o = run(d, c);
     CHECK(o.status == kStatusGood);
     CHECK(o.length == 0);
-    be32(c, 2, kBlocks + 1);
+    store_be32(c, 2, kBlocks + 1);
     require_sense(run(d, c), kLbaOutOfRange);
 }
 
 TEST_CASE("scsi: READ/WRITE out of range, overflowing, too long, protected", "[scsi]") {
     Lun d(disk_info());
     auto c = cdb({0x88});
-    be64(c, 2, kBlocks - 1);
-    be32(c, 10, 2);
+    store_be64(c, 2, kBlocks - 1);
+    store_be32(c, 10, 2);
     require_sense(run(d, c), kLbaOutOfRange);
-    be64(c, 2, ~0ull);  // LBA + count wraps around 2^64
-    be32(c, 10, 2);
+    store_be64(c, 2, ~0ull);  // LBA + count wraps around 2^64
+    store_be32(c, 10, 2);
     require_sense(run(d, c), kLbaOutOfRange);
-    be64(c, 2, 0);
-    be32(c, 10, 0xffffffffu);  // huge transfer
+    store_be64(c, 2, 0);
+    store_be32(c, 10, 0xffffffffu);  // huge transfer
     require_sense(run(d, c), kLbaOutOfRange);
 
     LunInfo big = disk_info();
     big.blocks = 1ull << 40;
     auto c2 = cdb({0x88});
-    be32(c2, 10, 0xffffffffu);
+    store_be32(c2, 10, 0xffffffffu);
     require_sense(run(Lun(big), c2), kInvalidField);  // in range, above the maximum transfer length
 
     auto p = cdb({0x28, 0x20}, 10);  // RDPROTECT
-    be16(p, 7, 1);
+    store_be16(p, 7, 1);
     require_sense(run(d, p), kInvalidField);
 
     Lun ro(disk_info(true));
     auto w = cdb({0x2a}, 10);
-    be16(w, 7, 1);
+    store_be16(w, 7, 1);
     require_sense(run(ro, w), kWriteProtected);
     Lun cd(cd_info());
     require_sense(run(cd, w), kWriteProtected);
     auto r = cdb({0x28}, 10);
-    be32(r, 2, 99);
-    be16(r, 7, 1);
+    store_be32(r, 2, 99);
+    store_be16(r, 7, 1);
     Outcome o = run(cd, r);
     CHECK(o.io == Io::Read);
     CHECK(o.offset == 99 * 2048);
     CHECK(o.length == 2048);
-    be16(r, 7, 2);
+    store_be16(r, 7, 2);
     require_sense(run(cd, r), kLbaOutOfRange);
 }
 
@@ -326,7 +314,7 @@ TEST_CASE("scsi: SYNCHRONIZE CACHE", "[scsi]") {
     CHECK(run(d, cdb({0x35}, 10)).io == Io::Flush);
     CHECK(run(d, cdb({0x91})).io == Io::Flush);
     auto c = cdb({0x91});
-    be64(c, 2, kBlocks + 5);
+    store_be64(c, 2, kBlocks + 5);
     require_sense(run(d, c), kLbaOutOfRange);
     Outcome o = run(Lun(disk_info(true)), cdb({0x35}, 10));
     CHECK(o.status == kStatusGood);
@@ -349,10 +337,10 @@ TEST_CASE("scsi: MODE SENSE caching, control, all pages, write protect", "[scsi]
     CHECK(o.data[3] == 8);
     CHECK(o.data[12] == 0x08);
     CHECK(o.data[32] == 0x0a);
-    CHECK(rd32(o.data, 8) == 512);  // block length (the reserved byte 4 is 0)
+    CHECK(load_be32(o.data, 8) == 512);  // block length (the reserved byte 4 is 0)
 
     auto c = cdb({0x5a, 0, 0x0a}, 10);
-    be16(c, 7, 100);
+    store_be16(c, 7, 100);
     o = run(d, c);
     REQUIRE(o.data.size() == 8 + 8 + 12);
     CHECK(o.data[1] == 26);
@@ -371,17 +359,17 @@ TEST_CASE("scsi: UNMAP parameter lists", "[scsi]") {
     Lun d(disk_info());
     auto list = [](std::vector<std::pair<uint64_t, uint32_t>> ds) {
         std::vector<uint8_t> p(8 + 16 * ds.size(), 0);
-        be16(p, 0, static_cast<uint16_t>(p.size() - 2));
-        be16(p, 2, static_cast<uint16_t>(16 * ds.size()));
+        store_be16(p, 0, static_cast<uint16_t>(p.size() - 2));
+        store_be16(p, 2, static_cast<uint16_t>(16 * ds.size()));
         for (size_t i = 0; i < ds.size(); ++i) {
-            be64(p, 8 + 16 * i, ds[i].first);
-            be32(p, 16 + 16 * i, ds[i].second);
+            store_be64(p, 8 + 16 * i, ds[i].first);
+            store_be32(p, 16 + 16 * i, ds[i].second);
         }
         return p;
     };
     auto unmap = [&](const std::vector<uint8_t>& p, size_t declared) {
         auto c = cdb({0x42}, 10);
-        be16(c, 7, static_cast<uint16_t>(declared));
+        store_be16(c, 7, static_cast<uint16_t>(declared));
         CHECK(parameter_length(c, 512) == declared);
         return d.execute(c, p);
     };
@@ -411,15 +399,15 @@ TEST_CASE("scsi: UNMAP parameter lists", "[scsi]") {
     require_sense(d.execute(anchor, {}), kInvalidField);
     Lun ro(disk_info(true));
     auto c = cdb({0x42}, 10);
-    be16(c, 7, static_cast<uint16_t>(p.size()));
+    store_be16(c, 7, static_cast<uint16_t>(p.size()));
     require_sense(ro.execute(c, p), kWriteProtected);
 }
 
 TEST_CASE("scsi: WRITE SAME(16) of zeroes, with and without UNMAP", "[scsi]") {
     Lun d(disk_info());
     auto c = cdb({0x93, 0x08});
-    be64(c, 2, 16);
-    be32(c, 10, 32);
+    store_be64(c, 2, 16);
+    store_be32(c, 10, 32);
     CHECK(parameter_length(c, 512) == 512);
     std::vector<uint8_t> zero(512, 0);
     Outcome o = d.execute(c, zero);
@@ -444,10 +432,10 @@ TEST_CASE("scsi: WRITE SAME(16) of zeroes, with and without UNMAP", "[scsi]") {
     pattern[7] = 1;
     require_sense(d.execute(c, pattern), kInvalidField);  // a non-zero pattern is not supported
     require_sense(d.execute(c, std::vector<uint8_t>(100, 0)), kParamListLength);
-    be32(c, 10, 0);
+    store_be32(c, 10, 0);
     require_sense(d.execute(c, zero), kInvalidField);  // WSNZ
-    be64(c, 2, kBlocks);
-    be32(c, 10, 1);
+    store_be64(c, 2, kBlocks);
+    store_be32(c, 10, 1);
     require_sense(d.execute(c, zero), kLbaOutOfRange);
     require_sense(Lun(disk_info(true)).execute(c, zero), kWriteProtected);
 }
@@ -455,27 +443,27 @@ TEST_CASE("scsi: WRITE SAME(16) of zeroes, with and without UNMAP", "[scsi]") {
 TEST_CASE("scsi: CD-ROM MMC commands", "[scsi]") {
     Lun cd(cd_info());
     auto c = cdb({0x46, 0x00}, 10);  // GET CONFIGURATION, all features
-    be16(c, 7, 512);
+    store_be16(c, 7, 512);
     Outcome o = run(cd, c);
     REQUIRE(o.status == kStatusGood);
     REQUIRE(o.data.size() >= 8);
-    CHECK(rd32(o.data, 0) == o.data.size() - 4);
+    CHECK(load_be32(o.data, 0) == o.data.size() - 4);
     CHECK(o.data[6] == 0x00);
     CHECK(o.data[7] == 0x08);  // current profile: CD-ROM
     CHECK(o.data[8] == 0x00);  // first feature: profile list
     CHECK(o.data[9] == 0x00);
     c[1] = 0x02;  // just one feature
-    be16(c, 2, 0x0010);
+    store_be16(c, 2, 0x0010);
     o = run(cd, c);
     REQUIRE(o.data.size() == 8 + 4 + 8);
     CHECK(o.data[9] == 0x10);
-    be16(c, 7, 4);
+    store_be16(c, 7, 4);
     CHECK(run(cd, c).data.size() == 4);
     c[1] = 0x03;
     require_sense(run(cd, c), kInvalidField);
 
     auto t = cdb({0x43, 0, 0}, 10);  // READ TOC format 0, LBA
-    be16(t, 7, 100);
+    store_be16(t, 7, 100);
     o = run(cd, t);
     REQUIRE(o.status == kStatusGood);
     REQUIRE(o.data.size() == 4 + 16);
@@ -484,7 +472,7 @@ TEST_CASE("scsi: CD-ROM MMC commands", "[scsi]") {
     CHECK(o.data[3] == 1);
     CHECK(o.data[6] == 1);
     CHECK(o.data[14] == 0xaa);
-    CHECK(rd32(o.data, 16) == 100);  // lead-out at the end
+    CHECK(load_be32(o.data, 16) == 100);  // lead-out at the end
     t[1] = 0x02;  // MSF
     o = run(cd, t);
     CHECK(o.data[8 + 9] == 0);  // 100 + 150 = 250 frames = 0:03:25
@@ -502,7 +490,7 @@ TEST_CASE("scsi: CD-ROM MMC commands", "[scsi]") {
     require_sense(run(cd, t), kInvalidField);
 
     auto g = cdb({0x4a, 0x01, 0, 0, 0x10}, 10);  // GET EVENT STATUS NOTIFICATION, polled, media class
-    be16(g, 7, 8);
+    store_be16(g, 7, 8);
     o = run(cd, g);
     REQUIRE(o.data.size() == 8);
     CHECK(o.data[2] == 0x04);
@@ -514,7 +502,7 @@ TEST_CASE("scsi: CD-ROM MMC commands", "[scsi]") {
     require_sense(run(cd, g), kInvalidField);  // asynchronous
 
     auto m = cdb({0xbd}, 12);
-    be16(m, 8, 8);
+    store_be16(m, 8, 8);
     CHECK(run(cd, m).data.size() == 8);
     CHECK(run(cd, cdb({0x1e, 0, 0, 0, 1}, 6)).status == kStatusGood);  // PREVENT ALLOW MEDIUM REMOVAL
     o = run(cd, cdb({0x1a, 0, 0x3f, 0, 0xff}, 6));
@@ -527,19 +515,19 @@ TEST_CASE("scsi target: REPORT LUNS and absent LUNs", "[scsi]") {
     t.add(1, disk_info());
     t.add(300, cd_info());
     auto c = cdb({0xa0}, 12);
-    be32(c, 6, 4096);
+    store_be32(c, 6, 4096);
     Outcome o = t.execute(7, c, {});
     REQUIRE(o.status == kStatusGood);
     REQUIRE(o.data.size() == 8 + 16);
-    CHECK(rd32(o.data, 0) == 16);
+    CHECK(load_be32(o.data, 0) == 16);
     CHECK(o.data[8 + 1] == 1);
     CHECK(o.data[16] == (0x40 | 1));
     CHECK(o.data[17] == (300 & 0xff));
-    be32(c, 6, 16);
+    store_be32(c, 6, 16);
     CHECK(t.execute(1, c, {}).data.size() == 16);
-    be32(c, 6, 8);
+    store_be32(c, 6, 8);
     require_sense(t.execute(1, c, {}), kInvalidField);
-    be32(c, 6, 64);
+    store_be32(c, 6, 64);
     c[2] = 1;  // well-known LUNs only
     CHECK(t.execute(1, c, {}).data.size() == 8);
     c[2] = 3;

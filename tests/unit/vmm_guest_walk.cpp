@@ -1,24 +1,20 @@
 #include <catch2/catch.hpp>
 
-#include <cstring>
 #include <vector>
 
+#include "vmm/core/bytes.h"
 #include "vmm/guest_walk.h"
-
-namespace {
-void put64(std::vector<uint8_t>& m, uint64_t off, uint64_t v) { std::memcpy(m.data() + off, &v, 8); }
-}  // namespace
 
 TEST_CASE("vmm: long-mode page walk for crash reports") {
     std::vector<uint8_t> buf(0x400000);
     auto mem = vmm::GuestMemory::from_buffers({{0, buf.size(), buf.data()}});
     // PML4 at 0x1000 -> PDPT 0x2000 -> PD 0x3000: entry 0 maps 2 MiB at
     // 0x200000 (large page), entry 1 -> PT 0x4000 whose entry 5 maps 0x5000.
-    put64(buf, 0x1000, 0x2000 | 3);
-    put64(buf, 0x2000, 0x3000 | 3);
-    put64(buf, 0x3000, 0x200000 | 0x83);
-    put64(buf, 0x3008, 0x4000 | 3);
-    put64(buf, 0x4000 + 5 * 8, 0x5000 | 3);
+    vmm::store_le64(buf, 0x1000, 0x2000 | 3);
+    vmm::store_le64(buf, 0x2000, 0x3000 | 3);
+    vmm::store_le64(buf, 0x3000, 0x200000 | 0x83);
+    vmm::store_le64(buf, 0x3008, 0x4000 | 3);
+    vmm::store_le64(buf, 0x4000 + 5 * 8, 0x5000 | 3);
     kvm_sregs s{};
     s.cr0 = 0x80000011;
     s.cr3 = 0x1000;
@@ -29,7 +25,7 @@ TEST_CASE("vmm: long-mode page walk for crash reports") {
     CHECK_FALSE(vmm::translate_linear(mem, s, 0x206000));      // PTE not present
     CHECK_FALSE(vmm::translate_linear(mem, s, 0x40000000));    // PDPT entry 1 absent
     // A corrupt table pointing outside RAM is "not mapped", never a host read.
-    put64(buf, 0x2008, 0xfff0000000ull | 3);
+    vmm::store_le64(buf, 0x2008, 0xfff0000000ull | 3);
     CHECK_FALSE(vmm::translate_linear(mem, s, 0x40000000));
     // Paging off: identity.
     s.cr0 = 1;

@@ -48,14 +48,4 @@ private:
     std::map<uint64_t, Range> ranges_;  // keyed by base
 };
 
-// Little-endian helpers for register emulation.
-inline uint64_t load_le(std::span<const uint8_t> d) {
-    uint64_t v = 0;
-    for (size_t i = 0; i < d.size() && i < 8; ++i) v |= uint64_t(d[i]) << (8 * i);
-    return v;
-}
-inline void store_le(std::span<uint8_t> d, uint64_t v) {
-    for (size_t i = 0; i < d.size(); ++i) d[i] = i < 8 ? uint8_t(v >> (8 * i)) : 0;
-}
-
 }  // namespace vmm
