@@ -38,9 +38,9 @@
 namespace vmm::arch::x86 {
 
 inline constexpr uint64_t kGdtAddr = 0x500;
-// The brief placed the IDT at 0x520, but the boot GDT needs 48 bytes
-// (null, 32-bit code, 64-bit code, data and a 16-byte long-mode TSS
-// descriptor), i.e. up to 0x52f; the IDT follows it.
+// The IDT cannot start at 0x520: the boot GDT needs 48 bytes (null,
+// 32-bit code, 64-bit code, data and a 16-byte long-mode TSS descriptor),
+// i.e. up to 0x52f; the IDT follows it.
 inline constexpr uint64_t kIdtAddr = 0x530;
 inline constexpr uint64_t kPvhStartInfoAddr = 0x6000;
 inline constexpr uint64_t kPvhModlistAddr = 0x6040;
