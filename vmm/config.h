@@ -78,8 +78,9 @@ struct FwCfgItemConfig {
 
 struct VmConfig {
     // How the guest starts: "" boots `kernel` directly (no firmware);
-    // "bios" runs Debian's SeaBIOS (found at run time), any other value is
-    // the path of a firmware image (README: Firmware boot).
+    // "bios" runs Debian's SeaBIOS and "uefi" Debian's OVMF (both found at
+    // run time), any other value is the path of a firmware image (README:
+    // Firmware boot).
     std::string firmware;
     // UEFI variable store (a CFI flash below the firmware): created from the
     // firmware's template when missing; empty: a throwaway copy.

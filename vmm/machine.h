@@ -1,5 +1,6 @@
 // One VM instance: KVM objects, guest RAM, the legacy platform devices, the
-// loaded kernel and one thread per vCPU. Built from a VmConfig; run() blocks
+// PCI bus with the virtio devices, the boot source (kernel or firmware) and
+// one thread per vCPU. Built from a VmConfig; run() blocks
 // until the guest powers off, reboots or fails, or a signal ends it.
 #pragma once
 

@@ -1,5 +1,6 @@
-// vmm: boots a Linux guest on KVM. Parses the command line, builds the
-// Machine and maps how it ended to the documented exit status.
+// vmm: runs a guest on KVM (a kernel booted directly, or firmware). Parses
+// the command line, builds the Machine and maps how it ended to the
+// documented exit status. `vmm ctl ...` is the control API client instead.
 #include <signal.h>
 #include <unistd.h>
 #include <fcntl.h>

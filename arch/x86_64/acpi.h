@@ -58,8 +58,8 @@ struct AcpiTableSet {
     std::vector<uint8_t> fadt;  // FIRMWARE_CTRL, DSDT and X_DSDT still 0
     std::vector<uint8_t> facs;  // no checksum, 64-byte aligned when placed
     std::vector<uint8_t> dsdt;
-    // Further tables listed in the RSDT/XSDT after the FADT (the MADT
-    // today; MCFG, HPET, SRAT... later).
+    // Further tables listed in the RSDT/XSDT after the FADT: the MADT, and
+    // the MCFG when the machine has PCI.
     std::vector<std::vector<uint8_t>> others;
 };
 

@@ -12,8 +12,9 @@
 //   0x008ff0  boot stack top (grows down into 0x8000..0x8fef)
 //   0x009000  PML4, PDPT at 0xa000, four PDs at 0xb000..0xefff
 //   0x020000  kernel command line (up to 64 KiB)
-//   0x09fc00  MP table (last KiB of conventional memory, reserved in E820)
-//   0x0e0000  ACPI tables, RSDP first (reserved in E820 up to 1 MiB)
+//   0x09fc00  EBDA (last KiB of conventional memory): reserved in E820, unused
+//   0x0e0000  ACPI tables, RSDP first, up to 0xeffff
+//   0x0f0000  MP table (0xe0000 up to 1 MiB is reserved in E820)
 //   0x100000  kernel / initramfs / general RAM
 //
 // RAM above 3 GiB is moved to 4 GiB so that [3 GiB, 4 GiB) is free for
@@ -38,9 +39,9 @@
 namespace vmm::arch::x86 {
 
 inline constexpr uint64_t kGdtAddr = 0x500;
-// The brief placed the IDT at 0x520, but the boot GDT needs 48 bytes
-// (null, 32-bit code, 64-bit code, data and a 16-byte long-mode TSS
-// descriptor), i.e. up to 0x52f; the IDT follows it.
+// The IDT cannot start at 0x520: the boot GDT needs 48 bytes (null,
+// 32-bit code, 64-bit code, data and a 16-byte long-mode TSS descriptor),
+// i.e. up to 0x52f; the IDT follows it.
 inline constexpr uint64_t kIdtAddr = 0x530;
 inline constexpr uint64_t kPvhStartInfoAddr = 0x6000;
 inline constexpr uint64_t kPvhModlistAddr = 0x6040;

@@ -140,7 +140,7 @@ def test_ovmf_grub_linux(run_vm, ovmf, grub_image_uefi, tmp_path, attach):
 
 
 @pytest.mark.skipif(not os.environ.get("VMM_FW_REBOOT_TEST"),
-                    reason="SKIP: its first run (2026-12-05) left the test host silent for 13 min, its second "
+                    reason="SKIP: its first run left the test host silent for 13 min, its second "
                            "passed in 78 s; cause not found, so CI runs it only with VMM_FW_REBOOT_TEST=1")
 def test_seabios_linux_reboot(vmm_binary, kvm, seabios, tmp_path_factory, tmp_path):
     # `reboot -f` in a firmware-booted guest under --reboot: the VM restarts

@@ -1,4 +1,6 @@
-// epoll event loop on a named thread: the I/O threads of virtio devices.
+// epoll event loop on a named thread: the I/O threads of virtio devices,
+// the control API server ("vmm-api") and the serial ports' host side
+// ("serial-ports").
 //
 // An IoThread runs one EventLoop. Handlers are registered per fd before
 // start() (or from the loop's own thread). stop() signals a reserved
