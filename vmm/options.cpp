@@ -246,7 +246,8 @@ auto in_range(uint64_t lo, uint64_t hi) {
 // A size: "512M" or, in JSON, an integer number of bytes too. Written back
 // as "512M"/"2G" when `as_text` and whole MiB.
 template <class T>
-Codec<T> size_codec(uint64_t T::*m, const char* example, uint64_t (*check)(uint64_t, const std::string&), bool as_text) {
+Codec<T> size_codec(uint64_t T::*m, const char* example, uint64_t (*check)(uint64_t, const std::string&),
+                    bool as_text) {
     return {[=](T& t, const json& v, const Loc& l) {
                 uint64_t bytes;
                 if (v.is_string()) bytes = check::parse_size(v.get<std::string>(), l.at());
@@ -435,7 +436,8 @@ struct Spec {
             std::string item = fmt::format("{}={}", f.cli.name, f.cli.metavar);
             if (one_of[0] && f.key == std::string(one_of[1])) continue;
             if (one_of[0] && f.key == std::string(one_of[0])) item += "|" + kv(one_of[1]);
-            bool bare = first || (required && f.key == std::string(required)) || (one_of[0] && f.key == std::string(one_of[0]));
+            bool bare = first || (required && f.key == std::string(required)) ||
+                        (one_of[0] && f.key == std::string(one_of[0]));
             s += bare ? (first ? "" : ",") + item : "[," + item + "]";
             first = false;
         }
@@ -517,7 +519,9 @@ private:
 // A section of scalar options: {"cpus": 1, ...}.
 class Section : public Node {
 public:
-    Section(std::string key, std::vector<Field<VmConfig>> fields) : Node(std::move(key)) { spec_.fields = std::move(fields); }
+    Section(std::string key, std::vector<Field<VmConfig>> fields) : Node(std::move(key)) {
+        spec_.fields = std::move(fields);
+    }
 
     void read(VmConfig& cfg, const json& v, const Loc& at) const override { cfg = spec_.read(v, at, cfg); }
     json emit(const VmConfig& cfg) const override { return spec_.emit(cfg); }
@@ -837,7 +841,8 @@ private:
 // The table.
 
 const char* const kBootindexType = "integer 0–9999 or `\"none\"`";
-const char* const kBootindexDoc = "firmware boot order, lower first (`bootindex=`; see [Firmware boot](../README.md#firmware-boot))";
+const char* const kBootindexDoc =
+    "firmware boot order, lower first (`bootindex=`; see [Firmware boot](../README.md#firmware-boot))";
 
 template <class T>
 Field<T> bootindex_field(int T::*m) {
@@ -1408,7 +1413,8 @@ std::string reference_markdown() {
           "| key | type | default | meaning (option) |\n| --- | --- | --- | --- |\n";
     std::vector<Row> rows;
     for (auto& n : table()) n->rows(rows);
-    for (auto& r : rows) md += "| " + cell(code(r.key)) + " | " + cell(r.type) + " | " + cell(r.def) + " | " + cell(r.doc) + " |\n";
+    for (auto& r : rows)
+        md += "| " + cell(code(r.key)) + " | " + cell(r.type) + " | " + cell(r.def) + " | " + cell(r.doc) + " |\n";
     return md;
 }
 
