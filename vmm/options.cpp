@@ -359,17 +359,20 @@ struct Field {
     Cli cli = {};
 };
 
-// A reference row of the JSON table and a command-line option.
+// A row of the reference's JSON key table.
 struct Row {
     std::string key, type, def, doc;
 };
+// A command-line option: what CLI11 gets, the reference's row, and how its
+// values are applied.
 struct Option {
     CliOption opt;
     std::string synopsis;  // the reference's option column
     std::string doc, def;  // the reference's meaning and default
     std::function<void(VmConfig&, const std::vector<std::string>&)> apply;
     // Runs after every option of the table is applied, once per `group`
-    // of which an option was given (checks over what several options set).
+    // (default: the option) of which an option was given: checks over what
+    // several options set.
     std::function<void(VmConfig&)> after;
     const char* group = nullptr;
 };
@@ -1357,7 +1360,7 @@ void apply_cli(VmConfig& cfg, const std::map<std::string, std::vector<std::strin
     }
     std::set<std::string> done;
     for (auto* o : applied)
-        if (o->after && done.insert(o->group).second) o->after(cfg);
+        if (o->after && done.insert(o->group ? o->group : o->opt.name).second) o->after(cfg);
 }
 
 void read_json(VmConfig& cfg, const json& doc, const std::string& source) {
