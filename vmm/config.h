@@ -1,8 +1,9 @@
 // The VM configuration model: plain data, filled from a JSON file
-// (--config, vmm/config_json.*) and/or the command line (vmm/cli.*), which
-// both write into this one struct, so defaults exist only once: in the
-// member initialisers below. Devices never see this struct; the VM
-// translates it into per-device parameters.
+// (--config) and/or the command line, which both write into this one struct
+// through the option table (vmm/options.*), so defaults exist only once: in
+// the member initialisers below. A new field gets its JSON key, option and
+// help text there. Devices never see this struct; the VM translates it into
+// per-device parameters.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,6 @@
-// Validation rules of the configuration, shared by the command line
-// (vmm/cli.*) and JSON configs (vmm/config_json.*), so that each rule and
-// its limits exist once. Every function throws vmm::Error whose message
+// Validation rules of the configuration, shared by the command line and
+// JSON configs (the option table in vmm/options.cpp refers to them), so
+// that each rule and its limits exist once. Every function throws vmm::Error whose message
 // starts with `what`: the option (`--cpus`) or the JSON path
 // (`vm.json: machine.cpus`) the value came from.
 #pragma once

@@ -1,8 +1,8 @@
 // JSON VM configs (--config FILE, --print-config): the only code that sees
 // JSON. A document is overlaid on a VmConfig, so every default comes from
 // VmConfig's member initialisers; the validation rules are the CLI's
-// (vmm/config_check.h). The schema is documented in README.md
-// ("Configuration file").
+// (vmm/config_check.h). The schema is declared in vmm/options.cpp and
+// documented in docs/options.md.
 #pragma once
 
 #include <string>

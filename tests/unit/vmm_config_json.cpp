@@ -716,10 +716,10 @@ TEST_CASE("config json: every examples/*.json loads and round-trips", "[vmm][con
     }
 }
 
-TEST_CASE("config json: README documents every option and every key", "[vmm][config]") {
-    std::ifstream in(std::string(VMM_SOURCE_DIR) + "/README.md");
+TEST_CASE("config json: docs/options.md documents every option and every key", "[vmm][config]") {
+    std::ifstream in(std::string(VMM_SOURCE_DIR) + "/docs/options.md");
     REQUIRE(in);
-    std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     // Every long option of --help has a row in the options table.
     auto r = vmm::parse_cli({"--help"});
     REQUIRE(std::holds_alternative<vmm::CliHelp>(r));
@@ -730,7 +730,7 @@ TEST_CASE("config json: README documents every option and every key", "[vmm][con
         while (e < help.size() && (std::isalnum(static_cast<unsigned char>(help[e])) || help[e] == '-')) ++e;
         std::string opt = help.substr(b, e - b);
         INFO(opt);
-        CHECK(readme.find("| `" + opt) != std::string::npos);
+        CHECK(doc.find("| `" + opt) != std::string::npos);
         ++options;
     }
     CHECK(options >= 18);
@@ -745,7 +745,7 @@ TEST_CASE("config json: README documents every option and every key", "[vmm][con
         for (auto& [key, value] : fields.items()) {
             std::string row = "| `" + section + (body.is_array() ? "[]." : ".") + key + "`";
             INFO(row);
-            CHECK(readme.find(row) != std::string::npos);
+            CHECK(doc.find(row) != std::string::npos);
         }
     }
 }
