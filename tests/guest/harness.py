@@ -16,8 +16,6 @@ import json
 import os
 import re
 import secrets
-import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -381,17 +379,6 @@ def mib_of(v):
         return 0
     shift = {"": 20, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2).upper()]
     return (int(m.group(1)) << shift) >> 20
-
-
-def kill_quietly(proc):
-    try:
-        proc.send_signal(signal.SIGKILL)
-    except (ProcessLookupError, OSError):
-        pass
-
-
-def which(cmd):
-    return shutil.which(cmd)
 
 
 def load_json(text):
