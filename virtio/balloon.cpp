@@ -83,8 +83,6 @@ void BalloonDevice::set_target_pages(uint32_t pages) {
 void BalloonDevice::activate(ActivationContext ctx) {
     reset();
     mem_ = ctx.mem;
-    needs_reset_ = ctx.needs_reset;
-    broken_ = false;
     {
         std::lock_guard lk(irq_mu_);
         irq_ = ctx.interrupt;
@@ -94,26 +92,19 @@ void BalloonDevice::activate(ActivationContext ctx) {
     std::vector<Role> roles = {Role::Inflate, Role::Deflate};
     if (has(ctx.features, kBalloonFStatsVq)) roles.push_back(Role::Stats);
     if (has(ctx.features, kBalloonFPageReporting)) roles.push_back(Role::Reporting);
+    worker_ = std::make_unique<QueueWorker>(cfg_.name, cfg_.name, ctx, errors_);
     for (auto& q : ctx.queues) {
         if (q.index >= roles.size()) continue;  // a queue the negotiated features leave unused
-        queues_.push_back(std::make_unique<Served>(Served{roles[q.index], std::move(q)}));
-    }
-    if (queues_.empty()) return;
-    thread_ = std::make_unique<IoThread>(cfg_.name);
-    auto& loop = thread_->loop();
-    for (auto& sp : queues_) {
-        Served* s = sp.get();
-        if (s->role == Role::Stats) stats_q_ = s;
-        loop.add(s->q.kick->fd(), [this, s](uint32_t) {
-            s->q.kick->consume();
-            s->q.queue.note_notification();
-            switch (s->role) {
-                case Role::Inflate:
-                case Role::Deflate: on_pfns(*s); break;
-                case Role::Stats: on_stats(*s); break;
-                case Role::Reporting: on_reporting(*s); break;
+        const Role role = roles[q.index];
+        ServedQueue& s = worker_->add(std::move(q), [this, role](ServedQueue& sq) {
+            switch (role) {
+                case Role::Inflate: on_pfns(sq, true); break;
+                case Role::Deflate: on_pfns(sq, false); break;
+                case Role::Stats: on_stats(sq); break;
+                case Role::Reporting: on_reporting(sq); break;
             }
         });
+        if (role == Role::Stats) stats_q_ = &s;
     }
     if (stats_q_ && cfg_.stats_interval_ms) {
         stats_timer_ = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
@@ -123,29 +114,22 @@ void BalloonDevice::activate(ActivationContext ctx) {
         its.it_interval.tv_nsec = static_cast<long>(cfg_.stats_interval_ms % 1000) * 1000000;
         its.it_value = its.it_interval;
         if (::timerfd_settime(stats_timer_.get(), 0, &its, nullptr) != 0) throw_errno(cfg_.name + ": timerfd_settime");
-        loop.add(stats_timer_.get(), [this](uint32_t) {
+        worker_->loop().add(stats_timer_.get(), [this](uint32_t) {
             uint64_t n;
             if (::read(stats_timer_.get(), &n, sizeof n) < 0 && errno != EAGAIN) return;
             on_stats_timer();
         });
     }
-    thread_->start();
-    // Buffers posted before activation: eventfds keep their count.
-    for (auto& s : queues_) s->q.kick->signal();
+    worker_->start();
 }
 
 void BalloonDevice::reset() {
-    if (thread_) thread_->stop();
-    thread_.reset();
+    worker_.reset();  // joins the thread
     stats_chain_.reset();
     stats_q_ = nullptr;
-    queues_.clear();
     stats_timer_ = Fd();
-    {
-        std::lock_guard lk(irq_mu_);
-        irq_.reset();
-    }
-    needs_reset_ = nullptr;
+    std::lock_guard lk(irq_mu_);
+    irq_.reset();
 }
 
 void BalloonDevice::note_error(const std::string& what) {
@@ -154,136 +138,97 @@ void BalloonDevice::note_error(const std::string& what) {
     ++errors_;
 }
 
-void BalloonDevice::fail_queue(Served& s, const std::exception& e) {
-    static log::RateLimit rl;
-    if (rl.allow()) log::warn("{}: queue {}: {}", cfg_.name, s.q.index, e.what());
-    ++errors_;
-    broken_ = true;
-    if (needs_reset_) needs_reset_();
-}
-
-void BalloonDevice::finish(Served& s, bool used) {
-    if (used && s.q.queue.should_notify()) {
-        ++interrupts_;
-        std::lock_guard lk(irq_mu_);
-        if (irq_) irq_->signal_queue(s.q.index);
-    }
-}
-
 // Inflate and deflate: each chain is an array of le32 4 KiB frame numbers.
 // Inflated frames are discarded in runs of consecutive frames (one madvise
 // per run); deflated frames need nothing (they fault back in on use).
-void BalloonDevice::on_pfns(Served& s) {
-    if (broken_) return;
-    const bool inflate = s.role == Role::Inflate;
-    auto& q = s.q.queue;
-    bool used = false;
+void BalloonDevice::on_pfns(ServedQueue& q, bool inflate) {
     uint64_t run_start = 0, run_len = 0;  // pages
     auto flush = [&] {
         if (run_len) discarded_bytes_ += mem_->discard(run_start * kBalloonPageSize, run_len * kBalloonPageSize);
         run_len = 0;
     };
-    try {
-        used = drain(q, [&](DescriptorChain& chain) {
-            Reader r(*mem_, chain);
-            if (r.remaining() % 4)
-                note_error(fmt::format("{} chain of {} bytes is not a whole number of 4-byte frame numbers",
-                                       inflate ? "inflate" : "deflate", r.remaining()));
-            std::array<uint8_t, kPfnBatch * 4> pfns;
-            uint64_t good = 0;
-            while (size_t n = std::min(r.remaining() / 4, kPfnBatch)) {
-                if (!r.read({pfns.data(), n * 4})) break;
-                for (size_t i = 0; i < n; ++i) {
-                    uint64_t pfn = load_le32(pfns, 4 * i);  // 32-bit frame number: pfn * 4096 cannot overflow
-                    if (!mem_->contains(pfn * kBalloonPageSize, kBalloonPageSize)) {
-                        ++bad_pfns_;
-                        static log::RateLimit rl;
-                        if (rl.allow()) log::warn("{}: frame number {:#x} is outside guest RAM", cfg_.name, pfn);
-                        continue;
-                    }
-                    ++good;
-                    if (!inflate) continue;
-                    if (run_len && pfn == run_start + run_len) {
-                        ++run_len;
-                    } else {
-                        flush();
-                        run_start = pfn, run_len = 1;
-                    }
+    q.drain([&](DescriptorChain& chain) {
+        Reader r(*mem_, chain);
+        if (r.remaining() % 4)
+            note_error(fmt::format("{} chain of {} bytes is not a whole number of 4-byte frame numbers",
+                                   inflate ? "inflate" : "deflate", r.remaining()));
+        std::array<uint8_t, kPfnBatch * 4> pfns;
+        uint64_t good = 0;
+        while (size_t n = std::min(r.remaining() / 4, kPfnBatch)) {
+            if (!r.read({pfns.data(), n * 4})) break;
+            for (size_t i = 0; i < n; ++i) {
+                uint64_t pfn = load_le32(pfns, 4 * i);  // 32-bit frame number: pfn * 4096 cannot overflow
+                if (!mem_->contains(pfn * kBalloonPageSize, kBalloonPageSize)) {
+                    ++bad_pfns_;
+                    static log::RateLimit rl;
+                    if (rl.allow()) log::warn("{}: frame number {:#x} is outside guest RAM", cfg_.name, pfn);
+                    continue;
+                }
+                ++good;
+                if (!inflate) continue;
+                if (run_len && pfn == run_start + run_len) {
+                    ++run_len;
+                } else {
+                    flush();
+                    run_start = pfn, run_len = 1;
                 }
             }
-            flush();
-            (inflate ? inflated_ : deflated_) += good;
-            q.push_used(chain, 0);
-        }) > 0;
-    } catch (const QueueError& e) {
-        fail_queue(s, e);
-    }
-    finish(s, used);
+        }
+        flush();
+        (inflate ? inflated_ : deflated_) += good;
+        q.push(chain, 0);
+    });
+    q.notify();
 }
 
 // The stats buffer: parse it, keep it until the next refresh.
-void BalloonDevice::on_stats(Served& s) {
-    if (broken_) return;
-    auto& q = s.q.queue;
-    bool used = false;
-    try {
-        drain(q, [&](DescriptorChain& chain) {
-            if (stats_chain_) {
-                // A second buffer while one is held: the driver broke the
-                // protocol. Give the older back rather than leak it.
-                note_error("stats buffer posted while the previous one is still held");
-                q.push_used(*stats_chain_, 0);
-                used = true;
-            }
-            Reader r(*mem_, chain);
-            std::map<std::string, uint64_t> got;
-            uint8_t rec[kStatSize];
-            while (r.remaining() >= kStatSize && r.read(rec)) {
-                const uint16_t tag = load_le16(rec, 0);
-                const uint64_t val = load_le64(rec, 2);
-                if (const char* n = stat_name(tag)) got[std::string("guest_") + n] = val;
-            }
-            if (r.remaining()) note_error(fmt::format("stats buffer has {} trailing bytes", r.remaining()));
-            {
-                std::lock_guard lk(stats_mu_);
-                for (auto& [k, v] : got) guest_stats_[k] = v;
-            }
-            ++stats_updates_;
-            stats_chain_ = std::move(chain);
-        });
-    } catch (const QueueError& e) {
-        fail_queue(s, e);
-    }
-    finish(s, used);
+void BalloonDevice::on_stats(ServedQueue& q) {
+    q.drain([&](DescriptorChain& chain) {
+        if (stats_chain_) {
+            // A second buffer while one is held: the driver broke the
+            // protocol. Give the older back rather than leak it.
+            note_error("stats buffer posted while the previous one is still held");
+            q.push(*stats_chain_, 0);
+        }
+        Reader r(*mem_, chain);
+        std::map<std::string, uint64_t> got;
+        uint8_t rec[kStatSize];
+        while (r.remaining() >= kStatSize && r.read(rec)) {
+            const uint16_t tag = load_le16(rec, 0);
+            const uint64_t val = load_le64(rec, 2);
+            if (const char* n = stat_name(tag)) got[std::string("guest_") + n] = val;
+        }
+        if (r.remaining()) note_error(fmt::format("stats buffer has {} trailing bytes", r.remaining()));
+        {
+            std::lock_guard lk(stats_mu_);
+            for (auto& [k, v] : got) guest_stats_[k] = v;
+        }
+        ++stats_updates_;
+        stats_chain_ = std::move(chain);
+    });
+    q.notify();
 }
 
 // Hands the held stats buffer back: the driver refills it and posts it again.
 void BalloonDevice::on_stats_timer() {
-    if (broken_ || !stats_q_ || !stats_chain_) return;
-    stats_q_->q.queue.push_used(*stats_chain_, 0);
+    if (!stats_q_ || !stats_chain_) return;
+    stats_q_->push(*stats_chain_, 0);
     stats_chain_.reset();
-    finish(*stats_q_, true);
+    stats_q_->notify();
 }
 
 // Free page reporting: every buffer of the chain is a free block of guest
 // memory (the queue engine has checked each lies wholly in RAM).
-void BalloonDevice::on_reporting(Served& s) {
-    if (broken_) return;
-    auto& q = s.q.queue;
-    bool used = false;
-    try {
-        used = drain(q, [&](DescriptorChain& chain) {
-            for (auto* part : {&chain.readable, &chain.writable})
-            for (const Buffer& b : *part) {
-                reported_bytes_ += b.len;
-                discarded_bytes_ += mem_->discard(b.addr, b.len);
-            }
-            q.push_used(chain, 0);
-        }) > 0;
-    } catch (const QueueError& e) {
-        fail_queue(s, e);
-    }
-    finish(s, used);
+void BalloonDevice::on_reporting(ServedQueue& q) {
+    q.drain([&](DescriptorChain& chain) {
+        for (auto* part : {&chain.readable, &chain.writable})
+        for (const Buffer& b : *part) {
+            reported_bytes_ += b.len;
+            discarded_bytes_ += mem_->discard(b.addr, b.len);
+        }
+        q.push(chain, 0);
+    });
+    q.notify();
 }
 
 std::map<std::string, uint64_t> BalloonDevice::counters() const {

@@ -31,6 +31,7 @@
 #include <optional>
 
 #include "virtio/device.h"
+#include "virtio/served_queue.h"
 #include "vmm/core/counters.h"
 #include "vmm/core/event_loop.h"
 #include "vmm/core/fd.h"
@@ -82,17 +83,11 @@ public:
 
 private:
     enum class Role { Inflate, Deflate, Stats, Reporting };
-    struct Served {
-        Role role;
-        ActiveQueue q;
-    };
 
-    void on_pfns(Served& s);
-    void on_stats(Served& s);
-    void on_reporting(Served& s);
+    void on_pfns(ServedQueue& q, bool inflate);
+    void on_stats(ServedQueue& q);
+    void on_reporting(ServedQueue& q);
     void on_stats_timer();
-    void finish(Served& s, bool used);
-    void fail_queue(Served& s, const std::exception& e);
     void note_error(const std::string& what);
 
     BalloonConfig cfg_;
@@ -106,7 +101,6 @@ private:
     std::atomic<uint64_t>& bad_pfns_ = counters_.add("bad_pfns");
     std::atomic<uint64_t>& errors_ = counters_.add("errors");
     std::atomic<uint64_t>& stats_updates_ = counters_.add("stats_updates");
-    std::atomic<uint64_t>& interrupts_ = counters_.add("interrupts");
     mutable std::mutex stats_mu_;
     std::map<std::string, uint64_t> guest_stats_;  // "guest_free_memory" -> value
 
@@ -114,13 +108,10 @@ private:
     std::shared_ptr<VirtioInterrupt> irq_;
     // Valid while active (used by the I/O thread after activate()).
     const GuestMemory* mem_ = nullptr;
-    std::function<void()> needs_reset_;
-    std::vector<std::unique_ptr<Served>> queues_;
-    Served* stats_q_ = nullptr;
+    ServedQueue* stats_q_ = nullptr;              // owned by worker_
     std::optional<DescriptorChain> stats_chain_;  // held until the next refresh
     Fd stats_timer_;
-    bool broken_ = false;
-    std::unique_ptr<IoThread> thread_;
+    std::unique_ptr<QueueWorker> worker_;  // last: its thread stops first
 };
 
 }  // namespace vmm::virtio

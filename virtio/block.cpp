@@ -21,14 +21,6 @@ constexpr uint32_t kMaxWriteZeroesSectors = 1u << 22;
 constexpr uint32_t kMaxWriteZeroesSeg = 32;
 constexpr uint16_t kMaxQueues = 64;
 
-// "virtio-blk0" -> "blk0-q3" (thread names keep 15 characters).
-std::string thread_name(const std::string& dev, uint16_t q) {
-    std::string base = dev.rfind("virtio-", 0) == 0 ? dev.substr(7) : dev;
-    std::string suffix = "-q" + std::to_string(q);
-    if (base.size() + suffix.size() > 15) base.resize(15 - std::min<size_t>(suffix.size(), 15));
-    return base + suffix;
-}
-
 log::RateLimit g_guest_errors;
 
 }  // namespace
@@ -43,23 +35,21 @@ struct BlockDevice::Worker {
     };
 
     BlockDevice& dev;
-    RequestQueue ring;
+    QueueWorker io;
+    RequestQueue& ring;
     std::unique_ptr<DiskEngine> engine;
     std::vector<std::unique_ptr<Slot>> slots;  // indexed by cookie
     std::vector<DiskRequest> batch;
     std::vector<DiskCompletion> done;
-    IoThread thread;       // last: stopped first on destruction
 
     Worker(BlockDevice& d, ActiveQueue&& aq)
-        : dev(d), ring(d.cfg_.name, std::move(aq), d.ctx_,
-                       {&d.counters_.notifications, &d.counters_.interrupts, &d.counters_.errors}),
-          engine(make_disk_engine(d.disk_, ring.queue().size())), slots(ring.slots()),
-          thread(thread_name(d.cfg_.name, ring.index())) {
-        thread.loop().add(ring.kick().fd(), [this](uint32_t) {
-            if (ring.take_kick()) process();
-        });
-        thread.loop().add(engine->event_fd(), [this](uint32_t) { on_completion(); });
+        : dev(d), io(io_thread_name(d.cfg_.name, "q" + std::to_string(aq.index)), d.cfg_.name, d.ctx_,
+                     d.counters_.errors),
+          ring(io.add_requests(std::move(aq), [this](ServedQueue&) { process(); })),
+          engine(make_disk_engine(d.disk_, ring.queue().size())), slots(ring.slots()) {
+        io.loop().add(engine->event_fd(), [this](uint32_t) { on_completion(); });
     }
+    ~Worker() { io.stop(); }  // before the engine and slots the thread uses go
 
     // Pops what the ring has (or until every slot is busy), then submits the
     // batch once and raises at most one interrupt.
@@ -163,7 +153,7 @@ struct BlockDevice::Worker {
     // After the thread stopped: wait for host I/O that still points into
     // guest memory or bounce buffers, then drop the completions unanswered.
     void quiesce() {
-        thread.stop();
+        io.stop();
         engine->drain();
         done.clear();
         engine->reap(done);
@@ -245,7 +235,7 @@ void BlockDevice::activate(ActivationContext ctx) {
             if (!aq.kick) fail("{}: queue {} has no kick eventfd", cfg_.name, aq.index);
             workers_.push_back(std::make_unique<Worker>(*this, std::move(aq)));
         }
-        for (auto& w : workers_) w->thread.start();
+        for (auto& w : workers_) w->io.start();
     } catch (...) {
         reset();
         throw;
@@ -264,10 +254,9 @@ void BlockDevice::reset() {
     for (auto& w : workers_) w->quiesce();
     if (!workers_.empty()) {
         const auto& s = counters_;
-        log::info("{}: {} requests ({} host ops, {} bounced), {} MiB read, {} MiB written, {} kicks, {} interrupts, "
-                  "{} errors",
-                  cfg_.name, s.requests.load(), s.host_ops.load(), s.bounced.load(), s.read_bytes.load() >> 20,
-                  s.write_bytes.load() >> 20, s.notifications.load(), s.interrupts.load(), s.errors.load());
+        log::info("{}: {} requests ({} host ops, {} bounced), {} MiB read, {} MiB written, {} errors", cfg_.name,
+                  s.requests.load(), s.host_ops.load(), s.bounced.load(), s.read_bytes.load() >> 20,
+                  s.write_bytes.load() >> 20, s.errors.load());
     }
     workers_.clear();
     ctx_ = ActivationContext{};

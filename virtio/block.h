@@ -72,9 +72,9 @@ private:
         std::atomic<uint64_t>& requests = set.add("requests");  // chains popped
         std::atomic<uint64_t>& read_bytes = set.add("read_bytes");
         std::atomic<uint64_t>& write_bytes = set.add("write_bytes");
-        std::atomic<uint64_t>& errors = set.add("errors");  // answered IOERR/UNSUPP, or dropped
-        std::atomic<uint64_t>& notifications = set.add("notifications");  // kicks received
-        std::atomic<uint64_t>& interrupts = set.add("interrupts");
+        // answered IOERR/UNSUPP, dropped, or a malformed ring (kicks and
+        // interrupts are the transport's per-queue counters)
+        std::atomic<uint64_t>& errors = set.add("errors");
         std::atomic<uint64_t>& host_ops = set.add("host_ops");  // submitted to the disk engine
         std::atomic<uint64_t>& bounced = set.add("bounced");    // of those, through a bounce buffer
     };

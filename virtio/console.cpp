@@ -158,71 +158,53 @@ ConsoleDevice::PortState ConsoleDevice::port_state(uint32_t port) const {
     return {ports_[port]->guest_open.load(), ports_[port]->guest_closes.load()};
 }
 
-ActiveQueue* ConsoleDevice::queue(uint16_t index) {
-    return index < queues_.size() && queues_[index] ? &*queues_[index] : nullptr;
+ServedQueue* ConsoleDevice::queue(uint16_t index) {
+    return index < queues_.size() ? queues_[index] : nullptr;
 }
 
 void ConsoleDevice::activate(ActivationContext ctx) {
     reset();
     mem_ = ctx.mem;
-    irq_ = ctx.interrupt;
-    needs_reset_ = ctx.needs_reset;
-    broken_ = false;
     use_multiport_ = multiport() && (ctx.features & (uint64_t{1} << kConsoleFeatureMultiport));
-    queues_.clear();
-    queues_.resize(queue_max_sizes().size());
-    for (auto& q : ctx.queues) {
-        // Without MULTIPORT negotiated only rx0/tx0 exist for the driver.
-        if (q.index < (use_multiport_ ? queues_.size() : 2)) queues_[q.index].emplace(std::move(q));
-    }
-    thread_ = std::make_unique<IoThread>(cfg_.name);
-    auto& loop = thread_->loop();
+    queues_.assign(queue_max_sizes().size(), nullptr);
+    worker_ = std::make_unique<QueueWorker>(cfg_.name, cfg_.name, ctx, stats_.errors);
     // Each kick runs its queue's work, then sends what that produced for
     // the control queue.
-    auto on_kick = [this, &loop](uint16_t index, std::function<void()> work) {
-        ActiveQueue* aq = queue(index);
-        if (!aq) return;
-        loop.add(aq->kick->fd(), [this, aq, work = std::move(work)](uint32_t) {
-            aq->kick->consume();
-            aq->queue.note_notification();
+    auto work_of = [this](uint16_t index) -> std::function<void()> {
+        if (index == kTxQueue) return [this] { on_tx(); };
+        if (index == kRxQueue) return [this] { on_rx(); };
+        if (index == kControlRxQueue) return [this] { flush_control(); };
+        if (index == kControlTxQueue) return [this] { on_control_tx(); };
+        const uint32_t port = index / 2 - 1;  // rx_index(p) = 2p + 2, tx_index(p) = 2p + 3
+        if (index % 2) return [this, port] { on_port_tx(port); };
+        return [this, port] { on_port_rx(port); };
+    };
+    for (auto& q : ctx.queues) {
+        // Without MULTIPORT negotiated only rx0/tx0 exist for the driver.
+        if (q.index >= (use_multiport_ ? queues_.size() : 2)) continue;
+        const uint16_t index = q.index;
+        queues_[index] = &worker_->add(std::move(q), [this, work = work_of(index)](ServedQueue&) {
             work();
             if (!control_out_.empty()) flush_control();
         });
-    };
-    on_kick(kTxQueue, [this] { on_tx(); });
-    on_kick(kRxQueue, [this] { on_rx(); });
+    }
+    auto& loop = worker_->loop();
     if (queue(kRxQueue)) loop.add(input_ready_.fd(), [this](uint32_t) {
         input_ready_.consume();
         on_rx();
     });
-    if (use_multiport_) {
-        on_kick(kControlRxQueue, [this] { flush_control(); });
-        on_kick(kControlTxQueue, [this] { on_control_tx(); });
-        for (uint32_t p = 1; p < ports_.size(); ++p) {
-            on_kick(rx_index(p), [this, p] { on_port_rx(p); });
-            on_kick(tx_index(p), [this, p] { on_port_tx(p); });
-        }
-        loop.add(wake_.fd(), [this](uint32_t) { on_wake(); });
-    }
-    thread_->start();
-    // Input queued before the driver came up, and kicks that raced with
-    // activation, are picked up by the first loop iteration: eventfds keep
-    // their count until consumed.
-    // Only the driver-to-device queues (odd indices) are kicked here; the
-    // receive side is driven by input_ready_ and wake_.
+    if (use_multiport_) loop.add(wake_.fd(), [this](uint32_t) { on_wake(); });
+    // Input queued before the driver came up is picked up by the first loop
+    // iteration (start() also serves what the queues already hold).
+    worker_->start();
     input_ready_.signal();
-    for (size_t i = 1; i < queues_.size(); i += 2)
-        if (queues_[i]) queues_[i]->kick->signal();
     if (use_multiport_) wake_.signal();
 }
 
 void ConsoleDevice::reset() {
-    if (thread_) thread_->stop();
-    thread_.reset();
+    worker_.reset();  // joins the thread
     queues_.clear();
     control_out_.clear();
-    irq_.reset();
-    needs_reset_ = nullptr;
     // The driver is gone: every port is closed on its side and must be
     // added again; the host side hears about the close.
     bool closed = false;
@@ -238,79 +220,59 @@ void ConsoleDevice::reset() {
     if (closed) port_events_.signal();
 }
 
-void ConsoleDevice::fail_queue(const char* which, const std::exception& e) {
-    static log::RateLimit rl;
-    if (rl.allow()) log::warn("{}: {} queue: {}", cfg_.name, which, e.what());
-    ++stats_.errors;
-    broken_ = true;
-    if (needs_reset_) needs_reset_();
-}
-
-void ConsoleDevice::notify(uint16_t index) {
-    ActiveQueue* aq = queue(index);
-    if (aq && aq->queue.should_notify()) {
-        ++stats_.interrupts;
-        irq_->signal_queue(index);
-    }
-}
-
 void ConsoleDevice::on_tx() {
-    ActiveQueue* aq = queue(kTxQueue);
-    if (broken_ || !aq) return;
-    auto& q = aq->queue;
-    bool used = false;
-    try {
-        std::vector<uint8_t> buf;
-        used = drain(q, [&](DescriptorChain& chain) {
-            Reader r(*mem_, chain);
-            while (r.remaining()) {
-                buf.resize(std::min(r.remaining(), kTxChunk));
-                if (!r.read(buf)) break;
-                stats_.tx_bytes += buf.size();
-                if (cfg_.output) cfg_.output(buf);
-            }
-            q.push_used(chain, 0);
-        }) > 0;
-    } catch (const QueueError& e) {
-        fail_queue("transmit", e);
-    }
-    if (used) notify(kTxQueue);
+    ServedQueue* q = queue(kTxQueue);
+    if (!q) return;
+    std::vector<uint8_t> buf;
+    q->drain([&](DescriptorChain& chain) {
+        Reader r(*mem_, chain);
+        while (r.remaining()) {
+            buf.resize(std::min(r.remaining(), kTxChunk));
+            if (!r.read(buf)) break;
+            stats_.tx_bytes += buf.size();
+            if (cfg_.output) cfg_.output(buf);
+        }
+        q->push(chain, 0);
+    });
+    q->notify();
 }
 
-void ConsoleDevice::on_rx() {
-    ActiveQueue* aq = queue(kRxQueue);
-    if (broken_ || !aq) return;
-    auto& q = aq->queue;
-    bool used = false;
-    try {
-        for (;;) {
+// Moves `input` (under `mu`) into the receive queue's buffers while both
+// last; returns the bytes moved. No buffers: the input stays queued until
+// the driver's kick.
+size_t ConsoleDevice::fill_rx(ServedQueue& sq, std::mutex& mu, std::deque<uint8_t>& input) {
+    size_t moved = 0;
+    sq.guard([&] {
+        Queue& q = sq.queue();
+        std::vector<uint8_t> chunk;
+        while (!sq.broken()) {
             {
-                std::lock_guard lk(in_mu_);
-                if (input_.empty()) break;
+                std::lock_guard lk(mu);
+                if (input.empty()) break;
             }
             auto chain = q.pop();
             if (!chain) {
-                // No buffers: wait for the driver's kick; input stays queued.
                 if (!q.enable_notifications()) break;
                 continue;
             }
             Writer w(*mem_, *chain);
-            std::vector<uint8_t> chunk;
             {
-                std::lock_guard lk(in_mu_);
-                size_t n = std::min(input_.size(), w.remaining());
-                chunk.assign(input_.begin(), input_.begin() + static_cast<long>(n));
-                input_.erase(input_.begin(), input_.begin() + static_cast<long>(n));
+                std::lock_guard lk(mu);
+                size_t n = std::min(input.size(), w.remaining());
+                chunk.assign(input.begin(), input.begin() + static_cast<long>(n));
+                input.erase(input.begin(), input.begin() + static_cast<long>(n));
             }
             w.write(chunk);  // fits: n <= remaining()
-            stats_.rx_bytes += chunk.size();
-            q.push_used(*chain, static_cast<uint32_t>(w.written()));
-            used = true;
+            moved += chunk.size();
+            sq.push(*chain, static_cast<uint32_t>(w.written()));
         }
-    } catch (const QueueError& e) {
-        fail_queue("receive", e);
-    }
-    if (used) notify(kRxQueue);
+    });
+    sq.notify();
+    return moved;
+}
+
+void ConsoleDevice::on_rx() {
+    if (ServedQueue* q = queue(kRxQueue)) stats_.rx_bytes += fill_rx(*q, in_mu_, input_);
 }
 
 // Guest output of a named port into its bounded output buffer. A chain is
@@ -318,14 +280,14 @@ void ConsoleDevice::on_rx() {
 // memory than the buffer; while the buffer is full the rest stays in the
 // ring and read_port_output() wakes us.
 void ConsoleDevice::on_port_tx(uint32_t port) {
-    ActiveQueue* aq = queue(tx_index(port));
-    if (broken_ || !aq) return;
+    ServedQueue* sq = queue(tx_index(port));
+    if (!sq) return;
     Port& p = *ports_[port];
-    auto& q = aq->queue;
-    bool used = false, produced = false;
-    try {
+    bool produced = false;
+    sq->guard([&] {
+        Queue& q = sq->queue();
         std::vector<uint8_t> buf;
-        for (;;) {
+        while (!sq->broken()) {
             if (!p.tx_chain) {
                 q.disable_notifications();
                 p.tx_chain = q.pop();
@@ -355,55 +317,24 @@ void ConsoleDevice::on_port_tx(uint32_t port) {
                 produced = true;
             }
             if (last) {
-                q.push_used(*p.tx_chain, 0);
+                sq->push(*p.tx_chain, 0);
                 p.tx_chain.reset();
-                used = true;
             }
         }
-    } catch (const QueueError& e) {
-        fail_queue("port transmit", e);
-    }
-    if (used) notify(tx_index(port));
+    });
+    sq->notify();
     if (produced) port_events_.signal();
 }
 
 // Host input of a named port into the guest's receive buffers, only while
 // the guest has the port open (Linux discards what arrives on a closed port).
 void ConsoleDevice::on_port_rx(uint32_t port) {
-    ActiveQueue* aq = queue(rx_index(port));
+    ServedQueue* q = queue(rx_index(port));
     Port& p = *ports_[port];
-    if (broken_ || !aq || !p.ready || !p.guest_open) return;
-    auto& q = aq->queue;
-    bool used = false;
-    try {
-        std::vector<uint8_t> chunk;
-        for (;;) {
-            {
-                std::lock_guard lk(mu_);
-                if (p.input.empty()) break;
-            }
-            auto chain = q.pop();
-            if (!chain) {
-                if (!q.enable_notifications()) break;
-                continue;
-            }
-            Writer w(*mem_, *chain);
-            {
-                std::lock_guard lk(mu_);
-                size_t n = std::min(p.input.size(), w.remaining());
-                chunk.assign(p.input.begin(), p.input.begin() + static_cast<long>(n));
-                p.input.erase(p.input.begin(), p.input.begin() + static_cast<long>(n));
-            }
-            w.write(chunk);  // fits: n <= remaining()
-            p.rx_bytes += chunk.size();
-            q.push_used(*chain, static_cast<uint32_t>(w.written()));
-            used = true;
-        }
-    } catch (const QueueError& e) {
-        fail_queue("port receive", e);
-    }
-    if (used) {
-        notify(rx_index(port));
+    if (!q || !p.ready || !p.guest_open) return;
+    size_t moved = fill_rx(*q, mu_, p.input);
+    if (moved) {
+        p.rx_bytes += moved;
         port_events_.signal();  // input room for the host side
         sync_host_open(port);   // a disconnect may have waited for this input
     }
@@ -448,12 +379,11 @@ void ConsoleDevice::send_control(uint32_t id, uint16_t event, uint16_t value, st
 }
 
 void ConsoleDevice::flush_control() {
-    ActiveQueue* aq = queue(kControlRxQueue);
-    if (broken_ || !aq) return;
-    auto& q = aq->queue;
-    bool used = false;
-    try {
-        while (!control_out_.empty()) {
+    ServedQueue* sq = queue(kControlRxQueue);
+    if (!sq) return;
+    sq->guard([&] {
+        Queue& q = sq->queue();
+        while (!control_out_.empty() && !sq->broken()) {
             auto chain = q.pop();
             if (!chain) {
                 if (!q.enable_notifications()) break;
@@ -472,36 +402,26 @@ void ConsoleDevice::flush_control() {
             } else {
                 w.write(m);
             }
-            q.push_used(*chain, static_cast<uint32_t>(w.written()));
-            used = true;
+            sq->push(*chain, static_cast<uint32_t>(w.written()));
             control_out_.pop_front();
         }
-    } catch (const QueueError& e) {
-        fail_queue("control receive", e);
-    }
-    if (used) notify(kControlRxQueue);
+    });
+    sq->notify();
 }
 
 void ConsoleDevice::on_control_tx() {
-    ActiveQueue* aq = queue(kControlTxQueue);
-    if (broken_ || !aq) return;
-    auto& q = aq->queue;
-    bool used = false;
-    try {
-        used = drain(q, [&](DescriptorChain& chain) {
-            Reader r(*mem_, chain);
-            // One byte more than a message, so a long one shows as such.
-            uint8_t buf[kConsoleControlSize + 1];
-            size_t n = std::min(r.remaining(), sizeof buf);
-            r.read({buf, n});
-            q.push_used(chain, 0);
-            handle_control(parse_console_control({buf, n}, nr_ports()));
-            return !broken_;
-        }) > 0;
-    } catch (const QueueError& e) {
-        fail_queue("control transmit", e);
-    }
-    if (used) notify(kControlTxQueue);
+    ServedQueue* q = queue(kControlTxQueue);
+    if (!q) return;
+    q->drain([&](DescriptorChain& chain) {
+        Reader r(*mem_, chain);
+        // One byte more than a message, so a long one shows as such.
+        uint8_t buf[kConsoleControlSize + 1];
+        size_t n = std::min(r.remaining(), sizeof buf);
+        r.read({buf, n});
+        q->push(chain, 0);
+        handle_control(parse_console_control({buf, n}, nr_ports()));
+    });
+    q->notify();
 }
 
 void ConsoleDevice::control_error(const char* what, uint32_t port, uint16_t event) {

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "virtio/device.h"
+#include "virtio/served_queue.h"
 #include "vmm/core/counters.h"
 #include "vmm/core/event_loop.h"
 
@@ -142,7 +143,6 @@ public:
         std::atomic<uint64_t>& tx_bytes = set.add("tx_bytes");  // port 0 (the console)
         std::atomic<uint64_t>& rx_bytes = set.add("rx_bytes");
         std::atomic<uint64_t>& errors = set.add("errors");
-        std::atomic<uint64_t>& interrupts = set.add("interrupts");
         CounterSet multiport;  // reported only once MULTIPORT is negotiated
         // malformed or out-of-protocol control messages
         std::atomic<uint64_t>& control_errors = multiport.add("control_errors");
@@ -179,10 +179,11 @@ private:
 
     uint16_t rx_index(uint32_t port) const { return port == 0 ? 0 : static_cast<uint16_t>(2 * port + 2); }
     uint16_t tx_index(uint32_t port) const { return port == 0 ? 1 : static_cast<uint16_t>(2 * port + 3); }
-    ActiveQueue* queue(uint16_t index);
+    ServedQueue* queue(uint16_t index);  // nullptr: not active
     void on_wake();
     void on_tx();  // port 0
     void on_rx();  // port 0
+    size_t fill_rx(ServedQueue& q, std::mutex& mu, std::deque<uint8_t>& input);
     void on_port_tx(uint32_t port);
     void on_port_rx(uint32_t port);
     void on_control_tx();
@@ -191,8 +192,6 @@ private:
     void handle_control(const ConsoleControlRequest& req);
     void sync_host_open(uint32_t port);
     void control_error(const char* fmt_what, uint32_t port, uint16_t event);
-    void notify(uint16_t index);
-    void fail_queue(const char* which, const std::exception& e);
 
     ConsoleConfig cfg_;
     Stats stats_;
@@ -206,12 +205,9 @@ private:
     // Valid while active (owned by the I/O thread after activate()).
     const GuestMemory* mem_ = nullptr;
     bool use_multiport_ = false;  // negotiated
-    std::shared_ptr<VirtioInterrupt> irq_;
-    std::function<void()> needs_reset_;
-    std::vector<std::optional<ActiveQueue>> queues_;
+    std::vector<ServedQueue*> queues_;  // by index; owned by worker_
     std::deque<std::vector<uint8_t>> control_out_;  // to the driver, waiting for buffers
-    bool broken_ = false;
-    std::unique_ptr<IoThread> thread_;
+    std::unique_ptr<QueueWorker> worker_;  // last: its thread stops first
 };
 
 }  // namespace vmm::virtio

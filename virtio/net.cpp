@@ -28,11 +28,6 @@ constexpr uint16_t kStatusLinkUp = 1;
 constexpr size_t kMaxIov = 1024;  // readv's limit (UIO_MAXIOV)
 
 // "virtio-net0" + "p1" -> "net0-p1" (thread names keep 15 characters).
-std::string thread_name(const std::string& dev, const std::string& what) {
-    std::string base = dev.rfind("virtio-", 0) == 0 ? dev.substr(7) : dev;
-    return (base + "-" + what).substr(0, 15);
-}
-
 TapOffloads offloads_from(uint64_t guest_features) {
     TapOffloads o;
     o.csum = has(guest_features, kNetFGuestCsum);
@@ -53,7 +48,9 @@ struct NetDevice::Pair {
     NetDevice& dev;
     size_t index;
     int fd;
-    std::optional<ActiveQueue> rx, tx;
+    QueueWorker io;
+    ServedQueue* rx = nullptr;  // owned by io; nullptr: not enabled
+    ServedQueue* tx = nullptr;
     // A packet the held buffers could not take whole: its first pkt_off
     // bytes are in the held chains, the rest in pkt[0, pkt_len - pkt_off).
     std::vector<uint8_t> pkt;
@@ -70,74 +67,46 @@ struct NetDevice::Pair {
     RxFilter filter;            // this thread's copy of dev.filter_
     uint64_t filter_gen = UINT64_MAX;
     bool polling = false;
-    bool broken = false;
-    IoThread thread;  // last: stopped first on destruction
 
-    Pair(NetDevice& d, size_t i, int tap_fd)
+    Pair(NetDevice& d, size_t i, int tap_fd, const ActivationContext& ctx)
         : dev(d),
           index(i),
           fd(tap_fd),
+          io(io_thread_name(d.cfg_.name, fmt::format("p{}", i)), d.cfg_.name, ctx, d.stats_.errors),
           pkt(sizeof(NetHdr) + kNetMaxFrame),
-          filter(d.cfg_.mac),
-          thread(thread_name(d.cfg_.name, fmt::format("p{}", i))) {}
-    ~Pair() { thread.stop(); }
+          filter(d.cfg_.mac) {}
+    ~Pair() { io.stop(); }  // before the buffers the thread uses go
 
-    void start() {
-        auto& loop = thread.loop();
-        if (tx) loop.add(tx->kick->fd(), [this](uint32_t) {
-            tx->kick->consume();
-            tx->queue.note_notification();
-            on_tx();
-        });
-        if (rx) {
-            loop.add(rx->kick->fd(), [this](uint32_t) {
-                rx->kick->consume();
-                rx->queue.note_notification();
+    void add(ActiveQueue&& aq) {
+        if (aq.index % 2 == 0) {
+            rx = &io.add(std::move(aq), [this](ServedQueue&) {
                 poll_tap(true);
                 on_rx();
             });
-            poll_tap(true);
+        } else {
+            tx = &io.add(std::move(aq), [this](ServedQueue&) { on_tx(); });
         }
-        thread.start();
-        if (tx) tx->kick->signal();  // chains posted before activation
+    }
+
+    void start() {
+        if (rx) poll_tap(true);
+        io.start();
     }
 
     void poll_tap(bool on) {
         if (on == polling) return;
-        if (on) thread.loop().add(fd, [this](uint32_t) { on_rx(); });
-        else thread.loop().remove(fd);
+        if (on) io.loop().add(fd, [this](uint32_t) { on_rx(); });
+        else io.loop().remove(fd);
         polling = on;
     }
 
-    void fail(const char* which, const std::exception& e) {
-        static log::RateLimit rl;
-        if (rl.allow()) log::warn("{}: {} queue {}: {}", dev.cfg_.name, which, index, e.what());
-        ++dev.stats_.errors;
-        broken = true;
-        poll_tap(false);
-        if (dev.needs_reset_) dev.needs_reset_();
-    }
-
-    void signal(ActiveQueue& q) {
-        if (q.queue.should_notify()) {
-            ++dev.stats_.interrupts;
-            dev.irq_->signal_queue(q.index);
-        }
-    }
-
     void on_tx() {
-        if (broken || !tx) return;
-        auto& q = tx->queue;
-        bool used = false;
-        try {
-            used = drain(q, [&](DescriptorChain& chain) {
-                send(chain);
-                q.push_used(chain, 0);
-            }) > 0;
-        } catch (const QueueError& e) {
-            fail("transmit", e);
-        }
-        if (used) signal(*tx);
+        if (!tx) return;
+        tx->drain([&](DescriptorChain& chain) {
+            send(chain);
+            tx->push(chain, 0);
+        });
+        tx->notify();
     }
 
     // One guest packet to the tap: the header as the guest wrote it (the
@@ -197,17 +166,16 @@ struct NetDevice::Pair {
     };
 
     void on_rx() {
-        if (broken || !rx) return;
-        auto& q = rx->queue;
-        bool used = false;
-        try {
-            for (;;) {
+        if (!rx || rx->broken()) return;
+        Queue& q = rx->queue();
+        bool ok = rx->guard([&] {
+            while (!rx->broken()) {
                 if (!pkt_len) {
-                    Rx r = read_packet(q, used);
+                    Rx r = read_packet(q);
                     if (r == Rx::Packet) continue;
                     if (r != Rx::Pending) break;
                 }
-                if (deliver(q, used)) {
+                if (deliver(q)) {
                     pkt_len = pkt_off = 0;
                     continue;
                 }
@@ -220,14 +188,13 @@ struct NetDevice::Pair {
                     break;
                 }
             }
-        } catch (const QueueError& e) {
-            fail("receive", e);
-        }
+        });
+        if (!ok) poll_tap(false);  // a broken ring takes no more packets
         // One interrupt check per batch, once the tap is empty or the ring
         // full. Checking after every packet (as QEMU does) was slower in
         // net-bench: the guest polled smaller batches and sent more ACKs,
         // and the host answered with smaller segments (docs/virtio.md).
-        if (used) signal(*rx);
+        rx->notify();
     }
 
     void tap_failed(ssize_t n) {
@@ -243,7 +210,7 @@ struct NetDevice::Pair {
     // chain is held; false if the ring runs out first (what was popped stays
     // held). Chains too small for even the header break the spec's rule for
     // receive buffers and are returned unused.
-    bool fill_held(Queue& q, uint64_t want, bool& used) {
+    bool fill_held(Queue& q, uint64_t want) {
         const bool mrg = mergeable();
         while (mrg ? held_bytes < want : held.empty()) {
             auto c = q.pop();
@@ -251,8 +218,7 @@ struct NetDevice::Pair {
             uint64_t cap = c->writable_bytes();
             if (cap < sizeof(NetHdr)) {
                 dev.note(dev.stats_.errors, fmt::format("receive buffer of {} writable bytes, less than a header", cap));
-                q.push_used(*c, 0);
-                used = true;
+                rx->push(*c, 0);
                 continue;
             }
             Writer w(*dev.mem_, *c);
@@ -269,10 +235,10 @@ struct NetDevice::Pair {
     // Linux's full ring always can. With less held, whatever does not fit
     // lands in `pkt` (the host buffer) after them and is copied into the
     // next buffers the guest posts (deliver()).
-    Rx read_packet(Queue& q, bool& used) {
+    Rx read_packet(Queue& q) {
         constexpr uint64_t kWant = sizeof(NetHdr) + kNetMaxFrame;
         const bool mrg = mergeable();
-        fill_held(q, kWant, used);
+        fill_held(q, kWant);
         rx_iov.clear();
         uint64_t cap = 0;
         for (const auto& h : held) {
@@ -309,8 +275,7 @@ struct NetDevice::Pair {
             pkt_off = static_cast<size_t>(cap);
             return Rx::Pending;
         }
-        complete(q, chains_for(len), len);
-        used = true;
+        complete(chains_for(len), len);
         return Rx::Packet;
     }
 
@@ -330,7 +295,7 @@ struct NetDevice::Pair {
 
     // The packet of `len` bytes (header included) is in the first `count`
     // held chains: record how many in the header, return them to the guest.
-    void complete(Queue& q, size_t count, uint64_t len) {
+    void complete(size_t count, uint64_t len) {
         auto num = static_cast<uint16_t>(count);  // count <= queue size
         // The first chain holds at least a header (fill_held).
         scatter(held.front().iov, offsetof(NetHdr, num_buffers),
@@ -346,16 +311,16 @@ struct NetDevice::Pair {
             held_bytes -= h.capacity;
             uint64_t n = std::min(h.capacity, len - off);
             off += n;
-            q.push_used(h.chain, static_cast<uint32_t>(n));
+            rx->push(h.chain, static_cast<uint32_t>(n));
         }
     }
 
     // Finishes a Pending packet: copies its part in `pkt` into the held
     // buffers after the pkt_off bytes already in them. False if there are
     // not enough buffers yet (nothing is used then).
-    bool deliver(Queue& q, bool& used) {
+    bool deliver(Queue& q) {
         const uint64_t need = pkt_len;
-        if (!fill_held(q, need, used)) return false;
+        if (!fill_held(q, need)) return false;
         if (!mergeable() && held.front().capacity < need) {
             // Keep the buffer for the next packet.
             dev.note(dev.stats_.rx_dropped, fmt::format("dropped a received packet of {} bytes: the guest's buffer has {}",
@@ -373,8 +338,7 @@ struct NetDevice::Pair {
             }
             start = end;
         }
-        complete(q, count, need);
-        used = true;
+        complete(count, need);
         return true;
     }
 };
@@ -424,47 +388,34 @@ void NetDevice::activate(ActivationContext ctx) {
     reset();
     mem_ = ctx.mem;
     features_ = ctx.features;
-    irq_ = ctx.interrupt;
-    needs_reset_ = ctx.needs_reset;
-    ctrl_broken_ = false;
     // The control queue follows the pairs the driver may use: all with MQ,
     // one without.
     const uint16_t ctrl_index = has(features_, kNetFMq) ? static_cast<uint16_t>(2 * pairs_) : 2;
-    for (size_t i = 0; i < pairs_; ++i) workers_.push_back(std::make_unique<Pair>(*this, i, backend_->fds()[i].get()));
+    for (size_t i = 0; i < pairs_; ++i)
+        workers_.push_back(std::make_unique<Pair>(*this, i, backend_->fds()[i].get(), ctx));
     for (auto& q : ctx.queues) {
         if (q.index == ctrl_index) {
-            if (has(features_, kNetFCtrlVq)) ctrl_.emplace(std::move(q));
+            if (!has(features_, kNetFCtrlVq)) continue;
+            ctrl_worker_ = std::make_unique<QueueWorker>(io_thread_name(cfg_.name, "ctl"), cfg_.name, ctx, stats_.errors);
+            ctrl_ = &ctrl_worker_->add(std::move(q), [this](ServedQueue&) { on_ctrl(); });
         } else if (q.index < 2 * pairs_ && (q.index < 2 || has(features_, kNetFMq))) {
-            auto& p = *workers_[q.index / 2];
-            (q.index % 2 == 0 ? p.rx : p.tx).emplace(std::move(q));
+            workers_[q.index / 2]->add(std::move(q));
         }
     }
     backend_->set_offloads(offloads_from(features_));
     set_active_pairs(1);  // until the driver sets the pair count (MQ)
     for (auto& p : workers_)
         if (p->rx || p->tx) p->start();
-    if (ctrl_) {
-        ctrl_thread_ = std::make_unique<IoThread>(thread_name(cfg_.name, "ctl"));
-        ctrl_thread_->loop().add(ctrl_->kick->fd(), [this](uint32_t) {
-            ctrl_->kick->consume();
-            ctrl_->queue.note_notification();
-            on_ctrl();
-        });
-        ctrl_thread_->start();
-        ctrl_->kick->signal();
-    }
+    if (ctrl_worker_) ctrl_worker_->start();
     log::info("{}: {} queue pair(s), mergeable rx buffers {}, offloads to the guest: csum={} tso4={} tso6={}",
               cfg_.name, pairs_, has(features_, kNetFMrgRxbuf) ? "on" : "off", has(features_, kNetFGuestCsum),
               has(features_, kNetFGuestTso4), has(features_, kNetFGuestTso6));
 }
 
 void NetDevice::reset() {
-    if (ctrl_thread_) ctrl_thread_->stop();
-    ctrl_thread_.reset();
+    ctrl_worker_.reset();  // joins the thread
+    ctrl_ = nullptr;
     workers_.clear();  // stops and joins each pair's thread
-    ctrl_.reset();
-    irq_.reset();
-    needs_reset_ = nullptr;
     update_filter([&](RxFilter& f) { f = RxFilter(cfg_.mac); });  // promiscuous, our MAC
 }
 
@@ -485,34 +436,20 @@ void NetDevice::set_active_pairs(size_t n) {
 }
 
 void NetDevice::on_ctrl() {
-    if (ctrl_broken_ || !ctrl_) return;
-    auto& q = ctrl_->queue;
-    bool used = false;
-    try {
-        used = drain(q, [&](DescriptorChain& chain) {
-            Reader r(*mem_, chain);
-            Writer w(*mem_, chain);
-            uint8_t hdr[2];
-            uint8_t ack = kCtrlErr;
-            if (r.read(hdr)) ack = ctrl_command(hdr[0], hdr[1], r);
-            else note(stats_.ctrl_errors, "control command shorter than its 2-byte header");
-            // The ack is the last device-writable byte.
-            uint32_t written = 0;
-            if (auto tail = w.split_tail(1); tail && tail->write_obj(ack)) written = 1;
-            else note(stats_.ctrl_errors, "control command without room for its ack");
-            q.push_used(chain, written);
-        }) > 0;
-    } catch (const QueueError& e) {
-        static log::RateLimit rl;
-        if (rl.allow()) log::warn("{}: control queue: {}", cfg_.name, e.what());
-        ++stats_.errors;
-        ctrl_broken_ = true;
-        if (needs_reset_) needs_reset_();
-    }
-    if (used && q.should_notify()) {
-        ++stats_.interrupts;
-        irq_->signal_queue(ctrl_->index);
-    }
+    ctrl_->drain([&](DescriptorChain& chain) {
+        Reader r(*mem_, chain);
+        Writer w(*mem_, chain);
+        uint8_t hdr[2];
+        uint8_t ack = kCtrlErr;
+        if (r.read(hdr)) ack = ctrl_command(hdr[0], hdr[1], r);
+        else note(stats_.ctrl_errors, "control command shorter than its 2-byte header");
+        // The ack is the last device-writable byte.
+        uint32_t written = 0;
+        if (auto tail = w.split_tail(1); tail && tail->write_obj(ack)) written = 1;
+        else note(stats_.ctrl_errors, "control command without room for its ack");
+        ctrl_->push(chain, written);
+    });
+    ctrl_->notify();
 }
 
 uint8_t NetDevice::ctrl_command(uint8_t cls, uint8_t cmd, Reader& d) {

@@ -32,6 +32,7 @@
 #include <mutex>
 
 #include "virtio/device.h"
+#include "virtio/served_queue.h"
 #include "virtio/net_filter.h"
 #include "virtio/net_hdr.h"
 #include "virtio/tap.h"
@@ -77,7 +78,6 @@ public:
         std::atomic<uint64_t>& ctrl_commands = set.add("ctrl_commands");
         std::atomic<uint64_t>& ctrl_errors = set.add("ctrl_errors");
         std::atomic<uint64_t>& errors = set.add("errors");
-        std::atomic<uint64_t>& interrupts = set.add("interrupts");
     };
 
 private:
@@ -94,12 +94,9 @@ private:
     // Valid while active.
     const GuestMemory* mem_ = nullptr;
     uint64_t features_ = 0;
-    std::shared_ptr<VirtioInterrupt> irq_;
-    std::function<void()> needs_reset_;
     std::vector<std::unique_ptr<Pair>> workers_;
-    std::optional<ActiveQueue> ctrl_;
-    std::unique_ptr<IoThread> ctrl_thread_;
-    bool ctrl_broken_ = false;
+    std::unique_ptr<QueueWorker> ctrl_worker_;
+    ServedQueue* ctrl_ = nullptr;  // owned by ctrl_worker_
     // Written by the control thread; each pair keeps a copy and takes a new
     // one when the generation moves, so receiving takes no lock.
     mutable std::mutex filter_mu_;

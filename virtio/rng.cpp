@@ -40,61 +40,36 @@ void RngDevice::read_config(uint64_t, std::span<uint8_t> data) {
 void RngDevice::activate(ActivationContext ctx) {
     reset();
     mem_ = ctx.mem;
-    irq_ = ctx.interrupt;
-    needs_reset_ = ctx.needs_reset;
-    broken_ = false;
-    for (auto& q : ctx.queues)
-        if (q.index == 0) q_.emplace(std::move(q));
-    if (!q_) return;  // the driver did not enable the queue
-    thread_ = std::make_unique<IoThread>(cfg_.name);
-    thread_->loop().add(q_->kick->fd(), [this](uint32_t) {
-        q_->kick->consume();
-        q_->queue.note_notification();
-        on_kick();
-    });
-    thread_->start();
-    q_->kick->signal();  // requests posted before activation
+    for (auto& q : ctx.queues) {
+        if (q.index != 0) continue;
+        worker_ = std::make_unique<QueueWorker>(cfg_.name, cfg_.name, ctx, errors_);
+        queue_ = &worker_->add(std::move(q), [this](ServedQueue&) { on_kick(); });
+        worker_->start();
+    }
 }
 
 void RngDevice::reset() {
-    if (thread_) thread_->stop();
-    thread_.reset();
-    q_.reset();
-    irq_.reset();
-    needs_reset_ = nullptr;
+    worker_.reset();  // joins the thread
+    queue_ = nullptr;
 }
 
 void RngDevice::on_kick() {
-    if (broken_ || !q_) return;
-    auto& q = q_->queue;
-    bool used = false;
     std::vector<uint8_t> buf;
-    try {
-        used = drain(q, [&](DescriptorChain& chain) {
-            Writer w(*mem_, chain);
-            size_t n = std::min(w.remaining(), kMaxPerRequest);
-            buf.resize(n);
-            if (n && !fill_random(buf)) {
-                static log::RateLimit rl;
-                if (rl.allow()) log::warn("{}: getrandom: {}", cfg_.name, std::strerror(errno));
-                ++errors_;
-                n = 0;
-            }
-            if (n) w.write(std::span<const uint8_t>(buf.data(), n));
-            bytes_ += w.written();
-            q.push_used(chain, static_cast<uint32_t>(w.written()));
-        }) > 0;
-    } catch (const QueueError& e) {
-        static log::RateLimit rl;
-        if (rl.allow()) log::warn("{}: request queue: {}", cfg_.name, e.what());
-        ++errors_;
-        broken_ = true;
-        if (needs_reset_) needs_reset_();
-    }
-    if (used && q.should_notify()) {
-        ++interrupts_;
-        irq_->signal_queue(0);
-    }
+    queue_->drain([&](DescriptorChain& chain) {
+        Writer w(*mem_, chain);
+        size_t n = std::min(w.remaining(), kMaxPerRequest);
+        buf.resize(n);
+        if (n && !fill_random(buf)) {
+            static log::RateLimit rl;
+            if (rl.allow()) log::warn("{}: getrandom: {}", cfg_.name, std::strerror(errno));
+            ++errors_;
+            n = 0;
+        }
+        if (n) w.write(std::span<const uint8_t>(buf.data(), n));
+        bytes_ += w.written();
+        queue_->push(chain, static_cast<uint32_t>(w.written()));
+    });
+    queue_->notify();
 }
 
 std::map<std::string, uint64_t> RngDevice::counters() const {

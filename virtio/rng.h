@@ -7,11 +7,10 @@
 
 #include <atomic>
 #include <memory>
-#include <optional>
 
 #include "virtio/device.h"
+#include "virtio/served_queue.h"
 #include "vmm/core/counters.h"
-#include "vmm/core/event_loop.h"
 
 namespace vmm::virtio {
 
@@ -45,14 +44,10 @@ private:
     CounterSet counters_;
     std::atomic<uint64_t>& bytes_ = counters_.add("bytes");
     std::atomic<uint64_t>& errors_ = counters_.add("errors");
-    std::atomic<uint64_t>& interrupts_ = counters_.add("interrupts");
     // Valid while active (used by the I/O thread after activate()).
     const GuestMemory* mem_ = nullptr;
-    std::shared_ptr<VirtioInterrupt> irq_;
-    std::function<void()> needs_reset_;
-    std::optional<ActiveQueue> q_;
-    bool broken_ = false;
-    std::unique_ptr<IoThread> thread_;
+    std::unique_ptr<QueueWorker> worker_;
+    ServedQueue* queue_ = nullptr;  // owned by worker_
 };
 
 }  // namespace vmm::virtio

@@ -27,12 +27,6 @@ constexpr auto kTmfWait = std::chrono::seconds(30);
 
 log::RateLimit g_guest_errors;
 
-std::string thread_name(const std::string& dev, const std::string& suffix) {
-    std::string base = dev.rfind("virtio-", 0) == 0 ? dev.substr(7) : dev;
-    if (base.size() + suffix.size() > 15) base.resize(15 - std::min<size_t>(suffix.size(), 15));
-    return base + suffix;
-}
-
 uint32_t sat32(uint64_t v) { return v > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(v); }
 
 // The virtio-scsi command response: header plus sense_size sense bytes.
@@ -73,22 +67,19 @@ struct ScsiDevice::Worker {
     };
 
     ScsiDevice& dev;
-    RequestQueue ring;
+    QueueWorker io;
+    RequestQueue& ring;
     std::vector<std::unique_ptr<DiskEngine>> engines;     // per unit, made on first use
     std::vector<std::vector<DiskRequest>> batches;        // per unit, this round
     std::vector<size_t> touched;                          // units with a batch
     std::vector<std::unique_ptr<Slot>> slots;             // indexed by cookie
-    IoThread thread;  // last: stopped first on destruction
 
     Worker(ScsiDevice& d, ActiveQueue&& aq)
-        : dev(d), ring(d.cfg_.name, std::move(aq), d.ctx_,
-                       {&d.counters_.notifications, &d.counters_.interrupts, &d.counters_.errors}),
-          engines(d.units_.size()), batches(d.units_.size()), slots(ring.slots()),
-          thread(thread_name(d.cfg_.name, "-q" + std::to_string(ring.index()))) {
-        thread.loop().add(ring.kick().fd(), [this](uint32_t) {
-            if (ring.take_kick()) process();
-        });
-    }
+        : dev(d), io(io_thread_name(d.cfg_.name, "q" + std::to_string(aq.index)), d.cfg_.name, d.ctx_,
+                     d.counters_.errors),
+          ring(io.add_requests(std::move(aq), [this](ServedQueue&) { process(); })), engines(d.units_.size()),
+          batches(d.units_.size()), slots(ring.slots()) {}
+    ~Worker() { io.stop(); }  // before the engines and slots the thread uses go
 
     void process() {
         ring.pop_all([this](DescriptorChain&& chain) { handle(std::move(chain)); });
@@ -109,7 +100,7 @@ struct ScsiDevice::Worker {
     DiskEngine* engine(size_t unit) {
         if (!engines[unit]) {
             auto e = make_disk_engine(*dev.units_[unit].disk, std::min<unsigned>(ring.slots(), kEngineDepth));
-            thread.loop().add(e->event_fd(), [this, unit](uint32_t) { on_completion(unit); });
+            io.loop().add(e->event_fd(), [this, unit](uint32_t) { on_completion(unit); });
             engines[unit] = std::move(e);
         }
         return engines[unit].get();
@@ -317,7 +308,7 @@ struct ScsiDevice::Worker {
     // After the thread stopped: wait for host I/O that still points into
     // guest memory, then drop the completions unanswered.
     void quiesce() {
-        thread.stop();
+        io.stop();
         for (auto& e : engines) {
             if (!e) continue;
             e->drain();
@@ -333,41 +324,16 @@ struct ScsiDevice::Worker {
 
 struct ScsiDevice::ControlWorker {
     ScsiDevice& dev;
-    Queue queue;
-    std::shared_ptr<EventFd> kick;
-    bool broken = false;
-    IoThread thread;
+    QueueWorker io;
+    ServedQueue& queue;
 
     ControlWorker(ScsiDevice& d, ActiveQueue&& aq)
-        : dev(d), queue(std::move(aq.queue)), kick(std::move(aq.kick)), thread(thread_name(d.cfg_.name, "-ctl")) {
-        thread.loop().add(kick->fd(), [this](uint32_t) { on_kick(); });
-    }
+        : dev(d), io(io_thread_name(d.cfg_.name, "ctl"), d.cfg_.name, d.ctx_, d.counters_.errors),
+          queue(io.add(std::move(aq), [this](ServedQueue&) { on_kick(); })) {}
 
     void on_kick() {
-        kick->consume();
-        queue.note_notification();
-        if (broken) return;
-        bool used = false;
-        try {
-            for (;;) {
-                queue.disable_notifications();
-                while (auto chain = queue.pop()) {
-                    uint32_t len = handle(*chain);
-                    queue.push_used(*chain, len);
-                    used = true;
-                }
-                if (!queue.enable_notifications()) break;
-            }
-            if (used && queue.should_notify() && dev.ctx_.interrupt) {
-                dev.ctx_.interrupt->signal_queue(0);
-                dev.counters_.interrupts.fetch_add(1, std::memory_order_relaxed);
-            }
-        } catch (const QueueError& e) {
-            broken = true;
-            dev.counters_.errors.fetch_add(1, std::memory_order_relaxed);
-            if (g_guest_errors.allow()) log::error("{}: control queue: {}", dev.cfg_.name, e.what());
-            if (dev.ctx_.needs_reset) dev.ctx_.needs_reset();
-        }
+        queue.drain([&](DescriptorChain& chain) { queue.push(chain, handle(chain)); });
+        queue.notify();
     }
 
     void guest_error(const char* what) {
@@ -385,7 +351,7 @@ struct ScsiDevice::ControlWorker {
     bool wait_idle() {
         auto until = std::chrono::steady_clock::now() + kTmfWait;
         while (dev.inflight_.load(std::memory_order_relaxed) > 0) {
-            if (thread.loop().stop_requested() || std::chrono::steady_clock::now() > until) return false;
+            if (io.loop().stop_requested() || std::chrono::steady_clock::now() > until) return false;
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
         }
         return true;
@@ -539,20 +505,17 @@ void ScsiDevice::activate(ActivationContext ctx) {
                 workers_.push_back(std::make_unique<Worker>(*this, std::move(aq)));
             // queue 1 (events): buffers stay with the device, unused
         }
-        if (control_) control_->thread.start();
-        for (auto& w : workers_) w->thread.start();
+        if (control_) control_->io.start();
+        for (auto& w : workers_) w->io.start();
     } catch (...) {
         reset_threads();
         throw;
     }
-    // Requests posted before activation.
-    if (control_) control_->kick->signal();
-    for (auto& w : workers_) w->ring.kick().signal();
     log::debug("{}: active, {} request queue(s), {} LUN(s)", cfg_.name, workers_.size(), units_.size());
 }
 
 void ScsiDevice::reset_threads() {
-    if (control_) control_->thread.stop();
+    if (control_) control_->io.stop();
     for (auto& w : workers_) w->quiesce();
     control_.reset();
     workers_.clear();

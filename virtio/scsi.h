@@ -112,8 +112,6 @@ private:
         std::atomic<uint64_t>& errors = set.add("errors");
         std::atomic<uint64_t>& bad_target = set.add("bad_target");
         std::atomic<uint64_t>& tmf = set.add("tmf");
-        std::atomic<uint64_t>& notifications = set.add("notifications");
-        std::atomic<uint64_t>& interrupts = set.add("interrupts");
     };
 
     void reset_threads();  // stops the I/O threads; keeps the driver-written config
