@@ -28,20 +28,6 @@ constexpr uint8_t kCapIdMsix = 0x11;
 constexpr uint16_t kVendorVirtio = 0x1af4;
 constexpr uint16_t kDeviceIdBase = 0x1040;
 
-// PCI class codes per device type, as the Linux and Windows drivers expect
-// to see them (QEMU's choices), e.g. mass storage/SCSI for blk and scsi.
-uint32_t class_code_for(uint32_t type) {
-    switch (type) {
-        case kDeviceNet: return 0x020000;      // network, ethernet
-        case kDeviceBlock: return 0x010000;    // mass storage, SCSI
-        case kDeviceScsi: return 0x010000;
-        case kDeviceConsole: return 0x078000;  // communication, other
-        case kDeviceBalloon: return 0x00ff00;
-        case kDeviceRng: return 0x00ff00;
-        default: return 0x00ff00;
-    }
-}
-
 // Body of a virtio_pci_cap after cap_vndr/cap_next: cap_len, cfg_type, bar,
 // id, padding[2], offset, length (+ extra bytes for notify/pci-cfg).
 std::vector<uint8_t> virtio_cap_body(uint8_t type, uint8_t bar, uint32_t offset, uint32_t length, size_t extra) {
@@ -88,7 +74,7 @@ PciTransport::PciTransport(std::shared_ptr<VirtioDevice> dev, Platform platform,
     : dev_(std::move(dev)),
       platform_(std::move(platform)),
       cfg_(pci::ConfigSpace::Ids{kVendorVirtio, static_cast<uint16_t>(kDeviceIdBase + dev_->device_type()), 1,
-                                 class_code_for(dev_->device_type()), kVendorVirtio,
+                                 platform_.class_code, kVendorVirtio,
                                  static_cast<uint16_t>(kDeviceIdBase + dev_->device_type())}),
       msix_(static_cast<uint16_t>(std::min<size_t>(dev_->queue_max_sizes().size(), kMaxQueues) + 1),
             platform_.msi) {

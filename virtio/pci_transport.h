@@ -76,6 +76,8 @@ public:
         bool assigned = true;
         // Expansion ROM image (iPXE for network boot); null: no ROM BAR.
         std::shared_ptr<const std::vector<uint8_t>> rom;
+        // PCI class code (the VMM's device registry, vmm/virtio_devices.cpp).
+        uint32_t class_code = 0x00ff00;  // "other"
     };
 
     PciTransport(std::shared_ptr<VirtioDevice> dev, Platform platform, uint64_t bar_addr);

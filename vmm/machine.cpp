@@ -34,12 +34,8 @@
 #include "vmm/core/irq.h"
 #include "vmm/core/log.h"
 #include "virtio/balloon.h"
-#include "virtio/block.h"
 #include "virtio/console.h"
-#include "virtio/net.h"
 #include "virtio/pci_transport.h"
-#include "virtio/rng.h"
-#include "virtio/scsi.h"
 #include "vmm/api.h"
 #include "vmm/config_check.h"
 #include "vmm/console_socket.h"
@@ -47,6 +43,7 @@
 #include "vmm/input_file.h"
 #include "vmm/irq_routing.h"
 #include "vmm/serial_ports.h"
+#include "vmm/virtio_devices.h"
 #include "vmm/platform.h"
 
 namespace vmm {
@@ -59,33 +56,6 @@ constexpr int kKickSignal = SIGUSR1;
 // The most physical address bits x86 has (52): the end of the PCI decode
 // window under firmware.
 constexpr uint64_t kMaxPhysAddr = uint64_t{1} << 52;
-
-// Debian's ipxe-qemu: iPXE for virtio-net with a BIOS and an EFI image, the
-// ROM QEMU gives its virtio-net devices.
-constexpr const char* kIpxeVirtioRom = "/usr/lib/ipxe/qemu/efi-virtio.rom";
-
-// The expansion ROM of interface `n`, or null: only under firmware (a
-// directly booted kernel has no use for one), "" picks Debian's iPXE when
-// installed, "off" none.
-std::shared_ptr<const std::vector<uint8_t>> net_rom(const NetConfig& n, bool firmware) {
-    if (!firmware || n.rom == "off") return nullptr;
-    std::string path = n.rom;
-    if (path.empty()) {
-        if (::access(kIpxeVirtioRom, R_OK) != 0) {
-            if (n.bootindex >= 0)
-                log::warn("--net tap={}: bootindex given but no network boot ROM: {} not found (install Debian's "
-                          "ipxe-qemu, or give rom=PATH)", n.tap, kIpxeVirtioRom);
-            return nullptr;
-        }
-        path = kIpxeVirtioRom;
-    }
-    InputFile f(path, "--net rom");
-    if (f.size() > 16u << 20) fail("--net rom={}: {} bytes; at most 16 MiB", path, f.size());
-    auto rom = std::make_shared<std::vector<uint8_t>>(f.size());
-    f.copy_to(*rom, f.bytes());
-    log::debug("--net tap={}: option ROM {} ({} bytes)", n.tap, path, rom->size());
-    return rom;
-}
 
 void write_all(int fd, const uint8_t* p, size_t n) {
     while (n > 0) {
@@ -116,14 +86,13 @@ private:
 
 void kick_handler(int) {}
 
-// An output sink for a console: the VMM's stdout (tty) or a file.
+}  // namespace
+
 std::function<void(std::span<const uint8_t>)> fd_writer(int fd) {
     return [fd](std::span<const uint8_t> bytes) {
         if (fd >= 0) write_all(fd, bytes.data(), bytes.size());
     };
 }
-
-}  // namespace
 
 void install_vcpu_kick_handler() {
     struct sigaction sa {};
@@ -299,97 +268,14 @@ void Machine::setup_pci() {
     if (win64.size) mmio_.add(win64.start, end64 - win64.start, pci_->mmio_device(win64.start));
     next_bar_ = layout_.pci_mmio32.start;
 
-    // Disks first, so they take the low slots in command-line order and the
-    // guest names them vda, vdb, ... in that order (Linux probes by slot).
-    // Disks with an explicit slot are placed before the others pick theirs.
-    for (int pass = 0; pass < 2; ++pass) {
-        for (size_t i = 0; i < cfg_.disks.size(); ++i) {
-            const DiskConfig& d = cfg_.disks[i];
-            if ((d.slot >= 0) != (pass == 0)) continue;
-            virtio::BlockConfig bc;
-            bc.disk.path = d.path;
-            bc.disk.readonly = d.readonly;
-            bc.disk.direct = d.direct;
-            bc.serial = d.serial;
-            bc.num_queues = d.num_queues;
-            bc.name = fmt::format("virtio-blk{}", i);
-            auto blk = std::make_shared<virtio::BlockDevice>(std::move(bc));
-            disks_.push_back(blk);
-            unsigned s = add_virtio(blk, d.slot, d.packed);
-            if (d.bootindex >= 0) boot_devices_.push_back({x86::BootDevice::Kind::VirtioBlk, s, 0, d.bootindex});
-        }
-    }
-    // Named serial ports live on the console device too: it exists when
-    // either is asked for (port 0 then goes nowhere if --console is off).
-    if (cfg_.console != SerialMode::Off || !cfg_.serial_ports.empty()) {
-        virtio::ConsoleConfig cc;
-        for (auto& p : cfg_.serial_ports) cc.port_names.push_back(p.name);
-        int fd = cfg_.console == SerialMode::Tty ? STDOUT_FILENO : -1;
-        if (cfg_.console == SerialMode::File) {
-            fd = ::open(cfg_.console_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-            if (fd < 0) throw_errno(fmt::format("--console file={}", cfg_.console_path));
-            console_file_ = Fd(fd);
-        }
-        if (cfg_.console == SerialMode::Socket) {
-            console_sock_ = std::make_unique<ConsoleSocket>(cfg_.console_path, "--console socket=" + cfg_.console_path);
-            cc.output = [s = console_sock_.get()](std::span<const uint8_t> b) { s->write_output(b); };
-        } else {
-            cc.output = fd_writer(fd);
-        }
-        console_ = std::make_shared<virtio::ConsoleDevice>(std::move(cc));
-        add_virtio(console_, -1);
-        if (!cfg_.serial_ports.empty()) serial_ports_ = std::make_unique<SerialPortHost>(console_, cfg_.serial_ports);
-    }
-    for (size_t i = 0; i < cfg_.nets.size(); ++i) {
-        const NetConfig& n = cfg_.nets[i];
-        auto tap = std::make_shared<virtio::Tap>(n.tap, n.num_queues, "--net tap=" + n.tap);
-        virtio::NetConfig nc;
-        nc.name = fmt::format("virtio-net{}", i);
-        nc.mac = check::effective_mac(n);
-        unsigned s = add_virtio(std::make_shared<virtio::NetDevice>(std::move(nc), std::move(tap)), -1, n.packed,
-                                net_rom(n, firmware()));
-        if (n.bootindex >= 0) boot_devices_.push_back({x86::BootDevice::Kind::VirtioNet, s, 0, n.bootindex});
-    }
-    if (cfg_.rng) add_virtio(std::make_shared<virtio::RngDevice>(virtio::RngConfig{}), -1);
-    if (cfg_.balloon) {
-        virtio::BalloonConfig bc;
-        bc.target_pages = static_cast<uint32_t>(cfg_.balloon->size / virtio::kBalloonPageSize);
-        bc.deflate_on_oom = cfg_.balloon->deflate_on_oom;
-        bc.free_page_reporting = cfg_.balloon->free_page_reporting;
-        bc.stats_interval_ms = cfg_.balloon->stats_interval_s * 1000;
-        balloon_ = std::make_shared<virtio::BalloonDevice>(std::move(bc));
-        add_virtio(balloon_, -1);
-    }
-    if (!cfg_.scsi.empty()) {  // one virtio-scsi controller holds every --scsi-disk and --cdrom
-        std::vector<uint32_t> luns = check::scsi_luns(cfg_.scsi, "--scsi-disk/--cdrom");
-        virtio::ScsiConfig sc;
-        for (size_t i = 0; i < cfg_.scsi.size(); ++i) {
-            virtio::ScsiLunSpec l;
-            l.disk.path = cfg_.scsi[i].path;
-            l.disk.readonly = cfg_.scsi[i].readonly || cfg_.scsi[i].cdrom;
-            l.lun = luns[i];
-            l.cdrom = cfg_.scsi[i].cdrom;
-            sc.luns.push_back(std::move(l));
-        }
-        // Each LUN keeps its image open and, per request queue once used, a
-        // disk engine (io_uring + eventfd): raise the soft fd limit to fit.
-        rlimit nofile{};
-        rlim_t want = 256 + 3 * static_cast<rlim_t>(luns.size());
-        if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < want) {
-            nofile.rlim_cur = std::min(want, nofile.rlim_max);
-            if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur < want)
-                log::warn("--scsi-disk/--cdrom: {} LUNs may need {} file descriptors; the limit is {}", luns.size(),
-                          want, nofile.rlim_cur);
-        }
-        unsigned s = add_virtio(std::make_shared<virtio::ScsiDevice>(std::move(sc)), -1);
-        for (size_t i = 0; i < cfg_.scsi.size(); ++i)
-            if (cfg_.scsi[i].bootindex >= 0)
-                boot_devices_.push_back({x86::BootDevice::Kind::VirtioScsiLun, s, luns[i], cfg_.scsi[i].bootindex});
-    }
+    for (const VirtioKind& kind : virtio_kinds()) (this->*kind.attach)(kind);
 }
 
-unsigned Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed,
-                             std::shared_ptr<const std::vector<uint8_t>> rom) {
+unsigned Machine::add_virtio(const VirtioKind& kind, std::shared_ptr<virtio::VirtioDevice> dev, int slot,
+                             bool packed, std::shared_ptr<const std::vector<uint8_t>> rom) {
+    if (dev->device_type() != kind.device_id)
+        fail("{}: virtio device ID {} registered as {} ({})", dev->name(), dev->device_type(), kind.name,
+             kind.device_id);
     unsigned s = slot >= 0 ? static_cast<unsigned>(slot) : pci_->free_slot();
     // Under firmware the BAR starts unassigned (0) and the firmware assigns it.
     uint64_t bar = firmware() ? 0 : next_bar_;
@@ -409,6 +295,7 @@ unsigned Machine::add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot
     p.offer_packed = packed;
     p.assigned = !firmware();
     p.rom = std::move(rom);
+    p.class_code = kind.pci_class;
     auto t = std::make_shared<virtio::PciTransport>(dev, std::move(p), bar);
     pci_->add(s, t);
     // The BAR decodes from the start (as firmware would leave it), so the

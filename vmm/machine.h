@@ -23,6 +23,7 @@
 #include "vmm/core/guest_memory.h"
 #include "vmm/core/kvm.h"
 #include "vmm/exit_control.h"
+#include "vmm/virtio_devices.h"
 #include "vmm/vm_control.h"
 
 namespace vmm {
@@ -38,7 +39,6 @@ namespace virtio {
 class PciTransport;
 class BalloonDevice;
 class ConsoleDevice;
-class BlockDevice;
 class VirtioDevice;
 }  // namespace virtio
 class MsiRouter;
@@ -80,10 +80,20 @@ private:
     void load_boot_source();
     void setup_devices();
     void setup_pci();
-    // Returns the PCI slot the device got.
+    // The virtio device registry's factories (vmm/virtio_devices.cpp): each
+    // adds every device of its kind the configuration asks for.
+    friend std::span<const VirtioKind> virtio_kinds();
+    void attach_disks(const VirtioKind& kind);
+    void attach_console(const VirtioKind& kind);
+    void attach_nets(const VirtioKind& kind);
+    void attach_rng(const VirtioKind& kind);
+    void attach_balloon(const VirtioKind& kind);
+    void attach_scsi(const VirtioKind& kind);
+    // Puts `dev` (of `kind`) on the PCI bus behind a virtio-pci transport;
+    // returns the slot it got (`slot` < 0: the next free one).
     // `rom`: the device's expansion ROM image (null: none).
-    unsigned add_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, bool packed = true,
-                        std::shared_ptr<const std::vector<uint8_t>> rom = nullptr);
+    unsigned add_virtio(const VirtioKind& kind, std::shared_ptr<virtio::VirtioDevice> dev, int slot,
+                        bool packed = true, std::shared_ptr<const std::vector<uint8_t>> rom = nullptr);
     // Runs `task` on the main thread (device activation and reset).
     void defer(std::function<void()> task);
     void run_deferred();
@@ -104,7 +114,6 @@ private:
     Bus mmio_{"mmio"};
     std::shared_ptr<devices::Serial8250> serial_;
     std::shared_ptr<devices::AcpiPm> acpi_pm_;
-    std::vector<std::shared_ptr<virtio::BlockDevice>> disks_;
     std::shared_ptr<BusDevice> reset_;
     std::unique_ptr<MsiRouter> msi_;
     std::shared_ptr<devices::pci::PciBus> pci_;
@@ -135,6 +144,10 @@ private:
     std::unique_ptr<BootSource> boot_;
     std::vector<arch::x86::BootDevice> boot_devices_;  // bootindex= devices, for the firmware
 };
+
+// An output sink for a console: the VMM's stdout (tty) or a file; output
+// to a console that went away is dropped.
+std::function<void(std::span<const uint8_t>)> fd_writer(int fd);
 
 // Installs the no-op signal handler used to kick vCPU threads out of KVM_RUN.
 void install_vcpu_kick_handler();

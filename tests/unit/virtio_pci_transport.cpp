@@ -73,6 +73,7 @@ struct Rig {
         p.intx = intx;
         p.intx_line = 17;
         p.defer = [this](std::function<void()> f) { tasks.push_back(std::move(f)); };
+        p.class_code = 0x010000;  // what the registry gives virtio-blk
         t = std::make_shared<PciTransport>(dev, std::move(p), kBar);
         t->bars_changed(t->decoded_bars());
     }
@@ -153,6 +154,7 @@ TEST_CASE("virtio-pci: identity, capabilities and BAR", "[virtio][pci_transport]
     CHECK(r.cfg(0, 2) == 0x1af4);
     CHECK(r.cfg(2, 2) == 0x1042);  // 0x1040 + block
     CHECK(r.cfg(8, 1) == 1);       // revision 1: modern
+    CHECK(r.cfg(8) == 0x01000001);  // the platform's class code (mass storage, SCSI)
     CHECK(r.cfg(0x2c, 2) == 0x1af4);
     CHECK(r.cfg(0x3d, 1) == 1);  // INTA#
     CHECK(r.cfg(0x3c, 1) == 17);
