@@ -150,6 +150,15 @@ KernelLayout parse_bzimage(const FileReader& f, std::span<const RamRegion> ram,
              "the file has only {} bytes",
              pm_offset, f.size());
     }
+    // syssize (32 bits since protocol 2.04, below our minimum) says how much
+    // protected-mode code the build produced: a file cut short (a partial
+    // copy or download) would otherwise boot into garbage.
+    const uint64_t code_size = uint64_t{f.u32(kSysSize, "syssize")} * 16;
+    if (pm_offset + code_size > f.size()) {
+        fail("kernel: bzImage is truncated: its header says {} bytes ({} of setup, {} of kernel) but the file has "
+             "only {}",
+             pm_offset + code_size, pm_offset, code_size, f.size());
+    }
     const std::span<const uint8_t> code = f.sub(pm_offset, f.size() - pm_offset);
 
     // init_size covers the decompressor's whole working area, which is

@@ -66,6 +66,7 @@ uint64_t place_initrd(const KernelLayout& k, uint64_t initrd_size, std::span<con
 // Setup header field offsets (file offsets == zero page offsets).
 namespace setup_hdr {
 inline constexpr std::size_t kSetupSects = 0x1f1;
+inline constexpr std::size_t kSysSize = 0x1f4;  // protected-mode code size, 16-byte units
 inline constexpr std::size_t kBootFlag = 0x1fe;
 inline constexpr std::size_t kJump = 0x200;
 inline constexpr std::size_t kHeader = 0x202;

@@ -174,6 +174,14 @@ TEST_CASE("arch: bzImage header validation errors", "[arch][kernel]") {
         f.resize(20 * 512);
         CHECK_THAT(error_of(f, ram), Catch::Contains("truncated"));
     }
+    SECTION("shorter than its header's syssize (a partial copy)") {
+        BzOpts o;
+        o.code_size = 64 * 1024;
+        auto f = make_bzimage(o);
+        CHECK(error_of(f, ram).empty());
+        f.resize(f.size() - 4096);
+        CHECK_THAT(error_of(f, ram), Catch::Contains("truncated") && Catch::Contains("header says"));
+    }
     SECTION("does not fit in RAM") {
         BzOpts o;
         o.init_size = 200 * MiB;
@@ -251,7 +259,10 @@ TEST_CASE("arch: bzImage truncated at every header length fails cleanly", "[arch
         INFO("length " << len);
         CHECK_FALSE(e.empty());
     }
-    CHECK(error_of(std::span(f).first(5 * 512 + 1), ram).empty());
+    // Past the setup sectors, anything shorter than syssize says is cut short too.
+    CHECK_THAT(error_of(std::span(f).first(5 * 512 + 1), ram), Catch::Contains("header says"));
+    CHECK_THAT(error_of(std::span(f).first(f.size() - 1), ram), Catch::Contains("header says"));
+    CHECK(error_of(f, ram).empty());
 }
 
 TEST_CASE("arch: PVH ELF parses", "[arch][kernel]") {

@@ -53,6 +53,7 @@ inline std::vector<uint8_t> make_bzimage(const BzOpts& o = {}) {
     store_le32(f, 0x238, o.cmdline_size);
     store_le64(f, 0x258, o.pref_address);
     store_le32(f, 0x260, o.init_size);
+    store_le32(f, 0x1f4, static_cast<uint32_t>(o.code_size / 16));  // syssize
     for (std::size_t i = setup; i < f.size(); ++i) f[i] = static_cast<uint8_t>(i * 7);
     return f;
 }
