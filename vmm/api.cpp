@@ -33,7 +33,6 @@ namespace {
 // Nesting deeper than this is refused while parsing: nothing in the protocol
 // needs it, and echoing a deeply nested id back would recurse in dump().
 constexpr int kMaxDepth = 32;
-struct TooDeep {};
 
 // A request that is valid JSON but not a valid request: bad_request.
 struct BadRequest {
@@ -139,15 +138,14 @@ json run_command(const std::string& cmd, const json& args, VmControl& vm) {
 json handle(std::string_view line, VmControl& vm) {
     json req;
     try {
-        json::parser_callback_t depth_check = [](int depth, json::parse_event_t, json&) {
-            if (depth > kMaxDepth) throw TooDeep{};
-            return true;
-        };
-        req = json::parse(line.begin(), line.end(), depth_check);
+        // Duplicate keys are refused as in config files: with nlohmann's
+        // last-wins, {"cmd":"ping","cmd":"stop"} would look like a ping
+        // to whoever reads the line and stop the VM.
+        req = parse_strict_json(line, "request", kMaxDepth);
     } catch (const json::parse_error& e) {
         return error_response(nullptr, "bad_json", parser_message(e.what()));
-    } catch (const TooDeep&) {
-        return error_response(nullptr, "bad_request", fmt::format("JSON nested deeper than {} levels", kMaxDepth));
+    } catch (const Error& e) {
+        return error_response(nullptr, "bad_request", e.what());
     }
     if (!req.is_object()) return error_response(nullptr, "bad_request", "a request must be a JSON object");
     json id = req.contains("id") ? req["id"] : json(nullptr);

@@ -31,11 +31,11 @@ constexpr int kMaxDepth = 16;             // the schema nests 3 deep
 // last one silently) and absurd nesting with a JSON path.
 class StrictCallback {
 public:
-    explicit StrictCallback(std::string source) : source_(std::move(source)) {}
+    StrictCallback(std::string source, int max_depth) : source_(std::move(source)), max_depth_(max_depth) {}
 
     bool operator()(int depth, json::parse_event_t event, json& parsed) {
         using E = json::parse_event_t;
-        if (depth > kMaxDepth) fail("{}: {}: nested more than {} levels deep", source_, path(), kMaxDepth);
+        if (depth > max_depth_) fail("{}: {}: nested more than {} levels deep", source_, path(), max_depth_);
         switch (event) {
             case E::object_start:
             case E::array_start:
@@ -82,10 +82,15 @@ private:
     }
 
     std::string source_;
+    int max_depth_;
     std::vector<Frame> frames_;
 };
 
 }  // namespace
+
+json parse_strict_json(std::string_view text, const std::string& source, int max_depth) {
+    return json::parse(text.begin(), text.end(), StrictCallback(source, max_depth), true, false);
+}
 
 void apply_json(VmConfig& cfg, const json& doc, const std::string& source) {
     // Work on a copy so a bad document leaves cfg untouched.
@@ -96,7 +101,7 @@ void apply_json(VmConfig& cfg, const json& doc, const std::string& source) {
 
 json parse_config_text(const std::string& text, const std::string& source) {
     try {
-        return json::parse(text, StrictCallback(source), true, false);
+        return parse_strict_json(text, source, kMaxDepth);
     } catch (const json::parse_error& e) {
         // e.byte is the 1-based offset of the character the parser stopped at.
         size_t at = std::min(e.byte ? e.byte - 1 : 0, text.size());
@@ -113,7 +118,8 @@ json parse_config_text(const std::string& text, const std::string& source) {
 }
 
 VmConfig config_from_file(const std::string& path) {
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    // O_NONBLOCK: a FIFO fails the regular-file check instead of blocking.
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
     if (!fd) throw_errno(path);
     struct stat st {};
     if (::fstat(fd.get(), &st) < 0) throw_errno(path);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -23,6 +24,12 @@ void apply_json(VmConfig& cfg, const nlohmann::json& doc, const std::string& sou
 // Parses JSON text strictly (no comments, no duplicate keys). Syntax errors
 // become vmm::Error "<source>: line L, column C: <parser message>".
 nlohmann::json parse_config_text(const std::string& text, const std::string& source);
+
+// The strict parse behind parse_config_text, for other JSON the VMM reads
+// (API requests): duplicate keys (nlohmann would keep the last one
+// silently) and nesting deeper than `max_depth` throw vmm::Error naming
+// `source` and the JSON path; malformed JSON throws nlohmann's parse_error.
+nlohmann::json parse_strict_json(std::string_view text, const std::string& source, int max_depth);
 
 // Reads, parses and applies the file on top of a default VmConfig. Errors
 // name the file.

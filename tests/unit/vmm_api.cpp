@@ -187,6 +187,15 @@ TEST_CASE("api: malformed requests get an error and touch nothing", "[vmm][api]"
     CHECK_THAT(error_of(vm, R"({"id": )" + std::string(40, '[') + std::string(40, ']') + R"(, "cmd": "stop"})",
                         "bad_request"),
                Contains("nested"));
+    // Duplicate keys: last-wins would answer this "ping" by stopping the VM.
+    {
+        size_t before = vm.calls.size();
+        CHECK_THAT(error_of(vm, R"({"cmd": "ping", "cmd": "stop"})", "bad_request"),
+                   Contains("cmd") && Contains("duplicate key"));
+        CHECK_THAT(error_of(vm, R"({"cmd": "balloon", "args": {"size": "1G", "size": "2G"}})", "bad_request"),
+                   Contains("args.size") && Contains("duplicate key"));
+        CHECK(vm.calls.size() == before);  // nothing reached the VM
+    }
 
     std::string u = error_of(vm, R"({"cmd": "Stop"})", "unknown_command");
     CHECK_THAT(u, Contains("\"Stop\""));
