@@ -48,7 +48,7 @@ CfiFlash::CfiFlash(const std::string& path, uint64_t block_size) : path_(path), 
     if (!std::has_single_bit(block_size) || block_size < kMinBlock || block_size > kMaxBlock)
         fail("flash {}: block size {} is not a power of two from {} to {}", path, block_size, kMinBlock, kMaxBlock);
 
-    fd_ = Fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY));
+    fd_ = Fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));  // a FIFO must not block
     if (!fd_) {
         if (errno == EACCES || errno == EROFS || errno == EPERM || errno == ETXTBSY)
             throw_errno(fmt::format("flash {}: cannot open it for writing, and UEFI variables must persist there",
@@ -217,8 +217,10 @@ void CfiFlash::create_from_template(const std::string& vars, const std::string& 
     if (::lstat(vars.c_str(), &st) == 0) return;
     if (errno != ENOENT) throw_errno(fmt::format("flash {}", vars));
 
-    Fd src(::open(tmpl.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    Fd src(::open(tmpl.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
     if (!src) throw_errno(fmt::format("flash {}: cannot open the template {}", vars, tmpl));
+    if (::fstat(src.get(), &st) < 0 || !S_ISREG(st.st_mode))
+        fail("flash {}: the template {} is not a regular file", vars, tmpl);
 
     std::string tmp = vars + ".XXXXXX";
     Fd dst(::mkostemp(tmp.data(), O_CLOEXEC));  // mode 0600, O_EXCL

@@ -2,6 +2,7 @@
 // implementation each, called by the CLI and the JSON loader.
 #include "vmm/config_check.h"
 
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -335,9 +336,18 @@ void serial_port_paths(const VmConfig& cfg, const std::string& what) {
 }
 
 void distinct_paths(const std::vector<std::pair<std::string, std::string>>& paths, const std::string& what) {
+    // Compared as the file they name: "w/c.txt" and "w/../w/c.txt" (or a
+    // symlink to it) are one file even before it exists.
+    auto canonical = [](const std::string& p) {
+        std::error_code ec;
+        auto c = std::filesystem::weakly_canonical(p, ec);
+        return ec ? p : c.string();
+    };
+    std::vector<std::string> canon;
+    for (const auto& p : paths) canon.push_back(p.second.empty() ? "" : canonical(p.second));
     for (size_t i = 0; i < paths.size(); ++i)
         for (size_t j = 0; j < i; ++j)
-            if (!paths[i].second.empty() && paths[i].second == paths[j].second)
+            if (!canon[i].empty() && canon[i] == canon[j])
                 fail("{}{}{} and {} are the same path \"{}\"", what, what.empty() ? "" : ": ", paths[j].first,
                      paths[i].first, paths[i].second);
 }

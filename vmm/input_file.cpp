@@ -10,7 +10,9 @@
 namespace vmm {
 
 InputFile::InputFile(const std::string& path, const char* what) : path_(path), what_(what) {
-    fd_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    // O_NONBLOCK: a FIFO given by mistake fails the regular-file check below
+    // instead of blocking open() (no effect on a regular file or its mmap).
+    fd_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
     if (!fd_) throw_errno(fmt::format("{} {}", what, path));
     struct stat st {};
     if (fstat(fd_.get(), &st) != 0) throw_errno(fmt::format("{} {}", what, path));

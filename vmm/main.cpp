@@ -17,6 +17,7 @@
 #include "vmm/core/log.h"
 #include "vmm/ctl.h"
 #include "vmm/machine.h"
+#include "vmm/output_file.h"
 #include "vmm/terminal.h"
 
 namespace {
@@ -34,8 +35,10 @@ int run(const vmm::VmConfig& cfg) {
     // guest's console kept apart); fatal errors still reach stderr too.
     std::unique_ptr<std::FILE, int (*)(std::FILE*)> log_file(nullptr, std::fclose);
     if (!cfg.log_file.empty()) {
-        log_file.reset(std::fopen(cfg.log_file.c_str(), "ae"));
+        vmm::Fd fd = vmm::open_output(cfg.log_file, "--log-file", cfg, vmm::OutputMode::Append);
+        log_file.reset(::fdopen(fd.get(), "a"));
         if (!log_file) vmm::throw_errno("--log-file " + cfg.log_file);
+        fd.release();  // the FILE owns it now
         vmm::log::set_file(log_file.get());
     }
     struct ResetLog {
@@ -59,8 +62,7 @@ int run(const vmm::VmConfig& cfg) {
         in = STDIN_FILENO;
         out = STDOUT_FILENO;
     } else if (cfg.serial == vmm::SerialMode::File) {
-        serial_file = vmm::Fd(::open(cfg.serial_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-        if (!serial_file) vmm::throw_errno("--serial file=" + cfg.serial_path);
+        serial_file = vmm::open_output(cfg.serial_path, "--serial file", cfg, vmm::OutputMode::Truncate);
         out = serial_file.get();
     }
     if (cfg.console == vmm::SerialMode::Tty) in = STDIN_FILENO;  // the virtio console takes the input

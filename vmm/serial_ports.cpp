@@ -1,4 +1,5 @@
 #include "vmm/serial_ports.h"
+#include "vmm/output_file.h"
 
 #include <fcntl.h>
 #include <sys/epoll.h>
@@ -15,7 +16,8 @@
 
 namespace vmm {
 
-SerialPortHost::SerialPortHost(std::shared_ptr<virtio::ConsoleDevice> dev, const std::vector<SerialPortConfig>& ports)
+SerialPortHost::SerialPortHost(std::shared_ptr<virtio::ConsoleDevice> dev, const std::vector<SerialPortConfig>& ports,
+                               const VmConfig& vm)
     : dev_(std::move(dev)) {
     for (size_t i = 0; i < ports.size(); ++i) {
         const SerialPortConfig& c = ports[i];
@@ -25,8 +27,7 @@ SerialPortHost::SerialPortHost(std::shared_ptr<virtio::ConsoleDevice> dev, const
         if (c.mode == SerialMode::Socket) {
             p->sock = std::make_unique<ConsoleSocket>(c.path, fmt::format("--serial-port name={},socket={}", c.name, c.path));
         } else {
-            p->file = Fd(::open(c.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-            if (!p->file) throw_errno(fmt::format("--serial-port name={},file={}", c.name, c.path));
+            p->file = open_output(c.path, fmt::format("--serial-port name={},file", c.name), vm, OutputMode::Truncate);
             dev_->set_host_connected(p->id, true);  // a file always takes output
         }
         ports_.push_back(std::move(p));

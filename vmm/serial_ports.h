@@ -37,7 +37,10 @@ class SerialPortHost {
 public:
     // Port i of `ports` is the device's port i+1. Creates the sockets and
     // files (throws vmm::Error naming the option) and starts the thread.
-    SerialPortHost(std::shared_ptr<virtio::ConsoleDevice> dev, const std::vector<SerialPortConfig>& ports);
+    // `vm`: the VM's configuration, whose input files a port's output file
+    // must not be (vmm/output_file.h).
+    SerialPortHost(std::shared_ptr<virtio::ConsoleDevice> dev, const std::vector<SerialPortConfig>& ports,
+                   const VmConfig& vm = {});
     ~SerialPortHost();
     SerialPortHost(const SerialPortHost&) = delete;
     SerialPortHost& operator=(const SerialPortHost&) = delete;

@@ -20,6 +20,7 @@
 #include "vmm/core/log.h"
 #include "vmm/input_file.h"
 #include "vmm/machine.h"
+#include "vmm/output_file.h"
 #include "vmm/serial_ports.h"
 
 namespace vmm {
@@ -112,9 +113,8 @@ void Machine::attach_console(const VirtioKind& kind) {
     for (auto& p : cfg_.serial_ports) cc.port_names.push_back(p.name);
     int fd = cfg_.console == SerialMode::Tty ? STDOUT_FILENO : -1;
     if (cfg_.console == SerialMode::File) {
-        fd = ::open(cfg_.console_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0) throw_errno(fmt::format("--console file={}", cfg_.console_path));
-        console_file_ = Fd(fd);
+        console_file_ = open_output(cfg_.console_path, "--console file", cfg_, OutputMode::Truncate);
+        fd = console_file_.get();
     }
     if (cfg_.console == SerialMode::Socket) {
         console_sock_ = std::make_unique<ConsoleSocket>(cfg_.console_path, "--console socket=" + cfg_.console_path);
@@ -124,7 +124,7 @@ void Machine::attach_console(const VirtioKind& kind) {
     }
     console_ = std::make_shared<virtio::ConsoleDevice>(std::move(cc));
     add_virtio(kind, console_, -1);
-    if (!cfg_.serial_ports.empty()) serial_ports_ = std::make_unique<SerialPortHost>(console_, cfg_.serial_ports);
+    if (!cfg_.serial_ports.empty()) serial_ports_ = std::make_unique<SerialPortHost>(console_, cfg_.serial_ports, cfg_);
 }
 
 void Machine::attach_nets(const VirtioKind& kind) {

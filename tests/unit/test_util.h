@@ -3,8 +3,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <stdlib.h>
+
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -12,6 +16,21 @@
 #include "vmm/core/irq.h"
 
 namespace test {
+
+// A fresh directory under /tmp, removed with everything in it.
+struct TempDir {
+    std::string path;
+    TempDir() {
+        std::string t = "/tmp/vmm-unit-test.XXXXXX";
+        REQUIRE(::mkdtemp(t.data()) != nullptr);
+        path = t;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+    std::string operator/(const std::string& name) const { return path + "/" + name; }
+};
 
 // Little-endian read of `n` bytes at `off`; out of range throws vmm::Error,
 // which fails the test.

@@ -1,0 +1,68 @@
+#include "vmm/output_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "vmm/core/error.h"
+
+namespace vmm {
+
+std::vector<std::pair<std::string, std::string>> input_paths(const VmConfig& cfg) {
+    std::vector<std::pair<std::string, std::string>> in;
+    auto add = [&](std::string what, const std::string& path) {
+        if (!path.empty()) in.emplace_back(std::move(what), path);
+    };
+    add("--kernel", cfg.kernel);
+    add("--initramfs", cfg.initramfs);
+    if (cfg.firmware != "bios" && cfg.firmware != "uefi") add("--firmware", cfg.firmware);
+    add("--firmware vars", cfg.firmware_vars);
+    for (const auto& d : cfg.disks) add("--disk path", d.path);
+    for (const auto& s : cfg.scsi) add(s.cdrom ? "--cdrom" : "--scsi-disk", s.path);
+    for (const auto& f : cfg.fw_cfg) add("--fw-cfg " + f.name, f.file);
+    return in;
+}
+
+Fd open_output(const std::string& path, const std::string& what, const VmConfig& cfg, OutputMode mode) {
+    const std::string name = fmt::format("{} {}", what, path);
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+    if (mode == OutputMode::Append) flags |= O_APPEND;
+    Fd fd(::open(path.c_str(), flags, 0600));
+    if (!fd) {
+        if (errno == ENXIO) fail("{}: a FIFO with no reader (start the reader first)", name);
+        throw_errno(name);
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) < 0) throw_errno(name);
+    if (S_ISREG(st.st_mode)) {
+        for (const auto& [in_what, in_path] : input_paths(cfg)) {
+            struct stat in {};
+            if (::stat(in_path.c_str(), &in) == 0 && in.st_dev == st.st_dev && in.st_ino == st.st_ino)
+                fail("{}: this is also the VM's {} {}; refusing to overwrite an input", name, in_what, in_path);
+        }
+        // The lock disk images take (virtio/disk.cpp): a file another VMM
+        // uses is left alone, and no other VMM truncates ours meanwhile.
+        struct flock lk {};
+        lk.l_type = F_WRLCK;
+        lk.l_whence = SEEK_SET;
+        if (::fcntl(fd.get(), F_OFD_SETLK, &lk) < 0) {
+            if (errno == EAGAIN || errno == EACCES)
+                fail("{}: the file is locked by another process (a disk image or an output of another VM?); "
+                     "refusing to overwrite it", name);
+            // Filesystems without locks: go on, as disk images do.
+        }
+        if (mode == OutputMode::Truncate && ::ftruncate(fd.get(), 0) < 0) throw_errno(name + ": truncate");
+    } else if (!S_ISCHR(st.st_mode) && !S_ISFIFO(st.st_mode)) {
+        fail("{}: not a regular file, character device or FIFO", name);
+    }
+    // Writes block as a terminal's would: the output threads wait for a slow
+    // reader rather than drop bytes.
+    int fl = ::fcntl(fd.get(), F_GETFL);
+    if (fl < 0 || ::fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK) < 0) throw_errno(name);
+    return fd;
+}
+
+}  // namespace vmm

@@ -1,0 +1,37 @@
+// Files the VMM writes: the serial and virtio-console logs, named serial
+// ports' files and the log file. Opening one must never destroy data or
+// hang:
+// - an output that is one of this VM's inputs (kernel, initramfs, firmware,
+//   UEFI variable store, disk and SCSI images), compared by file identity
+//   (device and inode, so "w/a.img" and "w/../w/a.img" are the same), is
+//   refused before anything is written;
+// - a regular file gets the same OFD write lock disk images take, so an
+//   image another running VMM holds (or an output another VMM writes) is
+//   refused instead of truncated, and is truncated only once locked;
+// - it is opened non-blocking, so a FIFO without a reader is an error, not
+//   an open() that never returns with the termination signals masked;
+// - a new file is created owner-only (0600): guest console output may be
+//   private.
+// Character devices (/dev/null, a terminal) and FIFOs with a reader are
+// written as they are, without truncation or lock.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vmm/config.h"
+#include "vmm/core/fd.h"
+
+namespace vmm {
+
+enum class OutputMode { Truncate, Append };
+
+// The files `cfg` reads, as (what, path) pairs ("--kernel", "/boot/vmlinuz").
+std::vector<std::pair<std::string, std::string>> input_paths(const VmConfig& cfg);
+
+// Opens `path` for writing; `what` names the option in messages
+// ("--serial file"). Throws vmm::Error with a user-facing message.
+Fd open_output(const std::string& path, const std::string& what, const VmConfig& cfg, OutputMode mode);
+
+}  // namespace vmm
