@@ -58,9 +58,25 @@ uint32_t cpus(uint64_t n, const std::string& what) {
     return static_cast<uint32_t>(in_range(n, what, kMinCpus, kMaxCpus));
 }
 
+namespace {
+
+// `bytes` exactly, in the largest unit that divides it: a message about a
+// limit must not round the value onto the limit ("1024 GiB is more than
+// 1024 GiB").
+std::string exact_size(uint64_t bytes) {
+    static constexpr std::pair<int, const char*> units[] = {{40, "TiB"}, {30, "GiB"}, {20, "MiB"}, {10, "KiB"}};
+    for (const auto& [shift, name] : units)
+        if (bytes >> shift && bytes % (uint64_t{1} << shift) == 0) return fmt::format("{} {}", bytes >> shift, name);
+    return fmt::format("{} bytes", bytes);
+}
+
+}  // namespace
+
 uint64_t memory(uint64_t bytes, const std::string& what) {
-    if (bytes < kMinMemory) fail("{}: {} MiB is too little (at least {} MiB)", what, bytes >> 20, kMinMemory >> 20);
-    if (bytes > kMaxMemory) fail("{}: {} GiB is more than the supported {} GiB", what, bytes >> 30, kMaxMemory >> 30);
+    if (bytes < kMinMemory)
+        fail("{}: {} is too little (at least {})", what, exact_size(bytes), exact_size(kMinMemory));
+    if (bytes > kMaxMemory)
+        fail("{}: {} is more than the supported {}", what, exact_size(bytes), exact_size(kMaxMemory));
     if (bytes % (1ull << 20)) fail("{}: {} bytes is not a whole number of MiB", what, bytes);
     return bytes;
 }

@@ -141,7 +141,11 @@ TEST_CASE("cli: bad input gets a one-line message naming the option") {
     CHECK_THAT(error_of({"--kernel", "/k", "--cpus", "255"}), Contains("--cpus") && Contains("out of range"));
     CHECK_THAT(error_of({"--kernel", "/k", "--cpus", "four"}), Contains("--cpus"));
     CHECK_THAT(error_of({"--kernel", "/k", "--memory", "12Q"}), Contains("--memory: \"12Q\" is not a size"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "16M"}), Contains("too little"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "16M"}), Contains("16 MiB is too little"));
+    // Exact sizes: no rounding onto the limit, no "0 MiB".
+    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "512K"}), Contains("512 KiB is too little"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "1048577"}),
+               Contains("1048577 MiB is more than the supported 1 TiB"));
     CHECK_THAT(error_of({"--kernel", "/k", "--memory", "2048G"}), Contains("--memory"));
     CHECK_THAT(error_of({"--kernel", "/k", "--memory", "1000K"}), Contains("--memory"));
     CHECK_THAT(error_of({"--kernel", "/k", "--serial", "pty"}), Contains("--serial"));
