@@ -104,3 +104,18 @@ def tap():
     yield make
     for name in made:
         subprocess.run(["ip", "link", "delete", name], capture_output=True)
+
+
+def pytest_runtest_logreport(report):
+    """Appends each test that passed or was skipped to VMM_FW_LOGDIR/done as
+    it finishes, so that when the emulated test host dies mid-run
+    (run-firmware-tests.sh), the next attempt runs only the others."""
+    logdir = os.environ.get("VMM_FW_LOGDIR")
+    finished = (report.when == "call" and (report.passed or report.skipped)) or \
+        (report.when == "setup" and report.skipped)
+    if not logdir or not finished:
+        return
+    with open(Path(logdir) / "done", "a") as f:
+        f.write(report.nodeid + "\n")
+        f.flush()
+        os.fsync(f.fileno())
