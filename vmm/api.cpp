@@ -142,7 +142,7 @@ json handle(std::string_view line, VmControl& vm) {
         // last-wins, {"cmd":"ping","cmd":"stop"} would look like a ping
         // to whoever reads the line and stop the VM.
         req = parse_strict_json(line, "request", kMaxDepth);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a huge number
         return error_response(nullptr, "bad_json", parser_message(e.what()));
     } catch (const Error& e) {
         return error_response(nullptr, "bad_request", e.what());

@@ -15,6 +15,33 @@
 
 namespace vmm {
 
+namespace {
+
+// The offset of the first byte that breaks UTF-8 in `s`, or npos. The
+// configuration is JSON (--print-config, the API's info), which holds
+// only UTF-8; a command line byte sequence that is not fails here, with
+// the option's name, rather than later as a raw library error.
+size_t invalid_utf8_at(std::string_view s) {
+    for (size_t i = 0; i < s.size();) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+        if (n == 0 || i + n > s.size()) return i;
+        uint32_t cp = n == 1 ? c : c & (0x7f >> n);
+        for (size_t k = 1; k < n; ++k) {
+            const auto b = static_cast<unsigned char>(s[i + k]);
+            if ((b >> 6) != 0x2) return i;
+            cp = (cp << 6) | (b & 0x3f);
+        }
+        // Overlong forms, UTF-16 surrogates and values past U+10FFFF.
+        static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < kMin[n] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return i;
+        i += n;
+    }
+    return std::string_view::npos;
+}
+
+}  // namespace
+
 std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::string>& args) {
     CLI::App app{"vmm: a lightweight KVM virtual machine monitor", "vmm"};
     app.get_formatter()->column_width(34);
@@ -74,6 +101,10 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
         if (flags.count(name)) values[name] = {flags[name] ? "true" : "false"};
         else if (lists.count(name)) values[name] = lists[name];
         else values[name] = {text[name]};
+        for (const auto& v : values[name])
+            if (size_t at = invalid_utf8_at(v); at != std::string_view::npos)
+                fail("{}: the value is not valid UTF-8 (byte {} is {:#04x})", name, at,
+                     static_cast<unsigned char>(v[at]));
     }
     options::apply_cli(cfg, values);
 

@@ -114,6 +114,13 @@ json parse_config_text(const std::string& text, const std::string& source) {
         p = p == std::string::npos ? std::string::npos : msg.find(": ", p);
         if (p != std::string::npos) msg = msg.substr(p + 2);
         fail("{}: line {}, column {}: {}", source, line, column, msg);
+    } catch (const json::exception& e) {
+        // The lexer's other errors (out_of_range.406: a number too large
+        // even for a double); drop the "[json.exception...] " prefix.
+        std::string msg = e.what();
+        if (size_t p = msg.find("] "); msg.rfind("[json.exception", 0) == 0 && p != std::string::npos)
+            msg = msg.substr(p + 2);
+        fail("{}: {}", source, msg);
     }
 }
 

@@ -127,7 +127,12 @@ bool boolean(const json& v, const Loc& loc) {
 
 std::string string(const json& v, const Loc& loc) {
     if (!v.is_string()) fail("{}: expected a string, got {}", loc.at(), describe(v));
-    return v.get<std::string>();
+    std::string s = v.get<std::string>();
+    // "\u0000" is valid JSON, but a path, name or command line with a NUL in
+    // it would be cut short wherever it reaches C (and in our messages).
+    if (auto at = s.find('\0'); at != std::string::npos)
+        fail("{}: contains a NUL character (\\u0000) at offset {}", loc.at(), at);
+    return s;
 }
 
 // ---------------------------------------------------------------------------

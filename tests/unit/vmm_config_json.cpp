@@ -749,3 +749,23 @@ TEST_CASE("config json: docs/options.md documents every option and every key", "
         }
     }
 }
+
+TEST_CASE("config: no raw library errors and no silently cut strings", "[vmm][config]") {
+    // A number too large even for a double: the file is named, not
+    // "[json.exception.out_of_range.406]".
+    std::string e = error_of_json(R"({"machine": {"cpus": )" + std::string(401, '9') + "}}");
+    CHECK_THAT(e, Catch::Contains("vm.json") && Catch::Contains("number overflow"));
+    CHECK_THAT(e, !Catch::Contains("json.exception"));
+    // NUL characters are refused with the JSON path, not cut off later.
+    CHECK_THAT(error_of_json(R"({"boot": {"kernel": "/k", "cmdline": "a\u0000b"}})"),
+               Catch::Contains("boot.cmdline: contains a NUL character"));
+    CHECK_THAT(error_of_json(R"({"disks": [{"path": "/d\u0000.img"}]})"),
+               Catch::Contains("disks[0].path: contains a NUL character"));
+    // A command-line value that is not UTF-8 fails with the option's name
+    // (it would end as a raw type_error.316 in --print-config).
+    CHECK_THAT(error_of_cli({"--kernel", "/k", "--cmdline", "console=ttyS0 \xff\xfe"}),
+               Catch::Contains("--cmdline: the value is not valid UTF-8 (byte 14 is 0xff)"));
+    CHECK_THAT(error_of_cli({"--kernel", "/k", "--cmdline", "\xc0\xaf"}), Catch::Contains("not valid UTF-8"));  // overlong
+    CHECK_THAT(error_of_cli({"--kernel", "/k", "--cmdline", "\xed\xa0\x80"}), Catch::Contains("not valid UTF-8"));  // surrogate
+    CHECK_NOTHROW(vmm::parse_cli({"--kernel", "/k", "--cmdline", "grüße \xf0\x9f\x90\xa7"}));
+}
