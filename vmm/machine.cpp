@@ -486,12 +486,15 @@ void Machine::stop_vcpus() {
     threads_.clear();
 }
 
-void Machine::event_loop() {
+sigset_t stop_signals() {
     sigset_t set;
     sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, SIGALRM}) sigaddset(&set, s);
+    return set;
+}
+
+void Machine::event_loop() {
+    sigset_t set = stop_signals();
     Fd sfd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!sfd) throw_errno("signalfd");
 

@@ -4,6 +4,8 @@
 // until the guest powers off, reboots or fails, or a signal ends it.
 #pragma once
 
+#include <signal.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -151,5 +153,12 @@ std::function<void(std::span<const uint8_t>)> fd_writer(int fd);
 
 // Installs the no-op signal handler used to kick vCPU threads out of KVM_RUN.
 void install_vcpu_kick_handler();
+
+// The signals that stop the VM cleanly (exit status 128+N, terminal
+// restored, sockets removed): SIGINT, SIGTERM, SIGHUP, and SIGQUIT,
+// SIGUSR2 and SIGALRM, whose default action would otherwise kill the
+// process with the terminal left raw. main() blocks them in every thread;
+// the event loop reads them from a signalfd. (SIGUSR1 kicks vCPUs.)
+sigset_t stop_signals();
 
 }  // namespace vmm

@@ -3,9 +3,11 @@
 // documented exit status. `vmm ctl ...` is the control API client instead.
 #include <signal.h>
 #include <unistd.h>
+#include <dirent.h>
 #include <fcntl.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,14 +46,10 @@ int run(const vmm::VmConfig& cfg) {
     struct ResetLog {
         ~ResetLog() { vmm::log::set_file(nullptr); }
     } reset_log;
-    // Signals: SIGINT/SIGTERM/SIGHUP are blocked in every thread and read
+    // Signals: the stop signals are blocked in every thread and read
     // through a signalfd by the main loop; SIGPIPE must not kill the VMM when
     // the console reader goes away.
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
+    sigset_t set = vmm::stop_signals();
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     signal(SIGPIPE, SIG_IGN);
     vmm::install_vcpu_kick_handler();
@@ -114,12 +112,30 @@ int run(const vmm::VmConfig& cfg) {
     }
 }
 
+// Descriptors the parent left open (a shell's, a CI runner's) would stay
+// open in the VMM and in everything a guest might reach through it; only
+// stdin, stdout and stderr are ours to use.
+void close_inherited_fds() {
+    if (::close_range(3, ~0u, 0) == 0) return;
+    // Kernels before 5.9: close what /proc lists (after reading it all).
+    std::vector<int> fds;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+        while (dirent* e = ::readdir(d)) {
+            int fd = std::atoi(e->d_name);
+            if (fd > 2 && fd != ::dirfd(d)) fds.push_back(fd);
+        }
+        ::closedir(d);
+    }
+    for (int fd : fds) ::close(fd);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     (void)vmm::ms_since_start();
     std::vector<std::string> args(argv + 1, argv + argc);
     if (!args.empty() && args[0] == "ctl") return vmm::ctl_main({args.begin() + 1, args.end()});  // the API client
+    close_inherited_fds();
     try {
         auto parsed = vmm::parse_cli(args);
         if (auto* help = std::get_if<vmm::CliHelp>(&parsed)) {

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -239,14 +240,20 @@ TEST_CASE("vmm: a PVH ELF guest starts in 32-bit mode with ebx -> hvm_start_info
     CHECK(r.status == 0);
 }
 
-TEST_CASE("vmm: SIGTERM tears the VM down with status 128+15") {
+TEST_CASE("vmm: stop signals tear the VM down with status 128+N; inherited fds are closed") {
+    // SIGQUIT, SIGUSR2 and SIGALRM used to kill the process outright,
+    // leaving the terminal raw and the API socket behind.
+    const int sig = GENERATE(SIGTERM, SIGQUIT, SIGUSR2, SIGALRM);
+    INFO("signal " << sig);
     char dir[] = "/tmp/vmmtestXXXXXX";
     REQUIRE(mkdtemp(dir));
-    std::string k = std::string(dir) + "/kernel";
+    std::string k = std::string(dir) + "/kernel", api = std::string(dir) + "/api.sock";
+    std::string marker = std::string(dir) + "/inherited";
     {
         auto img = make_bzimage(kHaltLoop);
         std::ofstream kf(k, std::ios::binary);
         kf.write(reinterpret_cast<const char*>(img.data()), static_cast<std::streamsize>(img.size()));
+        std::ofstream mf(marker);
     }
     pid_t pid = fork();
     REQUIRE(pid >= 0);
@@ -255,11 +262,30 @@ TEST_CASE("vmm: SIGTERM tears the VM down with status 128+15") {
         dup2(nul, 0);
         dup2(nul, 1);
         dup2(nul, 2);
-        execl(VMM_BINARY, VMM_BINARY, "--kernel", k.c_str(), "--memory", "64M", static_cast<char*>(nullptr));
+        // A descriptor a careless parent leaves open (no O_CLOEXEC).
+        int leak = ::open(marker.c_str(), O_RDONLY);
+        if (leak >= 0) dup2(leak, 9);
+        execl(VMM_BINARY, VMM_BINARY, "--kernel", k.c_str(), "--memory", "64M", "--api-socket", api.c_str(),
+              static_cast<char*>(nullptr));
         _exit(127);
     }
-    std::this_thread::sleep_for(std::chrono::seconds(2));
-    kill(pid, SIGTERM);
+    // Running once the API socket exists (the guest halts and waits).
+    for (int i = 0; i < 1000 && ::access(api.c_str(), F_OK) != 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    // No descriptor of the running VMM may point at the marker file.
+    std::string fddir = "/proc/" + std::to_string(pid) + "/fd";
+    int open_fds = 0;
+    bool leaked = false;
+    for (const auto& e : std::filesystem::directory_iterator(fddir)) {
+        ++open_fds;
+        std::error_code ec;
+        if (std::filesystem::read_symlink(e.path(), ec) == marker) leaked = true;
+    }
+    CHECK(open_fds > 3);  // the listing worked (KVM, eventfds, the socket...)
+    CHECK_FALSE(leaked);
+    CHECK(::access(api.c_str(), F_OK) == 0);
+    kill(pid, sig);
     int st = 0;
     auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     pid_t w = 0;
@@ -268,10 +294,13 @@ TEST_CASE("vmm: SIGTERM tears the VM down with status 128+15") {
     if (w == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
-        FAIL("vmm ignored SIGTERM");
+        FAIL("vmm ignored signal " << sig);
     }
     CHECK(WIFEXITED(st));
-    CHECK(WEXITSTATUS(st) == 128 + SIGTERM);
+    CHECK(WEXITSTATUS(st) == 128 + sig);
+    CHECK(::access(api.c_str(), F_OK) != 0);  // the socket was removed
+    std::remove(api.c_str());
+    std::remove(marker.c_str());
     std::remove(k.c_str());
     rmdir(dir);
 }
