@@ -327,12 +327,13 @@ void ApiServer::on_accept() {
             return;
         }
         Fd conn(fd);
-        if (conns_.size() >= kMaxConns) {
-            if (warn_.allow()) log::warn("api socket {}: more than {} clients; dropped one", path_, kMaxConns);
-            continue;
-        }
+        // Full: the newcomer gets the place of the quietest client, so
+        // clients that connect and never finish a line cannot lock `vmm
+        // ctl` out (each open connection is bounded in memory anyway).
+        if (conns_.size() >= kMaxConns) evict_idlest();
         auto c = std::make_unique<Conn>();
         c->fd = std::move(conn);
+        c->last_active = ++activity_;
         // Edge-triggered: on_conn reads until EAGAIN and writes until done or EAGAIN.
         thread_.loop().add(fd, [this, fd](uint32_t) { on_conn(fd); }, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
         conns_.emplace(fd, std::move(c));
@@ -352,6 +353,17 @@ bool ApiServer::flush(Conn& c) {
     }
     c.out.erase(0, done);
     return true;
+}
+
+void ApiServer::evict_idlest() {
+    auto idlest = conns_.begin();
+    for (auto it = conns_.begin(); it != conns_.end(); ++it)
+        if (it->second->last_active < idlest->second->last_active) idlest = it;
+    if (idlest == conns_.end()) return;
+    if (warn_.allow())
+        log::warn("api socket {}: {} clients connected; closed the one quiet longest to accept another", path_,
+                  kMaxConns);
+    close_conn(idlest->first);
 }
 
 void ApiServer::close_conn(int fd) {
@@ -386,6 +398,7 @@ void ApiServer::on_conn(int fd) {
             c.in.clear();
             continue;
         }
+        c.last_active = ++activity_;
         std::string_view data(buf, static_cast<std::size_t>(n));
         while (!data.empty()) {
             auto nl = data.find('\n');

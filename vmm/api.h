@@ -51,6 +51,7 @@ private:
         std::string out;  // responses not yet written
         bool eof = false;      // the client closed its side: close once `out` is written
         bool closing = false;  // too long: close once `out` is written
+        uint64_t last_active = 0;  // wake-up count of the server when it last sent us bytes
     };
     void create_socket();
     void on_accept();
@@ -58,6 +59,8 @@ private:
     // Writes as much of `c.out` as the socket takes; false on a write error.
     bool flush(Conn& c);
     void close_conn(int fd);
+    // At the client limit: closes the client that has been quiet longest.
+    void evict_idlest();
 
     std::string path_;
     VmControl& vm_;
@@ -67,6 +70,7 @@ private:
     ino_t ino_ = 0;  // our socket file, so stop() never removes another VMM's
     std::map<int, std::unique_ptr<Conn>> conns_;  // only touched on the API thread (or after it stopped)
     log::RateLimit warn_;
+    uint64_t activity_ = 0;  // counts reads on any client: an order, not a time
     IoThread thread_{"vmm-api"};
     bool stopped_ = false;
 };

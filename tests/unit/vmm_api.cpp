@@ -447,6 +447,24 @@ TEST_CASE("api server: clients", "[vmm][api]") {
         read_line(a.get(), &eof);
         CHECK(eof);
     }
+    SECTION("clients that never finish a line cannot lock out a new one") {
+        // More idle half-line clients than the server keeps: each newcomer
+        // takes the place of the one quiet longest, so `vmm ctl` gets in.
+        std::vector<vmm::Fd> idle;
+        for (int i = 0; i < 300; ++i) {
+            idle.push_back(connect_to(path));
+            send_all(idle.back().get(), R"({"cmd": "st)");
+        }
+        auto b = connect_to(path);
+        CHECK(request(b.get(), R"({"cmd": "ping"})")["ok"] == true);
+        // The earliest idle clients were closed; the latest are still served.
+        bool eof = false;
+        read_line(idle.front().get(), &eof);
+        CHECK(eof);
+        send_all(idle.back().get(), "op\"}\n");
+        CHECK(json::parse(read_line(idle.back().get()))["ok"] == true);
+        CHECK(vm.seen() == std::vector<std::string>{"stop"});
+    }
     SECTION("a client that does not read its replies stalls only itself") {
         auto a = connect_to(path);
         int small = 4096;
