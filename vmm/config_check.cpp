@@ -96,6 +96,13 @@ const std::string& tap_name(const std::string& name, const std::string& what) {
     for (char c : name)
         if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)) || !std::isprint(static_cast<unsigned char>(c)))
             fail("{}: tap name \"{}\" may not contain '/', ':', spaces or control characters", what, name);
+    // The kernel treats these as special: "." and ".." are not interface
+    // names, and a '%' asks it to pick a free number ("tap%d" -> tap0),
+    // so the interface would not be called what the user wrote.
+    if (name == "." || name == "..") fail("{}: tap name \"{}\" is not a valid interface name", what, name);
+    if (name.find('%') != std::string::npos)
+        fail("{}: tap name \"{}\" may not contain '%' (the kernel would choose the name); give the exact name", what,
+             name);
     return name;
 }
 

@@ -701,6 +701,10 @@ public:
         object(v, at);
         check_keys(v, at, spec_.keys());
         if (auto* e = find(v, "enabled"); e && !boolean(*e, at.key("enabled"))) {
+            // Settings for a balloon that is not there would be dropped
+            // without a word; say so instead.
+            for (auto& [k, _] : v.items())
+                if (k != "enabled") fail("{}: \"{}\" is set but \"enabled\" is false", at.at(), k);
             cfg.balloon.reset();
             return;
         }

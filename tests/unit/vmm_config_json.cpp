@@ -360,6 +360,10 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     CHECK_THAT(error_of_json(R"({"net": {"tap": "tap0"}})"), Contains("net: expected an array of interfaces"));
     CHECK_THAT(error_of_json(R"({"net": [{"mac": "52:54:00:00:00:01"}]})"), Contains(R"(net[0]: missing "tap")"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "a/b"}]})"), Contains("net[0].tap: tap name \"a/b\" may not contain"));
+    // '%' would let the kernel choose the name; "." and ".." are no names.
+    CHECK_THAT(error_of_json(R"({"net": [{"tap": "tap%d"}]})"), Contains("may not contain '%'"));
+    CHECK_THAT(error_of_json(R"({"net": [{"tap": ".."}]})"), Contains("tap name \"..\" is not a valid interface name"));
+    CHECK_THAT(error_of_cli({"--kernel", "/k", "--net", "tap=."}), Contains("tap name \".\" is not a valid"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "mac": "01:00:00:00:00:01"}]})"), Contains("multicast"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "num_queues": 17}]})"), Contains("net[0].num_queues"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "t"}, {"tap": "t"}]})"), Contains("tap t is given twice"));
@@ -374,7 +378,10 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     CHECK_THAT(error_of_json(R"({"balloon": []})"), Contains("balloon: expected an object"));
     // An empty section adds an empty balloon; enabled false or null removes it.
     CHECK(load(R"({"balloon": {}})").balloon->size == 0);
-    CHECK_FALSE(load(R"({"balloon": {"enabled": false, "size": "1G"}})").balloon);
+    CHECK_FALSE(load(R"({"balloon": {"enabled": false}})").balloon);
+    // ...but settings beside "enabled": false are not dropped silently.
+    CHECK_THAT(error_of_json(R"({"balloon": {"enabled": false, "size": "1G"}})"),
+               Contains(R"(balloon: "size" is set but "enabled" is false)"));
     CHECK_FALSE(load(R"({"balloon": null})").balloon);
     CHECK_THAT(error_of_json(R"({"rng": {"enabled": "yes"}})"), Contains("rng.enabled: expected"));
     CHECK_THAT(error_of_json(R"({"rng": {"enable": true}})"), Contains(R"(rng.enable: unknown key (did you mean "enabled"?))"));
