@@ -19,6 +19,8 @@ PACKAGES=(
   syslinux syslinux-common dosfstools
   # network boot: iPXE's virtio-net ROM (run time) and the PXE test's DHCP/TFTP server
   ipxe-qemu dnsmasq-base
+  # fuzzing (tests/fuzz): clang with libFuzzer, ASan and UBSan
+  clang-16 libclang-rt-16-dev libfuzzer-16-dev
   # benchmarks
   strace time
   # guest tests that talk to the control API and console sockets; the net cases configure a tap

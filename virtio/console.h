@@ -153,6 +153,9 @@ public:
     std::map<std::string, uint64_t> counters() const override;
 
 private:
+    // tests/fuzz/fuzz_virtio_console.cpp: the control handler and the state it
+    // changes, driven without activation or threads.
+    friend struct ConsoleDeviceTestAccess;
     // Guest-side state of one port (I/O thread) plus its host-side buffers
     // and counters (shared, under mu_ / atomics).
     struct Port {

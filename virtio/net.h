@@ -81,6 +81,9 @@ public:
     };
 
 private:
+    // tests/fuzz/fuzz_virtio_net.cpp: the control handler and the state it
+    // changes, driven without activation or threads.
+    friend struct NetDeviceTestAccess;
     struct Pair;
     void on_ctrl();
     uint8_t ctrl_command(uint8_t cls, uint8_t cmd, Reader& data);
