@@ -181,6 +181,13 @@ std::optional<DescriptorChain> Queue::pop() {
     try {
         auto chain = impl_->ring->pop();
         if (chain) impl_->stats->chains.fetch_add(1, std::memory_order_relaxed);
+        // enable_notifications() reported buffers and now there are none: a
+        // driver never takes buffers back, so the device's own writes (the
+        // used ring or its flags laid over the avail index) changed what it
+        // reads. Left alone, every drain loop would spin on it forever.
+        if (!chain && impl_->work_promised)
+            throw QueueError("available buffers vanished: the ring areas overlap what the device writes");
+        impl_->work_promised = false;
         return chain;
     } catch (const QueueError&) {
         impl_->stats->errors.fetch_add(1, std::memory_order_relaxed);
@@ -194,7 +201,7 @@ void Queue::push_used(const DescriptorChain& chain, uint32_t written) {
 }
 bool Queue::should_notify() { return impl_->ring->should_notify(); }
 void Queue::disable_notifications() { impl_->ring->disable_notifications(); }
-bool Queue::enable_notifications() { return impl_->ring->enable_notifications(); }
+bool Queue::enable_notifications() { return impl_->work_promised = impl_->ring->enable_notifications(); }
 
 // ---------------------------------------------------------------- shared chain building
 

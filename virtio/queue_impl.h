@@ -126,6 +126,7 @@ struct Queue::Impl {
     uint16_t size;
     std::unique_ptr<RingEngine> ring;
     std::shared_ptr<QueueStats> stats = std::make_shared<QueueStats>();  // private until set_stats()
+    bool work_promised = false;  // enable_notifications() saw available buffers not popped yet
 };
 
 }  // namespace vmm::virtio

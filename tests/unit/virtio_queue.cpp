@@ -889,3 +889,30 @@ TEST_CASE("virtio queue: gather copies out of host iovecs from an offset, up to 
     CHECK(std::vector<uint8_t>(many.begin(), many.begin() + 6) == std::vector<uint8_t>{11, 12, 13, 14, 15, 0});
     CHECK(vmm::virtio::gather(iov, 15, many) == 0);  // past the end
 }
+
+TEST_CASE("virtio queue: a used ring laid over the avail index is an error, not an endless drain",
+          "[virtio][queue]") {
+    // Found by fuzz_virtqueue. A size-1 split ring whose used ring starts 2
+    // bytes into the avail ring: the used flags the device writes on
+    // disable/enable_notifications() are the avail index it reads, so
+    // "buffers are available" flips on and off with its own writes and
+    // drain() used to spin forever (a stuck I/O thread, a VMM that cannot
+    // stop). Now the vanished buffers are a QueueError, like any other
+    // malformed ring.
+    FakeRam ram;
+    const uint64_t desc = 0x1000, avail = 0x2002, buf = 0x3000;
+    vmm::virtio::QueueConfig cfg{1, desc, avail, avail + 2};
+    test::virtq::SplitRing::write_raw_desc(ram, desc, buf, 64, test::virtq::kDescWrite, 0);
+    ram.put<uint16_t>(avail, 0);      // flags
+    ram.put<uint16_t>(avail + 2, 0);  // idx: nothing yet; disable_notifications() makes it 1
+    ram.put<uint16_t>(avail + 4, 0);  // ring[0]: head 0
+    vmm::virtio::Queue q(ram.mem, cfg, feature(vmm::virtio::kFeatureVersion1));
+    size_t served = 0;
+    CHECK_THROWS_WITH(vmm::virtio::drain(q,
+                                         [&](vmm::virtio::DescriptorChain& c) {
+                                             ++served;
+                                             q.push_used(c, 0);
+                                         }),
+                      Contains("available buffers vanished"));
+    CHECK(served == 1);
+}
