@@ -20,14 +20,14 @@
 
 #include "fuzz_ram.h"
 #include "virtio/scsi_target.h"
+#include "vmm/core/bytes.h"
 
 using namespace vmm::virtio::scsi;
 
+using vmm::load_be16;
+using vmm::load_be32;
+
 namespace {
-
-
-uint32_t be16(const std::vector<uint8_t>& c, size_t at) { return uint32_t{c[at]} << 8 | c[at + 1]; }
-uint32_t be32(const std::vector<uint8_t>& c, size_t at) { return be16(c, at) << 16 | be16(c, at + 2); }
 
 // The most data-in a command may return: its allocation length (SPC-4
 // 4.2.5.6), or the fixed size of commands without one. The CDB is at least
@@ -35,17 +35,17 @@ uint32_t be32(const std::vector<uint8_t>& c, size_t at) { return be16(c, at) << 
 uint64_t data_in_limit(const std::vector<uint8_t>& c) {
     switch (c[0]) {
     case 0x03: return c[4];                      // REQUEST SENSE
-    case 0x12: return be16(c, 3);                // INQUIRY
+    case 0x12: return load_be16(c, 3);           // INQUIRY
     case 0x1a: return c[4];                      // MODE SENSE(6)
-    case 0x5a: return be16(c, 7);                // MODE SENSE(10)
+    case 0x5a: return load_be16(c, 7);           // MODE SENSE(10)
     case 0x25: return 8;                         // READ CAPACITY(10)
-    case 0x9e: return be32(c, 10);               // READ CAPACITY(16)
-    case 0xa0: return be32(c, 6);                // REPORT LUNS
-    case 0x46: return be16(c, 7);                // GET CONFIGURATION
-    case 0x43: return be16(c, 7);                // READ TOC
-    case 0x4a: return be16(c, 7);                // GET EVENT STATUS NOTIFICATION
-    case 0xbd: return be16(c, 8);                // MECHANISM STATUS
-    case 0x51: return be16(c, 7);                // READ DISC INFORMATION
+    case 0x9e: return load_be32(c, 10);          // READ CAPACITY(16)
+    case 0xa0: return load_be32(c, 6);           // REPORT LUNS
+    case 0x46: return load_be16(c, 7);           // GET CONFIGURATION
+    case 0x43: return load_be16(c, 7);           // READ TOC
+    case 0x4a: return load_be16(c, 7);           // GET EVENT STATUS NOTIFICATION
+    case 0xbd: return load_be16(c, 8);           // MECHANISM STATUS
+    case 0x51: return load_be16(c, 7);           // READ DISC INFORMATION
     default: return 0;
     }
 }
