@@ -50,6 +50,9 @@ uint64_t data_in_limit(const std::vector<uint8_t>& c) {
     }
 }
 
+// CDB length by group code (SPC-4 4.2.5.1), written here again on purpose:
+// the harness checks the target against its own reading of the standard,
+// not against the target's cdb_length().
 size_t group_length(uint8_t op) {
     switch (op >> 5) {
     case 0: return 6;
