@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 
@@ -109,10 +110,11 @@ int ctl_main(const std::vector<std::string>& args) { return ctl_main(args, std::
 int ctl_main(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
     CLI::App app{"vmm ctl: send one command to a running VMM's control API", "vmm ctl"};
     std::string socket, command, arg;
-    double timeout_s = 10;
+    std::string timeout_text = "10";
     app.add_option("--socket", socket, "The VMM's control socket (its --api-socket)")->required();
-    app.add_option("--timeout", timeout_s, "Seconds to wait for the reply")->capture_default_str()->check(
-        CLI::Range(0.1, 3600.0));
+    // Parsed below rather than by CLI11, whose range message ("Value abc not
+    // in range 0.100000 to 3600.000000") does not say what is wrong.
+    app.add_option("--timeout", timeout_text, "Seconds to wait for the reply, 0.1 to 3600")->capture_default_str();
     app.add_option("command", command, "info, pause, resume, power_button (or shutdown), stop, reboot, counters, "
                                        "balloon SIZE, ping")
         ->required();
@@ -129,6 +131,17 @@ int ctl_main(const std::vector<std::string>& args, std::ostream& out, std::ostre
     } catch (const CLI::ParseError& e) {
         err << "vmm ctl: error: " << e.what() << " (see vmm ctl --help)\n";
         return kCtlError;
+    }
+
+    double timeout_s = 0;
+    {
+        char* end = nullptr;
+        errno = 0;
+        timeout_s = std::strtod(timeout_text.c_str(), &end);
+        if (timeout_text.empty() || *end || errno || !(timeout_s >= 0.1 && timeout_s <= 3600)) {
+            err << "vmm ctl: error: --timeout " << timeout_text << ": expected seconds from 0.1 to 3600\n";
+            return kCtlError;
+        }
     }
 
     json request = {{"id", 1}, {"cmd", command}};

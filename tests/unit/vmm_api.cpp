@@ -577,4 +577,11 @@ TEST_CASE("ctl: the client", "[vmm][api]") {
         CHECK(vmm::ctl_main({"--socket", path, "--timeout", "0.1", "ping"}, out, err) == vmm::kCtlError);
         CHECK_THAT(err.str(), Contains("within 0.1 s"));
     }
+    SECTION("a --timeout that is not 0.1 to 3600 seconds says so") {
+        for (const char* bad : {"abc", "0.05", "5000", "1e", "nan", ""}) {
+            std::ostringstream e;
+            CHECK(vmm::ctl_main({"--socket", path, "--timeout", bad, "ping"}, out, e) == vmm::kCtlError);
+            CHECK_THAT(e.str(), Contains(std::string("--timeout ") + bad + ": expected seconds from 0.1 to 3600"));
+        }
+    }
 }
