@@ -816,7 +816,12 @@ public:
                 const Kind& k = kinds_[cdrom];
                 std::vector<ScsiLunConfig> given;
                 for (auto& v : values) {
-                    if (cdrom && v.rfind("path=", 0) != 0) {
+                    // A spec starts with one of its keys (lun=3,path=X); anything
+                    // else is a file name.
+                    const std::string head = v.substr(0, v.find(','));
+                    const size_t eq = head.find('=');
+                    const bool spec = eq != std::string::npos && k.spec.by_cli(head.substr(0, eq));
+                    if (cdrom && !spec) {
                         given.push_back(fresh(true));
                         given.back().path = check::path(v, k.cli.name);
                     } else {

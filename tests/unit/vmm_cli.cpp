@@ -203,6 +203,12 @@ TEST_CASE("cli: --scsi-disk and --cdrom") {
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--cdrom", "path=/c,readonly=off"}),
                       Contains("unknown key \"readonly\""));
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--cdrom", ""}), Contains("--cdrom"));
+    // A spec that does not start with path= is still a spec, not a file name.
+    auto l = parse({"--kernel", "k", "--cdrom", "lun=3,path=/x.iso"});
+    REQUIRE(l.scsi.size() == 1);
+    CHECK(l.scsi[0].path == "/x.iso");
+    CHECK(l.scsi[0].lun == 3);
+    CHECK(parse({"--kernel", "k", "--cdrom", "/iso/a=b.iso"}).scsi[0].path == "/iso/a=b.iso");  // no key: a file
     std::vector<std::string> many = {"--kernel", "k"};
     for (int i = 0; i < 1025; ++i) many.insert(many.end(), {"--scsi-disk", "path=/x" + std::to_string(i)});
     CHECK_THROWS_WITH(vmm::parse_cli(many), Contains("at most 1024"));
