@@ -71,17 +71,6 @@ const char* state_name(VmState s) {
     return "unknown";
 }
 
-// nlohmann's messages start with "[json.exception.parse_error.101] ": drop
-// that, it means nothing to a client.
-std::string parser_message(const char* what) {
-    std::string s = what;
-    if (!s.empty() && s[0] == '[') {
-        auto end = s.find("] ");
-        if (end != std::string::npos) s.erase(0, end + 2);
-    }
-    return s;
-}
-
 void no_args(const std::string& cmd, const json& args) {
     if (!args.empty()) throw BadRequest{"unknown argument \"" + args.begin().key() + "\" (" + cmd + " takes none)"};
 }
@@ -143,7 +132,7 @@ json handle(std::string_view line, VmControl& vm) {
         // to whoever reads the line and stop the VM.
         req = parse_strict_json(line, "request", kMaxDepth);
     } catch (const json::exception& e) {  // parse_error, or out_of_range for a huge number
-        return error_response(nullptr, "bad_json", parser_message(e.what()));
+        return error_response(nullptr, "bad_json", json_error_text(e.what()));
     } catch (const Error& e) {
         return error_response(nullptr, "bad_request", e.what());
     }

@@ -51,7 +51,7 @@ private:
         std::string out;  // responses not yet written
         bool eof = false;      // the client closed its side: close once `out` is written
         bool closing = false;  // too long: close once `out` is written
-        uint64_t last_active = 0;  // wake-up count of the server when it last sent us bytes
+        uint64_t last_active = 0;  // the server's activity_ count when this client last sent bytes
     };
     void create_socket();
     void on_accept();

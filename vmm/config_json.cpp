@@ -99,6 +99,15 @@ void apply_json(VmConfig& cfg, const json& doc, const std::string& source) {
     cfg = std::move(next);
 }
 
+std::string json_error_text(const char* what) {
+    std::string s = what;
+    if (!s.empty() && s[0] == '[') {
+        auto end = s.find("] ");
+        if (end != std::string::npos) s.erase(0, end + 2);
+    }
+    return s;
+}
+
 json parse_config_text(const std::string& text, const std::string& source) {
     try {
         return parse_strict_json(text, source, kMaxDepth);
@@ -116,11 +125,8 @@ json parse_config_text(const std::string& text, const std::string& source) {
         fail("{}: line {}, column {}: {}", source, line, column, msg);
     } catch (const json::exception& e) {
         // The lexer's other errors (out_of_range.406: a number too large
-        // even for a double); drop the "[json.exception...] " prefix.
-        std::string msg = e.what();
-        if (size_t p = msg.find("] "); msg.rfind("[json.exception", 0) == 0 && p != std::string::npos)
-            msg = msg.substr(p + 2);
-        fail("{}: {}", source, msg);
+        // even for a double).
+        fail("{}: {}", source, json_error_text(e.what()));
     }
 }
 

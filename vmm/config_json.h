@@ -23,6 +23,10 @@ void apply_json(VmConfig& cfg, const nlohmann::json& doc, const std::string& sou
 
 // Parses JSON text strictly (no comments, no duplicate keys). Syntax errors
 // become vmm::Error "<source>: line L, column C: <parser message>".
+// A nlohmann exception's message without its "[json.exception.NAME.N] "
+// prefix, which means nothing to a user or an API client.
+std::string json_error_text(const char* what);
+
 nlohmann::json parse_config_text(const std::string& text, const std::string& source);
 
 // The strict parse behind parse_config_text, for other JSON the VMM reads
