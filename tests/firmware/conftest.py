@@ -106,16 +106,28 @@ def tap():
         subprocess.run(["ip", "link", "delete", name], capture_output=True)
 
 
+def _record(name, nodeid, mode):
+    logdir = os.environ.get("VMM_FW_LOGDIR")
+    if not logdir:
+        return
+    with open(Path(logdir) / name, mode) as f:
+        f.write(nodeid + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def pytest_runtest_logstart(nodeid, location):
+    """Names the test that is starting in VMM_FW_LOGDIR/running, so that
+    when the emulated test host dies, run-firmware-tests.sh knows which test
+    it died in."""
+    _record("running", nodeid, "w")
+
+
 def pytest_runtest_logreport(report):
     """Appends each test that passed or was skipped to VMM_FW_LOGDIR/done as
     it finishes, so that when the emulated test host dies mid-run
     (run-firmware-tests.sh), the next attempt runs only the others."""
-    logdir = os.environ.get("VMM_FW_LOGDIR")
     finished = (report.when == "call" and (report.passed or report.skipped)) or \
         (report.when == "setup" and report.skipped)
-    if not logdir or not finished:
-        return
-    with open(Path(logdir) / "done", "a") as f:
-        f.write(report.nodeid + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    if finished:
+        _record("done", report.nodeid, "a")
