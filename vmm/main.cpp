@@ -3,10 +3,10 @@
 // documented exit status. `vmm ctl ...` is the control API client instead.
 #include <signal.h>
 #include <unistd.h>
-#include <dirent.h>
 #include <fcntl.h>
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -17,9 +17,11 @@
 #include "vmm/cli.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
+#include "vmm/config_json.h"
 #include "vmm/ctl.h"
 #include "vmm/machine.h"
 #include "vmm/output_file.h"
+#include "vmm/sandbox.h"
 #include "vmm/terminal.h"
 
 namespace {
@@ -112,30 +114,12 @@ int run(const vmm::VmConfig& cfg) {
     }
 }
 
-// Descriptors the parent left open (a shell's, a CI runner's) would stay
-// open in the VMM and in everything a guest might reach through it; only
-// stdin, stdout and stderr are ours to use.
-void close_inherited_fds() {
-    if (::close_range(3, ~0u, 0) == 0) return;
-    // Kernels before 5.9: close what /proc lists (after reading it all).
-    std::vector<int> fds;
-    if (DIR* d = ::opendir("/proc/self/fd")) {
-        while (dirent* e = ::readdir(d)) {
-            int fd = std::atoi(e->d_name);
-            if (fd > 2 && fd != ::dirfd(d)) fds.push_back(fd);
-        }
-        ::closedir(d);
-    }
-    for (int fd : fds) ::close(fd);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
     (void)vmm::ms_since_start();
     std::vector<std::string> args(argv + 1, argv + argc);
     if (!args.empty() && args[0] == "ctl") return vmm::ctl_main({args.begin() + 1, args.end()});  // the API client
-    close_inherited_fds();
     try {
         auto parsed = vmm::parse_cli(args);
         if (auto* help = std::get_if<vmm::CliHelp>(&parsed)) {
@@ -146,7 +130,13 @@ int main(int argc, char** argv) {
             std::fputs(print->json.c_str(), stdout);
             return 0;
         }
-        return run(std::get<vmm::VmConfig>(parsed));
+        const auto& cfg = std::get<vmm::VmConfig>(parsed);
+        // Only the descriptors the options name as /dev/fd/N survive (the
+        // config file, read above, may have been one itself).
+        std::string named = vmm::config_to_json(cfg).dump();
+        for (const auto& a : args) named += "\n" + a;
+        vmm::close_inherited_fds(vmm::fds_named_in(named));
+        return run(cfg);
     } catch (const std::exception& e) {
         vmm::RawTerminal::restore_now();
         std::fprintf(stderr, "vmm: error: %s\n", e.what());

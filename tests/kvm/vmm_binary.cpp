@@ -305,6 +305,50 @@ TEST_CASE("vmm: stop signals tear the VM down with status 128+N; inherited fds a
     rmdir(dir);
 }
 
+TEST_CASE("vmm: a descriptor the options name as /dev/fd/N stays open (bash's <(...))") {
+    // The kernel is reachable only through the inherited descriptor 8: its
+    // file is unlinked before the VMM starts.
+    char dir[] = "/tmp/vmmtestXXXXXX";
+    REQUIRE(mkdtemp(dir));
+    std::string k = std::string(dir) + "/kernel", o = std::string(dir) + "/out";
+    {
+        auto img = make_bzimage(cat({out8(0x3f8, 'F'), out8(0x3f8, 'D'), out8(0x3f8, '\n'), kPowerOff, kHaltLoop}));
+        std::ofstream kf(k, std::ios::binary);
+        kf.write(reinterpret_cast<const char*>(img.data()), static_cast<std::streamsize>(img.size()));
+    }
+    int kfd = ::open(k.c_str(), O_RDONLY);
+    REQUIRE(kfd >= 0);
+    std::remove(k.c_str());
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        int nul = ::open("/dev/null", O_RDWR);
+        int of = ::open(o.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(nul, 0);
+        dup2(of, 1);
+        dup2(nul, 2);
+        dup2(kfd, 8);
+        execl(VMM_BINARY, VMM_BINARY, "--kernel", "/dev/fd/8", "--memory", "64M", static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    ::close(kfd);
+    int st = 0;
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    pid_t w = 0;
+    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && std::chrono::steady_clock::now() < end)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    REQUIRE(w == pid);
+    CHECK(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 0);
+    CHECK(slurp(o) == "FD\n");
+    std::remove(o.c_str());
+    rmdir(dir);
+}
+
 TEST_CASE("vmm: bad input is refused with a one-line error and status 1") {
     auto r = run_vmm(Bytes(4096, 0x41), {});
     CHECK(r.status == 1);
