@@ -7,6 +7,7 @@ virtualization underneath emulates (tests/guest/README.md)."""
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,3 +132,12 @@ def pytest_runtest_logreport(report):
         (report.when == "setup" and report.skipped)
     if finished:
         _record("done", report.nodeid, "a")
+
+
+def pytest_sessionfinish(session):
+    """Inside the test host: keeps its kernel log (KVM's complaints, the
+    seccomp audit lines of a VMM run with --seccomp log) in VMM_FW_LOGDIR."""
+    logdir = os.environ.get("VMM_FW_LOGDIR")
+    if logdir and os.environ.get("TESTHOST_SCRATCH"):
+        with open(Path(logdir) / f"testhost-dmesg-{time.time_ns()}.txt", "wb") as f:
+            subprocess.run(["dmesg"], stdout=f, stderr=subprocess.STDOUT)

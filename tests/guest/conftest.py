@@ -338,6 +338,12 @@ def pytest_sessionstart(session):
 def pytest_sessionfinish(session):
     if _heartbeat:
         _heartbeat.kill()
+    d = _logdir()
+    if d and os.environ.get("TESTHOST_SCRATCH"):
+        # The test host's kernel log: KVM's complaints, and the seccomp
+        # audit lines (type=1326) of a VMM run with --seccomp log.
+        with open(d / f"testhost-dmesg-{time.time_ns()}.txt", "wb") as f:
+            subprocess.run(["dmesg"], stdout=f, stderr=subprocess.STDOUT)
 
 
 def pytest_runtest_logstart(nodeid, location):
