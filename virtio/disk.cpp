@@ -23,6 +23,7 @@
 
 #include "vmm/core/error.h"
 #include "vmm/core/eventfd.h"
+#include "vmm/core/thread_role.h"
 #include "vmm/core/log.h"
 
 namespace vmm::virtio {
@@ -297,7 +298,11 @@ public:
     ThreadEngine(const DiskImage& disk, unsigned threads, std::shared_ptr<EventFd> efd = nullptr)
         : fd_(disk.fd()), blockdev_(disk.is_block_device()), align_(disk.direct_alignment()),
           efd_(efd ? std::move(efd) : std::make_shared<EventFd>()) {
-        for (unsigned i = 0; i < std::max(1u, threads); ++i) workers_.emplace_back([this] { work(); });
+        for (unsigned i = 0; i < std::max(1u, threads); ++i)
+            workers_.emplace_back([this] {
+                on_thread_start(ThreadRole::Io);
+                work();
+            });
     }
     ~ThreadEngine() override {
         {

@@ -307,8 +307,10 @@ void ApiServer::on_accept() {
                 // Out of fds: give up the spare to accept and drop the client, or
                 // the pending connection would wake this (level-triggered) handler forever.
                 spare_.reset();
-                Fd dropped(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-                spare_ = Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+                Fd(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC)).reset();
+                // The new spare is a copy of the listening socket: no open()
+                // here, which this thread's seccomp filter does not allow.
+                spare_ = Fd(::fcntl(listen_.get(), F_DUPFD_CLOEXEC, 0));
                 if (warn_.allow()) log::warn("api socket {}: out of file descriptors; dropped a client", path_);
                 continue;
             }

@@ -71,7 +71,7 @@ private:
     std::map<int, std::unique_ptr<Conn>> conns_;  // only touched on the API thread (or after it stopped)
     log::RateLimit warn_;
     uint64_t activity_ = 0;  // counts reads on any client: an order, not a time
-    IoThread thread_{"vmm-api"};
+    IoThread thread_{"vmm-api", ThreadRole::Api};
     bool stopped_ = false;
 };
 

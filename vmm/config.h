@@ -102,6 +102,7 @@ struct VmConfig {
     bool allow_reboot = false;  // restart the VM when the guest reboots
     std::string log_level = "warn";
     std::string log_file;       // the VMM's own messages; empty: stderr
+    std::string seccomp = "on";  // seccomp filters per thread: on, log, off (vmm/seccomp.h)
     std::string api_socket;     // control API UNIX socket; empty: none
     uint32_t timeout_s = 0;     // stop the VM after this many seconds; 0: never
     bool pvpanic = true;        // pvpanic device (guest panic -> exit status 3)

@@ -164,6 +164,11 @@ const std::string& log_level(const std::string& level, const std::string& what) 
     return level;
 }
 
+const std::string& seccomp_mode(const std::string& mode, const std::string& what) {
+    if (mode != "on" && mode != "log" && mode != "off") fail("{}: \"{}\" is not one of on, log, off", what, mode);
+    return mode;
+}
+
 const std::string& path(const std::string& p, const std::string& what) {
     if (p.empty()) fail("{}: empty path", what);
     if (p.find('\0') != std::string::npos) fail("{}: path contains a NUL byte", what);

@@ -41,6 +41,7 @@ uint64_t memory(uint64_t bytes, const std::string& what);
 uint32_t timeout(uint64_t seconds, const std::string& what);
 // One of error, warn, info, debug.
 const std::string& log_level(const std::string& level, const std::string& what);
+const std::string& seccomp_mode(const std::string& mode, const std::string& what);
 // Paths given for a file, socket, kernel, ...: not empty, no NUL byte.
 const std::string& path(const std::string& p, const std::string& what);
 

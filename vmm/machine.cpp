@@ -437,6 +437,7 @@ void Machine::vcpu_loop(size_t index) {
     char name[16];
     std::snprintf(name, sizeof name, "vcpu%zu", index);
     pthread_setname_np(pthread_self(), name);
+    on_thread_start(ThreadRole::Vcpu);
     Vcpu& v = *vcpus_[index];
     try {
         while (!stopping_.load()) {
@@ -668,6 +669,11 @@ ExitReason Machine::run() {
         std::lock_guard lk(pause_mu_);  // pause() walks threads_ from the API thread
         for (size_t i = 0; i < vcpus_.size(); ++i) threads_.emplace_back(&Machine::vcpu_loop, this, i);
     }
+    // Set-up is done: from here the main thread only serves the event loop
+    // and the devices' activation and reset. Under --reboot it rebuilds the
+    // whole VM (opening files, creating a new KVM VM) at every reboot, so it
+    // stays unconfined then (docs/security.md).
+    if (!cfg_.allow_reboot) on_thread_start(ThreadRole::Main);
     try {
         event_loop();
     } catch (const std::exception& e) {

@@ -1058,6 +1058,20 @@ std::vector<std::unique_ptr<Node>> make_table() {
                  .def = "stderr"}},
     });
 
+    section("security", {
+        {.key = "seccomp",
+         .codec = string_codec(&C::seccomp, check::seccomp_mode),
+         .type = "`\"on\"`, `\"log\"`, `\"off\"`",
+         .doc = "seccomp filter per thread role",
+         .cli = {.name = "--seccomp", .metavar = "on|log|off",
+                 .help = "Confine each thread with its role's seccomp filter: on (a forbidden call stops the VMM "
+                         "with status 1), log (allowed, logged by the kernel), off",
+                 .doc = "confine every thread with its role's system-call allow-list (see "
+                        "[Security](../README.md#security)): `on` stops the VMM with status 1 and a report "
+                        "naming the thread and the call on a forbidden call, `log` lets it through and has the "
+                        "kernel log it (audit, `dmesg`), `off` installs no filter"}},
+    });
+
     section("run", {
         {.key = "timeout_s",
          .codec = uint_codec(&C::timeout_s, 0, check::kMaxTimeout, check::timeout),

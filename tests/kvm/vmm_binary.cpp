@@ -349,6 +349,28 @@ TEST_CASE("vmm: a descriptor the options name as /dev/fd/N stays open (bash's <(
     rmdir(dir);
 }
 
+TEST_CASE("vmm: a thread that makes a forbidden system call stops the VMM with a report (--seccomp on)") {
+    // VMM_SECCOMP_SELFTEST makes the first thread of that role try openat()
+    // right after its filter went on; the guest just halts.
+    const std::string role = GENERATE("vcpu", "api", "main");
+    INFO("role " << role);
+    char dir[] = "/tmp/vmmtestXXXXXX";
+    REQUIRE(mkdtemp(dir));
+    std::string api = std::string(dir) + "/api.sock";
+    ::setenv("VMM_SECCOMP_SELFTEST", role.c_str(), 1);
+    auto r = run_vmm(make_bzimage(kHaltLoop), {"--api-socket", api}, 30);
+    ::unsetenv("VMM_SECCOMP_SELFTEST");
+    CHECK(r.status == 1);
+    CHECK_THAT(r.err, Contains("(" + role + " filter) made a forbidden system call: openat"));
+    std::remove(api.c_str());
+    rmdir(dir);
+    // --seccomp off: the same attempt goes through and the guest runs on.
+    ::setenv("VMM_SECCOMP_SELFTEST", role.c_str(), 1);
+    r = run_vmm(make_bzimage(kHaltLoop), {"--seccomp", "off"}, 30, 2);
+    ::unsetenv("VMM_SECCOMP_SELFTEST");
+    CHECK(r.status == 128 + SIGTERM);
+}
+
 TEST_CASE("vmm: bad input is refused with a one-line error and status 1") {
     auto r = run_vmm(Bytes(4096, 0x41), {});
     CHECK(r.status == 1);

@@ -70,7 +70,7 @@ void EventLoop::request_stop() {
 
 bool EventLoop::stop_requested() const { return stopping_.load(std::memory_order_relaxed); }
 
-IoThread::IoThread(std::string name) : name_(name.substr(0, 15)) {}
+IoThread::IoThread(std::string name, ThreadRole role) : name_(name.substr(0, 15)), role_(role) {}
 
 IoThread::~IoThread() { stop(); }
 
@@ -79,6 +79,7 @@ void IoThread::start() {
     loop_.stopping_.store(false);
     thread_ = std::thread([this] {
         pthread_setname_np(pthread_self(), name_.c_str());
+        on_thread_start(role_);
         try {
             loop_.run();
         } catch (const std::exception& e) {

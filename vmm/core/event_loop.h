@@ -19,6 +19,7 @@
 #include "vmm/core/eventfd.h"
 #include "vmm/core/fd.h"
 #include "vmm/core/log.h"
+#include "vmm/core/thread_role.h"
 
 namespace vmm {
 
@@ -47,7 +48,9 @@ private:
 
 class IoThread {
 public:
-    explicit IoThread(std::string name);  // name: at most 15 chars are kept (pthread limit)
+    // name: at most 15 chars are kept (pthread limit); role: announced at the
+    // thread's start (vmm/core/thread_role.h).
+    explicit IoThread(std::string name, ThreadRole role = ThreadRole::Io);
     ~IoThread();
     IoThread(const IoThread&) = delete;
     IoThread& operator=(const IoThread&) = delete;
@@ -58,6 +61,7 @@ public:
 
 private:
     std::string name_;
+    ThreadRole role_;
     EventLoop loop_;
     std::thread thread_;
 };

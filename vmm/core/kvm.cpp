@@ -51,6 +51,8 @@ int checked(int fd, unsigned long req, Arg arg, const char* what) {
 }
 }  // namespace
 
+unsigned long kvm_set_gsi_routing_request() { return kSetGsiRouting; }
+
 Kvm::Kvm(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) {

@@ -89,4 +89,9 @@ private:
     size_t run_size_ = 0;
 };
 
+// Request numbers of the ioctls this file issues with its own struct
+// layouts (see kvm.cpp); <linux/kvm.h>'s differ in C++. Seccomp filters
+// must list these.
+unsigned long kvm_set_gsi_routing_request();
+
 }  // namespace vmm
