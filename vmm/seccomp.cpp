@@ -185,7 +185,7 @@ std::vector<std::string> allowed(ThreadRole role) {
     r.insert(r.end(), {"mmap", "mprotect", "tgkill", "prctl", "ioctl"});
     switch (role) {
         case ThreadRole::Vcpu: append(r, kVcpu); break;
-        case ThreadRole::Io: append(r, kIo); break;
+        case ThreadRole::Io: append(r, kIo); r.insert(r.end(), {"clone", "seccomp"}); break;
         case ThreadRole::Api: append(r, kApi); break;
         case ThreadRole::Main: append(r, kMain); r.insert(r.end(), {"clone", "seccomp", "setsockopt"}); break;
     }
@@ -229,6 +229,10 @@ void confine(ThreadRole role, Mode mode) {
         // A console socket's new client gets a send timeout.
         allow(SCMP_SYS(setsockopt), {SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET), SCMP_A2(SCMP_CMP_EQ, SO_SNDTIMEO)},
               "setsockopt");
+    }
+    // The main thread starts the device workers; an io_uring disk queue
+    // starts its helper thread (what io_uring cannot express) on first use.
+    if (role == ThreadRole::Main || role == ThreadRole::Io) {
         // Threads, not processes; clone3 passes its flags in memory, which
         // a filter cannot read, so it fails and glibc falls back to clone.
         allow(SCMP_SYS(clone), {SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)}, "clone");
