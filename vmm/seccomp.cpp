@@ -4,6 +4,7 @@
 #include <linux/fs.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
+#include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <malloc.h>
 #include <sched.h>
@@ -24,9 +25,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <map>
+#include <mutex>
+#include <vector>
 #include <string>
 
 #include "vmm/core/error.h"
+#include "vmm/core/fd.h"
 #include "vmm/core/kvm.h"
 
 namespace vmm::seccomp {
@@ -192,8 +197,12 @@ std::vector<std::string> allowed(ThreadRole role) {
     return r;
 }
 
-void confine(ThreadRole role, Mode mode) {
-    if (mode == Mode::Off) return;
+namespace {
+
+// Compiles `role`'s filter into a BPF program. libseccomp's compiler is slow
+// (and slower still under emulation): done once per role and mode, not once
+// per thread, since a disk queue may start many threads.
+std::vector<sock_filter> compile(ThreadRole role, Mode mode) {
     scmp_filter_ctx ctx = seccomp_init(mode == Mode::On ? SCMP_ACT_TRAP : SCMP_ACT_LOG);
     if (!ctx) fail("seccomp: cannot create a filter");
     struct Release {
@@ -241,8 +250,47 @@ void confine(ThreadRole role, Mode mode) {
         allow(SCMP_SYS(seccomp), {SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER)}, "seccomp");
     }
     check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0), "clone3");
+    // Export the program through a pipe (libseccomp 2.5 has no in-memory export).
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("seccomp: pipe");
+    Fd rd(p[0]), wr(p[1]);
+    check(seccomp_export_bpf(ctx, wr.get()), "exporting the filter");
+    wr.reset();
+    std::vector<uint8_t> bytes;
+    uint8_t buf[4096];
+    for (;;) {
+        ssize_t n = ::read(rd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw_errno("seccomp: reading the filter");
+        if (n == 0) break;
+        bytes.insert(bytes.end(), buf, buf + n);
+    }
+    if (bytes.empty() || bytes.size() % sizeof(sock_filter) != 0) fail("seccomp: bad filter size {}", bytes.size());
+    std::vector<sock_filter> prog(bytes.size() / sizeof(sock_filter));
+    std::memcpy(prog.data(), bytes.data(), bytes.size());
+    return prog;
+}
+
+std::mutex g_programs_mu;
+std::map<std::pair<int, int>, std::vector<sock_filter>> g_programs;
+
+const std::vector<sock_filter>& program(ThreadRole role, Mode mode) {
+    std::lock_guard lk(g_programs_mu);
+    auto key = std::make_pair(static_cast<int>(role), static_cast<int>(mode));
+    auto it = g_programs.find(key);
+    if (it == g_programs.end()) it = g_programs.emplace(key, compile(role, mode)).first;
+    return it->second;
+}
+
+}  // namespace
+
+void confine(ThreadRole role, Mode mode) {
+    if (mode == Mode::Off) return;
+    const auto& prog = program(role, mode);
+    sock_fprog fprog{static_cast<unsigned short>(prog.size()), const_cast<sock_filter*>(prog.data())};
     t_role = thread_role_name(role);
-    check(seccomp_load(ctx), "loading the filter");
+    // enable() set PR_SET_NO_NEW_PRIVS for the process, which the kernel requires.
+    if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog) != 0) throw_errno("seccomp: loading the filter");
 }
 
 void enable(Mode mode) {
@@ -253,6 +301,7 @@ void enable(Mode mode) {
     // limit when a thread needs a new arena, unless the limit is set. The
     // value is glibc's own default.
     mallopt(M_ARENA_MAX, 8 * std::max(1, get_nprocs()));
+    for (ThreadRole r : {ThreadRole::Main, ThreadRole::Vcpu, ThreadRole::Io, ThreadRole::Api}) (void)program(r, mode);
     for (int nr = 0; nr < kMaxNamed; ++nr) g_names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
     struct sigaction sa {};
     sa.sa_sigaction = on_sigsys;
