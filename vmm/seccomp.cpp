@@ -171,6 +171,17 @@ void hook(ThreadRole role) {
         ::syscall(SYS_openat, AT_FDCWD, "/", O_RDONLY | O_CLOEXEC);
 }
 
+// One argument condition, every field set (libseccomp's SCMP_A* macros leave
+// datum_b to the compiler, which clang's -Wmissing-field-initializers refuses).
+scmp_arg_cmp arg(unsigned index, scmp_compare op, scmp_datum_t a, scmp_datum_t b = 0) {
+    scmp_arg_cmp c{};
+    c.arg = index;
+    c.op = op;
+    c.datum_a = a;
+    c.datum_b = b;
+    return c;
+}
+
 void check(int rc, const char* what) {
     if (rc < 0) fail("seccomp: {}: {}", what, std::strerror(-rc));
 }
@@ -226,17 +237,17 @@ std::vector<sock_filter> compile(ThreadRole role, Mode mode) {
         allow(nr, {}, name);
     }
     // Memory: never executable.
-    allow(SCMP_SYS(mmap), {SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)}, "mmap");
-    allow(SCMP_SYS(mprotect), {SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)}, "mprotect");
+    allow(SCMP_SYS(mmap), {arg(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)}, "mmap");
+    allow(SCMP_SYS(mprotect), {arg(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)}, "mprotect");
     // Signals only to our own threads (vCPU kicks, pause).
-    allow(SCMP_SYS(tgkill), {SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid()))}, "tgkill");
-    allow(SCMP_SYS(prctl), {SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)}, "prctl");
-    allow(SCMP_SYS(prctl), {SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME)}, "prctl");
+    allow(SCMP_SYS(tgkill), {arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid()))}, "tgkill");
+    allow(SCMP_SYS(prctl), {arg(0, SCMP_CMP_EQ, PR_SET_NAME)}, "prctl");
+    allow(SCMP_SYS(prctl), {arg(0, SCMP_CMP_EQ, PR_GET_NAME)}, "prctl");
     for (unsigned long req : ioctls(role))
-        allow(SCMP_SYS(ioctl), {SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, req)}, "ioctl");
+        allow(SCMP_SYS(ioctl), {arg(1, SCMP_CMP_MASKED_EQ, 0xffffffffu, req)}, "ioctl");
     if (role == ThreadRole::Main) {
         // A console socket's new client gets a send timeout.
-        allow(SCMP_SYS(setsockopt), {SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET), SCMP_A2(SCMP_CMP_EQ, SO_SNDTIMEO)},
+        allow(SCMP_SYS(setsockopt), {arg(1, SCMP_CMP_EQ, SOL_SOCKET), arg(2, SCMP_CMP_EQ, SO_SNDTIMEO)},
               "setsockopt");
     }
     // The main thread starts the device workers; an io_uring disk queue
@@ -244,10 +255,10 @@ std::vector<sock_filter> compile(ThreadRole role, Mode mode) {
     if (role == ThreadRole::Main || role == ThreadRole::Io) {
         // Threads, not processes; clone3 passes its flags in memory, which
         // a filter cannot read, so it fails and glibc falls back to clone.
-        allow(SCMP_SYS(clone), {SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)}, "clone");
+        allow(SCMP_SYS(clone), {arg(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)}, "clone");
         // The threads it makes inherit its filter and then add their own,
         // which only ever narrows what they may do.
-        allow(SCMP_SYS(seccomp), {SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER)}, "seccomp");
+        allow(SCMP_SYS(seccomp), {arg(0, SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER)}, "seccomp");
     }
     check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0), "clone3");
     // Export the program through a pipe (libseccomp 2.5 has no in-memory export).
