@@ -195,16 +195,35 @@ Mode parse_mode(const std::string& text, const std::string& what) {
     fail("{}: \"{}\" is not one of on, log, off", what, text);
 }
 
-std::vector<std::string> allowed(ThreadRole role) {
+namespace {
+
+// The calls `role` may make with any arguments.
+std::vector<std::string> unconditional(ThreadRole role) {
     std::vector<std::string> r;
     append(r, kBase);
-    r.insert(r.end(), {"mmap", "mprotect", "tgkill", "prctl", "ioctl"});
     switch (role) {
         case ThreadRole::Vcpu: append(r, kVcpu); break;
-        case ThreadRole::Io: append(r, kIo); r.insert(r.end(), {"clone", "seccomp"}); break;
+        case ThreadRole::Io: append(r, kIo); break;
         case ThreadRole::Api: append(r, kApi); break;
-        case ThreadRole::Main: append(r, kMain); r.insert(r.end(), {"clone", "seccomp", "setsockopt"}); break;
+        case ThreadRole::Main: append(r, kMain); break;
     }
+    return r;
+}
+
+// The calls `role` may make only with the argument conditions compile() adds.
+std::vector<std::string> conditional(ThreadRole role) {
+    std::vector<std::string> r = {"mmap", "mprotect", "tgkill", "prctl", "ioctl"};
+    if (role == ThreadRole::Main || role == ThreadRole::Io) r.insert(r.end(), {"clone", "seccomp"});
+    if (role == ThreadRole::Main) r.emplace_back("setsockopt");
+    return r;
+}
+
+}  // namespace
+
+std::vector<std::string> allowed(ThreadRole role) {
+    auto r = unconditional(role);
+    auto c = conditional(role);
+    r.insert(r.end(), c.begin(), c.end());
     return r;
 }
 
@@ -228,37 +247,40 @@ std::vector<sock_filter> compile(ThreadRole role, Mode mode) {
                                         args.size() ? args.begin() : nullptr);
         check(rc, name.c_str());
     };
-    for (const auto& name : allowed(role)) {
-        if (name == "mmap" || name == "mprotect" || name == "tgkill" || name == "prctl" || name == "ioctl" ||
-            name == "clone" || name == "seccomp" || name == "setsockopt")
-            continue;  // conditional, below
+    for (const auto& name : unconditional(role)) {  // conditional(role): below
         int nr = seccomp_syscall_resolve_name(name.c_str());
         if (nr == __NR_SCMP_ERROR) continue;  // unknown to this libseccomp: nobody can call it then either
         allow(nr, {}, name);
     }
-    // Memory: never executable.
-    allow(SCMP_SYS(mmap), {arg(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)}, "mmap");
-    allow(SCMP_SYS(mprotect), {arg(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)}, "mprotect");
-    // Signals only to our own threads (vCPU kicks, pause).
-    allow(SCMP_SYS(tgkill), {arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid()))}, "tgkill");
-    allow(SCMP_SYS(prctl), {arg(0, SCMP_CMP_EQ, PR_SET_NAME)}, "prctl");
-    allow(SCMP_SYS(prctl), {arg(0, SCMP_CMP_EQ, PR_GET_NAME)}, "prctl");
-    for (unsigned long req : ioctls(role))
-        allow(SCMP_SYS(ioctl), {arg(1, SCMP_CMP_MASKED_EQ, 0xffffffffu, req)}, "ioctl");
-    if (role == ThreadRole::Main) {
-        // A console socket's new client gets a send timeout.
-        allow(SCMP_SYS(setsockopt), {arg(1, SCMP_CMP_EQ, SOL_SOCKET), arg(2, SCMP_CMP_EQ, SO_SNDTIMEO)},
-              "setsockopt");
-    }
-    // The main thread starts the device workers; an io_uring disk queue
-    // starts its helper thread (what io_uring cannot express) on first use.
-    if (role == ThreadRole::Main || role == ThreadRole::Io) {
-        // Threads, not processes; clone3 passes its flags in memory, which
-        // a filter cannot read, so it fails and glibc falls back to clone.
-        allow(SCMP_SYS(clone), {arg(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)}, "clone");
-        // The threads it makes inherit its filter and then add their own,
-        // which only ever narrows what they may do.
-        allow(SCMP_SYS(seccomp), {arg(0, SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER)}, "seccomp");
+    for (const auto& name : conditional(role)) {
+        if (name == "mmap" || name == "mprotect") {
+            // Memory: never executable.
+            allow(seccomp_syscall_resolve_name(name.c_str()), {arg(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)}, name);
+        } else if (name == "tgkill") {
+            // Signals only to our own threads (vCPU kicks, pause).
+            allow(SCMP_SYS(tgkill), {arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid()))}, name);
+        } else if (name == "prctl") {
+            allow(SCMP_SYS(prctl), {arg(0, SCMP_CMP_EQ, PR_SET_NAME)}, name);
+            allow(SCMP_SYS(prctl), {arg(0, SCMP_CMP_EQ, PR_GET_NAME)}, name);
+        } else if (name == "ioctl") {
+            for (unsigned long req : ioctls(role))
+                allow(SCMP_SYS(ioctl), {arg(1, SCMP_CMP_MASKED_EQ, 0xffffffffu, req)}, name);
+        } else if (name == "setsockopt") {
+            // A console socket's new client gets a send timeout.
+            allow(SCMP_SYS(setsockopt), {arg(1, SCMP_CMP_EQ, SOL_SOCKET), arg(2, SCMP_CMP_EQ, SO_SNDTIMEO)}, name);
+        } else if (name == "clone") {
+            // Threads, not processes (main starts the device workers; an
+            // io_uring disk queue starts its helper thread on first use).
+            // clone3 passes its flags in memory, which a filter cannot read,
+            // so it fails (below) and glibc falls back to clone.
+            allow(SCMP_SYS(clone), {arg(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)}, name);
+        } else if (name == "seccomp") {
+            // The threads it makes inherit its filter and then add their
+            // own, which only ever narrows what they may do.
+            allow(SCMP_SYS(seccomp), {arg(0, SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER)}, name);
+        } else {
+            fail("seccomp: no condition for {}", name);
+        }
     }
     check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0), "clone3");
     // Export the program through a pipe (libseccomp 2.5 has no in-memory export).
