@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
         std::string named = vmm::config_to_json(cfg).dump();
         for (const auto& a : args) named += "\n" + a;
         vmm::close_inherited_fds(vmm::fds_named_in(named));
-        vmm::seccomp::enable(vmm::seccomp::parse_mode(cfg.seccomp, "--seccomp"));
+        vmm::confine_threads(vmm::seccomp::parse_mode(cfg.seccomp, "--seccomp"));
         return run(cfg);
     } catch (const std::exception& e) {
         vmm::RawTerminal::restore_now();

@@ -1,11 +1,19 @@
 #include "vmm/sandbox.h"
 
 #include <dirent.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <vector>
+
+#include "vmm/core/error.h"
+#include "vmm/core/thread_role.h"
 
 namespace vmm {
 
@@ -50,6 +58,62 @@ void close_inherited_fds(const std::set<int>& keep) {
         ::closedir(d);
     }
     for (int fd : fds) ::close(fd);
+}
+
+namespace {
+
+struct Caps {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+};
+
+Caps get_caps() {
+    Caps c;
+    if (::syscall(SYS_capget, &c.header, c.data) != 0) throw_errno("capget");
+    return c;
+}
+
+bool any(const Caps& c) {
+    for (const auto& d : c.data)
+        if (d.effective | d.permitted | d.inheritable) return true;
+    return false;
+}
+
+void thread_start(ThreadRole role) {
+    try {
+        drop_capabilities();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "vmm: error: %s thread: %s\n", thread_role_name(role), e.what());
+        std::fflush(stderr);
+        ::syscall(SYS_exit_group, 1);
+    }
+    seccomp::confine_current(role);
+}
+
+}  // namespace
+
+bool has_capabilities() { return any(get_caps()); }
+
+void drop_capabilities() {
+    Caps c = get_caps();
+    // A thread started by one that already dropped them (or a process of an
+    // ordinary user) has nothing to drop, and may be under a filter that
+    // allows neither capset nor prctl.
+    if (!any(c)) return;
+    // The bounding set limits what an execve could give back; emptying it
+    // needs CAP_SETPCAP. NO_NEW_PRIVS already keeps execve from granting
+    // anything, and the filters forbid execve: this is the third fence.
+    if (c.data[CAP_TO_INDEX(CAP_SETPCAP)].effective & CAP_TO_MASK(CAP_SETPCAP)) {
+        for (int cap = 0; cap <= 63; ++cap)
+            if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) break;  // EINVAL: past the kernel's last capability
+    }
+    Caps none;
+    if (::syscall(SYS_capset, &none.header, none.data) != 0) throw_errno("capset (dropping capabilities)");
+}
+
+void confine_threads(seccomp::Mode mode) {
+    seccomp::enable(mode);
+    set_thread_start_hook(thread_start);
 }
 
 }  // namespace vmm

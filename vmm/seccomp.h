@@ -20,10 +20,15 @@ enum class Mode {
 // "on", "log", "off"; throws vmm::Error on anything else.
 Mode parse_mode(const std::string& text, const std::string& what);
 
-// Makes every thread that announces its role install that role's filter
-// (mode Off: nothing). Call once, before the VM's threads start. Also sets
-// PR_SET_NO_NEW_PRIVS for the process, whatever the mode.
+// Prepares the filters of `mode` (mode Off: nothing) and the SIGSYS report.
+// Call once, before the VM's threads start. Also sets PR_SET_NO_NEW_PRIVS for
+// the process, whatever the mode. vmm/sandbox.h's confine_threads calls it
+// and makes each thread call confine_current.
 void enable(Mode mode);
+
+// Installs the calling thread's role filter in the mode enable() was given;
+// a thread that cannot be confined ends the process with status 1.
+void confine_current(ThreadRole role);
 
 // The system calls a role may make (names; some only with the argument
 // conditions listed in docs/security.md). For the docs and the tests.
