@@ -57,6 +57,7 @@ struct ScsiLunConfig {
     bool readonly = false;  // CD-ROMs are always read-only
     bool cdrom = false;     // CD-ROM: 2048-byte blocks, MMC commands
     int bootindex = -1;     // firmware boot order; -1: none
+    bool direct = false;    // O_DIRECT: bypass the host page cache (disks only)
 };
 
 // One named virtio-serial port (--serial-port): the guest's

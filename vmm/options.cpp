@@ -1216,6 +1216,8 @@ std::vector<std::unique_ptr<Node>> make_table() {
         {.key = "readonly", .codec = boolean_codec(&L::readonly), .type = "bool",
          .doc = "open read-only (writes get DATA PROTECT)", .cli = {.name = "readonly", .metavar = "on"}},
         bootindex_field(&L::bootindex),
+        {.key = "direct", .codec = boolean_codec(&L::direct), .type = "bool",
+         .doc = "O_DIRECT: bypass the host page cache, as `disks[].direct`", .cli = {.name = "direct", .metavar = "on"}},
     };
     Spec<L> cdrom;
     cdrom.required = "path";
@@ -1230,8 +1232,8 @@ std::vector<std::unique_ptr<Node>> make_table() {
                            .doc = "a disk on the virtio-scsi controller (raw image or host block device, 512-byte "
                                   "blocks); repeatable. All `--scsi-disk` and `--cdrom` LUNs share one controller (one "
                                   "PCI slot), target 0; without `lun=` (0–16383) each takes the lowest free LUN, disks "
-                                  "first, then CD-ROMs; a LUN given twice is an error. At most 1024 LUNs. The guest "
-                                  "sees `/dev/sdX` (`virtio_scsi`, `sd_mod`). Given at all, replaces the `--config` "
+                                  "first, then CD-ROMs; a LUN given twice is an error; `direct=on` bypasses the host "
+                                  "page cache (O_DIRECT). At most 1024 LUNs. The guest sees `/dev/sdX` (`virtio_scsi`, `sd_mod`). Given at all, replaces the `--config` "
                                   "file's `scsi.disks` (see [SCSI disks and CD-ROMs](../README.md#scsi-disks-and-cd-roms))"},
                    "array of SCSI disk objects", "disks on the virtio-scsi controller"},
         Scsi::Kind{"cdroms", std::move(cdrom),

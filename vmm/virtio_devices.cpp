@@ -169,6 +169,7 @@ void Machine::attach_scsi(const VirtioKind& kind) {
         virtio::ScsiLunSpec l;
         l.disk.path = cfg_.scsi[i].path;
         l.disk.readonly = cfg_.scsi[i].readonly || cfg_.scsi[i].cdrom;
+        l.disk.direct = cfg_.scsi[i].direct;
         l.lun = luns[i];
         l.cdrom = cfg_.scsi[i].cdrom;
         sc.luns.push_back(std::move(l));

@@ -86,7 +86,7 @@ def main(argv):
             ndisk += 1
         elif opt in ("--scsi-disk", "--cdrom"):
             kind = opt[2:]
-            path, lun, ro = "", -1, "off"
+            path, lun, ro, cache = "", -1, "off", ""
             if opt == "--cdrom" and not val.startswith("path="):
                 path = val
             else:
@@ -97,9 +97,11 @@ def main(argv):
                         lun = int(v)
                     elif kv == "readonly=on":
                         ro = "on"
+                    elif kv == "direct=on":
+                        cache = ",cache=none,aio=native"
                     else:
                         die(f"bad {opt} item '{kv}'")
-            scsi.append([kind, path, lun, ro])
+            scsi.append([kind, path, lun, ro, cache])
         elif opt == "--net":
             # QEMU's userspace virtio-net (no vhost) on the same tap
             tap, mac, nq, packed = "", "", 1, ""
@@ -157,7 +159,7 @@ def main(argv):
         order = [i for i, s in enumerate(scsi) if s[0] == "scsi-disk"] + \
                 [i for i, s in enumerate(scsi) if s[0] == "cdrom"]
         for i in order:
-            kind, path, lun, ro = scsi[i]
+            kind, path, lun, ro, cache = scsi[i]
             if lun < 0:
                 while nxt in taken:
                     nxt += 1
@@ -167,7 +169,7 @@ def main(argv):
                 dev_args += ["-drive", f"if=none,id=s{i},file={path},format=raw,readonly=on,media=cdrom",
                              "-device", f"scsi-cd,bus=scsi0.0,drive=s{i},scsi-id=0,lun={lun}"]
             else:
-                dev_args += ["-drive", f"if=none,id=s{i},file={path},format=raw,discard=unmap,readonly={ro}",
+                dev_args += ["-drive", f"if=none,id=s{i},file={path},format=raw,discard=unmap,readonly={ro}{cache}",
                              "-device", f"scsi-hd,bus=scsi0.0,drive=s{i},scsi-id=0,lun={lun}"]
     relay = False
     log = None
