@@ -135,6 +135,44 @@ class Vm:
         self.proc.wait()
 
 
+def direct_io_works(d):
+    """True if files in directory D can be written with O_DIRECT (tmpfs
+    cannot before Linux 6.6; the test host's 9p exports can)."""
+    try:
+        fd = os.open(Path(d) / ".odirect", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+    except OSError:
+        return False
+    try:
+        import mmap
+        buf = mmap.mmap(-1, 4096)
+        os.write(fd, buf)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+        (Path(d) / ".odirect").unlink(missing_ok=True)
+
+
+def thread_capabilities(pid):
+    """{"NAME/TID": {"CapInh": n, "CapPrm": n, "CapEff": n, "CapBnd": n,
+    "CapAmb": n}} for every thread of process PID ({} if it is gone)."""
+    out = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            text = (t / "status").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        m = re.search(r"^Name:\s*(.*)$", text, re.M)
+        caps = {k: int(v, 16) for k, v in re.findall(r"^(Cap(?:Inh|Prm|Eff|Bnd|Amb)):\s*([0-9a-f]+)$", text, re.M)}
+        out[f"{m.group(1) if m else '?'}/{t.name}"] = caps
+    return out
+
+
 def rss_mib(pid):
     """Resident memory of a process in MiB (0 if it is gone)."""
     try:

@@ -73,6 +73,15 @@
 #                vmmtest.token
 #     scsi-many  vmmtest.scsi_luns sd disks appear (LUNs 0..N-1 of target 0)
 #                and the last one reads
+#     net-ping   the root checks, then net's first half: eth0 on virtio_net,
+#                the address, ping vmmtest.net_peer (no transfers)
+#     durable    for each disk in vmmtest.durable (vdX or lunN, comma-separated):
+#                write-back cache advertised, blkbench pattern-write of
+#                seed SEED_W+index (O_DIRECT writes, fsync); then "VMMTEST:
+#                flushed" and a 600 s sleep (the host kills the VMM)
+#     enospc     vdb and SCSI LUN 0 sit on a too-small host file system:
+#                blkbench fill of vmmtest.fill_mib MiB fails on each with an
+#                I/O error, then both still read
 #   then prints "VMMTEST: done" (and 0x02 to port 0x440) and powers off.
 #   Results are "VMMTEST: PASS|FAIL|SKIP <check> ..." lines.
 set -euo pipefail
@@ -243,7 +252,7 @@ info() { say "VMMTEST: info $*"; }
 say "VMMTEST: stage2 started"
 
 blk=root irq=msi seed_w=1 seed_r=2 count=128 queues="" discard_mib=16 hvc_in="" token=""
-bench_mib=256 bench_s=5 balloon_mib=256 hold_s=90 scsi_luns=0
+bench_mib=256 bench_s=5 balloon_mib=256 hold_s=90 scsi_luns=0 durable="" fill_mib=32
 net_ip=169.254.77.2 net_peer=169.254.77.1 net_mib=64
 for w in $(cat /proc/cmdline); do
     case $w in
@@ -264,6 +273,8 @@ for w in $(cat /proc/cmdline); do
         vmmtest.net_peer=*) net_peer=${w#vmmtest.net_peer=} ;;
         vmmtest.net_mib=*) net_mib=${w#vmmtest.net_mib=} ;;
         vmmtest.scsi_luns=*) scsi_luns=${w#vmmtest.scsi_luns=} ;;
+        vmmtest.durable=*) durable=${w#vmmtest.durable=} ;;
+        vmmtest.fill_mib=*) fill_mib=${w#vmmtest.fill_mib=} ;;
     esac
 done
 
@@ -354,29 +365,35 @@ wait_scsi() {
     info "scsi scan took ~$((i / 10)) s"
 }
 
+# eth0 is virtio_net (with vmmtest.queues rx queues), comes up at net_ip and
+# reaches net_peer (the host's end of the tap).
+net_up() {
+    if [ -d /sys/class/net/eth0 ]; then
+        drv=$(basename "$(readlink /sys/class/net/eth0/device/driver)")
+        if [ "$drv" = virtio_net ]; then pass net-device "eth0 $(cat /sys/class/net/eth0/address)"; else fail net-device "eth0's driver is '$drv'"; fi
+    else
+        fail net-device "no eth0 ($(ls /sys/class/net | tr '\n' ' '))"
+    fi
+    if [ -n "$queues" ]; then
+        n=$(ls -d /sys/class/net/eth0/queues/rx-* 2>/dev/null | wc -l)
+        if [ "$n" = "$queues" ]; then pass net-mq "$n rx queues"; else fail net-mq "eth0 has $n rx queues, expected $queues"; fi
+    fi
+    ip addr add "$net_ip/24" dev eth0
+    ip link set eth0 up
+    ok=0
+    for i in $(seq 1 40); do
+        if ping -c 1 -W 1 "$net_peer" >/dev/null 2>&1; then ok=1; break; fi
+    done
+    if [ $ok = 1 ] && out=$(ping -c 3 -W 2 "$net_peer" 2>&1); then
+        pass net-ping "$(echo "$out" | tail -n 1)"
+    else
+        fail net-ping "no answer from $net_peer"
+    fi
+}
+
 case $blk in
     net)
-        if [ -d /sys/class/net/eth0 ]; then
-            drv=$(basename "$(readlink /sys/class/net/eth0/device/driver)")
-            if [ "$drv" = virtio_net ]; then pass net-device "eth0 $(cat /sys/class/net/eth0/address)"; else fail net-device "eth0's driver is '$drv'"; fi
-        else
-            fail net-device "no eth0 ($(ls /sys/class/net | tr '\n' ' '))"
-        fi
-        if [ -n "$queues" ]; then
-            n=$(ls -d /sys/class/net/eth0/queues/rx-* 2>/dev/null | wc -l)
-            if [ "$n" = "$queues" ]; then pass net-mq "$n rx queues"; else fail net-mq "eth0 has $n rx queues, expected $queues"; fi
-        fi
-        ip addr add "$net_ip/24" dev eth0
-        ip link set eth0 up
-        ok=0
-        for i in $(seq 1 40); do
-            if ping -c 1 -W 1 "$net_peer" >/dev/null 2>&1; then ok=1; break; fi
-        done
-        if [ $ok = 1 ] && out=$(ping -c 3 -W 2 "$net_peer" 2>&1); then
-            pass net-ping "$(echo "$out" | tail -n 1)"
-        else
-            fail net-ping "no answer from $net_peer"
-        fi
+        net_up
         dd if=/dev/urandom of=/tmp/tx bs=1M count="$net_mib" 2>/dev/null
         say "VMMTEST: net tx-sha $(sha256sum /tmp/tx | cut -d' ' -f1)"
         t0=$(date +%s)
@@ -572,6 +589,62 @@ case $blk in
         else
             fail scsi-cdrom "LUN 3 is '$d3' (expected sr0) or mount -t iso9660 /dev/sr0 failed"
         fi
+        ;;
+    durable)
+        # Flushed data survives a SIGKILL of the VMM: for each disk in
+        # vmmtest.durable (vdX, or lunN of the SCSI target), O_DIRECT writes
+        # of seed_w+index's pattern and an fsync (FLUSH or SYNCHRONIZE
+        # CACHE: the device must be in write-back mode, or no flush is sent),
+        # then one line and a wait: the host kills the VMM and checks the
+        # images.
+        [ "$scsi_luns" -gt 0 ] && wait_scsi 60
+        i=0
+        for d in $(echo "$durable" | tr , ' '); do
+            case $d in
+                lun*) dev=$(scsi_blk "${d#lun}") ;;
+                *) dev=$d ;;
+            esac
+            wc=$(cat "/sys/block/$dev/queue/write_cache" 2>/dev/null)
+            if [ "$wc" != "write back" ]; then
+                fail "durable-$d" "/dev/$dev: write_cache is '$wc', expected 'write back' (no flush would be sent)"
+            elif out=$(blkbench pattern-write "/dev/$dev" $((seed_w + i)) "$count" 2>&1); then
+                pass "durable-$d" "/dev/$dev: $out"
+            else
+                fail "durable-$d" "/dev/$dev: $out"
+            fi
+            i=$((i + 1))
+        done
+        say "VMMTEST: flushed"
+        sleep 600
+        ;;
+    net-ping)
+        check_root
+        net_up
+        ;;
+    enospc)
+        # vdb and SCSI LUN 0 are images on a host file system smaller than
+        # they are: filling vdb must end in an I/O error (not a hang, not a
+        # dead VMM); the SCSI disk's write on the now full file system fails
+        # too (CHECK CONDITION); both disks still read afterwards.
+        wait_scsi 60
+        s0=$(scsi_blk 0)
+        if out=$(blkbench fill /dev/vdb "$fill_mib" 2>&1); then
+            fail enospc-blk "filling $fill_mib MiB of vdb succeeded: $out"
+        else
+            pass enospc-blk "$(echo "$out" | tail -n 1)"
+        fi
+        if out=$(blkbench fill "/dev/$s0" "$fill_mib" 2>&1); then
+            fail enospc-scsi "filling $fill_mib MiB of $s0 succeeded: $out"
+        else
+            pass enospc-scsi "$s0: $(echo "$out" | tail -n 1)"
+        fi
+        for d in vdb "$s0"; do
+            if dd if="/dev/$d" of=/dev/null bs=1M count=4 iflag=direct 2>/dev/null; then
+                pass "enospc-read-$d"
+            else
+                fail "enospc-read-$d" "reading 4 MiB of /dev/$d failed after the write errors"
+            fi
+        done
         ;;
     scsi-many)
         wait_scsi 240

@@ -63,23 +63,6 @@ def test_json_boot(suite, case):
 EXAMPLES = sorted(p.stem for p in (harness.REPO_ROOT / "examples").glob("*.json"))
 
 
-def direct_io_works(d):
-    try:
-        fd = os.open(d / ".odirect", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
-    except OSError:
-        return False
-    try:
-        import mmap
-        buf = mmap.mmap(-1, 4096)
-        os.write(fd, buf)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-        (d / ".odirect").unlink(missing_ok=True)
-
-
 @pytest.mark.parametrize("example", EXAMPLES, ids=[f"example-{e}" for e in EXAMPLES])
 def test_example(suite, case, example):
     """examples/NAME.json boots (the guest powers off, exit 0) with the
@@ -117,7 +100,7 @@ def test_example(suite, case, example):
         over += ["--api-socket", str(d / "api.sock")]
     if log and log.startswith("/"):
         over += ["--log-file", str(d / "vmm.log")]
-    odirect = direct_io_works(d)
+    odirect = harness.direct_io_works(d)
     disks = []
     for n, disk in enumerate(eff.get("disks") or [], 1):
         opts = ""
