@@ -37,31 +37,37 @@ constexpr size_t kMaxBounce = 64u << 20;
 
 bool is_pow2(uint64_t v) { return v && !(v & (v - 1)); }
 
+// How messages name the image: the option it came from and its path.
+std::string label(const DiskOptions& o) { return fmt::format("{} path={}", o.option, o.path); }
+
 std::string open_error(const DiskOptions& o, int e) {
     switch (e) {
     case ENOENT:
-        return fmt::format("--disk path={}: no such file", o.path);
+        return fmt::format("{}: no such file", label(o));
     case EACCES:
     case EPERM:
-        return fmt::format("--disk path={}: permission denied{}", o.path,
-                           o.readonly ? "" : " (readonly=on may help)");
+        // readonly=on helps only if the file can be read at all.
+        return fmt::format("{}: permission denied{}", label(o),
+                           !o.readonly && ::faccessat(AT_FDCWD, o.path.c_str(), R_OK, AT_EACCESS) == 0
+                               ? " (it is readable: readonly=on may help)"
+                               : "");
     case EROFS:
-        return fmt::format("--disk path={}: read-only file system (use readonly=on)", o.path);
+        return fmt::format("{}: read-only file system (use readonly=on)", label(o));
     case EISDIR:
-        return fmt::format("--disk path={}: is a directory", o.path);
+        return fmt::format("{}: is a directory", label(o));
     case EINVAL:
-        if (o.direct) return fmt::format("--disk path={}: direct=on (O_DIRECT) is not supported here", o.path);
+        if (o.direct) return fmt::format("{}: direct=on (O_DIRECT) is not supported here", label(o));
         break;
     default:
         break;
     }
-    return fmt::format("--disk path={}: {}", o.path, std::strerror(e));
+    return fmt::format("{}: {}", label(o), std::strerror(e));
 }
 
 // Finds the O_DIRECT alignment of a regular file by trying aligned reads.
-uint32_t probe_direct_alignment(int fd, const std::string& path) {
+uint32_t probe_direct_alignment(int fd, const std::string& what) {
     void* buf = std::aligned_alloc(4096, 4096);
-    if (!buf) fail("--disk path={}: out of memory", path);
+    if (!buf) fail("{}: out of memory", what);
     uint32_t found = 0;
     for (uint32_t bs : {512u, 4096u}) {
         ssize_t r;
@@ -75,18 +81,18 @@ uint32_t probe_direct_alignment(int fd, const std::string& path) {
         if (errno != EINVAL) {
             int e = errno;
             std::free(buf);
-            fail("--disk path={}: direct read failed: {}", path, std::strerror(e));
+            fail("{}: direct read failed: {}", what, std::strerror(e));
         }
     }
     std::free(buf);
-    if (!found) fail("--disk path={}: direct=on (O_DIRECT) is not supported by this file system", path);
+    if (!found) fail("{}: direct=on (O_DIRECT) is not supported by this file system", what);
     return found;
 }
 
 }  // namespace
 
 DiskImage::DiskImage(const DiskOptions& o) : path_(o.path), readonly_(o.readonly), direct_(o.direct) {
-    if (o.path.empty()) fail("--disk: path= is empty");
+    if (o.path.empty()) fail("{}: path= is empty", o.option);
     // O_NONBLOCK so that a FIFO given by mistake cannot block the open; it is
     // cleared below and has no effect on regular files and block devices.
     int flags = O_CLOEXEC | O_NONBLOCK | (o.readonly ? O_RDONLY : O_RDWR) | (o.direct ? O_DIRECT : 0);
@@ -95,17 +101,17 @@ DiskImage::DiskImage(const DiskOptions& o) : path_(o.path), readonly_(o.readonly
     fd_ = Fd(fd);
 
     struct stat st {};
-    if (::fstat(fd, &st) < 0) throw_errno(fmt::format("--disk path={}: fstat", o.path));
-    if (S_ISDIR(st.st_mode)) fail("--disk path={}: is a directory", o.path);
+    if (::fstat(fd, &st) < 0) throw_errno(fmt::format("{}: fstat", label(o)));
+    if (S_ISDIR(st.st_mode)) fail("{}: is a directory", label(o));
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-        fail("--disk path={}: not a regular file or block device", o.path);
+        fail("{}: not a regular file or block device", label(o));
     int fl = ::fcntl(fd, F_GETFL);
-    if (fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) throw_errno(fmt::format("--disk path={}: fcntl", o.path));
+    if (fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) throw_errno(fmt::format("{}: fcntl", label(o)));
 
     block_device_ = S_ISBLK(st.st_mode);
     if (block_device_) {
         uint64_t size = 0;
-        if (::ioctl(fd, BLKGETSIZE64, &size) < 0) throw_errno(fmt::format("--disk path={}: BLKGETSIZE64", o.path));
+        if (::ioctl(fd, BLKGETSIZE64, &size) < 0) throw_errno(fmt::format("{}: BLKGETSIZE64", label(o)));
         size_ = size;
         int lbs = 0;
         unsigned int pbs = 0;
@@ -119,14 +125,14 @@ DiskImage::DiskImage(const DiskOptions& o) : path_(o.path), readonly_(o.readonly
         uint64_t blk = static_cast<uint64_t>(st.st_blksize);
         discard_granularity_ = (is_pow2(blk) && blk >= 512 && blk <= (1u << 20)) ? static_cast<uint32_t>(blk) : 4096;
         if (o.direct) {
-            logical_block_ = probe_direct_alignment(fd, o.path);
+            logical_block_ = probe_direct_alignment(fd, label(o));
             physical_block_ = std::max(physical_block_, logical_block_);
         }
     }
-    if (size_ == 0) fail("--disk path={}: image is empty", o.path);
-    if (size_ < logical_block_) fail("--disk path={}: image is smaller than one {}-byte block", o.path, logical_block_);
+    if (size_ == 0) fail("{}: image is empty", label(o));
+    if (size_ < logical_block_) fail("{}: image is smaller than one {}-byte block", label(o), logical_block_);
     if (size_ % logical_block_)
-        log::warn("--disk path={}: size {} is not a multiple of {}; the tail is not visible to the guest", o.path,
+        log::warn("{}: size {} is not a multiple of {}; the tail is not visible to the guest", label(o),
                   size_, logical_block_);
     size_ -= size_ % logical_block_;
 
@@ -137,8 +143,8 @@ DiskImage::DiskImage(const DiskOptions& o) : path_(o.path), readonly_(o.readonly
     lk.l_whence = SEEK_SET;
     if (::fcntl(fd, F_OFD_SETLK, &lk) < 0) {
         if (errno == EAGAIN || errno == EACCES)
-            fail("--disk path={}: image is locked by another process (in use by another VM?)", o.path);
-        log::warn("--disk path={}: cannot lock the image ({}); continuing without a lock", o.path,
+            fail("{}: image is locked by another process (in use by another VM?)", label(o));
+        log::warn("{}: cannot lock the image ({}); continuing without a lock", label(o),
                   std::strerror(errno));
     }
     static_assert(kSector == 512);

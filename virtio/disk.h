@@ -34,12 +34,13 @@ namespace vmm::virtio {
 struct DiskOptions {
     std::string path;
     bool readonly = false;
-    bool direct = false;  // O_DIRECT: bypass the host page cache
+    bool direct = false;            // O_DIRECT: bypass the host page cache
+    std::string option = "--disk";  // the option it came from, for messages ("--scsi-disk", "--cdrom")
 };
 
 class DiskImage {
 public:
-    // Opens, sizes and locks the image. Throws vmm::Error("--disk path=...: ...").
+    // Opens, sizes and locks the image. Throws vmm::Error("<option> path=...: ...").
     explicit DiskImage(const DiskOptions& opts);
     DiskImage(DiskImage&&) noexcept = default;
     DiskImage& operator=(DiskImage&&) noexcept = default;

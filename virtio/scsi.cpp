@@ -432,16 +432,9 @@ ScsiDevice::ScsiDevice(ScsiConfig cfg) : cfg_(std::move(cfg)) {
         if (spec.lun > scsi::kMaxLun) fail("{} {}: lun {} is above {}", opt, spec.disk.path, spec.lun, scsi::kMaxLun);
         if (unit_of_lun_.count(spec.lun)) fail("{} {}: lun {} is given twice", opt, spec.disk.path, spec.lun);
         DiskOptions o = spec.disk;
+        o.option = opt;
         if (spec.cdrom) o.readonly = true;
-        std::unique_ptr<DiskImage> img;
-        try {
-            img = std::make_unique<DiskImage>(o);
-        } catch (const Error& e) {
-            // DiskImage names --disk; say which option this image came from.
-            std::string m = e.what();
-            if (m.rfind("--disk", 0) == 0) m = opt + m.substr(6);
-            throw Error(m);
-        }
+        auto img = std::make_unique<DiskImage>(o);
         scsi::LunInfo info;
         info.kind = spec.cdrom ? scsi::Kind::Cdrom : scsi::Kind::Disk;
         info.block_size = spec.cdrom ? 2048 : img->logical_block_size();

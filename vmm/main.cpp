@@ -49,6 +49,7 @@ int run(const vmm::VmConfig& cfg) {
     struct ResetLog {
         ~ResetLog() { vmm::log::set_file(nullptr); }
     } reset_log;
+    vmm::check_inputs_distinct(cfg);
     // Signals: the stop signals are blocked in every thread and read
     // through a signalfd by the main loop; SIGPIPE must not kill the VMM when
     // the console reader goes away.

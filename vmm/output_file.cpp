@@ -11,19 +11,38 @@
 
 namespace vmm {
 
-std::vector<std::pair<std::string, std::string>> input_paths(const VmConfig& cfg) {
-    std::vector<std::pair<std::string, std::string>> in;
-    auto add = [&](std::string what, const std::string& path) {
-        if (!path.empty()) in.emplace_back(std::move(what), path);
+std::vector<InputPath> input_paths(const VmConfig& cfg) {
+    std::vector<InputPath> in;
+    auto add = [&](std::string what, const std::string& path, bool writes = false) {
+        if (!path.empty()) in.push_back({std::move(what), path, writes});
     };
     add("--kernel", cfg.kernel);
     add("--initramfs", cfg.initramfs);
     if (cfg.firmware != "bios" && cfg.firmware != "uefi") add("--firmware", cfg.firmware);
-    add("--firmware vars", cfg.firmware_vars);
-    for (const auto& d : cfg.disks) add("--disk path", d.path);
-    for (const auto& s : cfg.scsi) add(s.cdrom ? "--cdrom" : "--scsi-disk", s.path);
+    add("--firmware vars", cfg.firmware_vars, true);
+    for (const auto& d : cfg.disks) add("--disk path", d.path, !d.readonly);
+    for (const auto& s : cfg.scsi) add(s.cdrom ? "--cdrom" : "--scsi-disk", s.path, !s.readonly && !s.cdrom);
     for (const auto& f : cfg.fw_cfg) add("--fw-cfg " + f.name, f.file);
     return in;
+}
+
+namespace {
+// "--kernel /boot/vmlinuz", "--disk path=a.img"
+std::string named(const InputPath& i) { return i.what + (i.what.ends_with(" path") ? "=" : " ") + i.path; }
+}  // namespace
+
+void check_inputs_distinct(const VmConfig& cfg) {
+    auto in = input_paths(cfg);
+    std::vector<struct stat> st(in.size());
+    std::vector<bool> exists(in.size());
+    for (size_t i = 0; i < in.size(); ++i)
+        exists[i] = ::stat(in[i].path.c_str(), &st[i]) == 0 && S_ISREG(st[i].st_mode);
+    for (size_t a = 0; a < in.size(); ++a)
+        for (size_t b = 0; b < a; ++b)
+            if (exists[a] && exists[b] && st[a].st_dev == st[b].st_dev && st[a].st_ino == st[b].st_ino &&
+                (in[a].writes || in[b].writes))
+                fail("{} and {} are the same file; a file the VM writes cannot also be another of its inputs",
+                     named(in[b]), named(in[a]));
 }
 
 Fd open_output(const std::string& path, const std::string& what, const VmConfig& cfg, OutputMode mode) {
@@ -38,10 +57,10 @@ Fd open_output(const std::string& path, const std::string& what, const VmConfig&
     struct stat st {};
     if (::fstat(fd.get(), &st) < 0) throw_errno(name);
     if (S_ISREG(st.st_mode)) {
-        for (const auto& [in_what, in_path] : input_paths(cfg)) {
+        for (const auto& input : input_paths(cfg)) {
             struct stat in {};
-            if (::stat(in_path.c_str(), &in) == 0 && in.st_dev == st.st_dev && in.st_ino == st.st_ino)
-                fail("{}: this is also the VM's {} {}; refusing to overwrite an input", name, in_what, in_path);
+            if (::stat(input.path.c_str(), &in) == 0 && in.st_dev == st.st_dev && in.st_ino == st.st_ino)
+                fail("{}: this is also the VM's {}; refusing to overwrite an input", name, named(input));
         }
         // The lock disk images take (virtio/disk.cpp): a file another VMM
         // uses is left alone, and no other VMM truncates ours meanwhile.

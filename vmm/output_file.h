@@ -27,8 +27,20 @@ namespace vmm {
 
 enum class OutputMode { Truncate, Append };
 
-// The files `cfg` reads, as (what, path) pairs ("--kernel", "/boot/vmlinuz").
-std::vector<std::pair<std::string, std::string>> input_paths(const VmConfig& cfg);
+// A file `cfg` reads: ("--kernel", "/boot/vmlinuz"), and whether the VM
+// may also write it (a disk without readonly=on, the UEFI variable store).
+struct InputPath {
+    std::string what, path;
+    bool writes = false;
+};
+std::vector<InputPath> input_paths(const VmConfig& cfg);
+
+// Refuses a configuration that names one file twice among its inputs when
+// either use writes it (a disk or SCSI disk without readonly=on), compared
+// by identity as above: the second open would otherwise fail with the lock
+// message meant for a file another VM holds. Inputs that do not exist are
+// left to the code that opens them.
+void check_inputs_distinct(const VmConfig& cfg);
 
 // Opens `path` for writing; `what` names the option in messages
 // ("--serial file"). Throws vmm::Error with a user-facing message.

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -122,6 +123,45 @@ TEST_CASE("DiskImage: clear errors for bad paths", "[disk]") {
         CHECK(open_error({locked}).find("permission denied") != std::string::npos);
         CHECK(open_error({locked, true}).empty());
     }
+    // Messages name the option the image came from.
+    CHECK(open_error({dir.path + "/missing.img", false, false, "--scsi-disk"}) ==
+          "--scsi-disk path=" + dir.path + "/missing.img: no such file");
+}
+
+TEST_CASE("DiskImage: readonly=on is suggested only for a file that can be read", "[disk]") {
+    if (::geteuid() != 0) {
+        WARN("SKIP: needs root, to look at root-owned files as another user");
+        return;
+    }
+    TempDir dir;
+    std::string readable = dir.file("readable.img", 4096), secret = dir.file("secret.img", 4096);
+    REQUIRE(::chmod(dir.path.c_str(), 0755) == 0);
+    REQUIRE(::chmod(readable.c_str(), 0644) == 0);
+    REQUIRE(::chmod(secret.c_str(), 0600) == 0);
+    int pipefd[2];
+    REQUIRE(::pipe(pipefd) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(pipefd[0]);
+        if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) _exit(10);
+        std::string out = open_error({readable}) + "\n" + open_error({secret}) + "\n";
+        (void)!::write(pipefd[1], out.data(), out.size());
+        _exit(0);
+    }
+    ::close(pipefd[1]);
+    std::string out;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    ::close(pipefd[0]);
+    int st = 0;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    REQUIRE(WIFEXITED(st));
+    REQUIRE(WEXITSTATUS(st) == 0);
+    auto nl = out.find('\n');
+    CHECK(out.substr(0, nl) == "--disk path=" + readable + ": permission denied (it is readable: readonly=on may help)");
+    CHECK(out.substr(nl + 1) == "--disk path=" + secret + ": permission denied\n");
 }
 
 TEST_CASE("DiskImage: size, block sizes and the tail", "[disk]") {

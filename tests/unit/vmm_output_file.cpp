@@ -147,3 +147,26 @@ TEST_CASE("distinct outputs: the same file under two spellings is caught", "[vmm
               vmm::check::distinct_paths({{"--serial", d / "w/a.txt"}, {"--console", d / "w/b.txt"}}, "");
           }).empty());
 }
+
+TEST_CASE("check_inputs_distinct: a writable image given twice is named, read-only twice is fine") {
+    test::TempDir dir;
+    std::string img = dir.path + "/a.img";
+    { std::ofstream(img) << std::string(4096, 'x'); }
+    vmm::VmConfig cfg;
+    cfg.disks.push_back({});
+    cfg.disks[0].path = img;
+    cfg.scsi.push_back({});
+    cfg.scsi[0].path = dir.path + "/../" + dir.path.substr(dir.path.rfind('/') + 1) + "/a.img";
+    CHECK_THROWS_WITH(vmm::check_inputs_distinct(cfg),
+                      Contains("--disk path=" + img + " and --scsi-disk") && Contains("are the same file"));
+    cfg.disks[0].readonly = true;
+    cfg.scsi[0].readonly = true;
+    CHECK_NOTHROW(vmm::check_inputs_distinct(cfg));
+    cfg.scsi[0].readonly = false;
+    CHECK_THROWS(vmm::check_inputs_distinct(cfg));
+    // The UEFI variable store is written too.
+    vmm::VmConfig fw;
+    fw.firmware_vars = img;
+    fw.kernel = img;
+    CHECK_THROWS_WITH(vmm::check_inputs_distinct(fw), Contains("--kernel " + img + " and --firmware vars"));
+}
