@@ -34,6 +34,52 @@ const char* BalloonDevice::stat_name(uint16_t tag) {
     return tag < std::size(kNames) ? kNames[tag] : nullptr;
 }
 
+PfnScan scan_pfns(const GuestMemory& mem, const DescriptorChain& chain,
+                  const std::function<void(uint64_t first, uint64_t count)>& on_run) {
+    PfnScan out;
+    Reader r(mem, chain);
+    out.trailing = r.remaining() % 4;
+    uint64_t run_start = 0, run_len = 0;  // pages
+    auto flush = [&] {
+        if (run_len) on_run(run_start, run_len);
+        run_len = 0;
+    };
+    std::array<uint8_t, kPfnBatch * 4> pfns;
+    while (size_t n = std::min(r.remaining() / 4, kPfnBatch)) {
+        if (!r.read({pfns.data(), n * 4})) break;
+        for (size_t i = 0; i < n; ++i) {
+            uint64_t pfn = load_le32(pfns, 4 * i);  // 32-bit frame number: pfn * 4096 cannot overflow
+            if (!mem.contains(pfn * kBalloonPageSize, kBalloonPageSize)) {
+                ++out.bad;
+                flush();
+                continue;
+            }
+            ++out.good;
+            if (run_len && pfn == run_start + run_len) {
+                ++run_len;
+            } else {
+                flush();
+                run_start = pfn, run_len = 1;
+            }
+        }
+    }
+    flush();
+    return out;
+}
+
+StatsScan scan_stats(const GuestMemory& mem, const DescriptorChain& chain) {
+    StatsScan out;
+    Reader r(mem, chain);
+    uint8_t rec[kStatSize];
+    while (r.remaining() >= kStatSize && r.read(rec)) {
+        const uint16_t tag = load_le16(rec, 0);
+        const uint64_t val = load_le64(rec, 2);
+        if (const char* n = BalloonDevice::stat_name(tag)) out.values[std::string("guest_") + n] = val;
+    }
+    out.trailing = r.remaining();
+    return out;
+}
+
 BalloonDevice::BalloonDevice(BalloonConfig cfg) : cfg_(std::move(cfg)), target_(cfg_.target_pages) {}
 
 BalloonDevice::~BalloonDevice() { reset(); }
@@ -64,7 +110,7 @@ void BalloonDevice::write_config(uint64_t offset, std::span<const uint8_t> data)
     uint8_t bytes[4];
     store_le32(bytes, 0, actual_.load());
     bool touched = false;
-    for (size_t i = 0; i < data.size(); ++i) {
+    for (size_t i = 0; i < data.size() && i <= UINT64_MAX - offset; ++i) {  // no wrap past 2^64
         uint64_t at = offset + i;
         if (at >= kCfgActual && at < kCfgActual + 4) bytes[at - kCfgActual] = data[i], touched = true;
     }
@@ -142,40 +188,19 @@ void BalloonDevice::note_error(const std::string& what) {
 // Inflated frames are discarded in runs of consecutive frames (one madvise
 // per run); deflated frames need nothing (they fault back in on use).
 void BalloonDevice::on_pfns(ServedQueue& q, bool inflate) {
-    uint64_t run_start = 0, run_len = 0;  // pages
-    auto flush = [&] {
-        if (run_len) discarded_bytes_ += mem_->discard(run_start * kBalloonPageSize, run_len * kBalloonPageSize);
-        run_len = 0;
-    };
     q.drain([&](DescriptorChain& chain) {
-        Reader r(*mem_, chain);
-        if (r.remaining() % 4)
+        PfnScan got = scan_pfns(*mem_, chain, [&](uint64_t first, uint64_t count) {
+            if (inflate) discarded_bytes_ += mem_->discard(first * kBalloonPageSize, count * kBalloonPageSize);
+        });
+        if (got.trailing)
             note_error(fmt::format("{} chain of {} bytes is not a whole number of 4-byte frame numbers",
-                                   inflate ? "inflate" : "deflate", r.remaining()));
-        std::array<uint8_t, kPfnBatch * 4> pfns;
-        uint64_t good = 0;
-        while (size_t n = std::min(r.remaining() / 4, kPfnBatch)) {
-            if (!r.read({pfns.data(), n * 4})) break;
-            for (size_t i = 0; i < n; ++i) {
-                uint64_t pfn = load_le32(pfns, 4 * i);  // 32-bit frame number: pfn * 4096 cannot overflow
-                if (!mem_->contains(pfn * kBalloonPageSize, kBalloonPageSize)) {
-                    ++bad_pfns_;
-                    static log::RateLimit rl;
-                    if (rl.allow()) log::warn("{}: frame number {:#x} is outside guest RAM", cfg_.name, pfn);
-                    continue;
-                }
-                ++good;
-                if (!inflate) continue;
-                if (run_len && pfn == run_start + run_len) {
-                    ++run_len;
-                } else {
-                    flush();
-                    run_start = pfn, run_len = 1;
-                }
-            }
+                                   inflate ? "inflate" : "deflate", chain.readable_bytes()));
+        if (got.bad) {
+            bad_pfns_ += got.bad;
+            static log::RateLimit rl;
+            if (rl.allow()) log::warn("{}: {} frame numbers outside guest RAM", cfg_.name, got.bad);
         }
-        flush();
-        (inflate ? inflated_ : deflated_) += good;
+        (inflate ? inflated_ : deflated_) += got.good;
         q.push(chain, 0);
     });
     q.notify();
@@ -190,18 +215,11 @@ void BalloonDevice::on_stats(ServedQueue& q) {
             note_error("stats buffer posted while the previous one is still held");
             q.push(*stats_chain_, 0);
         }
-        Reader r(*mem_, chain);
-        std::map<std::string, uint64_t> got;
-        uint8_t rec[kStatSize];
-        while (r.remaining() >= kStatSize && r.read(rec)) {
-            const uint16_t tag = load_le16(rec, 0);
-            const uint64_t val = load_le64(rec, 2);
-            if (const char* n = stat_name(tag)) got[std::string("guest_") + n] = val;
-        }
-        if (r.remaining()) note_error(fmt::format("stats buffer has {} trailing bytes", r.remaining()));
+        StatsScan got = scan_stats(*mem_, chain);
+        if (got.trailing) note_error(fmt::format("stats buffer has {} trailing bytes", got.trailing));
         {
             std::lock_guard lk(stats_mu_);
-            for (auto& [k, v] : got) guest_stats_[k] = v;
+            for (auto& [k, v] : got.values) guest_stats_[k] = v;
         }
         ++stats_updates_;
         stats_chain_ = std::move(chain);

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,6 +45,26 @@ inline constexpr unsigned kBalloonFDeflateOnOom = 2;
 inline constexpr unsigned kBalloonFPageReporting = 5;
 
 inline constexpr uint64_t kBalloonPageSize = 4096;  // PFNs are always 4 KiB frames
+
+// The guest-facing parsing of the inflate/deflate and stats queues, as
+// functions of guest memory and one chain (the device's queue handlers and
+// the fuzz target use them). A chain buffer outside RAM throws QueueError;
+// the queue engine never hands such a chain over.
+struct PfnScan {
+    uint64_t good = 0;    // frame numbers of pages inside guest RAM
+    uint64_t bad = 0;     // frame numbers outside it (skipped)
+    size_t trailing = 0;  // bytes after the last whole le32 frame number
+};
+// Calls on_run(first, count) for each run of consecutive in-RAM frames, in
+// chain order (a run never crosses a frame outside RAM).
+PfnScan scan_pfns(const GuestMemory& mem, const DescriptorChain& chain,
+                  const std::function<void(uint64_t first, uint64_t count)>& on_run);
+
+struct StatsScan {
+    std::map<std::string, uint64_t> values;  // "guest_free_memory" -> value; unknown tags skipped
+    size_t trailing = 0;                     // bytes after the last whole 10-byte record
+};
+StatsScan scan_stats(const GuestMemory& mem, const DescriptorChain& chain);
 
 struct BalloonConfig {
     std::string name = "virtio-balloon0";

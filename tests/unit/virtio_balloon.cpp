@@ -314,3 +314,34 @@ TEST_CASE("core: discard gives whole pages of anonymous guest memory back", "[co
     CHECK(host[63 * page] == 0x5a);
     CHECK(mem.discard(5 * page + 1, page) == 0);   // no whole page inside
 }
+
+TEST_CASE("virtio-balloon: a config write past the end of the address space changes nothing", "[virtio][balloon]") {
+    // Found by fuzz_virtio_balloon's model: offset + i wrapped to 4..7 and
+    // landed in `actual`.
+    BalloonDevice dev(BalloonConfig{});
+    std::vector<uint8_t> data(8, 0xab);
+    dev.write_config(UINT64_MAX - 1, data);
+    CHECK(dev.actual_pages() == 0);
+    dev.write_config(4, std::vector<uint8_t>{1, 2});
+    CHECK(dev.actual_pages() == 0x0201);
+}
+
+TEST_CASE("virtio-balloon: scan_pfns splits runs at frames outside RAM", "[virtio][balloon]") {
+    FakeRam ram;
+    std::vector<uint8_t> list;
+    for (uint32_t pfn : {3u, 4u, 5u, 0x7fffffffu, 6u, 9u}) {
+        uint8_t b[4];
+        vmm::store_le32(b, 0, pfn);
+        list.insert(list.end(), b, b + 4);
+    }
+    list.push_back(0xee);  // a trailing byte
+    ram.fill(0x1000, list);
+    vmm::virtio::DescriptorChain chain;
+    chain.readable.push_back({0x1000, static_cast<uint32_t>(list.size())});
+    std::vector<std::pair<uint64_t, uint64_t>> runs;
+    auto got = vmm::virtio::scan_pfns(ram.mem, chain, [&](uint64_t f, uint64_t n) { runs.emplace_back(f, n); });
+    CHECK(got.good == 5);
+    CHECK(got.bad == 1);
+    CHECK(got.trailing == 1);
+    CHECK(runs == std::vector<std::pair<uint64_t, uint64_t>>{{3, 3}, {6, 1}, {9, 1}});
+}
