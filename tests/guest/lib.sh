@@ -200,6 +200,18 @@ build_blkbench() { # OUT
     command -v gcc >/dev/null || die "gcc is missing (blkbench is built with gcc -static, packages gcc libc6-dev)"
     gcc -O2 -static -Wall -Wextra -o "$1" "$GUEST_DIR/blkbench.c"
 }
+# The hostile guest program (hostile.c), built the same way.
+guest_hostile() {
+    local out key
+    out="$(cache_dir)/vmmhostile"
+    key="$(sha256sum "$GUEST_DIR/hostile.c" | cut -d' ' -f1) $(gcc -dumpfullversion 2>/dev/null || echo none)"
+    cached "$out" "$key" build_hostile >&2
+    echo "$out"
+}
+build_hostile() { # OUT
+    command -v gcc >/dev/null || die "gcc is missing (vmmhostile is built with gcc -static, packages gcc libc6-dev)"
+    gcc -O2 -static -Wall -Wextra -o "$1" "$GUEST_DIR/hostile.c"
+}
 
 guest_blk_initramfs() {
     local out key kver
@@ -212,11 +224,12 @@ guest_blk_initramfs() {
 }
 
 guest_blk_rootfs() {
-    local out key bb
+    local out key bb hp
     bb=$(guest_blkbench)
+    hp=$(guest_hostile)
     out="$(cache_dir)/guest-blk-root.img"
-    key="$(cat "$GUEST_DIR/make-blk-guest.sh" "$GUEST_DIR/lib.sh" "$bb" | sha256sum | cut -d' ' -f1)"
+    key="$(cat "$GUEST_DIR/make-blk-guest.sh" "$GUEST_DIR/lib.sh" "$bb" "$hp" | sha256sum | cut -d' ' -f1)"
     key+=" $(stamp "$(find_busybox_static)")"
-    cached "$out" "$key" "$GUEST_DIR/make-blk-guest.sh" --blkbench "$bb" --rootfs >&2
+    cached "$out" "$key" "$GUEST_DIR/make-blk-guest.sh" --blkbench "$bb" --hostile "$hp" --rootfs >&2
     echo "$out"
 }

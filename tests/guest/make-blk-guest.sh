@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make-blk-guest.sh --initramfs OUT.cpio.gz [--kver VERSION]
-# make-blk-guest.sh --rootfs OUT.img --blkbench BIN [--size MIB]
+# make-blk-guest.sh --rootfs OUT.img --blkbench BIN [--hostile BIN] [--size MIB]
 #
 # The two halves of the virtio block/console guest (the suite's
 # blk-* and console cases, tests/bench/blk-bench.sh).  Neither needs root.
@@ -21,8 +21,8 @@
 #        "VMMTEST: FAIL root ..." with /proc/partitions and powers off.
 #
 # --rootfs: an ext4 image (mke2fs -d from a staging dir, no loop mount) of
-#   SIZE MiB (default 48) holding busybox, BIN as /bin/blkbench and the test
-#   script /sbin/vmmtest-blk.  That script reports to the console and, once it
+#   SIZE MiB (default 48) holding busybox, BIN as /bin/blkbench, the --hostile
+#   BIN (hostile.c) as /bin/vmmhostile and the test script /sbin/vmmtest-blk.  That script reports to the console and, once it
 #   exists, /dev/hvc0 (virtio-console port 0), and runs what vmmtest.blk=
 #   says (the host side of each case is in tests/guest/test_virtio.py):
 #     root       / is ext4 on /dev/vda, read-write (a file written, synced,
@@ -79,6 +79,13 @@
 #                write-back cache advertised, blkbench pattern-write of
 #                seed SEED_W+index (O_DIRECT writes, fsync); then "VMMTEST:
 #                flushed" and a 600 s sleep (the host kills the VMM)
+#     hostile    vmmhostile (hostile.c) attacks the VMM: every I/O port, then
+#                every virtio PCI device but the root disk's, vmmtest.rounds
+#                rounds each (seed SEED_W); then, with the drivers bound again,
+#                the read-only disk with serial vmmtest-ro and SCSI LUN 0 still
+#                hold the host's pattern (SEED_R, SEED_R+1), the rng reads and
+#                the root file system takes a write; "VMMTEST: hostile checked",
+#                then a "VMMTEST: tick N" line a second for vmmtest.hold_s s
 #     enospc     vdb and SCSI LUN 0 sit on a too-small host file system:
 #                blkbench fill of vmmtest.fill_mib MiB fails on each with an
 #                I/O error, then both still read
@@ -94,12 +101,13 @@ usage() {
     exit 1
 }
 
-what="" out="" kver="" blkbench="" size_mib=48
+what="" out="" kver="" blkbench="" hostile="" size_mib=48
 while [[ $# -gt 0 ]]; do
     case $1 in
         --initramfs|--rootfs) what=${1#--}; [[ $# -ge 2 ]] || usage; out=$2; shift 2 ;;
         --kver) [[ $# -ge 2 ]] || usage; kver=$2; shift 2 ;;
         --blkbench) [[ $# -ge 2 ]] || usage; blkbench=$2; shift 2 ;;
+        --hostile) [[ $# -ge 2 ]] || usage; hostile=$2; shift 2 ;;
         --size) [[ $# -ge 2 ]] || usage; size_mib=$2; shift 2 ;;
         *) # cached() appends the temporary output path
             [[ -n $what && $1 != -* ]] || usage; out=$1; shift ;;
@@ -229,6 +237,7 @@ build_rootfs() {
     command -v mke2fs >/dev/null || die "mke2fs is missing (package e2fsprogs)"
     busybox_tree
     cp "$blkbench" "$root/bin/blkbench"
+    if [[ -n $hostile ]]; then cp "$hostile" "$root/bin/vmmhostile"; fi
     mkdir -p "$root/var"
     echo "vmm blk test root" >"$root/etc/vmmtest-root"
 
@@ -252,7 +261,7 @@ info() { say "VMMTEST: info $*"; }
 say "VMMTEST: stage2 started"
 
 blk=root irq=msi seed_w=1 seed_r=2 count=128 queues="" discard_mib=16 hvc_in="" token=""
-bench_mib=256 bench_s=5 balloon_mib=256 hold_s=90 scsi_luns=0 durable="" fill_mib=32
+bench_mib=256 bench_s=5 balloon_mib=256 hold_s=90 scsi_luns=0 durable="" fill_mib=32 rounds=20
 net_ip=169.254.77.2 net_peer=169.254.77.1 net_mib=64
 for w in $(cat /proc/cmdline); do
     case $w in
@@ -275,6 +284,7 @@ for w in $(cat /proc/cmdline); do
         vmmtest.scsi_luns=*) scsi_luns=${w#vmmtest.scsi_luns=} ;;
         vmmtest.durable=*) durable=${w#vmmtest.durable=} ;;
         vmmtest.fill_mib=*) fill_mib=${w#vmmtest.fill_mib=} ;;
+        vmmtest.rounds=*) rounds=${w#vmmtest.rounds=} ;;
     esac
 done
 
@@ -620,6 +630,51 @@ case $blk in
     net-ping)
         check_root
         net_up
+        ;;
+    hostile)
+        # The attack (hostile.c): ports, then each virtio device but the
+        # root disk's. Its report lines go to the console as info.
+        wait_scsi 60
+        root_bdf=$(basename "$(dirname "$(readlink -f /sys/block/vda/device)")")
+        targets=""
+        for d in /sys/bus/pci/devices/*; do
+            [ "$(cat "$d/vendor")" = 0x1af4 ] && [ "${d##*/}" != "$root_bdf" ] && targets="$targets ${d##*/}"
+        done
+        info "hostile: root disk at $root_bdf, targets$targets"
+        if out=$(vmmhostile ports "$seed_w" 2>&1); then pass hostile-ports "$out"; else fail hostile-ports "$out"; fi
+        # shellcheck disable=SC2086
+        out=$(vmmhostile pci "$seed_w" "$rounds" $targets 2>&1)
+        rc=$?
+        echo "$out" | while read -r l; do info "$l"; done
+        n=$(echo "$out" | grep -c '^HOSTILE device .* rounds=')
+        if [ $rc = 0 ] && [ -n "$targets" ]; then pass hostile-pci "$n devices"; else fail hostile-pci "exit $rc, $n devices"; fi
+        # The drivers have the devices back: do they work?
+        ro=""
+        i=0
+        while [ $i -lt 300 ] && [ -z "$ro" ]; do
+            for b in /sys/block/vd*; do
+                [ "$(cat "$b/serial" 2>/dev/null)" = vmmtest-ro ] && ro=${b##*/}
+            done
+            [ -z "$ro" ] && sleep 0.1
+            i=$((i + 1))
+        done
+        out=$(blkbench pattern-verify "/dev/$ro" "$seed_r" "$count" 2>&1) && pass hostile-after-blk "$ro: $out" ||
+            fail hostile-after-blk "read-only disk '$ro': $out"
+        wait_scsi 60
+        s0=$(scsi_blk 0)
+        out=$(blkbench pattern-verify "/dev/$s0" $((seed_r + 1)) "$count" 2>&1) && pass hostile-after-scsi "$s0: $out" ||
+            fail hostile-after-scsi "LUN 0 '$s0': $out"
+        n=$(dd if=/dev/hwrng bs=32 count=1 2>/dev/null | wc -c)
+        [ "$n" = 32 ] && pass hostile-after-rng || fail hostile-after-rng "read $n bytes from /dev/hwrng, expected 32"
+        check_root
+        # The host now loads the control API; the guest shows it is not held up.
+        say "VMMTEST: hostile checked"
+        i=0
+        while [ $i -lt "$hold_s" ]; do
+            say "VMMTEST: tick $i"
+            sleep 1
+            i=$((i + 1))
+        done
         ;;
     enospc)
         # vdb and SCSI LUN 0 are images on a host file system smaller than

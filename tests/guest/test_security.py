@@ -6,14 +6,18 @@ errors while the VMM runs on; after set-up no thread holds a capability;
 and the VMM runs as an ordinary user with access to /dev/kvm and a tap made
 for it beforehand (docs/security.md)."""
 import grp
+import hashlib
 import os
 import random
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -205,3 +209,156 @@ def test_nonroot(suite, case):
 
 def ip(*args):
     return subprocess.run(["ip", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def api_stress(case, sock, seconds):
+    """Loads the API socket for SECONDS: 300 idle connections (more than
+    the server's 256), half lines, 1 MiB lines, malformed and nested JSON,
+    and slow clients sending a byte at a time, while `vmm ctl ping` must
+    keep answering. Returns (pings answered, pings tried, slowest ping s)."""
+    conns, stop = [], threading.Event()
+
+    def connect():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(str(sock))
+        conns.append(s)
+        return s
+
+    def slow(s):
+        try:
+            for b in b'{"cmd": "ping", "id": "slow"}\n':
+                if stop.wait(0.3):
+                    return
+                s.send(bytes([b]))
+        except OSError:
+            pass
+
+    threads = []
+    for i in range(300):
+        try:
+            s = connect()
+            kind = i % 6
+            if kind == 1:
+                s.send(b'{"cmd": "pi')  # half a line, never finished
+            elif kind == 2:
+                s.send(b"x" * (1 << 20) + b"\n")  # oversize
+            elif kind == 3:
+                s.send(b'{"cmd": ' + b"[" * 10000 + b"\n")  # malformed, deeply nested
+            elif kind == 4:
+                s.send(b'{"cmd":"ping","cmd":"stop"}\n\x00\xff\n')  # duplicate keys, binary junk
+            elif kind == 5:
+                t = threading.Thread(target=slow, args=(s,), daemon=True)
+                t.start()
+                threads.append(t)
+        except OSError:
+            pass  # the server may close the oversize ones before we finish sending
+    ok = tried = 0
+    slowest = 0.0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.monotonic()
+        st, _ = case.ctl("ping")
+        slowest = max(slowest, time.monotonic() - t0)
+        tried += 1
+        ok += st == 0
+        time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(5)
+    for s in conns:
+        s.close()
+    return ok, tried, slowest, len(conns)
+
+
+# Rounds of garbage per device (VMM_HOSTILE_ROUNDS for a longer attack).
+HOSTILE_ROUNDS = int(os.environ.get("VMM_HOSTILE_ROUNDS", "20"))
+
+
+def test_hostile(suite, case):
+    """A guest that attacks the VMM (hostile.c): writes to every I/O port
+    but the few that end the guest by design, then for every virtio device
+    but the root disk (blk, scsi, net, console, balloon, rng) rounds of
+    garbage: random status and feature sequences, rings at wild, misaligned
+    and out-of-RAM addresses and full of garbage, bad queue sizes and
+    vectors, notifies, device-config and MSI-X table writes, BARs moved over
+    RAM, the APIC and each other. The VMM must stay up, the read-only images
+    must be unchanged byte for byte, and once the guest's drivers have the
+    devices back they work (the guest reads both read-only disks' patterns
+    and the rng). Then the host loads the control API (300 connections,
+    oversize and malformed lines, slow clients): `vmm ctl ping` keeps
+    answering, the guest keeps ticking, and the VMM's descriptor count
+    returns to where it was. `vmm ctl stop` ends it (exit 6)."""
+    case.blk_prepare()
+    if suite.qemu_mode:
+        pytest.skip("attacks the VMM under test, not QEMU")
+    seed_w, seed_r, count = random.randint(1, 1 << 30), random.randint(1, 1 << 30), 64
+    ro_blk, ro_scsi = case.img / "ro-blk.img", case.img / "ro-scsi.img"
+    for img, sd in ((ro_blk, seed_r), (ro_scsi, seed_r + 1)):
+        fresh_image(img, 16 << 20)
+        ok, out = case.blkbench_run("pattern-write", img, sd, count)
+        if not ok:
+            pytest.fail(f"host-side pattern-write to {img.name} failed: {out}", pytrace=False)
+    sums = {img: hashlib.sha256(img.read_bytes()).hexdigest() for img in (ro_blk, ro_scsi)}
+    net = []
+    if os.geteuid() == 0 and os.environ.get("TESTHOST") and os.access("/dev/net/tun", os.W_OK):
+        net = ["--net", "tap=vmmhostile0"]  # the VMM creates it; inside the test host only
+    case.ctl_sock = case.path("sock")
+    case.ctl_sock.unlink(missing_ok=True)
+    case.path("ctl").touch()
+    hvc = case.path("hvc")
+    vm = case.start(*case.blk_args(1, f"vmmtest.blk=hostile vmmtest.seed_w={seed_w} vmmtest.seed_r={seed_r} "
+                                      f"vmmtest.count={count} vmmtest.rounds={HOSTILE_ROUNDS} vmmtest.scsi_luns=1 "
+                                      "vmmtest.hold_s=300"),
+                    "--disk", f"path={ro_blk},readonly=on,serial=vmmtest-ro",
+                    "--scsi-disk", f"path={ro_scsi},readonly=on", *net, "--console", f"file={hvc}",
+                    "--balloon", "size=0", "--rng", "--api-socket", case.ctl_sock, stdout=case.path("stdout"))
+    if not vm.wait_console(r"^VMMTEST: (hostile checked|done)", suite.case_timeout):
+        case.fail(f"no 'VMMTEST: hostile checked' within {suite.case_timeout} s "
+                  f"({'still running' if vm.running() else f'the VMM exited with status {vm.wait_exit(1)}'})")
+        vm.kill()
+        case.finish()
+    ticks = lambda: case.console.count(r"^VMMTEST: tick")  # noqa: E731
+    if not vm.running():
+        case.fail(f"the VMM is gone after the attack (exit status {vm.wait_exit(1)})")
+    else:
+        time.sleep(1)
+        before = fd_count(vm.pid)
+        t0 = ticks()
+        ok, tried, slowest, n = api_stress(case, case.ctl_sock, 12)
+        t1 = ticks()
+        case.note(f"  {case.name}: API under load ({n} connections): {ok}/{tried} pings answered, slowest "
+                  f"{slowest:.1f} s; guest ticks {t0} -> {t1}")
+        case.check(ok == tried and tried > 0, f"`vmm ctl ping` answered {ok} of {tried} times while the API was "
+                   "loaded")
+        case.check(t1 >= t0 + 5, f"the guest ticked {t1 - t0} times in 12 s of API load: the VM was held up")
+        after = -1
+        for _ in range(40):
+            after = fd_count(vm.pid)
+            if after <= before:
+                break
+            time.sleep(0.25)
+        with open(case.path("host"), "a") as f:
+            f.write(f"VMM descriptors: {before} before the API load, {after} after\n")
+        case.check(after == before, f"the VMM had {before} descriptors before the API load and {after} after it")
+        case.ctl_ok("stop", "stop")
+        st = vm.wait_exit(60)
+        case.check(st == 6, f"exit status {st} after `vmm ctl stop`, expected 6")
+    case.check_no_fail()  # the guest is stopped during its ticks: no "VMMTEST: done"
+    for c in ("hostile-ports", "hostile-pci", "hostile-after-blk", "hostile-after-scsi", "hostile-after-rng",
+              "rootfs-rw"):
+        case.check(case.console.has(rf"^VMMTEST: PASS {c}( |$)"), f"no 'VMMTEST: PASS {c}' on the serial console")
+    for img, digest in sums.items():
+        case.check(hashlib.sha256(img.read_bytes()).hexdigest() == digest,
+                   f"the read-only image {img.name} changed during the attack")
+    err = Log(case.path("stderr"))
+    case.check(not err.has(r"(?i)assert|segmentation|sanitizer|terminate called"),
+               "the VMM's stderr shows an assertion, crash or sanitizer report")
+    case.finish()
