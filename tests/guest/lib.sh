@@ -189,28 +189,23 @@ watch_testhost() {
 
 # Cached artifacts of the virtio block/console cases (make-blk-guest.sh):
 # the static blkbench, the module-carrying initramfs and the ext4 root image.
-guest_blkbench() {
+guest_blkbench() { static_program blkbench blkbench.c; }
+# The hostile guest program (hostile.c).
+guest_hostile() { static_program vmmhostile hostile.c; }
+
+# static_program NAME SOURCE: tests/guest/SOURCE built with gcc -O2 -static
+# into the cache as NAME (rebuilt when the source or gcc changes); prints
+# its path.
+static_program() {
     local out key
-    out="$(cache_dir)/blkbench"
-    key="$(sha256sum "$GUEST_DIR/blkbench.c" | cut -d' ' -f1) $(gcc -dumpfullversion 2>/dev/null || echo none)"
-    cached "$out" "$key" build_blkbench >&2
+    out="$(cache_dir)/$1"
+    key="$(sha256sum "$GUEST_DIR/$2" | cut -d' ' -f1) $(gcc -dumpfullversion 2>/dev/null || echo none)"
+    cached "$out" "$key" build_static_program "$GUEST_DIR/$2" >&2
     echo "$out"
 }
-build_blkbench() { # OUT
-    command -v gcc >/dev/null || die "gcc is missing (blkbench is built with gcc -static, packages gcc libc6-dev)"
-    gcc -O2 -static -Wall -Wextra -o "$1" "$GUEST_DIR/blkbench.c"
-}
-# The hostile guest program (hostile.c), built the same way.
-guest_hostile() {
-    local out key
-    out="$(cache_dir)/vmmhostile"
-    key="$(sha256sum "$GUEST_DIR/hostile.c" | cut -d' ' -f1) $(gcc -dumpfullversion 2>/dev/null || echo none)"
-    cached "$out" "$key" build_hostile >&2
-    echo "$out"
-}
-build_hostile() { # OUT
-    command -v gcc >/dev/null || die "gcc is missing (vmmhostile is built with gcc -static, packages gcc libc6-dev)"
-    gcc -O2 -static -Wall -Wextra -o "$1" "$GUEST_DIR/hostile.c"
+build_static_program() { # SOURCE OUT
+    command -v gcc >/dev/null || die "gcc is missing ($(basename "$1") is built with gcc -static, packages gcc libc6-dev)"
+    gcc -O2 -static -Wall -Wextra -o "$2" "$1"
 }
 
 guest_blk_initramfs() {
