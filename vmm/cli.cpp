@@ -107,6 +107,10 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
                      static_cast<unsigned char>(v[at]));
     }
     options::apply_cli(cfg, values);
+    // An input the config file named is reported by its key there.
+    if (!given("--kernel") && !cfg.kernel.empty() && given("--config")) cfg.kernel_what = config_path + ": boot.kernel";
+    if (!given("--initramfs") && !cfg.initramfs.empty() && given("--config"))
+        cfg.initramfs_what = config_path + ": boot.initramfs";
 
     // Checks across options, after the merge (each source alone passed them).
     check::distinct_paths({{"--serial", cfg.serial_path},

@@ -89,6 +89,9 @@ struct VmConfig {
     std::string firmware_vars;
     std::string kernel;  // required unless firmware is given
     std::string initramfs;  // empty: none
+    // How messages name the two: the option, or where in the --config file
+    // they came from ("vm.json: boot.kernel"). Set by parse_cli; not config.
+    std::string kernel_what = "--kernel", initramfs_what = "--initramfs";
     std::string cmdline = "console=ttyS0 panic=1";
     uint32_t cpus = 1;
     uint64_t memory = 512ull << 20;  // bytes

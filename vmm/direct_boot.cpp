@@ -25,16 +25,16 @@ public:
                 fail("{} ({} bytes at {:#x}) does not fit in guest RAM", what, b.bytes.size(), b.gpa);
         };
 
-        InputFile kernel(cfg.kernel, "--kernel");
+        InputFile kernel(cfg.kernel, cfg.kernel_what);
         x86::KernelLayout k;
         try {
             k = x86::parse_kernel(kernel.bytes(), ram);
         } catch (const Error& e) {
-            fail("--kernel {}: {}", cfg.kernel, e.what());
+            fail("{} {}: {}", cfg.kernel_what, cfg.kernel, e.what());
         }
         for (auto& seg : k.segments) {
             if (!ctx.mem.contains(seg.gpa, seg.mem_size))
-                fail("--kernel {}: segment at {:#x} ({} KiB) does not fit in {} MiB of RAM", cfg.kernel, seg.gpa,
+                fail("{} {}: segment at {:#x} ({} KiB) does not fit in {} MiB of RAM", cfg.kernel_what, cfg.kernel, seg.gpa,
                      seg.mem_size >> 10, cfg.memory >> 20);
             kernel.copy_to_guest(ctx.mem, seg.gpa, seg.data);
         }
@@ -45,11 +45,11 @@ public:
         in.ram = ram;
         in.cmdline = cfg.cmdline;
         if (!cfg.initramfs.empty()) {
-            InputFile initrd(cfg.initramfs, "--initramfs");
+            InputFile initrd(cfg.initramfs, cfg.initramfs_what);
             try {
                 in.initrd_gpa = x86::place_initrd(k, initrd.size(), ram);
             } catch (const Error& e) {
-                fail("--initramfs {}: {}", cfg.initramfs, e.what());
+                fail("{} {}: {}", cfg.initramfs_what, cfg.initramfs, e.what());
             }
             in.initrd_size = initrd.size();
             initrd.copy_to_guest(ctx.mem, in.initrd_gpa, initrd.bytes());

@@ -232,14 +232,14 @@ public:
         if (!uefi && ::access(kLinuxbootRomPath, R_OK) != 0)
             fail("--firmware with --kernel: the option ROM {} is missing (Debian package qemu-system-data)",
                  kLinuxbootRomPath);
-        auto kernel = std::make_shared<InputFile>(cfg.kernel, "--kernel");
+        auto kernel = std::make_shared<InputFile>(cfg.kernel, cfg.kernel_what);
         std::shared_ptr<InputFile> initrd;
-        if (!cfg.initramfs.empty()) initrd = std::make_shared<InputFile>(cfg.initramfs, "--initramfs");
+        if (!cfg.initramfs.empty()) initrd = std::make_shared<InputFile>(cfg.initramfs, cfg.initramfs_what);
         x86::LinuxBootItems items;
         try {
             items = x86::linuxboot_items(kernel->bytes(), initrd ? initrd->size() : 0, cfg.cmdline, ctx.layout.ram);
         } catch (const Error& e) {
-            fail("--kernel {}: {}", cfg.kernel, e.what());
+            fail("{} {}: {}", cfg.kernel_what, cfg.kernel, e.what());
         }
         for (auto& [key, bytes] : items.fixed) fw.add_item(key, std::move(bytes));
         fw.add_item_view(x86::fw_cfg_key::kKernelData, items.kernel, kernel);

@@ -5,22 +5,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <utility>
+
 #include "vmm/core/error.h"
 
 namespace vmm {
 
-InputFile::InputFile(const std::string& path, const char* what) : path_(path), what_(what) {
+InputFile::InputFile(const std::string& path, std::string what) : path_(path), what_(std::move(what)) {
     // O_NONBLOCK: a FIFO given by mistake fails the regular-file check below
     // instead of blocking open() (no effect on a regular file or its mmap).
     fd_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
-    if (!fd_) throw_errno(fmt::format("{} {}", what, path));
+    if (!fd_) throw_errno(fmt::format("{} {}", what_, path));
     struct stat st {};
-    if (fstat(fd_.get(), &st) != 0) throw_errno(fmt::format("{} {}", what, path));
-    if (!S_ISREG(st.st_mode)) fail("{} {}: not a regular file", what, path);
-    if (st.st_size == 0) fail("{} {}: file is empty", what, path);
+    if (fstat(fd_.get(), &st) != 0) throw_errno(fmt::format("{} {}", what_, path));
+    if (!S_ISREG(st.st_mode)) fail("{} {}: not a regular file", what_, path);
+    if (st.st_size == 0) fail("{} {}: file is empty", what_, path);
     size_ = static_cast<size_t>(st.st_size);
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_.get(), 0);
-    if (p == MAP_FAILED) throw_errno(fmt::format("{} {}: mmap", what, path));
+    if (p == MAP_FAILED) throw_errno(fmt::format("{} {}: mmap", what_, path));
     map_ = static_cast<const uint8_t*>(p);
 }
 

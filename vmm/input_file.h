@@ -17,7 +17,7 @@ namespace vmm {
 class InputFile {
 public:
     // `what` names the option in error messages ("--kernel").
-    InputFile(const std::string& path, const char* what);
+    InputFile(const std::string& path, std::string what);
     ~InputFile();
     InputFile(const InputFile&) = delete;
     InputFile& operator=(const InputFile&) = delete;
@@ -32,7 +32,7 @@ public:
 
 private:
     std::string path_;
-    const char* what_;
+    std::string what_;
     Fd fd_;
     const uint8_t* map_ = nullptr;
     size_t size_ = 0;

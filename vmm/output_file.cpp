@@ -16,8 +16,8 @@ std::vector<InputPath> input_paths(const VmConfig& cfg) {
     auto add = [&](std::string what, const std::string& path, bool writes = false) {
         if (!path.empty()) in.push_back({std::move(what), path, writes});
     };
-    add("--kernel", cfg.kernel);
-    add("--initramfs", cfg.initramfs);
+    add(cfg.kernel_what, cfg.kernel);
+    add(cfg.initramfs_what, cfg.initramfs);
     if (cfg.firmware != "bios" && cfg.firmware != "uefi") add("--firmware", cfg.firmware);
     add("--firmware vars", cfg.firmware_vars, true);
     for (const auto& d : cfg.disks) add("--disk path", d.path, !d.readonly);

@@ -1,8 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "vmm/cli.h"
 #include "vmm/config_check.h"
 #include "vmm/core/error.h"
@@ -232,4 +234,19 @@ TEST_CASE("cli: bad --disk and --console values name what is wrong") {
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,,readonly=on"}), Contains("key=value"));
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--console", "pipe"}), Contains("--console"));
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--console", "file="}), Contains("--console"));
+}
+
+TEST_CASE("cli: a kernel or initramfs from --config is named by its key there") {
+    test::TempDir dir;
+    const std::string conf = dir.path + "/vm.json";
+    std::ofstream(conf) << R"({"boot": {"kernel": "/k", "initramfs": "/i"}})";
+    auto cfg = parse({"--config", conf});
+    CHECK(cfg.kernel_what == conf + ": boot.kernel");
+    CHECK(cfg.initramfs_what == conf + ": boot.initramfs");
+    // Given on the command line, they are the options.
+    cfg = parse({"--config", conf, "--initramfs", "/j"});
+    CHECK(cfg.kernel_what == conf + ": boot.kernel");
+    CHECK(cfg.initramfs_what == "--initramfs");
+    cfg = parse({"--kernel", "/k"});
+    CHECK(cfg.kernel_what == "--kernel");
 }

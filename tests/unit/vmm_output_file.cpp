@@ -123,7 +123,9 @@ TEST_CASE("FIFOs: no open blocks, neither for an output nor for an input", "[vmm
     auto start = std::chrono::steady_clock::now();
     CHECK_THAT(error_of([&] { vmm::open_output(fifo, "--serial file", {}, vmm::OutputMode::Truncate); }),
                Contains("FIFO with no reader"));
-    CHECK_THAT(error_of([&] { vmm::InputFile(fifo, "--kernel"); }), Contains("not a regular file"));
+    CHECK(error_of([&] { vmm::InputFile(fifo, "--kernel"); }) == "--kernel " + fifo + ": not a regular file");
+    CHECK(error_of([&] { vmm::InputFile(d / "missing", "vm.json: boot.kernel"); }) ==
+          "vm.json: boot.kernel " + (d / "missing") + ": No such file or directory");
     CHECK_THAT(error_of([&] { vmm::config_from_file(fifo); }), Contains("not a regular file"));
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
 
