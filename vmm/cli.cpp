@@ -91,6 +91,15 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
 
     if (markdown) return CliHelp{options::reference_markdown()};
 
+    // A repeated option takes its last value (scripts append overrides), but
+    // not silently; two config files cannot both be meant.
+    for (auto& [name, opt] : given_opts) {
+        if (lists.count(name) || opt->count() < 2) continue;
+        if (name == "--config") fail("--config is given {} times; give one file", opt->count());
+        log::warn("{} is given {} times; the last one ({}) counts", name, opt->count(),
+                  flags.count(name) ? (flags[name] ? "true" : "false") : text[name]);
+    }
+
     const std::string& config_path = text["--config"];
     auto given = [&](const char* name) { return given_opts.at(name)->count() > 0; };
     VmConfig cfg;

@@ -463,6 +463,7 @@ struct Spec {
                     if (g.cli.name) list += (list.empty() ? "" : ", ") + std::string(g.cli.name);
                 fail("{}: unknown key \"{}\" (expected {})", opt, k, list);
             }
+            if (given.count(f->key)) fail("{} \"{}\": {}= is given twice", opt, spec, k);
             if (one_of[0] && (f->key == std::string(one_of[0]) || f->key == std::string(one_of[1])) &&
                 (given.count(one_of[0]) || given.count(one_of[1])))
                 fail("{} \"{}\": give one of {} and {}", opt, spec, kv(one_of[0]), kv(one_of[1]));

@@ -250,3 +250,12 @@ TEST_CASE("cli: a kernel or initramfs from --config is named by its key there") 
     cfg = parse({"--kernel", "/k"});
     CHECK(cfg.kernel_what == "--kernel");
 }
+
+TEST_CASE("cli: a key twice in one option and two config files are errors; a repeated option keeps its last value") {
+    CHECK_THAT(error_of({"--kernel", "/k", "--disk", "path=/a,path=/b"}), Contains("path= is given twice"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t0,mac=52:54:00:00:00:01,mac=52:54:00:00:00:02"}),
+               Contains("mac= is given twice"));
+    CHECK_THAT(error_of({"--config", "/a.json", "--config", "/b.json"}), Contains("--config is given 2 times"));
+    // Scripts append overrides: the last value counts (with a warning).
+    CHECK(parse({"--kernel", "/k", "--cpus", "1", "--cpus", "2"}).cpus == 2);
+}
