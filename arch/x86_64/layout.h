@@ -15,6 +15,7 @@
 //   0x09fc00  EBDA (last KiB of conventional memory): reserved in E820, unused
 //   0x0e0000  ACPI tables, RSDP first, up to 0xeffff
 //   0x0f0000  MP table (0xe0000 up to 1 MiB is reserved in E820)
+//   0x0f8000  SMBIOS entry points and table (smbios.h), up to 1 MiB
 //   0x100000  kernel / initramfs / general RAM
 //
 // RAM above 3 GiB is moved to 4 GiB so that [3 GiB, 4 GiB) is free for
@@ -60,7 +61,7 @@ inline constexpr uint64_t kBiosAreaStart = 0xe0000;  // ACPI tables: 0xe0000..0x
 // The MP table lives in the upper BIOS area, which Linux scans for the
 // floating pointer, because the EBDA's 1 KiB would only hold 40 processors.
 inline constexpr uint64_t kMpTableAddr = 0xf0000;
-inline constexpr uint64_t kMpTableEnd = 0x100000;
+inline constexpr uint64_t kMpTableEnd = 0xf8000;  // SMBIOS follows (smbios.h)
 inline constexpr uint64_t kHighMemStart = 0x100000;
 inline constexpr uint64_t kMmioHoleStart = 0xC0000000;
 inline constexpr uint64_t kMmioHoleEnd = 0x100000000;
