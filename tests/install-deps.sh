@@ -25,6 +25,8 @@ PACKAGES=(
   strace time
   # guest tests that talk to the control API and console sockets; the net cases configure a tap
   python3 iproute2
+  # the SMBIOS cases decode the guest's tables with dmidecode (unit and guest tests)
+  dmidecode
 )
 
 missing=()

@@ -1,10 +1,10 @@
 // How the guest starts: the seam between the machine (memory, chipset,
 // devices, vCPUs) and what runs first. Two sources exist:
 //   - direct kernel boot (vmm/direct_boot.cpp): the VMM loads a bzImage or
-//     PVH ELF, writes boot_params/start info, ACPI and MP tables into RAM and
+//     PVH ELF, writes boot_params/start info, ACPI, MP and SMBIOS tables into RAM and
 //     starts the boot vCPU at the kernel's 64-bit or PVH entry;
 //   - firmware boot (vmm/firmware_boot.cpp): the VMM maps a BIOS/UEFI image
-//     below 4 GiB, hands the firmware the memory map and ACPI tables through
+//     below 4 GiB, hands the firmware the memory map, ACPI and SMBIOS tables through
 //     fw_cfg, and the boot vCPU starts at the reset vector.
 // The Machine builds memory and devices first, then calls load(), then
 // creates the vCPUs and calls setup_boot_cpu() on vCPU 0.
@@ -17,6 +17,7 @@
 #include "arch/x86_64/acpi.h"
 #include "arch/x86_64/fw_cfg_files.h"
 #include "arch/x86_64/layout.h"
+#include "arch/x86_64/smbios.h"
 #include "vmm/config.h"
 #include "vmm/core/bus.h"
 #include "vmm/core/guest_memory.h"
@@ -32,6 +33,7 @@ struct BootContext {
     const GuestMemory& mem;
     const arch::x86::PlatformLayout& layout;
     const arch::x86::AcpiConfig& acpi;  // the platform as the ACPI tables describe it
+    const arch::x86::SmbiosConfig& smbios;  // what the SMBIOS tables say about the machine
     const std::vector<arch::x86::BootDevice>& boot_devices;  // bootindex= devices, for the firmware
     Bus& pio;
     Bus& mmio;

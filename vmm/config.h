@@ -78,6 +78,15 @@ struct FwCfgItemConfig {
     std::string text;
 };
 
+// SMBIOS strings for one structure type (--smbios type=N,...): 0 BIOS,
+// 1 system, 3 chassis. Empty strings keep the VMM's defaults; which keys a
+// type takes is checked by check::smbios_list.
+struct SmbiosTypeConfig {
+    int type = -1;
+    std::string vendor, version, date;                    // 0 (version: 1 and 3 too)
+    std::string manufacturer, product, serial, sku, family, asset;  // 1 and 3
+};
+
 struct VmConfig {
     // How the guest starts: "" boots `kernel` directly (no firmware);
     // "bios" runs Debian's SeaBIOS and "uefi" Debian's OVMF (both found at
@@ -101,6 +110,8 @@ struct VmConfig {
     SerialMode console = SerialMode::Off;
     std::string console_path;  // for SerialMode::File and Socket
     bool hugepages = false;    // back guest RAM with hugetlbfs pages (MAP_HUGETLB)
+    std::string uuid;          // SMBIOS system UUID, "8-4-4-4-12" hex; empty: not set
+    std::vector<SmbiosTypeConfig> smbios;  // SMBIOS string overrides, one entry per type
     std::vector<DiskConfig> disks;
     bool boot_report = false;   // print boot timing lines to stderr
     bool allow_reboot = false;  // restart the VM when the guest reboots

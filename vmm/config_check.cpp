@@ -10,7 +10,9 @@
 #include <cctype>
 #include <limits>
 #include <optional>
+#include <tuple>
 
+#include "arch/x86_64/smbios.h"
 #include "vmm/core/error.h"
 #include "vmm/seccomp.h"
 
@@ -234,6 +236,43 @@ void fw_cfg_items(const std::vector<FwCfgItemConfig>& items, const std::string& 
             if (c < 0x21 || c > 0x7e) fail("{}: name \"{}\" must be printable ASCII without spaces", what, i.name);
         if (!names.insert(i.name).second) fail("{}: name \"{}\" is given twice", what, i.name);
         if (!i.file.empty()) path(i.file, what + " file");
+    }
+}
+
+const std::string& uuid(const std::string& s, const std::string& what) {
+    if (!s.empty() && !arch::x86::parse_uuid(s))
+        fail("{}: \"{}\" is not a UUID (expected 8-4-4-4-12 hex digits, e.g. "
+             "\"4f1c2d3e-0a1b-4c5d-8e9f-0123456789ab\")",
+             what, s);
+    return s;
+}
+
+const std::string& smbios_string(const std::string& s, const std::string& what) {
+    if (s.size() > arch::x86::kSmbiosMaxString)
+        fail("{}: \"{}\" is longer than {} characters", what, s, arch::x86::kSmbiosMaxString);
+    for (char c : s)
+        if (c < 0x20 || c > 0x7e) fail("{}: \"{}\" must be printable ASCII", what, s);
+    return s;
+}
+
+void smbios_list(const std::vector<SmbiosTypeConfig>& list, const std::string& what) {
+    std::set<int> seen;
+    for (auto& t : list) {
+        if (t.type != 0 && t.type != 1 && t.type != 3)
+            fail("{}: type={} is not supported (0 BIOS, 1 system, 3 chassis)", what, t.type);
+        if (!seen.insert(t.type).second) fail("{}: type={} is given twice", what, t.type);
+        // key, value, the types that have it
+        const std::tuple<const char*, const std::string&, std::set<int>> keys[] = {
+            {"vendor", t.vendor, {0}},      {"version", t.version, {0, 1, 3}},
+            {"date", t.date, {0}},          {"manufacturer", t.manufacturer, {1, 3}},
+            {"product", t.product, {1}},    {"serial", t.serial, {1, 3}},
+            {"sku", t.sku, {1, 3}},         {"family", t.family, {1}},
+            {"asset", t.asset, {3}}};
+        for (auto& [key, value, types] : keys)
+            if (!value.empty() && !types.count(t.type))
+                fail("{}: type={} has no {}= (type 0: vendor, version, date; type 1: manufacturer, product, "
+                     "version, serial, sku, family; type 3: manufacturer, version, serial, asset, sku)",
+                     what, t.type, key);
     }
 }
 

@@ -63,6 +63,13 @@ void apply_boot_order(VmConfig& cfg);
 inline constexpr size_t kMaxFwCfgItems = 32;
 void fw_cfg_items(const std::vector<FwCfgItemConfig>& items, const std::string& what);
 
+// --uuid: the 8-4-4-4-12 hex form.
+const std::string& uuid(const std::string& s, const std::string& what);
+// --smbios: a string is printable ASCII, at most 64 characters.
+const std::string& smbios_string(const std::string& s, const std::string& what);
+// The list: type 0, 1 or 3, each once, with only the keys that type has.
+void smbios_list(const std::vector<SmbiosTypeConfig>& list, const std::string& what);
+
 // --firmware / boot.firmware: "bios", "uefi" or the path of a firmware image.
 const std::string& firmware(const std::string& spec, const std::string& what);
 // The merged configuration boots something: a kernel, firmware, or a kernel

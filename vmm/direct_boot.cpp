@@ -4,6 +4,7 @@
 #include "arch/x86_64/cpu.h"
 #include "arch/x86_64/kernel.h"
 #include "arch/x86_64/mptable.h"
+#include "arch/x86_64/smbios.h"
 #include "vmm/boot_source.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
@@ -59,6 +60,7 @@ public:
         for (auto& b : tables.blobs) put(b, "ACPI tables");
         in.rsdp_gpa = tables.rsdp_gpa;
         put(x86::build_mptable(cfg.cpus), "MP table");
+        for (auto& b : x86::smbios_blobs(x86::build_smbios_table(ctx.smbios))) put(b, "SMBIOS tables");
 
         std::vector<x86::Blob> info;
         try {

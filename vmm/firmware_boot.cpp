@@ -9,7 +9,7 @@
 // PC's BIOS appears: SeaBIOS runs from there once it has "shadowed" itself
 // (our 0xC0000-0xFFFFF is always RAM, so the chipset's PAM registers only
 // store what the firmware writes). The firmware gets the machine's memory
-// map, CPU count and ACPI tables through fw_cfg, and its text output on
+// map, CPU count, ACPI and SMBIOS tables through fw_cfg, and its text output on
 // COM1 (SeaBIOS's serial console). Its debug port (0x402) goes to the log at
 // debug level; SeaBIOS's "No bootable device" there ends the VM with
 // ExitReason::NoBootDevice instead of the firmware's endless retry loop.
@@ -206,6 +206,8 @@ public:
         if (!bootorder.empty()) fw->add_file("bootorder", std::move(bootorder));
         fw->add_file("etc/e820", x86::fw_cfg_e820(x86::firmware_e820(ctx.layout.ram)));
         for (auto& f : x86::acpi_loader_files(x86::generate_acpi_tables(ctx.acpi)))
+            fw->add_file(f.name, std::move(f.bytes));
+        for (auto& f : x86::smbios_files(x86::build_smbios_table(ctx.smbios)))
             fw->add_file(f.name, std::move(f.bytes));
         for (auto& item : cfg.fw_cfg) fw->add_file(item.name, item_content(item));
         ctx.pio.add(platform::kFwCfgPort, devices::FwCfg::kLength, fw);

@@ -176,10 +176,53 @@ x86::AcpiConfig Machine::acpi_config() const {
     return acpi;
 }
 
+// SMBIOS: the VMM's defaults, then the user's --smbios strings and --uuid.
+// Direct boot always has a type 0 (nothing else would describe the BIOS);
+// under firmware only a user's type=0 makes one, else the firmware adds its own.
+x86::SmbiosConfig Machine::smbios_config() const {
+    x86::SmbiosConfig s;
+    s.cpus = cfg_.cpus;
+    s.ram = layout_.ram;
+    for (auto& e : kvm_.supported_cpuid())
+        if (e.function == 1 && e.index == 0) {
+            s.cpuid_signature = e.eax;
+            s.cpuid_features = e.edx;
+        }
+    if (!cfg_.uuid.empty()) s.uuid = x86::parse_uuid(cfg_.uuid);
+    auto& st = s.strings;
+    st.bios = !firmware();
+    auto set = [](std::string& field, const std::string& v) {
+        if (!v.empty()) field = v;
+    };
+    for (auto& t : cfg_.smbios) {
+        if (t.type == 0) {
+            st.bios = true;
+            set(st.bios_vendor, t.vendor);
+            set(st.bios_version, t.version);
+            set(st.bios_date, t.date);
+        } else if (t.type == 1) {
+            set(st.manufacturer, t.manufacturer);
+            set(st.product, t.product);
+            set(st.version, t.version);
+            set(st.serial, t.serial);
+            set(st.sku, t.sku);
+            set(st.family, t.family);
+        } else if (t.type == 3) {
+            set(st.chassis_manufacturer, t.manufacturer);
+            set(st.chassis_version, t.version);
+            set(st.chassis_serial, t.serial);
+            set(st.chassis_asset, t.asset);
+            set(st.chassis_sku, t.sku);
+        }
+    }
+    return s;
+}
+
 void Machine::load_boot_source() {
     auto acpi = acpi_config();
-    BootContext ctx{cfg_,  vm_,   mem_, layout_, acpi, boot_devices_, pio_, mmio_, static_cast<uint32_t>(mem_.regions().size()),
-                    exit_};
+    auto smbios = smbios_config();
+    BootContext ctx{cfg_,  vm_,   mem_,  layout_, acpi, smbios, boot_devices_, pio_, mmio_,
+                    static_cast<uint32_t>(mem_.regions().size()), exit_};
     boot_->load(ctx);
 }
 

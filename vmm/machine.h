@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "arch/x86_64/acpi.h"
+#include "arch/x86_64/smbios.h"
 #include "arch/x86_64/fw_cfg_files.h"
 #include "arch/x86_64/layout.h"
 #include "vmm/boot_source.h"
@@ -79,6 +80,7 @@ private:
     // The ICH9 LPC bridge's slot under firmware (00:1f.0, as on Q35).
     static constexpr unsigned kLpcSlot = 31;
     arch::x86::AcpiConfig acpi_config() const;
+    arch::x86::SmbiosConfig smbios_config() const;
     void load_boot_source();
     void setup_devices();
     void setup_pci();

@@ -900,6 +900,16 @@ std::vector<std::unique_ptr<Node>> make_table() {
          .cli = {.name = "--hugepages",
                  .help = "Back guest RAM with huge pages (hugetlbfs, MAP_HUGETLB)",
                  .doc = "back guest RAM with huge pages (hugetlbfs, `MAP_HUGETLB`); the host must have enough reserved"}},
+        {.key = "uuid",
+         .codec = string_codec(&C::uuid, check::uuid),
+         .type = "string, `\"8-4-4-4-12\"` hex digits",
+         .doc = "the machine's UUID (SMBIOS system UUID); `\"\"`: not set (all zero)",
+         .cli = {.name = "--uuid", .metavar = "UUID",
+                 .help = "The machine's UUID, as SMBIOS gives it to the guest (dmidecode, "
+                         "/sys/class/dmi/id/product_uuid)",
+                 .doc = "the machine's UUID (`01234567-89ab-cdef-0123-456789abcdef`), the SMBIOS system UUID the "
+                        "guest reads (`dmidecode -s system-uuid`, `/sys/class/dmi/id/product_uuid`)",
+                 .def = "none: all zero (\"not set\")"}},
     });
 
     section("boot", {
@@ -1321,6 +1331,44 @@ std::vector<std::unique_ptr<Node>> make_table() {
                        "`opt/ovmf/...` settings); names start with `opt/`, at most 55 bytes; repeatable, at most 32; "
                        "the file is read at start (at most 16 MiB); replaces the `--config` file's `fw_cfg`"},
         "array of fw_cfg objects", "extra fw_cfg files for the firmware"));
+
+    Spec<SmbiosTypeConfig> smbios;
+    smbios.required = "type";
+    using S = SmbiosTypeConfig;
+    auto smbios_str = [](std::string S::*m, const char* key, const char* doc) -> Field<S> {
+        Codec<S> c = string_codec(m, check::smbios_string);
+        c.emit = [m](const S& t) -> std::optional<json> {
+            if ((t.*m).empty()) return std::nullopt;  // the VMM's default
+            return json(t.*m);
+        };
+        return {.key = key, .codec = c, .type = "string, ≤ 64 printable characters", .doc = doc, .def = "",
+                .cli = {.name = key, .metavar = "TEXT"}};
+    };
+    smbios.fields = {
+        {.key = "type", .codec = uint_codec(&S::type, 0, 127, in_range(0, 127)), .type = "integer 0, 1 or 3, required",
+         .doc = "structure type: 0 BIOS, 1 system, 3 chassis", .def = "", .cli = {.name = "type", .metavar = "0|1|3"}},
+        smbios_str(&S::vendor, "vendor", "type 0: BIOS vendor"),
+        smbios_str(&S::version, "version", "types 0, 1, 3: version"),
+        smbios_str(&S::date, "date", "type 0: BIOS release date (MM/DD/YYYY)"),
+        smbios_str(&S::manufacturer, "manufacturer", "types 1, 3: manufacturer"),
+        smbios_str(&S::product, "product", "type 1: product name"),
+        smbios_str(&S::serial, "serial", "types 1, 3: serial number (cloud-init reads `ds=nocloud...` from type 1)"),
+        smbios_str(&S::sku, "sku", "types 1, 3: SKU number"),
+        smbios_str(&S::family, "family", "type 1: family"),
+        smbios_str(&S::asset, "asset", "type 3: asset tag"),
+    };
+    t.push_back(std::make_unique<List<SmbiosTypeConfig>>(
+        "smbios", &C::smbios, "SMBIOS types", std::move(smbios), check::smbios_list,
+        NodeCli{.name = "--smbios", .metavar = nullptr,
+                .help = "SMBIOS strings the guest reads (dmidecode, /sys/class/dmi/id): type=1,serial=...; "
+                        "repeatable, once per type (replaces the --config smbios list)",
+                .doc = "strings of the SMBIOS tables the guest reads (`dmidecode`, `/sys/class/dmi/id`; see "
+                       "[SMBIOS](../README.md#smbios)): `type=0` (BIOS: `vendor`, `version`, `date`), `type=1` "
+                       "(system: `manufacturer`, `product`, `version`, `serial`, `sku`, `family`) or `type=3` "
+                       "(chassis: `manufacturer`, `version`, `serial`, `asset`, `sku`); up to 64 printable "
+                       "characters each. Repeatable, each type once; given at all, replaces the `--config` "
+                       "file's `smbios`"},
+        "array of SMBIOS objects", "SMBIOS string overrides, one object per type"));
     return t;
 }
 

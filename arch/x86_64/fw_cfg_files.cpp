@@ -138,4 +138,8 @@ std::vector<uint8_t> fw_cfg_bootorder(std::vector<BootDevice> devices) {
     return {text.begin(), text.end()};
 }
 
+std::vector<FwCfgFile> smbios_files(const SmbiosTable& t) {
+    return {{kFwCfgSmbiosTables, t.bytes}, {kFwCfgSmbiosAnchor, smbios3_entry_point(t, 0)}};
+}
+
 }  // namespace vmm::arch::x86

@@ -21,6 +21,7 @@
 
 #include "arch/x86_64/acpi.h"
 #include "arch/x86_64/e820.h"
+#include "arch/x86_64/smbios.h"
 
 namespace vmm::arch::x86 {
 
@@ -33,6 +34,8 @@ inline constexpr const char* kFwCfgAcpiTables = "etc/acpi/tables";
 inline constexpr const char* kFwCfgAcpiRsdp = "etc/acpi/rsdp";
 inline constexpr const char* kFwCfgTableLoader = "etc/table-loader";
 inline constexpr const char* kFwCfgE820 = "etc/e820";
+inline constexpr const char* kFwCfgSmbiosAnchor = "etc/smbios/smbios-anchor";
+inline constexpr const char* kFwCfgSmbiosTables = "etc/smbios/smbios-tables";
 
 // Layout of the table-loader commands: 128 bytes each, little-endian,
 // zero padded; file names are 56 bytes, NUL padded.
@@ -62,6 +65,13 @@ inline constexpr std::size_t kChecksumLength = 68;
 
 // etc/acpi/tables, etc/acpi/rsdp and etc/table-loader, in that order.
 std::vector<FwCfgFile> acpi_loader_files(const AcpiTableSet& t);
+
+// etc/smbios/smbios-tables (the structures) and etc/smbios/smbios-anchor
+// (a 3.0 entry point whose table address is 0): SeaBIOS copies the table
+// into its memory and fixes the address and checksum; OVMF installs each
+// structure through its SMBIOS protocol. Both add a type 0 of their own
+// when the table has none.
+std::vector<FwCfgFile> smbios_files(const SmbiosTable& t);
 
 // A device the firmware may boot from, as the `bootorder` file names it.
 struct BootDevice {

@@ -15,10 +15,14 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "guest"))
+import dmi  # noqa: E402  (tests/guest/dmi.py: the guest's SMBIOS tables, decoded by dmidecode)
 
 pytestmark = pytest.mark.linux
 
@@ -55,7 +59,8 @@ def make_grub_image(tmp_path_factory, extra=""):
     (root / "boot" / "grub").mkdir(parents=True)
     shutil.copy(kernel, root / "vmlinuz")
     shutil.copy(initramfs, root / "initrd.img")
-    cmdline = f"console=ttyS0 panic=1 {extra} vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} vmmtest.token={token}"
+    cmdline = (f"console=ttyS0 panic=1 {extra} vmmtest.dmi=1 vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} "
+               f"vmmtest.token={token}")
     (root / "boot" / "grub" / "grub.cfg").write_text(
         "set timeout=0\n"
         "serial --unit=0 --speed=115200\n"
@@ -112,12 +117,38 @@ def test_seabios_kernel_boot(run_vm, seabios):
     check_linux_booted(r, token, bootloader=None)
 
 
+# SMBIOS through fw_cfg: the firmware places our tables (adding its own
+# type 0), and the guest reads --uuid and --smbios back.
+SMBIOS_UUID = "6d6d7674-0002-4e61-8c72-766d6d746573"
+SMBIOS_ARGS = ["--uuid", SMBIOS_UUID, "--smbios", "type=1,serial=fw-serial-7,manufacturer=Example Corp"]
+
+
+def check_smbios(run, tmp_path, bios_vendor):
+    console = ANSI_ESCAPE.sub("", run.serial.decode(errors="replace"))
+    got = dmi.from_console(console)
+    assert got, "the guest printed no SMBIOS tables (vmmtest.dmi=1)\n" + console[-3000:]
+    entry, table, fields = got
+    want = {"product_uuid": SMBIOS_UUID, "product_serial": "fw-serial-7", "sys_vendor": "Example Corp"}
+    for k, v in want.items():
+        assert fields.get(k) == v, f"/sys/class/dmi/id/{k} is {fields.get(k)!r}, expected {v!r}"
+    assert fields.get("bios_vendor", "").startswith(bios_vendor), f"BIOS vendor {fields.get('bios_vendor')!r}"
+    text = dmi.decode(entry, table, tmp_path)
+    if text is not None:  # without dmidecode only the sysfs fields above are checked
+        bad = dmi.problems(text, [f"UUID: {SMBIOS_UUID}", "Serial Number: fw-serial-7", "Socket Designation: CPU 1",
+                                  "Size: 512 MB", "BIOS Information"])
+        assert not bad, f"{bad}\n{text}"
+
+
 @pytest.mark.parametrize("attach", ["--disk", "--scsi-disk", "--cdrom"])
-def test_seabios_grub_linux(run_vm, seabios, grub_image, attach):
+def test_seabios_grub_linux(run_vm, seabios, grub_image, attach, tmp_path):
     image, token = grub_image
     spec = f"path={image}" + ("" if attach == "--cdrom" else ",readonly=on")
-    r = run_vm(["--firmware", "bios", "--memory", f"{MEM_MB}M", "--cpus", str(CPUS), attach, spec], timeout=300)
+    smbios = SMBIOS_ARGS if attach == "--disk" else []
+    r = run_vm(["--firmware", "bios", "--memory", f"{MEM_MB}M", "--cpus", str(CPUS), attach, spec, *smbios],
+               timeout=300)
     check_linux_booted(r, token)
+    if smbios:
+        check_smbios(r, tmp_path, "SeaBIOS")
 
 
 @pytest.fixture(scope="session")
@@ -138,11 +169,14 @@ def test_ovmf_grub_linux(run_vm, ovmf, grub_image_uefi, tmp_path, attach):
     image, token = grub_image_uefi
     vars_file = tmp_path / "vm.vars"
     spec = f"path={image}" + ("" if attach == "--cdrom" else ",readonly=on")
-    r = run_vm(["--firmware", f"uefi,vars={vars_file}", "--memory", f"{MEM_MB}M", "--cpus", str(CPUS), attach, spec],
-               timeout=300)
+    smbios = SMBIOS_ARGS if attach == "--disk" else []
+    r = run_vm(["--firmware", f"uefi,vars={vars_file}", "--memory", f"{MEM_MB}M", "--cpus", str(CPUS), attach, spec,
+                *smbios], timeout=300)
     console = r.serial.decode(errors="replace")
     assert "efi: EFI v2" in console, console[-3000:]
     check_linux_booted(r, token, firmware_banner=None)
+    if smbios:
+        check_smbios(r, tmp_path, "EFI Development Kit II")
     assert vars_file.read_bytes() != open(ovmf, "rb").read(), "OVMF wrote nothing to its variable store"
 
 

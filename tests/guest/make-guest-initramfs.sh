@@ -56,6 +56,11 @@
 #      variable an earlier boot stored, stores VALUE in a new one and prints
 #      "PASS efivar stored VALUE" once it reads back; a VMM that keeps the
 #      variable store shows VALUE as found in the next boot.
+#      vmmtest.dmi=1 prints the SMBIOS tables Linux found, for the harness
+#      to decode with the host's dmidecode (tests/guest/dmi.py):
+#      "VMMTEST: dmi-entry HEX" (/sys/firmware/dmi/tables/smbios_entry_point),
+#      "VMMTEST: dmi-table HEX" (.../DMI) and "VMMTEST: dmi KEY=VALUE" for a
+#      few /sys/class/dmi/id files; "FAIL dmi" when there are no tables.
 #      vmmtest.tick=1 adds a background loop printing "VMMTEST: tick N"
 #      once a second from then on (the harness watches it stop while the VM
 #      is paused).
@@ -188,7 +193,7 @@ else
 fi
 
 # vmmtest.* parameters
-cpus="" mem_mb="" token="" end=poweroff tick=0 efivar=""
+cpus="" mem_mb="" token="" end=poweroff tick=0 efivar="" dmi=0
 for w in $(cat /proc/cmdline); do
     case $w in
         vmmtest.tick=*) tick=${w#vmmtest.tick=} ;;
@@ -197,6 +202,7 @@ for w in $(cat /proc/cmdline); do
         vmmtest.token=*) token=${w#vmmtest.token=} ;;
         vmmtest.end=*) end=${w#vmmtest.end=} ;;
         vmmtest.efivar=*) efivar=${w#vmmtest.efivar=} ;;
+        vmmtest.dmi=*) dmi=${w#vmmtest.dmi=} ;;
     esac
 done
 
@@ -289,6 +295,20 @@ if [ -n "$efivar" ]; then
         else
             fail efivar "wrote $efivar, read back '$now'"
         fi
+    fi
+fi
+
+if [ "$dmi" = 1 ]; then
+    t=/sys/firmware/dmi/tables
+    if [ -r $t/smbios_entry_point ] && [ -r $t/DMI ]; then
+        echo "VMMTEST: dmi-entry $(od -An -v -tx1 $t/smbios_entry_point | tr -d ' \n')"
+        echo "VMMTEST: dmi-table $(od -An -v -tx1 $t/DMI | tr -d ' \n')"
+        for k in sys_vendor product_name product_serial product_uuid bios_vendor chassis_asset_tag; do
+            echo "VMMTEST: dmi $k=$(cat /sys/class/dmi/id/$k 2>/dev/null)"
+        done
+        pass dmi "$(stat -c %s $t/DMI) bytes"
+    else
+        fail dmi "no $t/smbios_entry_point or DMI: the kernel found no SMBIOS"
     fi
 fi
 

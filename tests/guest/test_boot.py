@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import dmi
 import harness
 
 
@@ -61,6 +62,41 @@ def test_guest(suite, case, kind, cpus, end, expect):
                    "no 'vmm: boot: progress 0x1' (init started) on stderr")
         case.check(re.search(r"^vmm: boot: progress 0x0*2 at [0-9.]+ ms", err, re.M),
                    "no 'vmm: boot: progress 0x2' (checks done) on stderr")
+    case.finish()
+
+
+def test_smbios(suite, case, tmp_path):
+    """SMBIOS as the guest sees it: Linux finds the tables (the 3.0 entry
+    point in the F segment), /sys/class/dmi/id shows --uuid and the --smbios
+    strings, and the host's dmidecode decodes the guest's copy of the tables
+    without complaint, with one processor per vCPU and the RAM size."""
+    case.require_vmm("--smbios")
+    case.require_qemu_has("--smbios")
+    uuid = "6d6d7674-0001-4e61-8c72-766d6d746573"
+    serial = f"ds=nocloud;i={harness.token()}"
+    st = case.run("--kernel", suite.kernel, "--initramfs", suite.initrd, "--cpus", 2, "--memory", "512M",
+                  "--uuid", uuid, "--smbios", f"type=1,serial={serial},manufacturer=Example Corp",
+                  "--smbios", "type=3,asset=rack 4",
+                  "--cmdline", case.cmdline(2, 512, extra="vmmtest.dmi=1"), stderr=case.path("stderr"))
+    case.check_status(st, 0)
+    case.check_console(["cpus 2", "dmi"])
+    got = dmi.from_console(case.console.text())
+    if case.check(got, "the guest printed no SMBIOS tables (vmmtest.dmi=1)"):
+        entry, table, fields = got
+        case.check(entry[:5] == b"_SM3_", f"entry point {entry[:5]!r}, expected the 3.0 one (_SM3_)")
+        want = {"product_uuid": uuid, "product_serial": serial, "sys_vendor": "Example Corp",
+                "chassis_asset_tag": "rack 4", "bios_vendor": "vmm"}
+        for k, v in want.items():
+            case.check(fields.get(k) == v, f"/sys/class/dmi/id/{k} is {fields.get(k)!r}, expected {v!r}")
+        text = dmi.decode(entry, table, tmp_path)
+        if text is None:
+            case.note("SKIP: dmidecode is not installed; the tables were not decoded")
+        else:
+            (case.path("dmidecode")).write_text(text)
+            for p in dmi.problems(text, ["SMBIOS 3.0.0 present.", f"UUID: {uuid}", f"Serial Number: {serial}",
+                                         "Socket Designation: CPU 0", "Socket Designation: CPU 1",
+                                         "Size: 512 MB", "Asset Tag: rack 4", "System Boot Information"]):
+                case.fail(f"dmidecode: {p}")
     case.finish()
 
 

@@ -315,3 +315,27 @@ TEST_CASE("fw_cfg files: bootorder lists device paths by boot index", "[arch][fw
           "/pci@i0cf8/ethernet@4\n"
           "/pci@i0cf8/scsi@c/disk@0,0\n");
 }
+
+// SeaBIOS takes the tables only when the anchor's size and signature match
+// and its table length equals the tables file's size; OVMF reads the version
+// from it. The address is the firmware's to fill.
+TEST_CASE("fw_cfg files: SMBIOS tables and their 3.0 anchor", "[arch][fw_cfg]") {
+    SmbiosConfig c;
+    c.cpus = 2;
+    c.ram = ram_layout(512ull << 20);
+    auto t = build_smbios_table(c);
+    auto files = smbios_files(t);
+    REQUIRE(files.size() == 2);
+    CHECK(files[0].name == "etc/smbios/smbios-tables");
+    CHECK(files[0].bytes == t.bytes);
+    CHECK(files[1].name == "etc/smbios/smbios-anchor");
+    const auto& a = files[1].bytes;
+    REQUIRE(a.size() == 24);
+    CHECK(std::memcmp(a.data(), "_SM3_", 5) == 0);
+    uint8_t sum = 0;
+    for (uint8_t b : a) sum = static_cast<uint8_t>(sum + b);
+    CHECK(sum == 0);
+    CHECK(rd(a, 12, 4) == files[0].bytes.size());
+    CHECK(rd(a, 16, 8) == 0);
+    CHECK(files[0].bytes.front() == 1);  // no type 0 of ours: the firmware adds its own
+}

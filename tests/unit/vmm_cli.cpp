@@ -259,3 +259,29 @@ TEST_CASE("cli: a key twice in one option and two config files are errors; a rep
     // Scripts append overrides: the last value counts (with a warning).
     CHECK(parse({"--kernel", "/k", "--cpus", "1", "--cpus", "2"}).cpus == 2);
 }
+
+TEST_CASE("cli: --uuid and --smbios take what SMBIOS can say and name what is wrong") {
+    auto c = parse({"--kernel", "/k", "--uuid", "4f1c2d3e-0a1b-4c5d-8e9f-0123456789AB", "--smbios",
+                    "type=1,serial=ds=nocloud;s=http://10.0.2.2/,product=CI box", "--smbios", "type=0,vendor=Acme"});
+    CHECK(c.uuid == "4f1c2d3e-0a1b-4c5d-8e9f-0123456789AB");
+    REQUIRE(c.smbios.size() == 2);
+    CHECK(c.smbios[0].type == 1);
+    CHECK(c.smbios[0].serial == "ds=nocloud;s=http://10.0.2.2/");
+    CHECK(c.smbios[0].product == "CI box");
+    CHECK(c.smbios[1].vendor == "Acme");
+
+    CHECK_THAT(error_of({"--kernel", "/k", "--uuid", "4f1c2d3e-0a1b-4c5d-8e9f"}),
+               Contains("--uuid: \"4f1c2d3e-0a1b-4c5d-8e9f\" is not a UUID"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--uuid", "4f1c2d3e-0a1b-4c5d-8e9f-0123456789xy"}), Contains("not a UUID"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=2,serial=x"}),
+               Contains("--smbios: type=2 is not supported (0 BIOS, 1 system, 3 chassis)"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "serial=x"}), Contains("type=0|1|3 is required"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=1,serial=a", "--smbios", "type=1,sku=b"}),
+               Contains("--smbios: type=1 is given twice"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=0,serial=x"}), Contains("--smbios: type=0 has no serial="));
+    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=3,family=x"}), Contains("type=3 has no family="));
+    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=1,colour=red"}), Contains("unknown key \"colour\""));
+    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=1,serial=" + std::string(65, 'x')}),
+               Contains("--smbios serial") && Contains("longer than 64 characters"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=1,serial=a\tb"}), Contains("must be printable ASCII"));
+}

@@ -87,6 +87,13 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
            }) &&
            std::equal(a.fw_cfg.begin(), a.fw_cfg.end(), b.fw_cfg.begin(), b.fw_cfg.end(),
                       [](auto& x, auto& y) { return x.name == y.name && x.file == y.file && x.text == y.text; }) &&
+           a.uuid == b.uuid &&
+           std::equal(a.smbios.begin(), a.smbios.end(), b.smbios.begin(), b.smbios.end(),
+                      [](auto& x, auto& y) {
+                          return x.type == y.type && x.vendor == y.vendor && x.version == y.version &&
+                                 x.date == y.date && x.manufacturer == y.manufacturer && x.product == y.product &&
+                                 x.serial == y.serial && x.sku == y.sku && x.family == y.family && x.asset == y.asset;
+                      }) &&
            std::equal(a.serial_ports.begin(), a.serial_ports.end(), b.serial_ports.begin(), b.serial_ports.end(),
                       [](const vmm::SerialPortConfig& x, const vmm::SerialPortConfig& y) {
                           return x.name == y.name && x.mode == y.mode && x.path == y.path;
@@ -354,7 +361,7 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     CHECK_THAT(error_of_json(R"({"run": {"timeout": 5}})"), Contains(R"(run.timeout: unknown key (did you mean "timeout_s"?))"));
     CHECK_THAT(error_of_json(R"({"frobnicate": 1})"),
                Equals("vm.json: frobnicate: unknown key (expected one of machine, boot, disks, serial, console, api, "
-                      "logging, security, run, devices, rng, balloon, net, scsi, serial_ports, fw_cfg)"));
+                      "logging, security, run, devices, rng, balloon, net, scsi, serial_ports, fw_cfg, smbios)"));
     CHECK_THAT(error_of_json(R"({"serial": {"x": 1}})"), Contains("serial.x: unknown key (expected one of mode, path)"));
     CHECK_THAT(error_of_json(R"({"vsock": {}})"), Equals("vm.json: vsock: virtio-vsock is not supported yet"));
     CHECK_THAT(error_of_json(R"({"net": {"tap": "tap0"}})"), Contains("net: expected an array of interfaces"));
@@ -558,7 +565,7 @@ TEST_CASE("config json: --print-config prints what would run, and it parses back
     auto j = json::parse(text);
     for (const char* s : {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices"})
         CHECK(j.contains(s));
-    CHECK(j["machine"].size() == 3);
+    CHECK(j["machine"].size() == 4);
     CHECK(j["boot"].size() == 6);
     CHECK(j["disks"][0].size() == 8);
     CHECK(j["run"].size() == 3);
@@ -775,4 +782,13 @@ TEST_CASE("config: no raw library errors and no silently cut strings", "[vmm][co
     CHECK_THAT(error_of_cli({"--kernel", "/k", "--cmdline", "\xc0\xaf"}), Catch::Contains("not valid UTF-8"));  // overlong
     CHECK_THAT(error_of_cli({"--kernel", "/k", "--cmdline", "\xed\xa0\x80"}), Catch::Contains("not valid UTF-8"));  // surrogate
     CHECK_NOTHROW(vmm::parse_cli({"--kernel", "/k", "--cmdline", "grüße \xf0\x9f\x90\xa7"}));
+}
+
+TEST_CASE("config json: machine.uuid and smbios are checked as on the command line", "[vmm][config]") {
+    CHECK_THAT(error_of_json(R"({"machine": {"uuid": "nope"}})"),
+               Contains("vm.json: machine.uuid: \"nope\" is not a UUID"));
+    CHECK_THAT(error_of_json(R"({"smbios": [{"type": 1, "serial": "a"}, {"type": 1}]})"),
+               Contains("vm.json: smbios: type=1 is given twice"));
+    CHECK_THAT(error_of_json(R"({"smbios": [{"serial": "a"}]})"), Contains("smbios[0]: missing \"type\""));
+    CHECK_THAT(error_of_json(R"({"smbios": [{"type": 3, "product": "a"}]})"), Contains("type=3 has no product="));
 }

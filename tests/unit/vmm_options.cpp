@@ -48,6 +48,26 @@ vmm::VmConfig every_key() {
     c.fw_cfg.push_back({"opt/a", "", "text"});
     c.fw_cfg.push_back({"opt/b", "/file", ""});
     c.boot_order = {"disk"};
+    c.uuid = "00112233-4455-6677-8899-aabbccddeeff";
+    vmm::SmbiosTypeConfig t0, t1, t3;
+    t0.type = 0;
+    t0.vendor = "v";
+    t0.version = "1";
+    t0.date = "01/02/2003";
+    t1.type = 1;
+    t1.manufacturer = "m";
+    t1.product = "p";
+    t1.version = "2";
+    t1.serial = "s";
+    t1.sku = "k";
+    t1.family = "f";
+    t3.type = 3;
+    t3.manufacturer = "m3";
+    t3.version = "3";
+    t3.serial = "s3";
+    t3.asset = "a";
+    t3.sku = "k3";
+    c.smbios = {t0, t1, t3};
     return c;
 }
 
@@ -98,6 +118,8 @@ TEST_CASE("options: a config survives the command line, JSON and back", "[vmm][o
                              "--scsi-disk", "path=/s,lun=3,readonly=on,bootindex=6", "--cdrom", "/c.iso", "--balloon",
                              "size=64M,deflate_on_oom=on,free_page_reporting=on,stats_interval=9", "--serial-port",
                              "name=p,socket=/p.sock", "--fw-cfg", "name=opt/x,string=y", "--serial", "file=/s.log",
+                             "--uuid", "0123ABCD-0000-ffff-8000-0123456789ab", "--smbios", "type=1,serial=ds=nocloud",
+                             "--smbios", "type=3,asset=rack 4,manufacturer=Acme",
                              "--console", "socket=/c.sock", "--timeout", "7", "--reboot", "--no-pvpanic", "--rng",
                              "--hugepages", "--boot-report", "--log-level", "info", "--log-file", "/l",
                              "--api-socket", "/api", "--print-config"});
@@ -109,6 +131,9 @@ TEST_CASE("options: a config survives the command line, JSON and back", "[vmm][o
     CHECK(j["balloon"]["stats_interval_s"] == 9);
     CHECK(j["devices"]["pvpanic"] == false);
     CHECK(j["scsi"]["cdroms"][0]["path"] == "/c.iso");
+    CHECK(j["machine"]["uuid"] == "0123ABCD-0000-ffff-8000-0123456789ab");
+    CHECK(j["smbios"] == json::parse(R"([{"type": 1, "serial": "ds=nocloud"},
+                                         {"type": 3, "manufacturer": "Acme", "asset": "rack 4"}])"));
     vmm::VmConfig back;
     vmm::apply_json(back, j, "print");
     CHECK(vmm::config_to_text(back) == text);
