@@ -13,23 +13,22 @@ namespace vmm {
 
 std::vector<InputPath> input_paths(const VmConfig& cfg) {
     std::vector<InputPath> in;
-    auto add = [&](std::string what, const std::string& path, bool writes = false) {
-        if (!path.empty()) in.push_back({std::move(what), path, writes});
+    // `option` ends in '=' for a key of a SPEC ("--disk path="), else the
+    // path follows after a space ("--kernel /boot/vmlinuz").
+    auto add = [&](const std::string& option, const std::string& path, bool writes = false) {
+        if (path.empty()) return;
+        in.push_back({option + (option.ends_with('=') ? "" : " ") + path, path, writes});
     };
     add(cfg.kernel_what, cfg.kernel);
     add(cfg.initramfs_what, cfg.initramfs);
     if (cfg.firmware != "bios" && cfg.firmware != "uefi") add("--firmware", cfg.firmware);
-    add("--firmware vars", cfg.firmware_vars, true);
-    for (const auto& d : cfg.disks) add("--disk path", d.path, !d.readonly);
-    for (const auto& s : cfg.scsi) add(s.cdrom ? "--cdrom" : "--scsi-disk", s.path, !s.readonly && !s.cdrom);
-    for (const auto& f : cfg.fw_cfg) add("--fw-cfg " + f.name, f.file);
+    add("--firmware vars=", cfg.firmware_vars, true);
+    for (const auto& d : cfg.disks) add("--disk path=", d.path, !d.readonly);
+    for (const auto& s : cfg.scsi)
+        add(s.cdrom ? "--cdrom path=" : "--scsi-disk path=", s.path, !s.readonly && !s.cdrom);
+    for (const auto& f : cfg.fw_cfg) add("--fw-cfg name=" + f.name + ",file=", f.file);
     return in;
 }
-
-namespace {
-// "--kernel /boot/vmlinuz", "--disk path=a.img"
-std::string named(const InputPath& i) { return i.what + (i.what.ends_with(" path") ? "=" : " ") + i.path; }
-}  // namespace
 
 void check_inputs_distinct(const VmConfig& cfg) {
     auto in = input_paths(cfg);
@@ -42,7 +41,7 @@ void check_inputs_distinct(const VmConfig& cfg) {
             if (exists[a] && exists[b] && st[a].st_dev == st[b].st_dev && st[a].st_ino == st[b].st_ino &&
                 (in[a].writes || in[b].writes))
                 fail("{} and {} are the same file; a file the VM writes cannot also be another of its inputs",
-                     named(in[b]), named(in[a]));
+                     in[b].label, in[a].label);
 }
 
 Fd open_output(const std::string& path, const std::string& what, const VmConfig& cfg, OutputMode mode) {
@@ -60,7 +59,7 @@ Fd open_output(const std::string& path, const std::string& what, const VmConfig&
         for (const auto& input : input_paths(cfg)) {
             struct stat in {};
             if (::stat(input.path.c_str(), &in) == 0 && in.st_dev == st.st_dev && in.st_ino == st.st_ino)
-                fail("{}: this is also the VM's {}; refusing to overwrite an input", name, named(input));
+                fail("{}: this is also the VM's {}; refusing to overwrite an input", name, input.label);
         }
         // The lock disk images take (virtio/disk.cpp): a file another VMM
         // uses is left alone, and no other VMM truncates ours meanwhile.

@@ -27,10 +27,11 @@ namespace vmm {
 
 enum class OutputMode { Truncate, Append };
 
-// A file `cfg` reads: ("--kernel", "/boot/vmlinuz"), and whether the VM
-// may also write it (a disk without readonly=on, the UEFI variable store).
+// A file `cfg` reads, as messages name it ("--kernel /boot/vmlinuz",
+// "--disk path=a.img"), and whether the VM may also write it (a disk
+// without readonly=on, the UEFI variable store).
 struct InputPath {
-    std::string what, path;
+    std::string label, path;
     bool writes = false;
 };
 std::vector<InputPath> input_paths(const VmConfig& cfg);

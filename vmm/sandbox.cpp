@@ -83,9 +83,7 @@ void thread_start(ThreadRole role) {
     try {
         drop_capabilities();
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "vmm: error: %s thread: %s\n", thread_role_name(role), e.what());
-        std::fflush(stderr);
-        ::syscall(SYS_exit_group, 1);
+        thread_start_failed(role, e.what());
     }
     seccomp::confine_current(role);
 }

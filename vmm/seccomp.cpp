@@ -162,10 +162,7 @@ void confine_or_exit(ThreadRole role) {
     try {
         confine(role, g_mode.load());
     } catch (const std::exception& e) {
-        // A thread that cannot be confined must not run unconfined.
-        std::fprintf(stderr, "vmm: error: %s thread: %s\n", thread_role_name(role), e.what());
-        std::fflush(stderr);
-        ::syscall(SYS_exit_group, 1);
+        thread_start_failed(role, e.what());
     }
     int expected = static_cast<int>(role);
     if (g_selftest.compare_exchange_strong(expected, -2))

@@ -1,6 +1,10 @@
 #include "vmm/core/thread_role.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
 
 namespace vmm {
 
@@ -16,6 +20,13 @@ const char* thread_role_name(ThreadRole role) {
         case ThreadRole::Api: return "api";
     }
     return "?";
+}
+
+void thread_start_failed(ThreadRole role, const char* what) {
+    std::fprintf(stderr, "vmm: error: %s thread: %s\n", thread_role_name(role), what);
+    std::fflush(stderr);
+    ::syscall(SYS_exit_group, 1);
+    __builtin_unreachable();
 }
 
 void set_thread_start_hook(ThreadStartHook hook) { g_hook.store(hook); }

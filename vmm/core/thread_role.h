@@ -15,6 +15,12 @@ enum class ThreadRole {
 
 const char* thread_role_name(ThreadRole role);
 
+// For a thread-start hook that failed: prints "vmm: error: <role> thread:
+// <what>" and ends the whole process at once (exit_group(1)). A thread that
+// could not be confined must not run unconfined, nor unwind into code that
+// assumes it was.
+[[noreturn]] void thread_start_failed(ThreadRole role, const char* what);
+
 using ThreadStartHook = void (*)(ThreadRole);
 // Set once, before any thread starts; nullptr: no hook.
 void set_thread_start_hook(ThreadStartHook hook);
