@@ -27,6 +27,8 @@ PACKAGES=(
   python3 iproute2
   # the SMBIOS cases decode the guest's tables with dmidecode (unit and guest tests)
   dmidecode
+  # the ACPI unit test runs ACPICA's disassembler and interpreter on our tables
+  acpica-tools
 )
 
 missing=()

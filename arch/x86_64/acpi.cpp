@@ -149,7 +149,8 @@ std::vector<uint8_t> build_pci_aml(const AcpiConfig& cfg) {
     Aml pci0 = Aml::device("PCI0", {
                                        Aml::name("_HID", Aml::eisa_id("PNP0A08")),  // PCI Express root
                                        Aml::name("_CID", Aml::eisa_id("PNP0A03")),  // PCI root
-                                       Aml::name("_ADR", Aml::zero()),
+                                       // no _ADR: a device has a _HID or an _ADR, not both (ACPI 6.x
+                                       // 6.1; iasl warns), and a root bridge is found by its _HID
                                        Aml::name("_SEG", Aml::zero()),
                                        Aml::name("_BBN", Aml::integer(kPciBusFirst)),
                                        Aml::name("_UID", Aml::zero()),

@@ -96,7 +96,8 @@ def check_linux_booted(run, token, bootloader="GRUB: loading the kernel", firmwa
     console = ANSI_ESCAPE.sub("", run.serial.decode(errors="replace"))
     assert run.status == 0, f"exit status {run.status}\n{run.stderr[-2000:]}\n{console[-3000:]}"
     markers = ([firmware_banner] if firmware_banner else []) + ["VMMTEST: init started",
-               "VMMTEST: PASS cpus", "VMMTEST: PASS mem", f"VMMTEST: PASS token {token}", "VMMTEST: done"]
+               "VMMTEST: PASS cpus", "VMMTEST: PASS mem", f"VMMTEST: PASS token {token}", "VMMTEST: PASS acpi",
+               "VMMTEST: done"]
     for marker in markers + ([bootloader] if bootloader else []):
         assert marker in console, f"missing {marker!r}\n{console[-3000:]}"
     assert "VMMTEST: FAIL" not in console, console[-3000:]

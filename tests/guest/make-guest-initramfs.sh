@@ -31,6 +31,7 @@
 #                    so a truncated command line fails)
 #        interrupts  every online CPU has a column in /proc/interrupts and has
 #                    taken local timer interrupts (LOC > 0)
+#        acpi        dmesg has no ACPI Error/Warning/Exception line (always run)
 #      A check whose parameter is absent prints "VMMTEST: SKIP <check>".
 #   4. prints "VMMTEST: info <line>" for dmesg lines matching acpi|smp|apic,
 #   5. writes 0x02 to port 0x440, prints "VMMTEST: done",
@@ -253,6 +254,15 @@ elif [ "$loc" != 0 ]; then
     fail interrupts "$loc CPU(s) took no local timer interrupt: $(grep 'LOC:' /proc/interrupts)"
 else
     pass interrupts "$cols CPU(s), all taking timer interrupts"
+fi
+
+# The kernel's verdict on our ACPI tables: no "ACPI Error", "ACPI Warning",
+# "ACPI BIOS Error/Warning" or "ACPI Exception" line in the whole boot.
+acpi_bad=$(dmesg | grep -E 'ACPI( BIOS)? (Error|Warning)|ACPI Exception' | head -n 3 | tr '\n' ';')
+if [ -n "$acpi_bad" ]; then
+    fail acpi "$acpi_bad"
+else
+    pass acpi "no ACPI errors or warnings from the kernel"
 fi
 
 dmesg | grep -i -E 'acpi|smp|apic|Memory:' | grep -v 'acpiphp: Slot' | sed 's/^/VMMTEST: info /'

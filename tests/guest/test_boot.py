@@ -53,7 +53,7 @@ def test_guest(suite, case, kind, cpus, end, expect):
                   "--cmdline", case.cmdline(cpus, 512, end, f"vmmtest.token={tok}"), "--boot-report",
                   stderr=case.path("stderr"))
     case.check_status(st, expect)
-    case.check_console(["port", f"cpus {cpus}", "mem", f"token {tok}", "interrupts"])
+    case.check_console(["port", f"cpus {cpus}", "mem", f"token {tok}", "interrupts", "acpi"])
     if not suite.qemu_mode:
         err = case.path("stderr").read_text(errors="replace")
         case.check(re.search(r"^vmm: boot: first KVM_RUN at [0-9.]+ ms", err, re.M),
