@@ -168,6 +168,8 @@ x86::AcpiConfig Machine::acpi_config() const {
     acpi.reset_value = platform::kResetValue;
     acpi.s5_sleep_type = platform::kAcpiS5SleepType;
     acpi.pvpanic_port = cfg_.pvpanic ? platform::kPvPanicPort : 0;
+    acpi.serial_port = platform::kCom1Port;
+    acpi.serial_irq = static_cast<uint8_t>(platform::kCom1Irq);
     acpi.pci_ecam_base = layout_.ecam_base;
     acpi.pci_mmio32_start = layout_.pci_mmio32.start;
     acpi.pci_mmio32_end = layout_.pci_mmio32.end();

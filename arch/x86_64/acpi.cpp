@@ -186,6 +186,40 @@ std::vector<uint8_t> build_mcfg(const AcpiConfig& cfg) {
     return t;
 }
 
+std::vector<uint8_t> build_waet() {
+    auto t = new_table("WAET", kHeaderSize + 4, 1);
+    // Bit 0: the RTC needs no "enlightened" access; bit 1: the ACPI PM timer
+    // reads are reliable (one read, no repeat to catch a torn value).
+    store_le32(t, kHeaderSize, (1u << 0) | (1u << 1));
+    fix_checksum(t, kChecksumOff);
+    return t;
+}
+
+std::vector<uint8_t> build_spcr(const AcpiConfig& cfg) {
+    auto t = new_table("SPCR", 80, 2);
+    std::span<uint8_t> s(t);
+    store_u8(s, 36, 0);  // interface type: full 16550
+    // Base address, a Generic Address Structure: system I/O, 8-bit
+    // register width, byte access.
+    store_u8(s, 40, 1);
+    store_u8(s, 41, 8);
+    store_u8(s, 42, 0);
+    store_u8(s, 43, 1);
+    store_le64(s, 44, cfg.serial_port);
+    store_u8(s, 52, (1 << 0) | (1 << 1));  // interrupt type: PC-AT (8259) IRQ and IOAPIC GSI
+    store_u8(s, 53, cfg.serial_irq);
+    store_le32(s, 54, cfg.serial_irq);  // global system interrupt
+    store_u8(s, 58, 7);                 // 115200 baud
+    store_u8(s, 59, 0);                 // no parity
+    store_u8(s, 60, 1);                 // one stop bit
+    store_u8(s, 61, 0);                 // no flow control
+    store_u8(s, 62, 0);                 // terminal: VT100
+    store_le16(s, 64, 0xffff);          // not a PCI device
+    store_le16(s, 66, 0xffff);
+    fix_checksum(s, kChecksumOff);
+    return t;
+}
+
 std::vector<uint8_t> build_dsdt(const AcpiConfig& cfg) {
     // \_S5: the SLP_TYP values OSPM writes to PM1a_CNT / PM1b_CNT to power
     // off; the last two elements are reserved.
@@ -265,6 +299,8 @@ AcpiTableSet generate_acpi_tables(const AcpiConfig& cfg) {
     t.dsdt = build_dsdt(cfg);
     t.others.push_back(build_madt(cfg));
     if (cfg.pci) t.others.push_back(build_mcfg(cfg));
+    t.others.push_back(build_waet());
+    if (cfg.serial_port) t.others.push_back(build_spcr(cfg));
     return t;
 }
 

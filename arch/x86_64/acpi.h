@@ -42,6 +42,11 @@ struct AcpiConfig {
     uint64_t pci_mmio64_start = 4 * GiB;
     uint64_t pci_mmio64_size = kPciMmio64Size;
 
+    // COM1 for the SPCR (the console a headless OS, Windows' EMS/SAC
+    // included, should use); port 0: no SPCR.
+    uint16_t serial_port = 0x3f8;
+    uint8_t serial_irq = 4;
+
     // pvpanic I/O port, described as ACPI device QEMU0001 (what Linux's
     // pvpanic-mmio driver and Windows look for). 0: no pvpanic device.
     uint16_t pvpanic_port = 0;
@@ -81,6 +86,11 @@ std::vector<uint8_t> build_facs();
 std::vector<uint8_t> build_dsdt(const AcpiConfig& cfg);
 std::vector<uint8_t> build_madt(const AcpiConfig& cfg);
 std::vector<uint8_t> build_mcfg(const AcpiConfig& cfg);
+// WAET: tells Windows that the RTC and the PM timer need no workarounds
+// (reading them is one exit each, no "enlightened" care needed).
+std::vector<uint8_t> build_waet();
+// SPCR (revision 2): COM1 as a 16550 at cfg.serial_port / IRQ, 115200 8N1.
+std::vector<uint8_t> build_spcr(const AcpiConfig& cfg);
 // The AML of \_SB.PCI0 and the motherboard resources device (part of the
 // DSDT when cfg.pci is set).
 std::vector<uint8_t> build_pci_aml(const AcpiConfig& cfg);

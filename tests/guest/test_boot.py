@@ -54,6 +54,10 @@ def test_guest(suite, case, kind, cpus, end, expect):
                   stderr=case.path("stderr"))
     case.check_status(st, expect)
     case.check_console(["port", f"cpus {cpus}", "mem", f"token {tok}", "interrupts", "acpi"])
+    # Our SPCR names COM1 and Linux reads it the same way (QEMU's -M pc has none).
+    if not suite.qemu_mode:
+        case.check(case.console.has(r"ACPI: SPCR: console: uart,io,0x3f8,115200"),
+                   "no 'ACPI: SPCR: console: uart,io,0x3f8,115200' from the kernel")
     if not suite.qemu_mode:
         err = case.path("stderr").read_text(errors="replace")
         case.check(re.search(r"^vmm: boot: first KVM_RUN at [0-9.]+ ms", err, re.M),

@@ -127,7 +127,7 @@ TEST_CASE("arch: ACPI tables resolve from the RSDP with valid checksums", "[arch
     }
     std::sort(ranges.begin(), ranges.end());
     for (std::size_t i = 1; i < ranges.size(); ++i) CHECK(ranges[i].first >= ranges[i - 1].second);
-    CHECK(t.blobs.size() == 8);
+    CHECK(t.blobs.size() == 10);  // RSDP, RSDT, XSDT, FADT, FACS, DSDT, MADT, MCFG, WAET, SPCR
 }
 
 TEST_CASE("arch: FADT fields at their spec offsets", "[arch][acpi]") {
@@ -286,9 +286,11 @@ TEST_CASE("arch: ACPI generation is independent of placement", "[arch][acpi]") {
     CHECK(rd(set.fadt, acpi::kFadtFirmwareCtrl, 4) == 0);
     CHECK(sum(set.fadt, set.fadt.size()) == 0);
     CHECK(sum(set.dsdt, set.dsdt.size()) == 0);
-    REQUIRE(set.others.size() == 2);
+    REQUIRE(set.others.size() == 4);
     CHECK(sig(set.others[0]) == "APIC");
     CHECK(sig(set.others[1]) == "MCFG");
+    CHECK(sig(set.others[2]) == "WAET");
+    CHECK(sig(set.others[3]) == "SPCR");
 
     // The same tables placed elsewhere: identical bodies, pointers moved.
     const auto a = layout_acpi(set, 0xe0000);
@@ -479,8 +481,9 @@ TEST_CASE("arch: MCFG describes the ECAM of bus 0", "[arch][acpi][pci]") {
 
     // Without PCI: no MCFG and no PCI0.
     const auto set = generate_acpi_tables({.ncpus = 2, .pci = false});
-    REQUIRE(set.others.size() == 1);
+    REQUIRE(set.others.size() == 3);
     CHECK(sig(set.others[0]) == "APIC");
+    CHECK(sig(set.others[1]) == "WAET");
     const std::string pci0 = "PCI0";
     CHECK(std::search(set.dsdt.begin(), set.dsdt.end(), pci0.begin(), pci0.end()) == set.dsdt.end());
 }
@@ -648,4 +651,29 @@ TEST_CASE("acpi: ACPICA's iasl and acpiexec read the tables without error or war
         CHECK(out.find("No outstanding allocations") != std::string::npos);
         for (const char* bad : {"Error", "Warning", "Exception", "AE_"}) CHECK(out.find(bad) == std::string::npos);
     }
+}
+
+TEST_CASE("acpi: WAET says RTC and PM timer are good; SPCR names COM1", "[arch][acpi]") {
+    auto w = build_waet();
+    REQUIRE(w.size() == 40);
+    CHECK(sig(w) == "WAET");
+    CHECK(sum(w, w.size()) == 0);
+    CHECK(rd(w, 36, 4) == 3);
+
+    AcpiConfig c{.ncpus = 1};
+    auto s = build_spcr(c);
+    REQUIRE(s.size() == 80);
+    CHECK(sig(s) == "SPCR");
+    CHECK(s[8] == 2);  // revision
+    CHECK(sum(s, s.size()) == 0);
+    CHECK(s[36] == 0);           // 16550
+    CHECK(s[40] == 1);           // system I/O
+    CHECK(rd(s, 44, 8) == 0x3f8);
+    CHECK(s[53] == 4);           // IRQ 4
+    CHECK(rd(s, 54, 4) == 4);    // GSI 4
+    CHECK(s[58] == 7);           // 115200
+    CHECK(rd(s, 64, 2) == 0xffff);
+    c.serial_port = 0;
+    auto set = generate_acpi_tables(c);
+    for (auto& t : set.others) CHECK(sig(t) != "SPCR");
 }
