@@ -226,6 +226,15 @@ std::vector<uint8_t> build_dsdt(const AcpiConfig& cfg) {
     Aml body = Aml::name("_S5_", Aml::package({Aml::integer(cfg.s5_sleep_type),
                                                Aml::integer(cfg.s5_sleep_type), Aml::zero(),
                                                Aml::zero()}));
+    // One processor device per vCPU, its _UID the ACPI processor UID of
+    // the vCPU's MADT entry: Windows looks for these (ACPI 6.x: the
+    // Processor() object is deprecated for ACPI0007 devices), Linux binds
+    // its processor driver to them.
+    std::vector<Aml> cpus;
+    for (uint32_t i = 0; i < cfg.ncpus; ++i)
+        cpus.push_back(Aml::device(fmt::format("C{:03X}", i), {Aml::name("_HID", Aml::string("ACPI0007")),
+                                                             Aml::name("_UID", Aml::integer(i))}));
+    body.append(Aml::scope("\\_SB", cpus));
     if (cfg.pci) body.append(Aml(build_pci_aml(cfg)));
     if (cfg.pvpanic_port) {
         ResourceTemplate io;

@@ -55,9 +55,13 @@ def test_guest(suite, case, kind, cpus, end, expect):
     case.check_status(st, expect)
     case.check_console(["port", f"cpus {cpus}", "mem", f"token {tok}", "interrupts", "acpi"])
     # Our SPCR names COM1 and Linux reads it the same way (QEMU's -M pc has none).
+    # Each vCPU's ACPI0007 processor device is in the kernel's ACPI namespace.
     if not suite.qemu_mode:
         case.check(case.console.has(r"ACPI: SPCR: console: uart,io,0x3f8,115200"),
                    "no 'ACPI: SPCR: console: uart,io,0x3f8,115200' from the kernel")
+        case.check(case.console.has(rf"^VMMTEST: info acpi-processors {cpus}$"),
+                   f"not {cpus} ACPI0007 devices in /sys/bus/acpi/devices: "
+                   f"{case.console.find(r'^VMMTEST: info (acpi-processors .*)$')}")
     if not suite.qemu_mode:
         err = case.path("stderr").read_text(errors="replace")
         case.check(re.search(r"^vmm: boot: first KVM_RUN at [0-9.]+ ms", err, re.M),

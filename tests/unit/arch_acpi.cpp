@@ -375,14 +375,17 @@ struct PciAml {
     std::size_t pci0_begin = 0, pci0_end = 0, mres_begin = 0, mres_end = 0;
 };
 
-// Walks the DSDT body: Name(_S5_) then Scope(\_SB_) { Device(PCI0), Device(MRES) },
-// checking that every PkgLength ends exactly where the next term starts.
+// Walks the DSDT body: Name(_S5_), Scope(\_SB_) { the processors }, then
+// Scope(\_SB_) { Device(PCI0), Device(MRES) }, checking that every
+// PkgLength ends exactly where the next term starts.
 PciAml parse_dsdt(const std::vector<uint8_t>& dsdt) {
     PciAml out;
     AmlReader r{dsdt, 36};
     REQUIRE(r.u8() == 0x08);
     CHECK(r.nameseg() == "_S5_");
     REQUIRE(r.u8() == 0x12);
+    r.pos = r.pkg_end();
+    REQUIRE(r.u8() == 0x10);  // the processors' ScopeOp
     r.pos = r.pkg_end();
     REQUIRE(r.u8() == 0x10);  // ScopeOp
     const std::size_t scope_end = r.pkg_end();
@@ -676,4 +679,22 @@ TEST_CASE("acpi: WAET says RTC and PM timer are good; SPCR names COM1", "[arch][
     c.serial_port = 0;
     auto set = generate_acpi_tables(c);
     for (auto& t : set.others) CHECK(sig(t) != "SPCR");
+}
+
+TEST_CASE("acpi: one ACPI0007 processor device per vCPU, named and numbered like the MADT", "[arch][acpi]") {
+    for (uint32_t n : {1u, 3u, 254u}) {
+        auto dsdt = build_dsdt({.ncpus = n});
+        auto count = [&](const std::string& what) {
+            std::size_t c = 0;
+            for (auto it = dsdt.begin(); (it = std::search(it, dsdt.end(), what.begin(), what.end())) != dsdt.end(); ++it)
+                ++c;
+            return c;
+        };
+        CHECK(count("ACPI0007") == n);
+        char last[8];
+        std::snprintf(last, sizeof last, "C%03X", n - 1);
+        CHECK(count(last) == 1);
+        std::snprintf(last, sizeof last, "C%03X", n);
+        CHECK(count(last) == 0);
+    }
 }
