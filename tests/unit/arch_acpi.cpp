@@ -698,3 +698,54 @@ TEST_CASE("acpi: one ACPI0007 processor device per vCPU, named and numbered like
         CHECK(count(last) == 0);
     }
 }
+
+namespace {
+// The tables as reviewable text: per table its signature and size, then
+// the bytes in hex, 32 per line.
+std::string golden_text(const AcpiTableSet& t) {
+    std::string out;
+    auto add = [&](const std::vector<uint8_t>& b) {
+        out += fmt::format("# {} ({} bytes)\n", std::string(b.begin(), b.begin() + 4), b.size());
+        for (std::size_t i = 0; i < b.size(); i += 32) {
+            for (std::size_t j = i; j < std::min(b.size(), i + 32); ++j) out += fmt::format("{:02x}", b[j]);
+            out += "\n";
+        }
+    };
+    add(t.fadt);
+    add(t.facs);
+    add(t.dsdt);
+    for (auto& o : t.others) add(o);
+    return out;
+}
+}  // namespace
+
+// Golden tables: any change to what the guest gets shows up as a diff of
+// tests/unit/golden/acpi-*.hex in review. After an intended change:
+//   VMM_UPDATE_GOLDEN=1 build/unit_tests '[golden]'
+// and commit the new files (disassemble with `iasl -d` to read them).
+TEST_CASE("acpi: the tables are the reviewed golden ones", "[arch][acpi][golden]") {
+    AcpiConfig direct;
+    direct.ncpus = 2;
+    direct.pvpanic_port = 0x505;
+    direct.pci_mmio64_start = 4ull << 30;
+    AcpiConfig q35;
+    q35.ncpus = 2;
+    q35.pci_ecam_base = kQ35EcamBase;
+    q35.pci_mmio32_start = 0xC0000000;
+    q35.pci_mmio32_end = kQ35PciMmio32End;
+    for (auto [name, cfg] : {std::pair{"direct", direct}, {"q35", q35}}) {
+        const std::string path = std::string(VMM_SOURCE_DIR) + "/tests/unit/golden/acpi-" + name + ".hex";
+        const std::string now = golden_text(generate_acpi_tables(cfg));
+        if (std::getenv("VMM_UPDATE_GOLDEN")) {
+            std::ofstream(path) << now;
+            WARN("wrote " << path);
+            continue;
+        }
+        std::ifstream in(path);
+        std::stringstream was;
+        was << in.rdbuf();
+        INFO(path << " differs from the tables built now; if the change is intended, run "
+                     "VMM_UPDATE_GOLDEN=1 build/unit_tests '[golden]' and commit the file");
+        CHECK(was.str() == now);
+    }
+}
