@@ -1,5 +1,7 @@
 #include "devices/cmos.h"
 
+#include <ctime>
+
 #include <algorithm>
 #include <chrono>
 
@@ -85,6 +87,17 @@ int64_t realtime_seconds() {
 }
 
 }  // namespace
+
+std::function<int64_t()> Cmos::host_clock(bool localtime) {
+    if (!localtime) return realtime_seconds;
+    ::tzset();
+    return [] {
+        const time_t t = static_cast<time_t>(realtime_seconds());
+        struct tm tm {};
+        if (!::localtime_r(&t, &tm)) return static_cast<int64_t>(t);
+        return static_cast<int64_t>(t) + tm.tm_gmtoff;  // seconds east of UTC, DST included
+    };
+}
 
 Cmos::Cmos(uint64_t mem_below_4g, uint64_t mem_above_4g, std::function<int64_t()> now_unix_seconds)
     : now_(now_unix_seconds ? std::move(now_unix_seconds) : realtime_seconds) {

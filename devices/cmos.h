@@ -6,7 +6,8 @@
 // reads/writes the selected byte.
 //
 // Time: registers 0x00..0x09 and the century (0x32) are computed on every
-// read from the clock plus a guest-set offset, in UTC, formatted per register
+// read from the clock plus a guest-set offset (the clock: UTC, or the host's
+// local time with --rtc base=localtime, see host_clock()), formatted per register
 // B (DM bit 2: binary instead of BCD; bit 1: 24-hour instead of 12-hour with
 // bit 7 = PM). Register A always reads UIP = 0, register C reads 0, register
 // D reads 0x80 (valid RAM and time).
@@ -45,6 +46,12 @@ public:
     void read(uint64_t offset, std::span<uint8_t> data) override;
     void write(uint64_t offset, std::span<const uint8_t> data) override;
     std::string name() const override { return "cmos"; }
+
+    // The host clock as the RTC shows it: UTC, or with `localtime` the
+    // host's local time (what Windows keeps in its RTC; QEMU's
+    // -rtc base=localtime). The time zone is loaded here, so later reads
+    // (in vCPU threads, under seccomp) open no file.
+    static std::function<int64_t()> host_clock(bool localtime);
 
     // For the device manager: set a platform byte (e.g. 0x5f = CPUs - 1 or
     // the 0x3d boot order that SeaBIOS reads) before the guest starts.

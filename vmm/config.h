@@ -110,6 +110,7 @@ struct VmConfig {
     SerialMode console = SerialMode::Off;
     std::string console_path;  // for SerialMode::File and Socket
     bool hugepages = false;    // back guest RAM with hugetlbfs pages (MAP_HUGETLB)
+    bool rtc_localtime = false;  // the RTC shows the host's local time (Windows), not UTC
     std::string uuid;          // SMBIOS system UUID, "8-4-4-4-12" hex; empty: not set
     std::vector<SmbiosTypeConfig> smbios;  // SMBIOS string overrides, one entry per type
     std::vector<DiskConfig> disks;

@@ -239,6 +239,12 @@ void fw_cfg_items(const std::vector<FwCfgItemConfig>& items, const std::string& 
     }
 }
 
+bool rtc_base(const std::string& s, const std::string& what) {
+    if (s == "utc") return false;
+    if (s == "localtime") return true;
+    fail("{}: \"{}\" is not utc or localtime", what, s);
+}
+
 const std::string& uuid(const std::string& s, const std::string& what) {
     if (!s.empty() && !arch::x86::parse_uuid(s))
         fail("{}: \"{}\" is not a UUID (expected 8-4-4-4-12 hex digits, e.g. "

@@ -63,6 +63,8 @@ void apply_boot_order(VmConfig& cfg);
 inline constexpr size_t kMaxFwCfgItems = 32;
 void fw_cfg_items(const std::vector<FwCfgItemConfig>& items, const std::string& what);
 
+// --rtc base=: "utc" (false) or "localtime" (true).
+bool rtc_base(const std::string& s, const std::string& what);
 // --uuid: the 8-4-4-4-12 hex form.
 const std::string& uuid(const std::string& s, const std::string& what);
 // --smbios: a string is printable ASCII, at most 64 characters.

@@ -243,7 +243,8 @@ void Machine::setup_devices() {
                  exit_.request(ExitReason::Reboot, "guest reset through the i8042 controller");
              }));
     uint64_t below = layout_.ram[0].size;
-    auto cmos = std::make_shared<devices::Cmos>(below, cfg_.memory - below);
+    auto cmos = std::make_shared<devices::Cmos>(below, cfg_.memory - below,
+                                                devices::Cmos::host_clock(cfg_.rtc_localtime));
     // SeaBIOS waits until it has seen this many APs (the CPU count - 1).
     cmos->set_byte(0x5f, static_cast<uint8_t>(cfg_.cpus - 1));
     // SeaBIOS's default boot order on QEMU machines comes from CMOS: one

@@ -900,6 +900,23 @@ std::vector<std::unique_ptr<Node>> make_table() {
          .cli = {.name = "--hugepages",
                  .help = "Back guest RAM with huge pages (hugetlbfs, MAP_HUGETLB)",
                  .doc = "back guest RAM with huge pages (hugetlbfs, `MAP_HUGETLB`); the host must have enough reserved"}},
+        {.key = "rtc_base",
+         .codec = {[](C& c, const json& v, const Loc& l) { c.rtc_localtime = check::rtc_base(string(v, l), l.at()); },
+                   [](C& c, const std::string& s, const std::string& what) {
+                       // --rtc base=utc|localtime (QEMU's spelling; base is the only key)
+                       if (!s.starts_with("base="))
+                           fail("{}: expected base=utc or base=localtime, got \"{}\"", what, s);
+                       c.rtc_localtime = check::rtc_base(s.substr(5), what + " base");
+                   },
+                   [](const C& c) -> std::optional<json> { return json(c.rtc_localtime ? "localtime" : "utc"); }},
+         .type = "`\"utc\"` or `\"localtime\"`",
+         .doc = "what the RTC (CMOS clock) shows: the host's time in UTC, or its local time",
+         .cli = {.name = "--rtc", .metavar = "base=utc|localtime",
+                 .help = "What the guest's RTC shows: UTC (Linux's convention) or the host's local time (Windows')",
+                 .doc = "what the guest's RTC (CMOS clock) shows: the host's time in UTC (`utc`, what Linux "
+                        "expects) or in the host's time zone (`localtime`, what Windows keeps in its RTC); a time "
+                        "the guest sets is kept as an offset from that while the VM runs",
+                 .def = "`base=utc`"}},
         {.key = "uuid",
          .codec = string_codec(&C::uuid, check::uuid),
          .type = "string, `\"8-4-4-4-12\"` hex digits",

@@ -265,6 +265,7 @@ else
     pass acpi "no ACPI errors or warnings from the kernel"
 fi
 
+echo "VMMTEST: info rtc $(cat /sys/class/rtc/rtc0/since_epoch 2>/dev/null)"
 echo "VMMTEST: info acpi-processors $(ls -d /sys/bus/acpi/devices/ACPI0007:* 2>/dev/null | wc -l)"
 dmesg | grep -i -E 'acpi|smp|apic|Memory:' | grep -v 'acpiphp: Slot' | sed 's/^/VMMTEST: info /'
 echo "VMMTEST: info MemTotal=${memtotal_kb} kB online=$(cat /sys/devices/system/cpu/online)"

@@ -2,6 +2,7 @@
 (PVH entry) with the test-mode initramfs (make-guest-initramfs.sh --mode
 test), whose init checks the CPU count, memory size, command line token and
 interrupts and prints VMMTEST lines; reboot, SIGTERM and a bad kernel."""
+import os
 import re
 import signal
 import subprocess
@@ -105,6 +106,34 @@ def test_smbios(suite, case, tmp_path):
                                          "Socket Designation: CPU 0", "Socket Designation: CPU 1",
                                          "Size: 512 MB", "Asset Tag: rack 4", "System Boot Information"]):
                 case.fail(f"dmidecode: {p}")
+    case.finish()
+
+
+def test_rtc_localtime(suite, case):
+    """--rtc base=localtime: the guest's RTC (/sys/class/rtc/rtc0, read by
+    the test init) runs at the host's local time. The VMM runs with
+    TZ=XYZ-02:30, so its RTC must be 2.5 h (9000 s) ahead of UTC."""
+    case.require_vmm("--rtc")
+    case.require_qemu_has("--rtc")
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "XYZ-02:30"
+    try:
+        t0 = time.time()
+        st = case.run("--kernel", suite.kernel, "--initramfs", suite.initrd, "--rtc", "base=localtime",
+                      "--cmdline", case.cmdline(), stderr=case.path("stderr"))
+        t1 = time.time()
+    finally:
+        if old is None:
+            os.environ.pop("TZ")
+        else:
+            os.environ["TZ"] = old
+    case.check_status(st, 0)
+    case.check_console(["acpi"])
+    rtc = case.console.find(r"^VMMTEST: info rtc ([0-9]+)$")
+    if case.check(rtc, "no 'VMMTEST: info rtc N' (/sys/class/rtc/rtc0/since_epoch) on the console"):
+        ahead = int(rtc) - 9000
+        case.check(t0 - 2 <= ahead <= t1 + 2,
+                   f"RTC {rtc} is {int(rtc) - t1:.0f}..{int(rtc) - t0:.0f} s from host UTC, expected 9000")
     case.finish()
 
 

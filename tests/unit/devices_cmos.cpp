@@ -1,6 +1,7 @@
 // CMOS RTC/NVRAM, driven only through the PIO bus at 0x70/0x71.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <memory>
 
 #include "devices/cmos.h"
@@ -157,4 +158,17 @@ TEST_CASE("devices: cmos RTC writes are kept as an offset", "[devices][cmos]") {
     r.set(0x0b, 0x02);
     CHECK(r.get(0x08) == 0x11);
     CHECK(r.get(0x07) == 0x23);
+}
+
+TEST_CASE("cmos: base=localtime shows the host's local time, utc the UTC time", "[devices][cmos]") {
+    const char* old = std::getenv("TZ");
+    std::string saved = old ? old : "";
+    ::setenv("TZ", "XYZ-02:30", 1);  // 2 h 30 min east of UTC, no DST
+    auto local = vmm::devices::Cmos::host_clock(true);
+    auto utc = vmm::devices::Cmos::host_clock(false);
+    int64_t a = utc(), d = local() - a;
+    CHECK((d == 9000 || d == 9001));  // the two reads may straddle a second
+    if (old) ::setenv("TZ", saved.c_str(), 1);
+    else ::unsetenv("TZ");
+    ::tzset();
 }

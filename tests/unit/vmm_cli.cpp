@@ -285,3 +285,11 @@ TEST_CASE("cli: --uuid and --smbios take what SMBIOS can say and name what is wr
                Contains("--smbios serial") && Contains("longer than 64 characters"));
     CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=1,serial=a\tb"}), Contains("must be printable ASCII"));
 }
+
+TEST_CASE("cli: --rtc base=utc|localtime") {
+    CHECK_FALSE(parse({"--kernel", "/k"}).rtc_localtime);
+    CHECK(parse({"--kernel", "/k", "--rtc", "base=localtime"}).rtc_localtime);
+    CHECK_FALSE(parse({"--kernel", "/k", "--rtc", "base=utc"}).rtc_localtime);
+    CHECK_THAT(error_of({"--kernel", "/k", "--rtc", "base=mars"}), Contains("--rtc base: \"mars\" is not utc or localtime"));
+    CHECK_THAT(error_of({"--kernel", "/k", "--rtc", "localtime"}), Contains("--rtc: expected base=utc or base=localtime"));
+}

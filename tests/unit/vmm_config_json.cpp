@@ -87,7 +87,7 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
            }) &&
            std::equal(a.fw_cfg.begin(), a.fw_cfg.end(), b.fw_cfg.begin(), b.fw_cfg.end(),
                       [](auto& x, auto& y) { return x.name == y.name && x.file == y.file && x.text == y.text; }) &&
-           a.uuid == b.uuid &&
+           a.uuid == b.uuid && a.rtc_localtime == b.rtc_localtime &&
            std::equal(a.smbios.begin(), a.smbios.end(), b.smbios.begin(), b.smbios.end(),
                       [](auto& x, auto& y) {
                           return x.type == y.type && x.vendor == y.vendor && x.version == y.version &&
@@ -565,7 +565,7 @@ TEST_CASE("config json: --print-config prints what would run, and it parses back
     auto j = json::parse(text);
     for (const char* s : {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices"})
         CHECK(j.contains(s));
-    CHECK(j["machine"].size() == 4);
+    CHECK(j["machine"].size() == 5);
     CHECK(j["boot"].size() == 6);
     CHECK(j["disks"][0].size() == 8);
     CHECK(j["run"].size() == 3);
@@ -791,4 +791,9 @@ TEST_CASE("config json: machine.uuid and smbios are checked as on the command li
                Contains("vm.json: smbios: type=1 is given twice"));
     CHECK_THAT(error_of_json(R"({"smbios": [{"serial": "a"}]})"), Contains("smbios[0]: missing \"type\""));
     CHECK_THAT(error_of_json(R"({"smbios": [{"type": 3, "product": "a"}]})"), Contains("type=3 has no product="));
+}
+
+TEST_CASE("config json: machine.rtc_base", "[vmm][config]") {
+    CHECK_THAT(error_of_json(R"({"machine": {"rtc_base": "mars"}})"),
+               Contains("vm.json: machine.rtc_base: \"mars\" is not utc or localtime"));
 }

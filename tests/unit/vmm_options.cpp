@@ -49,6 +49,7 @@ vmm::VmConfig every_key() {
     c.fw_cfg.push_back({"opt/b", "/file", ""});
     c.boot_order = {"disk"};
     c.uuid = "00112233-4455-6677-8899-aabbccddeeff";
+    c.rtc_localtime = true;
     vmm::SmbiosTypeConfig t0, t1, t3;
     t0.type = 0;
     t0.vendor = "v";
@@ -118,7 +119,7 @@ TEST_CASE("options: a config survives the command line, JSON and back", "[vmm][o
                              "--scsi-disk", "path=/s,lun=3,readonly=on,bootindex=6", "--cdrom", "/c.iso", "--balloon",
                              "size=64M,deflate_on_oom=on,free_page_reporting=on,stats_interval=9", "--serial-port",
                              "name=p,socket=/p.sock", "--fw-cfg", "name=opt/x,string=y", "--serial", "file=/s.log",
-                             "--uuid", "0123ABCD-0000-ffff-8000-0123456789ab", "--smbios", "type=1,serial=ds=nocloud",
+                             "--uuid", "0123ABCD-0000-ffff-8000-0123456789ab", "--rtc", "base=localtime", "--smbios", "type=1,serial=ds=nocloud",
                              "--smbios", "type=3,asset=rack 4,manufacturer=Acme",
                              "--console", "socket=/c.sock", "--timeout", "7", "--reboot", "--no-pvpanic", "--rng",
                              "--hugepages", "--boot-report", "--log-level", "info", "--log-file", "/l",
@@ -132,6 +133,7 @@ TEST_CASE("options: a config survives the command line, JSON and back", "[vmm][o
     CHECK(j["devices"]["pvpanic"] == false);
     CHECK(j["scsi"]["cdroms"][0]["path"] == "/c.iso");
     CHECK(j["machine"]["uuid"] == "0123ABCD-0000-ffff-8000-0123456789ab");
+    CHECK(j["machine"]["rtc_base"] == "localtime");
     CHECK(j["smbios"] == json::parse(R"([{"type": 1, "serial": "ds=nocloud"},
                                          {"type": 3, "manufacturer": "Acme", "asset": "rack 4"}])"));
     vmm::VmConfig back;
