@@ -254,10 +254,12 @@ const std::string& uuid(const std::string& s, const std::string& what) {
 }
 
 const std::string& smbios_string(const std::string& s, const std::string& what) {
-    if (s.size() > arch::x86::kSmbiosMaxString)
-        fail("{}: \"{}\" is longer than {} characters", what, s, arch::x86::kSmbiosMaxString);
-    for (char c : s)
-        if (c < 0x20 || c > 0x7e) fail("{}: \"{}\" must be printable ASCII", what, s);
+    switch (arch::x86::smbios_string_error(s)) {
+        case arch::x86::SmbiosStringError::None: break;
+        case arch::x86::SmbiosStringError::TooLong:
+            fail("{}: \"{}\" is longer than {} characters", what, s, arch::x86::kSmbiosMaxString);
+        case arch::x86::SmbiosStringError::NotPrintable: fail("{}: \"{}\" must be printable ASCII", what, s);
+    }
     return s;
 }
 

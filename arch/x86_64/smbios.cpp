@@ -54,9 +54,13 @@ private:
 };
 
 void check_string(const std::string& s, const char* what) {
-    if (s.size() > kSmbiosMaxString) fail("SMBIOS {}: {} characters; at most {}", what, s.size(), kSmbiosMaxString);
-    for (char c : s)
-        if (c < 0x20 || c > 0x7e) fail("SMBIOS {}: \"{}\" has a character that is not printable ASCII", what, s);
+    switch (smbios_string_error(s)) {
+        case SmbiosStringError::None: return;
+        case SmbiosStringError::TooLong:
+            fail("SMBIOS {}: {} characters; at most {}", what, s.size(), kSmbiosMaxString);
+        case SmbiosStringError::NotPrintable:
+            fail("SMBIOS {}: \"{}\" has a character that is not printable ASCII", what, s);
+    }
 }
 
 uint16_t handle(uint8_t type, uint32_t index) { return static_cast<uint16_t>((type << 8) + index); }
@@ -64,6 +68,13 @@ uint16_t handle(uint8_t type, uint32_t index) { return static_cast<uint16_t>((ty
 constexpr uint8_t kEnd = 127;
 
 }  // namespace
+
+SmbiosStringError smbios_string_error(std::string_view s) {
+    if (s.size() > kSmbiosMaxString) return SmbiosStringError::TooLong;
+    for (char c : s)
+        if (c < 0x20 || c > 0x7e) return SmbiosStringError::NotPrintable;
+    return SmbiosStringError::None;
+}
 
 SmbiosTable build_smbios_table(const SmbiosConfig& cfg) {
     const SmbiosStrings& s = cfg.strings;

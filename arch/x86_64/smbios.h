@@ -23,6 +23,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "arch/x86_64/layout.h"
@@ -37,6 +38,10 @@ inline constexpr uint64_t kSmbiosEnd = 0x100000;
 
 // A user-settable SMBIOS string: printable ASCII, at most this long.
 inline constexpr std::size_t kSmbiosMaxString = 64;
+// The one rule for such strings, for the builder and the option check,
+// which each say what went wrong in their own terms.
+enum class SmbiosStringError { None, TooLong, NotPrintable };
+SmbiosStringError smbios_string_error(std::string_view s);
 
 struct SmbiosStrings {
     // Type 0 (BIOS): only with `bios`; a firmware adds its own otherwise.
