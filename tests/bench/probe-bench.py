@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Probe-guest benchmark: our VMM against QEMU on the same guest work,
+directly on /dev/kvm (docs/benchmarks.md).
+
+The probe (firmware/probe, built as BUILD/probe.elf) is a PVH ELF whose
+measured loop runs in guest ring 3, so on a nested KVM that emulates guest
+ring 0 it still runs at native speed. It drives a virtio-blk disk with a
+polled virtio 1.x driver, times each request with the TSC and prints one
+"PROBE result" line. Each workload is booted under both VMMs in alternating
+order, --rounds times:
+
+  vmm   BUILD/vmm --kernel probe.elf --disk path=IMG,direct=on
+  qemu  qemu-system-x86_64 -accel kvm -M q35 -kernel probe.elf
+        -object iothread,id=io0
+        -drive if=none,id=d0,file=IMG,format=raw,aio=io_uring,cache=none
+        -device virtio-blk-pci,drive=d0,iothread=io0,num-queues=1
+
+Both get 1 vCPU, 256 MiB, the same command line and the same image (filled
+with random data once, so that reads hit allocated blocks). Reported per
+workload: medians of each VMM, the ratio of medians (ours / QEMU), the
+spread of the round-by-round ratios, and host CPU time per operation (utime
++ stime of the VMM process, all threads, sampled from /proc at the probe's
+"phase begin" and "result" lines).
+
+  --smoke   functional check for ctest: the verify workload and one short
+            round of each workload, no timing claims; exits 77 (SKIP) when
+            /dev/kvm is missing.
+"""
+import argparse
+import csv
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+# name -> (probe arguments, primary metric, higher is better)
+WORKLOADS = {
+    "randread-qd1": ("probe.workload=randread probe.qd=1", "iops", True),
+    "randread-qd32": ("probe.workload=randread probe.qd=32", "iops", True),
+    "randread-qd1-noevidx": ("probe.workload=randread probe.qd=1 probe.event_idx=0", "iops", True),
+    "seqread-1m": ("probe.workload=seqread probe.qd=1", "mbps", True),
+    "seqwrite-1m": ("probe.workload=seqwrite probe.qd=1", "mbps", True),
+    "flush": ("probe.workload=flush", "lat_p50_ns", False),
+    "boot": ("probe.workload=boot", "start_ms", False),
+}
+DEFAULT = "randread-qd1,randread-qd32,randread-qd1-noevidx,seqread-1m,seqwrite-1m,flush,boot"
+
+
+def die(msg):
+    print(f"probe-bench: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def command(vmm, build, image, cmdline, memory_mib=256):
+    probe = os.path.join(build, "probe.elf")
+    if vmm == "vmm":
+        return [os.path.join(build, "vmm"), "--kernel", probe, "--memory", f"{memory_mib}M", "--cpus", "1",
+                "--serial", "tty", "--cmdline", cmdline, "--disk", f"path={image},direct=on"]
+    return ["qemu-system-x86_64", "-accel", "kvm", "-M", "q35", "-m", str(memory_mib), "-smp", "1",
+            "-nodefaults", "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+            "-kernel", probe, "-append", cmdline,
+            "-object", "iothread,id=io0",
+            "-drive", f"if=none,id=d0,file={image},format=raw,aio=io_uring,cache=none",
+            "-device", "virtio-blk-pci,drive=d0,iothread=io0,num-queues=1"]
+
+
+def parse_kv(line):
+    out = {}
+    for word in line.split():
+        if "=" in word:
+            k, v = word.split("=", 1)
+            out[k] = int(v) if v.isdigit() else v
+    return out
+
+
+def run_once(vmm, build, image, cmdline, timeout):
+    """Boots the probe once; returns a dict of measurements or raises."""
+    argv = command(vmm, build, image, cmdline)
+    t0 = time.monotonic()
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, errors="replace")
+    res, log = {}, []
+    cpu_begin = None
+    try:
+        deadline = t0 + timeout
+        for line in p.stdout:
+            now = time.monotonic()
+            log.append(line.rstrip())
+            if now > deadline:
+                break
+            if "PROBE start" in line:
+                res["start_ms"] = (now - t0) * 1000
+            elif "PROBE phase begin" in line:
+                cpu_begin = cpu_ticks(p.pid)
+            elif "PROBE result" in line:
+                cpu_end = cpu_ticks(p.pid)
+                res.update(parse_kv(line.split("PROBE result", 1)[1]))
+                if cpu_begin is not None and cpu_end is not None and res.get("ops"):
+                    res["cpu_us_per_op"] = (cpu_end - cpu_begin) / HZ * 1e6 / res["ops"]
+            elif "PROBE error" in line:
+                res["error"] = line.strip()
+        rc = p.wait(timeout=max(1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise RuntimeError(f"{vmm}: timed out after {timeout} s\n" + "\n".join(log[-20:]))
+    res["exit_ms"] = (time.monotonic() - t0) * 1000
+    if rc != 0 or "error" in res or "start_ms" not in res:
+        raise RuntimeError(f"{vmm}: exit status {rc}\n  {' '.join(argv)}\n" + "\n".join(log[-20:]))
+    return res
+
+
+def make_image(path, mib):
+    if os.path.exists(path) and os.path.getsize(path) == mib << 20:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def smoke(args, image):
+    """Each workload once, 1 s, under our VMM (and QEMU when present):
+    checks that the probe boots, the data path is right and results parse."""
+    vmms = ["vmm"] + (["qemu"] if shutil.which("qemu-system-x86_64") else [])
+    failures = 0
+    for vmm in vmms:
+        cases = [("verify", "probe.workload=verify probe.region_mib=16 probe.bs=65536")]
+        cases += [(n, WORKLOADS[n][0] + " probe.seconds=1") for n in DEFAULT.split(",")]
+        for name, cmdline in cases:
+            try:
+                r = run_once(vmm, args.build, image, cmdline, args.timeout)
+                ok = name == "boot" or (r.get("ops", 0) > 0 or r.get("mismatches") == 0)
+                ok = ok and (name != "verify" or r.get("mismatches") == 0 and r.get("bytes") == 16 << 20)
+                print(f"{'PASS' if ok else 'FAIL'} {vmm} {name}: "
+                      + " ".join(f"{k}={v:.0f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+                failures += not ok
+            except RuntimeError as e:
+                print(f"FAIL {vmm} {name}: {e}")
+                failures += 1
+    if len(vmms) == 1:
+        print("SKIP qemu: qemu-system-x86_64 not installed (the comparison rounds need it)")
+    return 1 if failures else 0
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--workloads", default=DEFAULT)
+    ap.add_argument("--image-mib", type=int, default=256)
+    ap.add_argument("--dir", help="where the image and results go (default BUILD/probe-bench)")
+    ap.add_argument("--plot", help="PNG to draw (gnuplot); default DIR/probe-bench.png")
+    ap.add_argument("--timeout", type=int, default=120)
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        print("SKIP: /dev/kvm is missing or not accessible")
+        sys.exit(77)
+    for f in ("vmm", "probe.elf"):
+        if not os.path.exists(os.path.join(args.build, f)):
+            die(f"{args.build}/{f} is missing: build first (tests/build.sh)")
+    out_dir = args.dir or os.path.join(args.build, "probe-bench")
+    image = os.path.join(out_dir, "disk.img")
+    make_image(image, args.image_mib)
+    if args.smoke:
+        sys.exit(smoke(args, image))
+    if not shutil.which("qemu-system-x86_64"):
+        die("qemu-system-x86_64 is needed as the reference (apt install qemu-system-x86)")
+    names = args.workloads.split(",")
+    for n in names:
+        if n not in WORKLOADS:
+            die(f"unknown workload {n}; known: {', '.join(WORKLOADS)}")
+
+    rows = []  # (round, workload, vmm, result dict)
+    for rnd in range(args.rounds):
+        for name in names:
+            order = ["vmm", "qemu"] if rnd % 2 == 0 else ["qemu", "vmm"]
+            for vmm in order:
+                cmdline = f"{WORKLOADS[name][0]} probe.seconds={args.seconds} probe.region_mib={args.image_mib}"
+                r = run_once(vmm, args.build, image, cmdline, args.timeout)
+                rows.append((rnd, name, vmm, r))
+                metric = WORKLOADS[name][1]
+                print(f"round {rnd + 1}/{args.rounds} {name:22} {vmm:5} {metric}={fmt(r.get(metric))}", flush=True)
+
+    raw_csv = os.path.join(out_dir, "probe-bench-raw.csv")
+    keys = ["start_ms", "exit_ms", "ops", "iops", "mbps", "lat_avg_ns", "lat_p50_ns", "lat_p99_ns",
+            "lat_max_ns", "notifies", "cpu_us_per_op"]
+    with open(raw_csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["round", "workload", "vmm"] + keys)
+        for rnd, name, vmm, r in rows:
+            w.writerow([rnd + 1, name, vmm] + [r.get(k, "") for k in keys])
+
+    summary = []
+    metrics = ["iops", "mbps", "lat_p50_ns", "lat_p99_ns", "cpu_us_per_op", "start_ms", "exit_ms"]
+    for name in names:
+        for m in metrics:
+            ours = {rnd: r[m] for rnd, n, v, r in rows if n == name and v == "vmm" and m in r}
+            ref = {rnd: r[m] for rnd, n, v, r in rows if n == name and v == "qemu" and m in r}
+            if not ours or not ref or (m in ("iops", "mbps") and not any(ours.values())):
+                continue
+            pair = [ours[k] / ref[k] for k in ours if k in ref and ref[k]]
+            mo, mq = statistics.median(ours.values()), statistics.median(ref.values())
+            summary.append({"workload": name, "metric": m, "vmm_median": mo, "qemu_median": mq,
+                            "ratio": mo / mq if mq else None, "pair_min": min(pair) if pair else None,
+                            "pair_max": max(pair) if pair else None, "rounds": len(pair),
+                            "primary": m == WORKLOADS[name][1]})
+    sum_csv = os.path.join(out_dir, "probe-bench.csv")
+    with open(sum_csv, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(summary[0].keys()))
+        w.writeheader()
+        w.writerows(summary)
+
+    print(f"\n| workload | metric | vmm | QEMU | vmm / QEMU | round ratios |")
+    print("|---|---|---|---|---|---|")
+    for s in summary:
+        if s["metric"] in ("exit_ms",) and s["workload"] != "boot":
+            continue
+        print(f"| {s['workload']} | {s['metric']} | {fmt(s['vmm_median'])} | {fmt(s['qemu_median'])} | "
+              f"{fmt(s['ratio'])} | {fmt(s['pair_min'])}-{fmt(s['pair_max'])} |")
+    print(f"\nraw: {raw_csv}\nsummary: {sum_csv}")
+
+    png = args.plot or os.path.join(out_dir, "probe-bench.png")
+    if shutil.which("gnuplot"):
+        dat = os.path.join(out_dir, "probe-bench-plot.dat")
+        with open(dat, "w") as f:
+            for s in summary:
+                if s["primary"] or s["metric"] == "cpu_us_per_op":
+                    # "better" ratio: >1 means ours is better
+                    hib = s["metric"] in ("iops", "mbps")
+                    r, lo, hi = s["ratio"], s["pair_min"], s["pair_max"]
+                    if not hib:
+                        r, lo, hi = 1 / r, 1 / hi, 1 / lo
+                    label = s["workload"] + ("\\n(CPU/op)" if s["metric"] == "cpu_us_per_op" else
+                                             f"\\n({s['metric']})")
+                    f.write(f"\"{label}\" {r:.4f} {lo:.4f} {hi:.4f}\n")
+        script = f"""
+set terminal pngcairo size 1100,500 font ",10"
+set output "{png}"
+set title "Probe guest on /dev/kvm: vmm vs QEMU (>1: vmm better; bars: median, whiskers: round ratios)"
+set style fill solid 0.6
+set boxwidth 0.6
+set yrange [0:*]
+set grid ytics
+set xtics rotate by -30
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2
+plot "{dat}" using 0:2:xtic(1) with boxes notitle, "" using 0:2:3:4 with yerrorbars pt 0 lc rgb "black" notitle
+"""
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+        print(f"plot: {png}")
+
+
+if __name__ == "__main__":
+    main()
