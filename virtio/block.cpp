@@ -48,6 +48,17 @@ struct BlockDevice::Worker {
           ring(io.add_requests(std::move(aq), [this](ServedQueue&) { process(); })),
           engine(make_disk_engine(d.disk_, ring.queue().size())), slots(ring.slots()) {
         io.loop().add(engine->event_fd(), [this](uint32_t) { on_completion(); });
+        if (d.cfg_.poll_us) {
+            // The ring is polled by the worker; the disk's completions too.
+            io.set_poll_max_ns(uint64_t{d.cfg_.poll_us} * 1000);
+            io.loop().add_poll({.poll =
+                                    [this] {
+                                        if (!engine->completions_ready()) return false;
+                                        on_completion();
+                                        return true;
+                                    },
+                                .mode = [this](bool spinning) { return engine->set_polling(spinning); }});
+        }
     }
     ~Worker() { io.stop(); }  // before the engine and slots the thread uses go
 

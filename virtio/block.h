@@ -41,6 +41,7 @@ struct BlockConfig {
     std::string serial;  // GET_ID; at most 20 bytes
     uint16_t num_queues = 1;
     uint16_t queue_size = 256;
+    uint32_t poll_us = 0;  // I/O thread busy polling, at most this long before sleeping; 0: off
     std::string name = "virtio-blk0";
 };
 

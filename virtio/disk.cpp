@@ -448,6 +448,12 @@ public:
     const char* name() const override { return "io_uring"; }
     int event_fd() const override { return efd_->fd(); }
 
+    bool completions_ready() const override { return io_uring_cq_ready(&ring_) > 0 || !ready_.empty(); }
+    bool set_polling(bool on) override {
+        io_uring_cq_eventfd_toggle(&ring_, !on);
+        return !on && completions_ready();
+    }
+
     void submit(std::span<DiskRequest> batch) override {
         for (auto& r : batch) {
             auto op = std::make_unique<Op>();

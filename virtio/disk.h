@@ -100,6 +100,13 @@ public:
     virtual void reap(std::vector<DiskCompletion>& out) = 0;
     // Requests submitted and not yet reaped.
     virtual size_t in_flight() const = 0;
+    // For an I/O thread that busy-polls (vmm/core/event_loop.h):
+    // completions_ready() looks for finished requests without a system call
+    // (false: only the eventfd tells); set_polling(true) stops the eventfd
+    // signals while the thread spins, set_polling(false) re-arms them and
+    // returns true if completions are already waiting.
+    virtual bool completions_ready() const { return false; }
+    virtual bool set_polling(bool) { return false; }
     // Blocks until every submitted request has completed (completions are
     // then available to reap()). Used before freeing a queue on reset.
     virtual void drain() = 0;

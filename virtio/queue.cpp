@@ -201,6 +201,7 @@ void Queue::push_used(const DescriptorChain& chain, uint32_t written) {
 }
 bool Queue::should_notify() { return impl_->ring->should_notify(); }
 void Queue::disable_notifications() { impl_->ring->disable_notifications(); }
+bool Queue::has_available() const { return impl_->ring->has_available(); }
 bool Queue::enable_notifications() { return impl_->work_promised = impl_->ring->enable_notifications(); }
 
 // ---------------------------------------------------------------- shared chain building

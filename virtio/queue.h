@@ -210,6 +210,9 @@ public:
     // before sleeping, to close the race).
     void disable_notifications();
     bool enable_notifications();
+    // True if the driver has made a chain available that pop() has not
+    // taken: a cheap check for a polling I/O thread (no validation).
+    bool has_available() const;
 
 private:
     struct Impl;
@@ -224,8 +227,11 @@ private:
 // chain or push_used() it; if it returns bool, false stops the drain and
 // leaves the rest on the ring. Returns the number of chains handled.
 // QueueError from a malformed ring propagates to the caller.
+// With `stay_quiet` (a polling I/O thread, which turned notifications off
+// and will turn them back on itself before it sleeps) it returns as soon as
+// the ring is empty.
 template <typename Handle>
-size_t drain(Queue& q, Handle&& handle) {
+size_t drain(Queue& q, Handle&& handle, bool stay_quiet = false) {
     size_t handled = 0;
     for (;;) {
         q.disable_notifications();
@@ -237,7 +243,7 @@ size_t drain(Queue& q, Handle&& handle) {
                 handle(*chain);
             }
         }
-        if (!q.enable_notifications()) return handled;
+        if (stay_quiet || !q.enable_notifications()) return handled;
     }
 }
 

@@ -111,6 +111,7 @@ public:
     virtual bool should_notify() = 0;
     virtual void disable_notifications() = 0;
     virtual bool enable_notifications() = 0;
+    virtual bool has_available() = 0;
 };
 
 std::unique_ptr<RingEngine> make_split_ring(const GuestMemory& mem, const QueueConfig& cfg, uint64_t features);

@@ -133,6 +133,10 @@ public:
         return is_avail(load16(flags_of(avail_pos_), std::memory_order_acquire), avail_wrap_);
     }
 
+    bool has_available() override {
+        return is_avail(load16(flags_of(avail_pos_), std::memory_order_acquire), avail_wrap_);
+    }
+
 private:
     uint8_t* flags_of(uint16_t pos) { return desc_ + 16u * pos + 14; }
 

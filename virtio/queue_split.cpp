@@ -79,8 +79,13 @@ public:
     }
 
     void disable_notifications() override {
-        // With EVENT_IDX, not moving avail_event is what suppresses kicks.
-        if (!event_idx_) store16(used_, kUsedNoNotify);
+        // With EVENT_IDX an avail_event behind everything the driver may add
+        // next suppresses its kicks until enable_notifications() moves it
+        // (merely not moving it would still let the next buffer kick).
+        if (event_idx_)
+            store16(used_ + 4 + 8u * size_, static_cast<uint16_t>(last_avail_ - 1));
+        else
+            store16(used_, kUsedNoNotify);
     }
 
     bool enable_notifications() override {
@@ -93,6 +98,8 @@ public:
         std::atomic_thread_fence(std::memory_order_seq_cst);
         return load16(avail_ + 2, std::memory_order_acquire) != last_avail_;
     }
+
+    bool has_available() override { return load16(avail_ + 2, std::memory_order_acquire) != last_avail_; }
 
 private:
     DescriptorChain walk(uint16_t head) {

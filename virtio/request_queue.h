@@ -25,6 +25,7 @@ public:
     RequestQueue(std::string device, ActiveQueue&& aq, const ActivationContext& ctx, std::atomic<uint64_t>& errors);
 
     size_t busy() const { return busy_; }
+    bool ready() const override { return busy_ < slots_ && ServedQueue::ready(); }
     size_t slots() const { return slots_; }
 
     // Pops available chains into `handle(DescriptorChain&&)` until the ring
@@ -46,7 +47,7 @@ public:
                     stalled_ = true;  // resume() after a completion pops again
                     return;
                 }
-                if (!q.enable_notifications()) return;
+                if (polling() || !q.enable_notifications()) return;
             }
         });
     }

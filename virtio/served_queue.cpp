@@ -24,6 +24,21 @@ bool ServedQueue::take_kick() {
     return !broken_;
 }
 
+bool ServedQueue::set_polling(bool on) {
+    polling_ = on;
+    if (broken_) return false;
+    try {
+        if (on) {
+            queue_.disable_notifications();
+            return false;
+        }
+        return queue_.enable_notifications();
+    } catch (const QueueError& e) {
+        fail(e.what());
+        return false;
+    }
+}
+
 void ServedQueue::push(const DescriptorChain& chain, uint32_t len) {
     if (broken_) return;
     try {
@@ -68,9 +83,10 @@ QueueWorker::QueueWorker(std::string thread, std::string device, const Activatio
 QueueWorker::~QueueWorker() { stop(); }
 
 void QueueWorker::serve(ServedQueue& q, OnKick on_kick) {
-    thread_.loop().add(q.kick().fd(), [&q, on_kick = std::move(on_kick)](uint32_t) {
+    thread_.loop().add(q.kick().fd(), [&q, on_kick](uint32_t) {
         if (q.take_kick()) on_kick(q);
     });
+    on_kick_.push_back(std::move(on_kick));
 }
 
 ServedQueue& QueueWorker::add(ActiveQueue&& aq, OnKick on_kick) {
@@ -88,6 +104,20 @@ RequestQueue& QueueWorker::add_requests(ActiveQueue&& aq, OnKick on_kick) {
 }
 
 void QueueWorker::start() {
+    if (poll_max_ns_ && !thread_.loop().poll_max_ns()) {
+        for (size_t i = 0; i < queues_.size(); ++i) {
+            ServedQueue& q = *queues_[i];
+            OnKick& on_kick = on_kick_[i];
+            thread_.loop().add_poll({.poll =
+                                         [&q, &on_kick] {
+                                             if (!q.ready()) return false;
+                                             on_kick(q);
+                                             return true;
+                                         },
+                                     .mode = [&q](bool spinning) { return q.set_polling(spinning); }});
+        }
+        thread_.loop().set_poll_max_ns(poll_max_ns_);
+    }
     thread_.start();
     for (auto& q : queues_) q->kick().signal();
 }

@@ -52,6 +52,14 @@ public:
     // A driver notification: consumed and counted; false if the queue is broken.
     bool take_kick();
 
+    // Polling (QueueWorker::set_poll_max_ns): ready() says the handler has
+    // work (a cheap look at the ring); while polling() the handlers leave
+    // driver notifications off, the worker turns them on before sleeping.
+    virtual bool ready() const { return !broken_ && queue_.has_available(); }
+    bool polling() const { return polling_; }
+    // Returns true if chains became available (leaving polling).
+    bool set_polling(bool on);
+
     // Runs `f`, which may pop from and push to queue(); a QueueError from it
     // breaks the queue (fail()). Returns false if the queue is broken.
     template <typename F>
@@ -79,7 +87,7 @@ public:
                     handle(chain);
                     return !broken_;
                 }
-            });
+            }, polling_);
         });
         return n;
     }
@@ -102,6 +110,7 @@ private:
     std::atomic<uint64_t>& errors_;
     bool broken_ = false;
     bool pushed_ = false;  // used entries added since the last notify()
+    bool polling_ = false;
 };
 
 class RequestQueue;
@@ -124,6 +133,10 @@ public:
     RequestQueue& add_requests(ActiveQueue&& aq, OnKick on_kick);
     // For the device's other fds (before start(), or from the thread itself).
     EventLoop& loop() { return thread_.loop(); }
+    // Busy polling of this thread's queues (vmm/core/event_loop.h): at most
+    // `ns` of spinning before sleeping; 0 (the default) turns it off. Call
+    // before start(); the device adds its other poll sources to loop().
+    void set_poll_max_ns(uint64_t ns) { poll_max_ns_ = ns; }
 
     // Starts the thread, then signals every queue's kick: chains the driver
     // posted before activation get served.
@@ -137,6 +150,8 @@ private:
     ActivationContext ctx_;  // interrupt and needs_reset (no queues)
     std::atomic<uint64_t>& errors_;
     std::vector<std::unique_ptr<ServedQueue>> queues_;
+    std::vector<OnKick> on_kick_;  // per queue, for polling
+    uint64_t poll_max_ns_ = 0;
     IoThread thread_;  // last: stopped first on destruction
 };
 

@@ -17,6 +17,11 @@ namespace vmm {
 // the VMM listens on; one client at a time gets the output and may type.
 enum class SerialMode { Tty, File, Socket, Off };
 
+// How long a disk's I/O thread busy-polls its queue and the host's
+// completions before it sleeps (µs): what QEMU's iothreads do by default
+// (poll-max-ns 32768). docs/benchmarks.md has what it buys and costs.
+inline constexpr uint32_t kDefaultPollUs = 32;
+
 // One virtio-blk disk (--disk).
 struct DiskConfig {
     std::string path;
@@ -27,6 +32,7 @@ struct DiskConfig {
     int slot = -1;        // PCI slot; -1: the VMM chooses
     bool packed = true;   // offer the packed virtqueue layout (off: drivers use the split ring)
     int bootindex = -1;   // firmware boot order, lower first; -1: none (see kMaxBootIndex)
+    uint32_t poll_us = kDefaultPollUs;  // I/O thread busy polling before sleeping; 0: off
 };
 
 // One virtio-net interface on a host tap (--net).

@@ -25,6 +25,7 @@ inline constexpr int kMaxSlot = 31;
 inline constexpr size_t kMaxDisks = 24;
 inline constexpr size_t kMaxDiskSerial = 20;  // GET_ID returns at most 20 bytes
 inline constexpr uint32_t kMaxTimeout = UINT32_MAX;
+inline constexpr uint32_t kMaxPollUs = 1000;  // a disk's busy-polling window
 
 // Parses "512M", "2G", "1536MiB", "4096K", "1T"; a bare number means MiB
 // (as with QEMU's -m).

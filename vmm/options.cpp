@@ -1015,6 +1015,10 @@ std::vector<std::unique_ptr<Node>> make_table() {
          .cli = {.name = "num_queues", .metavar = "N"}},
         {.key = "direct", .codec = boolean_codec(&DiskConfig::direct), .type = "bool", .doc = "O_DIRECT",
          .cli = {.name = "direct", .metavar = "on"}},
+        {.key = "poll_us",
+         .codec = uint_codec(&DiskConfig::poll_us, 0, check::kMaxPollUs, in_range(0, check::kMaxPollUs)),
+         .type = "integer 0–1000", .doc = "I/O thread busy polling before it sleeps, µs; 0: off",
+         .cli = {.name = "poll_us", .metavar = "US"}},
         {.key = "slot", .codec = auto_codec(&DiskConfig::slot, check::kMinSlot, check::kMaxSlot, check::disk_slot, true),
          .type = "integer 1–31 or `\"auto\"`", .doc = "PCI slot; no slot twice", .cli = {.name = "slot", .metavar = "N"}},
         {.key = "packed", .codec = boolean_codec(&DiskConfig::packed), .type = "bool",
@@ -1029,7 +1033,9 @@ std::vector<std::unique_ptr<Node>> make_table() {
                        "`/dev/vda`, `vdb`, ... in order. `readonly=on` opens it read-only (writes fail in the guest); "
                        "`serial` (up to 20 printable characters) is what `/sys/block/vdX/serial` shows; `num_queues` "
                        "(1–64) gives one I/O thread per queue; `direct=on` bypasses the host page cache (O_DIRECT); "
-                       "`slot` picks the PCI slot (1–31, or `auto`); `packed=off` stops offering the packed virtqueue "
+                       "`poll_us` is how long each I/O thread busy-polls the queue and the host's completions "
+                       "before it sleeps (default 32, as QEMU's iothreads; 0 turns polling off, see "
+                       "[docs/benchmarks.md](benchmarks.md)); `slot` picks the PCI slot (1–31, or `auto`); `packed=off` stops offering the packed virtqueue "
                        "layout, so the driver uses the split ring (for drivers that mishandle packed rings); "
                        "`bootindex` (0–9999) orders the devices a `--firmware` boot tries, lower first. At most 24 "
                        "disks. The image is locked (OFD lock), so a second VMM cannot open it writable. Given at all, "

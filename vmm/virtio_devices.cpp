@@ -97,6 +97,7 @@ void Machine::attach_disks(const VirtioKind& kind) {
             bc.disk.direct = d.direct;
             bc.serial = d.serial;
             bc.num_queues = d.num_queues;
+            bc.poll_us = d.poll_us;
             bc.name = fmt::format("{}{}", kind.name, i);
             unsigned s = add_virtio(kind, std::make_shared<virtio::BlockDevice>(std::move(bc)), d.slot, d.packed);
             if (d.bootindex >= 0) boot_devices_.push_back({x86::BootDevice::Kind::VirtioBlk, s, 0, d.bootindex});

@@ -3,9 +3,13 @@
 
 #include <pthread.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
 #include <string>
 
 #include "vmm/core/error.h"
@@ -163,4 +167,79 @@ TEST_CASE("core: request_stop before run returns at once", "[core][event_loop]")
     CHECK(loop.stop_requested());
     loop.run();  // must not block
     SUCCEED();
+}
+
+TEST_CASE("core: a polling loop takes work without a wakeup, and stops spinning when idle", "[core][event_loop]") {
+    constexpr uint64_t kMax = 200'000'000;  // 200 ms: long enough to be seen from this test
+    vmm::IoThread t("poll");
+    vmm::EventFd ev;
+    std::atomic<bool> work{false};
+    std::atomic<int> by_fd{0}, by_poll{0};
+    std::mutex mu;
+    std::vector<bool> modes;
+    // The same work is announced both ways, as a virtqueue's is (a kick
+    // eventfd, and the ring the poll source looks at).
+    t.loop().add(ev.fd(), [&](uint32_t) {
+        ev.consume();
+        if (work.exchange(false)) ++by_fd;
+    });
+    t.loop().add_poll({.poll =
+                           [&] {
+                               if (!work.exchange(false)) return false;
+                               ++by_poll;
+                               return true;
+                           },
+                       .mode =
+                           [&](bool spinning) {
+                               std::lock_guard lk(mu);
+                               modes.push_back(spinning);
+                               return false;
+                           }});
+    t.loop().set_poll_max_ns(kMax);
+    t.start();
+    // Back-to-back work: the window grows from 4 us until it covers the
+    // gaps, and from then on the spinning loop finds the work itself.
+    for (int i = 0; i < 300 && by_poll < 10; ++i) {
+        work = true;
+        ev.signal();
+        for (int j = 0; j < 3000 && work; ++j) std::this_thread::sleep_for(std::chrono::microseconds(100));
+        REQUIRE_FALSE(work);
+    }
+    CHECK(by_fd >= 1);     // the first ones woke the loop
+    CHECK(by_poll >= 10);  // later ones were found by spinning
+    // Idle for longer than the window: it stops spinning (mode false) and sleeps.
+    std::this_thread::sleep_for(600ms);
+    {
+        std::lock_guard lk(mu);
+        REQUIRE(modes.size() >= 2);
+        CHECK(modes.front() == true);
+        CHECK(modes.back() == false);
+    }
+    // Asleep, work that nobody signals stays where it is: poll sources run
+    // only while the loop spins.
+    int polled = by_poll;
+    work = true;
+    std::this_thread::sleep_for(100ms);
+    CHECK(work);
+    CHECK(by_poll == polled);
+    t.stop();
+}
+
+TEST_CASE("core: a loop without a poll maximum never calls its poll sources", "[core][event_loop]") {
+    vmm::IoThread t("nopoll");
+    vmm::EventFd ev;
+    std::atomic<int> wakeups{0}, polled{0};
+    t.loop().add(ev.fd(), [&](uint32_t) {
+        ev.consume();
+        ++wakeups;
+    });
+    t.loop().add_poll({.poll = [&] { return ++polled, false; }, .mode = {}});
+    t.start();
+    for (int i = 1; i <= 5; ++i) {
+        ev.signal();
+        for (int j = 0; j < 2000 && wakeups < i; ++j) std::this_thread::sleep_for(1ms);
+    }
+    CHECK(wakeups == 5);
+    CHECK(polled == 0);
+    t.stop();
 }

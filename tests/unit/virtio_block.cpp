@@ -552,10 +552,13 @@ TEST_CASE("blk device: config space and features", "[blk]") {
 
 TEST_CASE("blk device: requests through a split ring", "[blk]") {
     const char* engine = GENERATE("io_uring", "threads");
-    INFO("engine " << engine);
+    uint32_t poll_us = GENERATE(0u, 1000u);  // the I/O thread sleeps, or busy-polls the ring and the engine
+    INFO("engine " << engine << ", poll_us " << poll_us);
     ::setenv("VMM_DISK_ENGINE", engine, 1);
     TempImage img(1 << 20);
-    BlockDevice dev(bcfg(img.path, false, "serial-42"));
+    auto cfg = bcfg(img.path, false, "serial-42");
+    cfg.poll_us = poll_us;
+    BlockDevice dev(cfg);
     Driver drv;
     drv.activate(dev);  // engines are made here
     ::unsetenv("VMM_DISK_ENGINE");

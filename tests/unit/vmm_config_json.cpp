@@ -567,7 +567,7 @@ TEST_CASE("config json: --print-config prints what would run, and it parses back
         CHECK(j.contains(s));
     CHECK(j["machine"].size() == 5);
     CHECK(j["boot"].size() == 6);
-    CHECK(j["disks"][0].size() == 8);
+    CHECK(j["disks"][0].size() == 9);
     CHECK(j["run"].size() == 3);
     // Still validated: no kernel, no printout.
     CHECK_THAT(error_of_cli({"--print-config"}), Contains("--kernel"));
