@@ -23,6 +23,8 @@ PACKAGES=(
   clang-16 libclang-rt-16-dev libfuzzer-16-dev
   # benchmarks
   strace time
+  # the probe benchmark's plot (tests/bench/probe-bench.py)
+  gnuplot-nox
   # guest tests that talk to the control API and console sockets; the net cases configure a tap
   python3 iproute2
   # the SMBIOS cases decode the guest's tables with dmidecode (unit and guest tests)

@@ -1,8 +1,10 @@
 /* Probe guest: ring-3 entry. Reads its arguments from the PVH command
  * line, runs one workload, prints parseable "PROBE ..." lines on COM1 and
  * powers off. Arguments:
- *   probe.workload=randread|seqread|seqwrite|flush|verify|boot (randread)
+ *   probe.workload=randread|seqread|seqwrite|flush|verify (virtio-blk, blk.c),
+ *                  tx|rx (virtio-net, net.c) or boot (power off at once)
  *   probe.bs=BYTES probe.qd=N probe.seconds=S probe.region_mib=M
+ *   probe.frame=BYTES probe.mrg=0|1 probe.wait_seconds=S
  *   probe.event_idx=0|1 probe.queue_size=N  tsc_khz=N (else kvmclock's) */
 #include "probe.h"
 
@@ -10,6 +12,8 @@ extern uint32_t probe_start_info;
 extern uint8_t __bss_start[], __bss_end[];
 void blk_setup(void);
 void blk_run(const char *workload);
+void net_setup(void);
+void net_run(const char *workload);
 
 void probe_main(void) {
     uint64_t t0 = rdtsc();
@@ -21,7 +25,10 @@ void probe_main(void) {
     time_init();
     pr("PROBE start tsc_khz=%u ring3_tsc=%u\n", tsc_khz(), t0);
     const char *w = arg_str("probe.workload", "randread");
-    if (memcmp(w, "boot", 5)) {
+    if (!memcmp(w, "tx", 3) || !memcmp(w, "rx", 3)) {
+        net_setup();
+        net_run(w);
+    } else if (memcmp(w, "boot", 5)) {
         blk_setup();
         blk_run(w);
     }

@@ -22,6 +22,12 @@ spread of the round-by-round ratios, and host CPU time per operation (utime
 + stime of the VMM process, all threads, sampled from /proc at the probe's
 "phase begin" and "result" lines).
 
+For the virtio-net workloads (tx-*, rx-*) both attach to the tap probetap0
+(created if missing, which needs CAP_NET_ADMIN; without it they are left
+out): QEMU as -netdev tap,vhost=off -device virtio-net-pci. The probe's
+transmitted frames are dropped by the host; for rx-* build/tapblast sends
+broadcast frames into the tap while the probe counts what arrives.
+
   --smoke   functional check for ctest: the verify workload and one short
             round of each workload, no timing claims; exits 77 (SKIP) when
             /dev/kvm is missing.
@@ -46,8 +52,30 @@ WORKLOADS = {
     "seqwrite-1m": ("probe.workload=seqwrite probe.qd=1", "mbps", True),
     "flush": ("probe.workload=flush", "lat_p50_ns", False),
     "boot": ("probe.workload=boot", "start_ms", False),
+    # virtio-net on the tap TAP: transmit (the host drops the frames), and
+    # receive what build/tapblast sends into the tap
+    "tx-64": ("probe.workload=tx probe.frame=64", "pps", True),
+    "tx-1514": ("probe.workload=tx probe.frame=1514", "mbps", True),
+    "rx-64": ("probe.workload=rx", "pps", True),
+    "rx-1514": ("probe.workload=rx", "mbps", True),
 }
-DEFAULT = "randread-qd1,randread-qd32,randread-qd1-noevidx,seqread-1m,seqwrite-1m,flush,boot"
+NET_FRAME = {"rx-64": 64, "rx-1514": 1514}
+TAP = "probetap0"
+DEFAULT = "randread-qd1,randread-qd32,randread-qd1-noevidx,seqread-1m,seqwrite-1m,flush,boot,tx-64,tx-1514,rx-64,rx-1514"
+
+
+def is_net(name):
+    return name.startswith(("tx-", "rx-"))
+
+
+def setup_tap():
+    """The tap both VMMs attach to in turn; None if it cannot be made."""
+    if subprocess.run(["ip", "link", "show", TAP], capture_output=True).returncode != 0:
+        r = subprocess.run(["ip", "tuntap", "add", "dev", TAP, "mode", "tap"], capture_output=True, text=True)
+        if r.returncode != 0:
+            return f"cannot create tap {TAP} ({r.stderr.strip()}; needs CAP_NET_ADMIN)"
+    subprocess.run(["ip", "link", "set", TAP, "up"], check=True)
+    return None
 
 
 def die(msg):
@@ -64,17 +92,26 @@ def cpu_ticks(pid):
         return None
 
 
-def command(vmm, build, image, cmdline, memory_mib=256):
+# Our configurations: extra --disk options.
+VMMS = {"vmm": "", "vmm-poll0": ",poll_us=0"}
+
+
+def command(vmm, build, image, cmdline, net, memory_mib=256):
     probe = os.path.join(build, "probe.elf")
-    if vmm == "vmm":
+    if vmm in VMMS:
+        dev = ["--net", f"tap={TAP}"] if net else ["--disk", f"path={image},direct=on{VMMS[vmm]}"]
         return [os.path.join(build, "vmm"), "--kernel", probe, "--memory", f"{memory_mib}M", "--cpus", "1",
-                "--serial", "tty", "--cmdline", cmdline, "--disk", f"path={image},direct=on"]
+                "--serial", "tty", "--cmdline", cmdline] + dev
+    if net:
+        dev = ["-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no,vhost=off",
+               "-device", "virtio-net-pci,netdev=n0"]
+    else:
+        dev = ["-object", "iothread,id=io0",
+               "-drive", f"if=none,id=d0,file={image},format=raw,aio=io_uring,cache=none",
+               "-device", "virtio-blk-pci,drive=d0,iothread=io0,num-queues=1"]
     return ["qemu-system-x86_64", "-accel", "kvm", "-M", "q35", "-m", str(memory_mib), "-smp", "1",
             "-nodefaults", "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-            "-kernel", probe, "-append", cmdline,
-            "-object", "iothread,id=io0",
-            "-drive", f"if=none,id=d0,file={image},format=raw,aio=io_uring,cache=none",
-            "-device", "virtio-blk-pci,drive=d0,iothread=io0,num-queues=1"]
+            "-kernel", probe, "-append", cmdline] + dev
 
 
 def parse_kv(line):
@@ -86,9 +123,10 @@ def parse_kv(line):
     return out
 
 
-def run_once(vmm, build, image, cmdline, timeout):
+def run_once(vmm, build, image, cmdline, timeout, name=""):
     """Boots the probe once; returns a dict of measurements or raises."""
-    argv = command(vmm, build, image, cmdline)
+    argv = command(vmm, build, image, cmdline, is_net(name))
+    blaster = None
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, errors="replace")
@@ -105,6 +143,9 @@ def run_once(vmm, build, image, cmdline, timeout):
                 res["start_ms"] = (now - t0) * 1000
             elif "PROBE phase begin" in line:
                 cpu_begin = cpu_ticks(p.pid)
+                if name in NET_FRAME:
+                    blaster = subprocess.Popen([os.path.join(build, "tapblast"), TAP, str(NET_FRAME[name]),
+                                                str(timeout)], stdout=subprocess.DEVNULL)
             elif "PROBE result" in line:
                 cpu_end = cpu_ticks(p.pid)
                 res.update(parse_kv(line.split("PROBE result", 1)[1]))
@@ -117,6 +158,10 @@ def run_once(vmm, build, image, cmdline, timeout):
         p.kill()
         p.wait()
         raise RuntimeError(f"{vmm}: timed out after {timeout} s\n" + "\n".join(log[-20:]))
+    finally:
+        if blaster:
+            blaster.terminate()
+            blaster.wait()
     res["exit_ms"] = (time.monotonic() - t0) * 1000
     if rc != 0 or "error" in res or "start_ms" not in res:
         raise RuntimeError(f"{vmm}: exit status {rc}\n  {' '.join(argv)}\n" + "\n".join(log[-20:]))
@@ -134,17 +179,18 @@ def make_image(path, mib):
         os.fsync(f.fileno())
 
 
-def smoke(args, image):
+def smoke(args, image, tap_ok):
     """Each workload once, 1 s, under our VMM (and QEMU when present):
     checks that the probe boots, the data path is right and results parse."""
     vmms = ["vmm"] + (["qemu"] if shutil.which("qemu-system-x86_64") else [])
     failures = 0
     for vmm in vmms:
         cases = [("verify", "probe.workload=verify probe.region_mib=16 probe.bs=65536")]
-        cases += [(n, WORKLOADS[n][0] + " probe.seconds=1") for n in DEFAULT.split(",")]
+        cases += [(n, WORKLOADS[n][0] + " probe.seconds=1") for n in DEFAULT.split(",")
+                  if not is_net(n) or tap_ok is None]
         for name, cmdline in cases:
             try:
-                r = run_once(vmm, args.build, image, cmdline, args.timeout)
+                r = run_once(vmm, args.build, image, cmdline, args.timeout, name)
                 ok = name == "boot" or (r.get("ops", 0) > 0 or r.get("mismatches") == 0)
                 ok = ok and (name != "verify" or r.get("mismatches") == 0 and r.get("bytes") == 16 << 20)
                 print(f"{'PASS' if ok else 'FAIL'} {vmm} {name}: "
@@ -155,6 +201,8 @@ def smoke(args, image):
                 failures += 1
     if len(vmms) == 1:
         print("SKIP qemu: qemu-system-x86_64 not installed (the comparison rounds need it)")
+    if tap_ok is not None:
+        print(f"SKIP virtio-net workloads: {tap_ok}")
     return 1 if failures else 0
 
 
@@ -170,6 +218,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--workloads", default=DEFAULT)
+    ap.add_argument("--vmms", default="vmm,qemu",
+                    help="what runs, compared with qemu: vmm (defaults), vmm-poll0 (poll_us=0), qemu")
     ap.add_argument("--image-mib", type=int, default=256)
     ap.add_argument("--dir", help="where the image and results go (default BUILD/probe-bench)")
     ap.add_argument("--plot", help="PNG to draw (gnuplot); default DIR/probe-bench.png")
@@ -180,34 +230,43 @@ def main():
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         print("SKIP: /dev/kvm is missing or not accessible")
         sys.exit(77)
-    for f in ("vmm", "probe.elf"):
+    for f in ("vmm", "probe.elf", "tapblast"):
         if not os.path.exists(os.path.join(args.build, f)):
             die(f"{args.build}/{f} is missing: build first (tests/build.sh)")
     out_dir = args.dir or os.path.join(args.build, "probe-bench")
     image = os.path.join(out_dir, "disk.img")
     make_image(image, args.image_mib)
+    tap_ok = setup_tap()
     if args.smoke:
-        sys.exit(smoke(args, image))
+        sys.exit(smoke(args, image, tap_ok))
     if not shutil.which("qemu-system-x86_64"):
         die("qemu-system-x86_64 is needed as the reference (apt install qemu-system-x86)")
     names = args.workloads.split(",")
+    vmms = args.vmms.split(",")
+    if "qemu" not in vmms or any(v not in VMMS and v != "qemu" for v in vmms):
+        die(f"--vmms: a list of {', '.join(VMMS)} and qemu (which is required)")
     for n in names:
         if n not in WORKLOADS:
             die(f"unknown workload {n}; known: {', '.join(WORKLOADS)}")
+    if tap_ok is not None and any(is_net(n) for n in names):
+        print(f"probe-bench: leaving out the virtio-net workloads: {tap_ok}", file=sys.stderr)
+        names = [n for n in names if not is_net(n)]
 
     rows = []  # (round, workload, vmm, result dict)
     for rnd in range(args.rounds):
         for name in names:
-            order = ["vmm", "qemu"] if rnd % 2 == 0 else ["qemu", "vmm"]
+            order = vmms[rnd % len(vmms):] + vmms[:rnd % len(vmms)]  # who goes first rotates
             for vmm in order:
+                if is_net(name) and vmm == "vmm-poll0":
+                    continue  # poll_us is a disk option
                 cmdline = f"{WORKLOADS[name][0]} probe.seconds={args.seconds} probe.region_mib={args.image_mib}"
-                r = run_once(vmm, args.build, image, cmdline, args.timeout)
+                r = run_once(vmm, args.build, image, cmdline, args.timeout, name)
                 rows.append((rnd, name, vmm, r))
                 metric = WORKLOADS[name][1]
-                print(f"round {rnd + 1}/{args.rounds} {name:22} {vmm:5} {metric}={fmt(r.get(metric))}", flush=True)
+                print(f"round {rnd + 1}/{args.rounds} {name:22} {vmm:9} {metric}={fmt(r.get(metric))}", flush=True)
 
     raw_csv = os.path.join(out_dir, "probe-bench-raw.csv")
-    keys = ["start_ms", "exit_ms", "ops", "iops", "mbps", "lat_avg_ns", "lat_p50_ns", "lat_p99_ns",
+    keys = ["start_ms", "exit_ms", "ops", "iops", "pps", "mbps", "lat_avg_ns", "lat_p50_ns", "lat_p99_ns",
             "lat_max_ns", "notifies", "cpu_us_per_op"]
     with open(raw_csv, "w", newline="") as f:
         w = csv.writer(f)
@@ -216,32 +275,33 @@ def main():
             w.writerow([rnd + 1, name, vmm] + [r.get(k, "") for k in keys])
 
     summary = []
-    metrics = ["iops", "mbps", "lat_p50_ns", "lat_p99_ns", "cpu_us_per_op", "start_ms", "exit_ms"]
+    metrics = ["iops", "pps", "mbps", "lat_p50_ns", "lat_p99_ns", "cpu_us_per_op", "start_ms", "exit_ms"]
     for name in names:
-        for m in metrics:
-            ours = {rnd: r[m] for rnd, n, v, r in rows if n == name and v == "vmm" and m in r}
-            ref = {rnd: r[m] for rnd, n, v, r in rows if n == name and v == "qemu" and m in r}
-            if not ours or not ref or (m in ("iops", "mbps") and not any(ours.values())):
-                continue
-            pair = [ours[k] / ref[k] for k in ours if k in ref and ref[k]]
-            mo, mq = statistics.median(ours.values()), statistics.median(ref.values())
-            summary.append({"workload": name, "metric": m, "vmm_median": mo, "qemu_median": mq,
-                            "ratio": mo / mq if mq else None, "pair_min": min(pair) if pair else None,
-                            "pair_max": max(pair) if pair else None, "rounds": len(pair),
-                            "primary": m == WORKLOADS[name][1]})
+        for ours_name in [v for v in vmms if v != "qemu"]:
+            for m in metrics:
+                if m in ("start_ms", "exit_ms") and name != "boot":
+                    continue
+                ours = {rnd: r[m] for rnd, n, v, r in rows if n == name and v == ours_name and m in r}
+                ref = {rnd: r[m] for rnd, n, v, r in rows if n == name and v == "qemu" and m in r}
+                if not ours or not ref or (m in ("iops", "pps", "mbps") and not any(ours.values())):
+                    continue
+                pair = [ours[k] / ref[k] for k in ours if k in ref and ref[k]]
+                mo, mq = statistics.median(ours.values()), statistics.median(ref.values())
+                summary.append({"workload": name, "vmm": ours_name, "metric": m, "vmm_median": mo,
+                                "qemu_median": mq, "ratio": mo / mq if mq else None,
+                                "pair_min": min(pair) if pair else None, "pair_max": max(pair) if pair else None,
+                                "rounds": len(pair), "primary": m == WORKLOADS[name][1]})
     sum_csv = os.path.join(out_dir, "probe-bench.csv")
     with open(sum_csv, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(summary[0].keys()))
         w.writeheader()
         w.writerows(summary)
 
-    print(f"\n| workload | metric | vmm | QEMU | vmm / QEMU | round ratios |")
-    print("|---|---|---|---|---|---|")
+    print("\n| workload | metric | ours | median | QEMU median | ours / QEMU | per-round ratios |")
+    print("|---|---|---|---|---|---|---|")
     for s in summary:
-        if s["metric"] in ("exit_ms",) and s["workload"] != "boot":
-            continue
-        print(f"| {s['workload']} | {s['metric']} | {fmt(s['vmm_median'])} | {fmt(s['qemu_median'])} | "
-              f"{fmt(s['ratio'])} | {fmt(s['pair_min'])}-{fmt(s['pair_max'])} |")
+        print(f"| {s['workload']} | {s['metric']} | {s['vmm']} | {fmt(s['vmm_median'])} | {fmt(s['qemu_median'])} | "
+              f"{fmt(s['ratio'])} | {fmt(s['pair_min'])}–{fmt(s['pair_max'])} |")
     print(f"\nraw: {raw_csv}\nsummary: {sum_csv}")
 
     png = args.plot or os.path.join(out_dir, "probe-bench.png")
@@ -249,9 +309,9 @@ def main():
         dat = os.path.join(out_dir, "probe-bench-plot.dat")
         with open(dat, "w") as f:
             for s in summary:
-                if s["primary"] or s["metric"] == "cpu_us_per_op":
+                if s["vmm"] == "vmm" and (s["primary"] or s["metric"] == "cpu_us_per_op"):
                     # "better" ratio: >1 means ours is better
-                    hib = s["metric"] in ("iops", "mbps")
+                    hib = s["metric"] in ("iops", "pps", "mbps")
                     r, lo, hi = s["ratio"], s["pair_min"], s["pair_max"]
                     if not hib:
                         r, lo, hi = 1 / r, 1 / hi, 1 / lo
