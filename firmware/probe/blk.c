@@ -78,8 +78,9 @@ void blk_setup(void) {
     size_max = (dev.features & (1ull << F_SIZE_MAX)) ? mmio_r32(dev.devcfg + 8) : 0;
     virtio_queue_setup(&dev, &q, 0, (uint16_t)arg_u64("probe.queue_size", 256));
     virtio_driver_ok(&dev);
-    pr("PROBE device virtio-blk bdf=00:%x.0 id=%x capacity=%u queue_size=%u features=%x\n", (uint64_t)(dev.bdf >> 3),
-       (uint64_t)dev.device_id, capacity, (uint64_t)q.size, dev.features);
+    pr("PROBE device virtio-blk bdf=00:%x.0 id=%x regs=%x capacity=%u queue_size=%u features=%x\n",
+       (uint64_t)(dev.bdf >> 3), (uint64_t)dev.device_id, (uint64_t)dev.common, capacity, (uint64_t)q.size,
+       dev.features);
 }
 
 static uint64_t pattern(uint64_t offset, uint64_t seed) { return offset * 0x9E3779B97F4A7C15ull ^ seed; }

@@ -12,8 +12,8 @@
  * there, sysretq is. Nothing ever returns to ring 0: there is no IDT, so a
  * fault in ring 3 ends the VM as a triple fault.
  */
-/* GiB identity-mapped: RAM, the 32-bit PCI window and 64-bit BARs up to here */
-#define PD_COUNT 16
+#include "layout.h"
+#define PD_COUNT PROBE_MAP_GIB
 
     .section .note.pvh, "a"
     .p2align 2

@@ -31,8 +31,8 @@ void net_setup(void) {
     virtio_queue_setup(&dev, &rxq, 0, MAX_Q);
     virtio_queue_setup(&dev, &txq, 1, MAX_Q);
     virtio_driver_ok(&dev);
-    pr("PROBE device virtio-net bdf=00:%x.0 id=%x mac=%x:%x:%x:%x:%x:%x queue_size=%u features=%x\n",
-       (uint64_t)(dev.bdf >> 3), (uint64_t)dev.device_id, (uint64_t)mac[0], (uint64_t)mac[1], (uint64_t)mac[2],
+    pr("PROBE device virtio-net bdf=00:%x.0 id=%x regs=%x mac=%x:%x:%x:%x:%x:%x queue_size=%u features=%x\n",
+       (uint64_t)(dev.bdf >> 3), (uint64_t)dev.device_id, (uint64_t)dev.common, (uint64_t)mac[0], (uint64_t)mac[1], (uint64_t)mac[2],
        (uint64_t)mac[3], (uint64_t)mac[4], (uint64_t)mac[5], (uint64_t)txq.size, dev.features);
 }
 

@@ -39,6 +39,9 @@ int virtio_find(unsigned type, struct vdev *d) {
             uint64_t base = pci_bar_address(bdf, pci_read8(bdf, p + 4));
             uintptr_t a = (uintptr_t)(base + pci_read32(bdf, p + 8));
             if (!base) continue;
+            if (a + pci_read32(bdf, p + 12) > ((uint64_t)PROBE_MAP_GIB << 30))
+                fail("virtio %x: its registers at %x lie outside the probe's identity map (%u GiB, layout.h)",
+                     (uint64_t)did, (uint64_t)a, (uint64_t)PROBE_MAP_GIB);
             if (cfg_type == COMMON && !d->common) d->common = a;
             if (cfg_type == NOTIFY && !d->notify_base) {
                 d->notify_base = a;
