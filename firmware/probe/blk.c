@@ -16,7 +16,7 @@
 #define F_FLUSH 9
 #define F_EVENT_IDX 29
 #define MAX_QD 64
-#define MAX_SEGS 64
+#define MAX_SEGS (VQ_MAX_CHAIN - 2)
 #define BUF_BYTES (16u << 20)
 #define MAX_SAMPLES (1u << 20)
 
@@ -30,31 +30,27 @@ static struct vdev dev;
 static struct vq q;
 static uint64_t capacity;   /* bytes */
 static uint32_t size_max;   /* 0: no limit */
-static unsigned descs_per_slot;
 static uint64_t slot_t0[MAX_QD];
 static uint32_t slot_type[MAX_QD];
 
 static void submit(unsigned slot, uint32_t type, uint64_t offset, uint32_t len, uint8_t *data) {
-    uint16_t h = (uint16_t)(slot * descs_per_slot), d = h;
+    struct vq_buf b[2 + MAX_SEGS];
+    unsigned n = 0;
     hdrs[slot].type = type;
     hdrs[slot].reserved = 0;
     hdrs[slot].sector = offset / 512;
     status[slot] = 0xFF;
-    q.desc[d] = (struct vq_desc){(uintptr_t)&hdrs[slot], sizeof(struct hdr), VQ_DESC_F_NEXT, (uint16_t)(d + 1)};
-    d++;
+    b[n++] = (struct vq_buf){(uintptr_t)&hdrs[slot], sizeof(struct hdr), 0};
     for (uint32_t done = 0; done < len;) {
-        uint32_t n = len - done;
-        if (size_max && n > size_max) n = size_max;
-        q.desc[d] = (struct vq_desc){(uintptr_t)(data + done), n,
-                                     (uint16_t)(VQ_DESC_F_NEXT | (type == T_IN ? VQ_DESC_F_WRITE : 0)),
-                                     (uint16_t)(d + 1)};
-        d++;
-        done += n;
+        uint32_t k = len - done;
+        if (size_max && k > size_max) k = size_max;
+        b[n++] = (struct vq_buf){(uintptr_t)(data + done), k, type == T_IN};
+        done += k;
     }
-    q.desc[d] = (struct vq_desc){(uintptr_t)&status[slot], 1, VQ_DESC_F_WRITE, 0};
+    b[n++] = (struct vq_buf){(uintptr_t)&status[slot], 1, 1};
     slot_type[slot] = type;
     slot_t0[slot] = rdtsc();
-    vq_push(&q, h);
+    vq_add(&q, (uint16_t)slot, b, n);
 }
 
 /* Waits for one completion; returns its slot, checks its status. */
@@ -62,17 +58,17 @@ static unsigned reap(uint64_t *now) {
     uint32_t id, len;
     while (!vq_pop(&q, &id, &len)) pause();
     *now = rdtsc();
-    unsigned slot = id / descs_per_slot;
-    if (id % descs_per_slot || slot >= MAX_QD) fail("virtio-blk: used id %u is no request head", (uint64_t)id);
-    if (status[slot] != 0)
-        fail("virtio-blk: request type %u failed, status %u", (uint64_t)slot_type[slot], (uint64_t)status[slot]);
-    return slot;
+    if (id >= MAX_QD) fail("virtio-blk: used buffer id %u is not a request of ours", (uint64_t)id);
+    if (status[id] != 0)
+        fail("virtio-blk: request type %u failed, status %u", (uint64_t)slot_type[id], (uint64_t)status[id]);
+    return id;
 }
 
 void blk_setup(void) {
     if (!virtio_find(2, &dev)) fail("no virtio-blk device");
     uint64_t want = (1ull << F_SIZE_MAX) | (1ull << F_FLUSH);
     if (arg_u64("probe.event_idx", 1)) want |= 1ull << F_EVENT_IDX;
+    if (arg_u64("probe.packed", 0)) want |= 1ull << VIRTIO_F_RING_PACKED;
     virtio_init(&dev, want);
     capacity = (uint64_t)mmio_r32(dev.devcfg) * 512 + ((uint64_t)mmio_r32(dev.devcfg + 4) << 32) * 512;
     size_max = (dev.features & (1ull << F_SIZE_MAX)) ? mmio_r32(dev.devcfg + 8) : 0;
@@ -125,9 +121,9 @@ void blk_run(const char *w) {
     if (region < bs) fail("disk of %u bytes is too small", capacity);
     unsigned segs = size_max ? (bs + size_max - 1) / size_max : 1;
     if (segs > MAX_SEGS) fail("bs=%u needs %u segments", (uint64_t)bs, (uint64_t)segs);
-    descs_per_slot = 2 + segs;
-    if (qd * descs_per_slot > q.size)
-        fail("qd=%u needs %u descriptors, the queue has %u", qd, qd * descs_per_slot, (uint64_t)q.size);
+    if (qd * (2 + segs) > q.size)
+        fail("qd=%u needs %u descriptors, the queue has %u", qd, qd * (2 + segs), (uint64_t)q.size);
+    vq_set_chain_max(&q, (uint16_t)(2 + segs));
     if ((flush || !memcmp(w, "verify", 7)) && !(dev.features & (1ull << F_FLUSH)))
         fail("the device does not offer FLUSH");
 
@@ -172,15 +168,15 @@ void blk_run(const char *w) {
         }
         /* Hand over everything queued once nothing more is ready: one
          * doorbell per batch, as a real driver does. */
-        if (*(volatile uint16_t *)(q.used + 2) == q.last_used) vq_kick(&q);
+        if (!vq_used_pending(&q)) vq_kick(&q);
     }
     uint64_t end = rdtsc();
     uint64_t ns = cycles_to_ns(end - start);
     sort_u64(samples, nsamp);
     uint64_t bytes = flush ? 0 : ops * bs;
-    pr("PROBE result workload=%s bs=%u qd=%u event_idx=%u ops=%u ns=%u iops=%u mbps=%u lat_avg_ns=%u "
+    pr("PROBE result workload=%s bs=%u qd=%u event_idx=%u packed=%u ops=%u ns=%u iops=%u mbps=%u lat_avg_ns=%u "
        "lat_p50_ns=%u lat_p99_ns=%u lat_max_ns=%u notifies=%u\n",
-       w, (uint64_t)bs, qd, (uint64_t)q.event_idx, ops, ns, ns ? ops * 1000000000ull / ns : 0,
+       w, (uint64_t)bs, qd, (uint64_t)q.event_idx, (uint64_t)q.packed, ops, ns, ns ? ops * 1000000000ull / ns : 0,
        ns ? bytes * 1000 / ns : 0, ops ? cycles_to_ns(lat_sum / ops) : 0,
        nsamp ? cycles_to_ns(samples[nsamp / 2]) : 0, nsamp ? cycles_to_ns(samples[nsamp * 99 / 100]) : 0,
        nsamp ? cycles_to_ns(samples[nsamp - 1]) : 0, q.notifies - notifies0);

@@ -26,6 +26,7 @@ void net_setup(void) {
     uint64_t want = 1ull << F_MAC;
     if (arg_u64("probe.event_idx", 1)) want |= 1ull << F_EVENT_IDX;
     if (arg_u64("probe.mrg", 0)) want |= 1ull << F_MRG_RXBUF;
+    if (arg_u64("probe.packed", 0)) want |= 1ull << VIRTIO_F_RING_PACKED;
     virtio_init(&dev, want);
     for (int i = 0; i < 6; i++) mac[i] = mmio_r8(dev.devcfg + (uintptr_t)i);
     virtio_queue_setup(&dev, &rxq, 0, MAX_Q);
@@ -38,9 +39,18 @@ void net_setup(void) {
 
 static void result(const char *w, uint64_t frame, uint64_t frames, uint64_t bytes, uint64_t ns, uint64_t notifies,
                    uint64_t extra) {
-    pr("PROBE result workload=%s frame=%u mrg=%u event_idx=%u ops=%u ns=%u pps=%u mbps=%u notifies=%u bad=%u\n", w,
-       frame, (uint64_t)!!(dev.features & (1ull << F_MRG_RXBUF)), (uint64_t)txq.event_idx, frames, ns,
+    pr("PROBE result workload=%s frame=%u mrg=%u event_idx=%u packed=%u ops=%u ns=%u pps=%u mbps=%u notifies=%u bad=%u\n", w,
+       frame, (uint64_t)!!(dev.features & (1ull << F_MRG_RXBUF)), (uint64_t)txq.event_idx, (uint64_t)txq.packed, frames, ns,
        ns ? frames * 1000000000ull / ns : 0, ns ? bytes * 1000 / ns : 0, notifies, extra);
+}
+
+static void tx_add(unsigned i, uint64_t frame) {
+    struct vq_buf b = {(uintptr_t)tx_buf[i], (uint32_t)(HDR + frame), 0};
+    vq_add(&txq, (uint16_t)i, &b, 1);
+}
+static void rx_add(unsigned i) {
+    struct vq_buf b = {(uintptr_t)rx_buf[i], BUF, 1};
+    vq_add(&rxq, (uint16_t)i, &b, 1);
 }
 
 static void tx(uint64_t seconds) {
@@ -57,12 +67,11 @@ static void tx(uint64_t seconds) {
         memcpy(b + HDR, hdr, 14);
         memcpy(b + HDR + 6, mac, 6);
         for (uint64_t j = 14; j < frame; j++) b[HDR + j] = (uint8_t)j;
-        txq.desc[i] = (struct vq_desc){(uintptr_t)b, (uint32_t)(HDR + frame), 0, 0};
     }
     pr("PROBE phase begin workload=tx\n");
     uint64_t n0 = txq.notifies, done = 0, start = rdtsc(), deadline = start + ns_to_cycles(seconds * 1000000000ull);
     uint32_t id, len;
-    for (unsigned i = 0; i < qd; i++) vq_push(&txq, (uint16_t)i);
+    for (unsigned i = 0; i < qd; i++) tx_add(i, frame);
     vq_kick(&txq);
     unsigned outstanding = (unsigned)qd;
     int stopping = 0;
@@ -73,10 +82,10 @@ static void tx(uint64_t seconds) {
         outstanding--;
         if (!stopping && (done & 63) == 0 && rdtsc() >= deadline) stopping = 1;
         if (!stopping) {
-            vq_push(&txq, (uint16_t)id);
+            tx_add(id, frame);
             outstanding++;
         }
-        if (*(volatile uint16_t *)(txq.used + 2) == txq.last_used) vq_kick(&txq);
+        if (!vq_used_pending(&txq)) vq_kick(&txq);
     }
     uint64_t ns = cycles_to_ns(rdtsc() - start);
     result("tx", frame, done, done * frame, ns, txq.notifies - n0, 0);
@@ -84,15 +93,12 @@ static void tx(uint64_t seconds) {
 
 static void rx(uint64_t seconds) {
     unsigned n = rxq.size;
-    for (unsigned i = 0; i < n; i++) {
-        rxq.desc[i] = (struct vq_desc){(uintptr_t)rx_buf[i], BUF, VQ_DESC_F_WRITE, 0};
-        vq_push(&rxq, (uint16_t)i);
-    }
+    for (unsigned i = 0; i < n; i++) rx_add(i);
     vq_kick(&rxq);
     pr("PROBE phase begin workload=rx\n");
     uint32_t id, len;
     uint64_t wait_until = rdtsc() + ns_to_cycles(arg_u64("probe.wait_seconds", 10) * 1000000000ull);
-    while (*(volatile uint16_t *)(rxq.used + 2) == rxq.last_used)
+    while (!vq_used_pending(&rxq))
         if (rdtsc() > wait_until) fail("virtio-net rx: no frame arrived (is anything sending into the tap?)");
     uint64_t n0 = rxq.notifies, frames = 0, bytes = 0, bad = 0, frame = 0;
     uint64_t start = rdtsc(), deadline = start + ns_to_cycles(seconds * 1000000000ull), now = start;
@@ -107,7 +113,7 @@ static void rx(uint64_t seconds) {
                 bytes += len - HDR;
                 frame = len - HDR;
             }
-            vq_push(&rxq, (uint16_t)id);
+            rx_add(id);
             got = 1;
         }
         if (got) vq_kick(&rxq);

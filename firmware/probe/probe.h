@@ -71,21 +71,28 @@ uint8_t pci_read8(unsigned bdf, unsigned off);
 void pci_write16(unsigned bdf, unsigned off, uint16_t v);
 uint64_t pci_bar_address(unsigned bdf, unsigned bar);
 
-/* virtio.c: a virtio 1.x PCI driver with split rings, polled. */
+/* virtio.c: a virtio 1.x PCI driver with split or packed rings, polled. */
 #define VQ_MAX 256
+#define VQ_MAX_CHAIN 66
 struct vq_desc { uint64_t addr; uint32_t len; uint16_t flags; uint16_t next; };
+/* What vq_add takes: one buffer of a chain. */
+struct vq_buf { uint64_t addr; uint32_t len; int device_writes; };
 #define VQ_DESC_F_NEXT 1
 #define VQ_DESC_F_WRITE 2
 struct vq {
     uint16_t index, size;
-    struct vq_desc *desc;
-    volatile uint16_t *avail;    /* flags, idx, ring[size], used_event */
-    volatile uint8_t *used;      /* flags, idx, ring[size]{u32 id, u32 len}, avail_event */
+    int packed, event_idx;
+    uint8_t *desc;               /* split: struct vq_desc[size]; packed: 16-byte packed descriptors */
+    volatile uint16_t *avail;    /* split: flags, idx, ring[size], used_event; packed: driver event suppression */
+    volatile uint8_t *used;      /* split: flags, idx, ring[size]{id, len}, avail_event; packed: device's */
     uintptr_t notify;
-    uint16_t avail_idx;          /* next free avail slot (free-running) */
-    uint16_t last_used;
-    uint16_t notified_at;        /* avail_idx at the last notify */
-    int event_idx;
+    uint16_t chain_max;          /* split: descriptors reserved per buffer id (vq_set_chain_max) */
+    /* split */
+    uint16_t avail_idx, last_used, notified_at;
+    /* packed */
+    uint16_t next_avail, next_used, added;
+    int avail_wrap, used_wrap;
+    uint16_t chain_len[VQ_MAX];  /* descriptors each buffer id took */
     uint64_t notifies;           /* doorbell writes done */
 };
 struct vdev {
@@ -95,11 +102,16 @@ struct vdev {
     uint32_t notify_mul;
     uint64_t features;           /* negotiated */
 };
+#define VIRTIO_F_RING_PACKED 34
 int virtio_find(unsigned virtio_type, struct vdev *d);  /* 1 if found */
 /* Negotiates wanted & offered (VERSION_1 is always wanted); fails without it. */
 void virtio_init(struct vdev *d, uint64_t wanted);
 void virtio_queue_setup(struct vdev *d, struct vq *q, uint16_t index, uint16_t max_size);
 void virtio_driver_ok(struct vdev *d);
-void vq_push(struct vq *q, uint16_t head);     /* avail ring; no notify */
+/* Buffers are named by an id below size / chain_max; each id is in flight
+ * at most once. Split rings keep chain_max descriptors per id. */
+void vq_set_chain_max(struct vq *q, uint16_t n);
+void vq_add(struct vq *q, uint16_t id, const struct vq_buf *bufs, unsigned n); /* no notify */
 void vq_kick(struct vq *q);                    /* notify if the device asked for it */
-int vq_pop(struct vq *q, uint32_t *id, uint32_t *len); /* 1 if a used entry was taken */
+int vq_pop(struct vq *q, uint32_t *id, uint32_t *len); /* 1 if a used buffer was taken */
+int vq_used_pending(struct vq *q);             /* 1 if vq_pop would take one */

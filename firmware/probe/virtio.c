@@ -97,11 +97,17 @@ void virtio_queue_setup(struct vdev *d, struct vq *q, uint16_t index, uint16_t m
     memset(q, 0, sizeof *q);
     q->index = index;
     q->size = size;
-    q->desc = (struct vq_desc *)m[0];
+    q->packed = !!(d->features & (1ull << VIRTIO_F_RING_PACKED));
+    q->desc = m[0];
     q->avail = (volatile uint16_t *)m[1];
     q->used = m[2];
     q->event_idx = !!(d->features & (1ull << F_EVENT_IDX));
-    if (!q->event_idx) q->avail[0] = 1; /* VIRTQ_AVAIL_F_NO_INTERRUPT */
+    q->chain_max = 1;
+    q->avail_wrap = q->used_wrap = 1;
+    if (q->packed)
+        q->avail[1] = 1; /* driver event suppression: RING_EVENT_FLAGS_DISABLE, no interrupts */
+    else if (!q->event_idx)
+        q->avail[0] = 1; /* VIRTQ_AVAIL_F_NO_INTERRUPT */
     mmio_w16(d->common + C_QSIZE, size);
     mmio_w16(d->common + C_QMSIX, NO_VECTOR);
     mmio_w64(d->common + C_QDESC, (uintptr_t)q->desc);
@@ -115,25 +121,86 @@ void virtio_driver_ok(struct vdev *d) {
     mmio_w8(d->common + C_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
 }
 
-void vq_push(struct vq *q, uint16_t head) {
-    q->avail[2 + (q->avail_idx & (q->size - 1))] = head;
+void vq_set_chain_max(struct vq *q, uint16_t n) {
+    if (!n || n > VQ_MAX_CHAIN || n > q->size) fail("chains of %u descriptors do not fit the queue", (uint64_t)n);
+    q->chain_max = n;
+}
+
+/* Packed descriptor flags */
+#define P_NEXT 1
+#define P_WRITE 2
+#define P_AVAIL (1u << 7)
+#define P_USED (1u << 15)
+
+static void add_split(struct vq *q, uint16_t id, const struct vq_buf *bufs, unsigned n) {
+    struct vq_desc *desc = (struct vq_desc *)q->desc;
+    uint16_t h = (uint16_t)(id * q->chain_max);
+    for (unsigned i = 0; i < n; i++)
+        desc[h + i] = (struct vq_desc){bufs[i].addr, bufs[i].len,
+                                       (uint16_t)((i + 1 < n ? VQ_DESC_F_NEXT : 0) |
+                                                  (bufs[i].device_writes ? VQ_DESC_F_WRITE : 0)),
+                                       (uint16_t)(h + i + 1)};
+    q->avail[2 + (q->avail_idx & (q->size - 1))] = h;
     barrier();
     q->avail[1] = ++q->avail_idx;
 }
 
+static void add_packed(struct vq *q, uint16_t id, const struct vq_buf *bufs, unsigned n) {
+    uint16_t head = q->next_avail, head_flags = 0;
+    for (unsigned i = 0; i < n; i++) {
+        volatile uint8_t *d = q->desc + 16u * q->next_avail;
+        uint16_t f = (uint16_t)((i + 1 < n ? P_NEXT : 0) | (bufs[i].device_writes ? P_WRITE : 0) |
+                                (q->avail_wrap ? P_AVAIL : P_USED));
+        *(volatile uint64_t *)d = bufs[i].addr;
+        *(volatile uint32_t *)(d + 8) = bufs[i].len;
+        *(volatile uint16_t *)(d + 12) = id;
+        if (i == 0) head_flags = f; /* written last: it publishes the chain */
+        else *(volatile uint16_t *)(d + 14) = f;
+        if (++q->next_avail == q->size) {
+            q->next_avail = 0;
+            q->avail_wrap ^= 1;
+        }
+    }
+    q->chain_len[id] = (uint16_t)n;
+    barrier();
+    *(volatile uint16_t *)(q->desc + 16u * head + 14) = head_flags;
+    q->added = (uint16_t)(q->added + n);
+}
+
+void vq_add(struct vq *q, uint16_t id, const struct vq_buf *bufs, unsigned n) {
+    if (!n || n > q->chain_max || (uint32_t)(id + 1) * q->chain_max > q->size)
+        fail("internal: buffer id %u with %u descriptors", (uint64_t)id, (uint64_t)n);
+    if (q->packed) add_packed(q, id, bufs, n);
+    else add_split(q, id, bufs, n);
+}
+
 void vq_kick(struct vq *q) {
-    /* The avail index store must be visible before the device's
-     * suppression fields are read (store -> load ordering needs mfence). */
+    /* The ring update must be visible before the device's suppression
+     * fields are read (store -> load ordering needs mfence). */
     __asm__ volatile("mfence" ::: "memory");
-    uint16_t now = q->avail_idx, old = q->notified_at;
-    if (now == old) return;
-    q->notified_at = now;
     int need;
-    if (q->event_idx) {
-        uint16_t ev = *(volatile uint16_t *)(q->used + 4 + 8 * (uintptr_t)q->size);
-        need = (uint16_t)(now - ev - 1) < (uint16_t)(now - old);
+    if (q->packed) {
+        if (!q->added) return;
+        uint16_t new_pos = q->next_avail, old = (uint16_t)(new_pos - q->added);
+        q->added = 0;
+        uint16_t off_wrap = *(volatile uint16_t *)q->used, flags = *(volatile uint16_t *)(q->used + 2);
+        if (flags == 2) { /* RING_EVENT_FLAGS_DESC: the device names a position */
+            uint16_t ev = off_wrap & 0x7FFF;
+            if ((off_wrap >> 15) != q->avail_wrap) ev = (uint16_t)(ev - q->size);
+            need = (uint16_t)(new_pos - ev - 1) < (uint16_t)(new_pos - old);
+        } else {
+            need = flags == 0;
+        }
     } else {
-        need = !(*(volatile uint16_t *)q->used & 1); /* VIRTQ_USED_F_NO_NOTIFY */
+        uint16_t now = q->avail_idx, old = q->notified_at;
+        if (now == old) return;
+        q->notified_at = now;
+        if (q->event_idx) {
+            uint16_t ev = *(volatile uint16_t *)(q->used + 4 + 8 * (uintptr_t)q->size);
+            need = (uint16_t)(now - ev - 1) < (uint16_t)(now - old);
+        } else {
+            need = !(*(volatile uint16_t *)q->used & 1); /* VIRTQ_USED_F_NO_NOTIFY */
+        }
     }
     if (need) {
         mmio_w16(q->notify, q->index);
@@ -141,13 +208,37 @@ void vq_kick(struct vq *q) {
     }
 }
 
+int vq_used_pending(struct vq *q) {
+    if (q->packed) {
+        uint16_t f = *(volatile uint16_t *)(q->desc + 16u * q->next_used + 14);
+        int avail = !!(f & P_AVAIL), used = !!(f & P_USED);
+        return avail == used && used == q->used_wrap;
+    }
+    return *(volatile uint16_t *)(q->used + 2) != q->last_used;
+}
+
 int vq_pop(struct vq *q, uint32_t *id, uint32_t *len) {
-    uint16_t idx = *(volatile uint16_t *)(q->used + 2);
-    if (idx == q->last_used) return 0;
+    if (!vq_used_pending(q)) return 0;
     barrier(); /* x86 keeps loads in order; the compiler must too */
+    if (q->packed) {
+        volatile uint8_t *d = q->desc + 16u * q->next_used;
+        *len = *(volatile uint32_t *)(d + 8);
+        *id = *(volatile uint16_t *)(d + 12);
+        if (*id >= VQ_MAX || !q->chain_len[*id]) fail("packed ring: used buffer id %u is not in flight", (uint64_t)*id);
+        uint16_t n = q->chain_len[*id];
+        q->chain_len[*id] = 0;
+        q->next_used = (uint16_t)(q->next_used + n);
+        if (q->next_used >= q->size) {
+            q->next_used = (uint16_t)(q->next_used - q->size);
+            q->used_wrap ^= 1;
+        }
+        return 1;
+    }
     volatile uint8_t *e = q->used + 4 + 8 * (uintptr_t)(q->last_used & (q->size - 1));
-    *id = *(volatile uint32_t *)e;
+    uint32_t head = *(volatile uint32_t *)e;
     *len = *(volatile uint32_t *)(e + 4);
     q->last_used++;
+    if (head % q->chain_max || head >= q->size) fail("split ring: used id %u is no buffer head", (uint64_t)head);
+    *id = head / q->chain_max;
     return 1;
 }

@@ -48,6 +48,9 @@ WORKLOADS = {
     "randread-qd1": ("probe.workload=randread probe.qd=1", "iops", True),
     "randread-qd32": ("probe.workload=randread probe.qd=32", "iops", True),
     "randread-qd1-noevidx": ("probe.workload=randread probe.qd=1 probe.event_idx=0", "iops", True),
+    # packed virtqueues (QEMU's virtio-blk-pci then gets packed=on; ours offers them by default)
+    "randread-qd1-packed": ("probe.workload=randread probe.qd=1 probe.packed=1", "iops", True),
+    "randread-qd32-packed": ("probe.workload=randread probe.qd=32 probe.packed=1", "iops", True),
     "seqread-1m": ("probe.workload=seqread probe.qd=1", "mbps", True),
     "seqwrite-1m": ("probe.workload=seqwrite probe.qd=1", "mbps", True),
     "flush": ("probe.workload=flush", "lat_p50_ns", False),
@@ -61,7 +64,7 @@ WORKLOADS = {
 }
 NET_FRAME = {"rx-64": 64, "rx-1514": 1514}
 TAP = "probetap0"
-DEFAULT = "randread-qd1,randread-qd32,randread-qd1-noevidx,seqread-1m,seqwrite-1m,flush,boot,tx-64,tx-1514,rx-64,rx-1514"
+DEFAULT = "randread-qd1,randread-qd32,randread-qd1-noevidx,randread-qd1-packed,randread-qd32-packed,seqread-1m,seqwrite-1m,flush,boot,tx-64,tx-1514,rx-64,rx-1514"
 
 
 def is_net(name):
@@ -97,6 +100,7 @@ VMMS = {"vmm": "", "vmm-poll0": ",poll_us=0"}
 
 
 def command(vmm, build, image, cmdline, net, memory_mib=256):
+    packed = ",packed=on" if "probe.packed=1" in cmdline else ""
     probe = os.path.join(build, "probe.elf")
     if vmm in VMMS:
         dev = ["--net", f"tap={TAP}"] if net else ["--disk", f"path={image},direct=on{VMMS[vmm]}"]
@@ -104,11 +108,11 @@ def command(vmm, build, image, cmdline, net, memory_mib=256):
                 "--serial", "tty", "--cmdline", cmdline] + dev
     if net:
         dev = ["-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no,vhost=off",
-               "-device", "virtio-net-pci,netdev=n0"]
+               "-device", f"virtio-net-pci,netdev=n0{packed}"]
     else:
         dev = ["-object", "iothread,id=io0",
                "-drive", f"if=none,id=d0,file={image},format=raw,aio=io_uring,cache=none",
-               "-device", "virtio-blk-pci,drive=d0,iothread=io0,num-queues=1"]
+               "-device", f"virtio-blk-pci,drive=d0,iothread=io0,num-queues=1{packed}"]
     return ["qemu-system-x86_64", "-accel", "kvm", "-M", "q35", "-m", str(memory_mib), "-smp", "1",
             "-nodefaults", "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
             "-kernel", probe, "-append", cmdline] + dev
