@@ -84,7 +84,10 @@ void EventLoop::run() {
         bool polled = poll_max_ns_ > 0 && !polls_.empty();
         uint64_t t0 = now_ns();
         if (polled && poll_ns_ > 0) {
-            if (!spinning) spinning = true, set_mode(true);
+            if (!spinning) {
+                spinning = true;
+                set_mode(true);
+            }
             if (spin()) {
                 // Found work: dispatch what the fds have too, without sleeping.
                 if (!wait(0)) break;
