@@ -130,7 +130,7 @@ public:
             store16(device_ + 2, kEventEnable);
         }
         std::atomic_thread_fence(std::memory_order_seq_cst);
-        return is_avail(load16(flags_of(avail_pos_), std::memory_order_acquire), avail_wrap_);
+        return has_available();
     }
 
     bool has_available() override {

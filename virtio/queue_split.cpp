@@ -96,7 +96,7 @@ public:
         // Publish the request before re-reading avail->idx (pairs with the
         // driver's barrier between its idx update and the kick check).
         std::atomic_thread_fence(std::memory_order_seq_cst);
-        return load16(avail_ + 2, std::memory_order_acquire) != last_avail_;
+        return has_available();
     }
 
     bool has_available() override { return load16(avail_ + 2, std::memory_order_acquire) != last_avail_; }
