@@ -43,28 +43,29 @@ import time
 
 HZ = os.sysconf("SC_CLK_TCK")
 
-# name -> (probe arguments, primary metric, higher is better)
+# name -> (probe arguments, primary metric); the order is the default order
 WORKLOADS = {
-    "randread-qd1": ("probe.workload=randread probe.qd=1", "iops", True),
-    "randread-qd32": ("probe.workload=randread probe.qd=32", "iops", True),
-    "randread-qd1-noevidx": ("probe.workload=randread probe.qd=1 probe.event_idx=0", "iops", True),
+    "randread-qd1": ("probe.workload=randread probe.qd=1", "iops"),
+    "randread-qd32": ("probe.workload=randread probe.qd=32", "iops"),
+    "randread-qd1-noevidx": ("probe.workload=randread probe.qd=1 probe.event_idx=0", "iops"),
     # packed virtqueues (QEMU's virtio-blk-pci then gets packed=on; ours offers them by default)
-    "randread-qd1-packed": ("probe.workload=randread probe.qd=1 probe.packed=1", "iops", True),
-    "randread-qd32-packed": ("probe.workload=randread probe.qd=32 probe.packed=1", "iops", True),
-    "seqread-1m": ("probe.workload=seqread probe.qd=1", "mbps", True),
-    "seqwrite-1m": ("probe.workload=seqwrite probe.qd=1", "mbps", True),
-    "flush": ("probe.workload=flush", "lat_p50_ns", False),
-    "boot": ("probe.workload=boot", "start_ms", False),
+    "randread-qd1-packed": ("probe.workload=randread probe.qd=1 probe.packed=1", "iops"),
+    "randread-qd32-packed": ("probe.workload=randread probe.qd=32 probe.packed=1", "iops"),
+    "seqread-1m": ("probe.workload=seqread probe.qd=1", "mbps"),
+    "seqwrite-1m": ("probe.workload=seqwrite probe.qd=1", "mbps"),
+    "flush": ("probe.workload=flush", "lat_p50_ns"),
+    "boot": ("probe.workload=boot", "start_ms"),
     # virtio-net on the tap TAP: transmit (the host drops the frames), and
     # receive what build/tapblast sends into the tap
-    "tx-64": ("probe.workload=tx probe.frame=64", "pps", True),
-    "tx-1514": ("probe.workload=tx probe.frame=1514", "mbps", True),
-    "rx-64": ("probe.workload=rx", "pps", True),
-    "rx-1514": ("probe.workload=rx", "mbps", True),
+    "tx-64": ("probe.workload=tx probe.frame=64", "pps"),
+    "tx-1514": ("probe.workload=tx probe.frame=1514", "mbps"),
+    "rx-64": ("probe.workload=rx", "pps"),
+    "rx-1514": ("probe.workload=rx", "mbps"),
 }
+RATES = ("iops", "pps", "mbps")  # the metrics where higher is better
 NET_FRAME = {"rx-64": 64, "rx-1514": 1514}
 TAP = "probetap0"
-DEFAULT = "randread-qd1,randread-qd32,randread-qd1-noevidx,randread-qd1-packed,randread-qd32-packed,seqread-1m,seqwrite-1m,flush,boot,tx-64,tx-1514,rx-64,rx-1514"
+DEFAULT = ",".join(WORKLOADS)
 
 
 def is_net(name):
@@ -244,7 +245,7 @@ def plot(summary, png, out_dir):
         return
     def better(s):
         r, lo, hi = float(s["ratio"]), float(s["pair_min"]), float(s["pair_max"])
-        if s["metric"] in ("iops", "pps", "mbps"):
+        if s["metric"] in RATES:
             return r, lo, hi
         return 1 / r, 1 / hi, 1 / lo
     rows = {}
@@ -362,7 +363,7 @@ def main():
                     continue
                 ours = {rnd: r[m] for rnd, n, v, r in rows if n == name and v == ours_name and m in r}
                 ref = {rnd: r[m] for rnd, n, v, r in rows if n == name and v == "qemu" and m in r}
-                if not ours or not ref or (m in ("iops", "pps", "mbps") and not any(ours.values())):
+                if not ours or not ref or (m in RATES and not any(ours.values())):
                     continue
                 pair = [ours[k] / ref[k] for k in ours if k in ref and ref[k]]
                 mo, mq = statistics.median(ours.values()), statistics.median(ref.values())
