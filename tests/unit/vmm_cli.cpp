@@ -164,7 +164,8 @@ TEST_CASE("cli: --disk and --console") {
     CHECK(c.console == vmm::SerialMode::Off);
 
     c = parse({"--kernel", "k", "--disk", "path=/a.img", "--disk",
-               "path=/b.img,readonly=on,serial=SN-1,num_queues=4,direct=on,slot=7,packed=off", "--console", "file=/tmp/c.log"});
+               "path=/b.img,readonly=on,serial=SN-1,num_queues=4,direct=on,slot=7,packed=off,poll_us=0", "--console",
+               "file=/tmp/c.log"});
     REQUIRE(c.disks.size() == 2);
     CHECK(c.disks[0].path == "/a.img");
     CHECK_FALSE(c.disks[0].readonly);
@@ -178,6 +179,8 @@ TEST_CASE("cli: --disk and --console") {
     CHECK(c.disks[1].slot == 7);
     CHECK(c.disks[0].packed);
     CHECK_FALSE(c.disks[1].packed);
+    CHECK(c.disks[0].poll_us == vmm::kDefaultPollUs);
+    CHECK(c.disks[1].poll_us == 0);
     CHECK(c.console == vmm::SerialMode::File);
     CHECK(c.console_path == "/tmp/c.log");
     CHECK(parse({"--kernel", "k", "--console", "tty"}).console == vmm::SerialMode::Tty);
@@ -229,6 +232,9 @@ TEST_CASE("cli: bad --disk and --console values name what is wrong") {
                       Contains("longer than 20"));
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,serial=a b"}), Contains("printable"));
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,slot=32"}), Contains("out of range"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,poll_us=1001"}),
+                      Contains("--disk poll_us") && Contains("out of range (0..1000)"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,poll_us=-1"}), Contains("not a number"));
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,slot=3", "--disk", "path=/b,slot=3"}),
                       Contains("slot 3 is given twice"));
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,,readonly=on"}), Contains("key=value"));
