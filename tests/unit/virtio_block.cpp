@@ -614,7 +614,9 @@ TEST_CASE("blk device: requests through a split ring", "[blk]") {
     // Kicks and interrupts are counted once, per queue, where the transport reads them.
     CHECK_FALSE(s.count("notifications"));
     CHECK_FALSE(s.count("interrupts"));
-    CHECK(drv.stats->notifications >= 3);
+    // A polling I/O thread may find a batch before it reads the kick's
+    // eventfd, and then the next kick and that one read as one.
+    CHECK(drv.stats->notifications >= (poll_us ? 1u : 3u));
     CHECK(drv.stats->used == 7);
     CHECK(drv.irq->queue_signals >= 3);
     CHECK(drv.resets == 0);
