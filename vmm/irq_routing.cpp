@@ -7,6 +7,15 @@
 
 namespace vmm {
 
+void KvmIrqLine::set_level(bool high) {
+    try {
+        vm_.irq_line(irq_, high);
+    } catch (const Error& e) {
+        static log::RateLimit rl;
+        if (rl.allow()) log::error("irq {}: {}", irq_, e.what());
+    }
+}
+
 class MsiRouter::Vector : public devices::pci::MsiVector {
 public:
     Vector(MsiRouter& r, uint32_t gsi) : router_(r), gsi_(gsi) { router_.vm_.irqfd(efd_.fd(), gsi_); }

@@ -13,9 +13,22 @@
 
 #include "devices/pci.h"
 #include "vmm/core/eventfd.h"
+#include "vmm/core/irq.h"
 #include "vmm/core/kvm.h"
 
 namespace vmm {
+
+// A legacy interrupt line (PIC/IOAPIC pin `irq`) driven through
+// KVM_IRQ_LINE; failures are logged, rate-limited, never thrown at a device.
+class KvmIrqLine : public IrqLine {
+public:
+    KvmIrqLine(Vm& vm, uint32_t irq) : vm_(vm), irq_(irq) {}
+    void set_level(bool high) override;
+
+private:
+    Vm& vm_;
+    uint32_t irq_;
+};
 
 class MsiRouter {
 public:

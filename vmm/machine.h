@@ -1,52 +1,38 @@
-// One VM instance: KVM objects, guest RAM, the legacy platform devices, the
-// PCI bus with the virtio devices, the boot source (kernel or firmware) and
-// one thread per vCPU. Built from a VmConfig; run() blocks
-// until the guest powers off, reboots or fails, or a signal ends it.
+// One VM instance, assembled from four pieces:
+//   - the chipset (vmm/chipset.h): legacy PC devices and the PCI root complex;
+//   - the device manager (vmm/device_manager.h): the virtio devices on PCI;
+//   - the boot source (vmm/boot_source.h): a kernel loaded directly, or firmware;
+//   - the vCPUs (vmm/vcpus.h): one thread each, dispatching exits to the buses.
+// The Machine owns KVM, guest RAM and the two buses they share, builds the
+// pieces in that order from a VmConfig, and runs the main thread's event
+// loop (exit requests, signals, console input, deferred device work).
+// run() blocks until the guest powers off, reboots or fails, or a signal
+// ends it.
 #pragma once
 
 #include <signal.h>
 
-#include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <memory>
-#include <thread>
+#include <mutex>
 #include <vector>
 
-#include "arch/x86_64/acpi.h"
-#include "arch/x86_64/smbios.h"
-#include "arch/x86_64/fw_cfg_files.h"
 #include "arch/x86_64/layout.h"
 #include "vmm/boot_source.h"
+#include "vmm/chipset.h"
 #include "vmm/config.h"
 #include "vmm/core/bus.h"
 #include "vmm/core/eventfd.h"
 #include "vmm/core/guest_memory.h"
 #include "vmm/core/kvm.h"
+#include "vmm/device_manager.h"
 #include "vmm/exit_control.h"
-#include "vmm/virtio_devices.h"
+#include "vmm/vcpus.h"
 #include "vmm/vm_control.h"
 
 namespace vmm {
 
-namespace devices {
-class Serial8250;
-class AcpiPm;
-namespace pci {
-class PciBus;
-}
-}  // namespace devices
-namespace virtio {
-class PciTransport;
-class BalloonDevice;
-class ConsoleDevice;
-class VirtioDevice;
-}  // namespace virtio
-class MsiRouter;
-class ConsoleSocket;
-class SerialPortHost;
 class ApiServer;
 
 class Machine : public VmControl {
@@ -76,85 +62,35 @@ public:
 
 private:
     void setup_memory();
-    bool firmware() const { return !cfg_.firmware.empty(); }
-    // The ICH9 LPC bridge's slot under firmware (00:1f.0, as on Q35).
-    static constexpr unsigned kLpcSlot = 31;
-    arch::x86::AcpiConfig acpi_config() const;
-    arch::x86::SmbiosConfig smbios_config() const;
-    void load_boot_source();
-    void setup_devices();
-    void setup_pci();
-    // The virtio device registry's factories (vmm/virtio_devices.cpp): each
-    // adds every device of its kind the configuration asks for.
-    friend std::span<const VirtioKind> virtio_kinds();
-    void attach_disks(const VirtioKind& kind);
-    void attach_console(const VirtioKind& kind);
-    void attach_nets(const VirtioKind& kind);
-    void attach_rng(const VirtioKind& kind);
-    void attach_balloon(const VirtioKind& kind);
-    void attach_scsi(const VirtioKind& kind);
-    // Puts `dev` (of `kind`) on the PCI bus behind a virtio-pci transport;
-    // returns the slot it got (`slot` < 0: the next free one).
-    // `rom`: the device's expansion ROM image (null: none).
-    unsigned add_virtio(const VirtioKind& kind, std::shared_ptr<virtio::VirtioDevice> dev, int slot,
-                        bool packed = true, std::shared_ptr<const std::vector<uint8_t>> rom = nullptr);
+    void load_boot_source(const std::vector<kvm_cpuid_entry2>& cpuid);
     // Runs `task` on the main thread (device activation and reset).
     void defer(std::function<void()> task);
     void run_deferred();
-    void setup_vcpus();
-    void vcpu_loop(size_t index);
-    bool handle_exit(size_t index);
-    void crash(size_t index, const std::string& what);
-    void stop_vcpus();
     void event_loop();
 
+    // Declared in build order; destroyed in reverse, so the vCPUs stop
+    // before the devices, and the devices before guest memory goes.
     VmConfig cfg_;
     int console_in_;
     int console_out_;
+    double created_ms_ = 0;
     Kvm kvm_;
     Vm vm_;
+    arch::x86::PlatformLayout layout_;
     GuestMemory mem_;
     Bus pio_{"pio"};
     Bus mmio_{"mmio"};
-    std::shared_ptr<devices::Serial8250> serial_;
-    std::shared_ptr<devices::AcpiPm> acpi_pm_;
-    std::shared_ptr<BusDevice> reset_;
-    std::unique_ptr<MsiRouter> msi_;
-    std::shared_ptr<devices::pci::PciBus> pci_;
-    std::vector<std::shared_ptr<virtio::PciTransport>> virtio_;
-    std::shared_ptr<virtio::ConsoleDevice> console_;
-    std::shared_ptr<virtio::BalloonDevice> balloon_;
-    uint64_t next_bar_ = 0;  // next free address in the 32-bit PCI window
+    ExitControl exit_;
     std::mutex tasks_mu_;
     std::deque<std::function<void()>> tasks_;
     EventFd tasks_ready_;
-    Fd console_file_;
-    std::unique_ptr<ConsoleSocket> serial_sock_, console_sock_;
-    std::unique_ptr<SerialPortHost> serial_ports_;  // --serial-port host sides
-    std::unique_ptr<ApiServer> api_;
-    std::vector<std::unique_ptr<Vcpu>> vcpus_;
-    std::vector<std::thread> threads_;
-    ExitControl exit_;
-    std::atomic<bool> stopping_{false};
-    std::atomic<bool> first_run_reported_{false};
-    // Pause: vCPU threads park on pause_cv_ while paused_ is set.
-    std::mutex pause_mu_;
-    std::condition_variable pause_cv_;
-    bool paused_ = false;
-    size_t parked_ = 0;
-    void park_if_paused(size_t index);
-    double created_ms_ = 0;
-    arch::x86::PlatformLayout layout_;
     std::unique_ptr<BootSource> boot_;
-    std::vector<arch::x86::BootDevice> boot_devices_;  // bootindex= devices, for the firmware
+    std::unique_ptr<Chipset> chipset_;
+    std::unique_ptr<DeviceManager> devices_;
+    std::unique_ptr<VcpuSet> vcpus_;
+    std::unique_ptr<ApiServer> api_;
 };
 
-// An output sink for a console: the VMM's stdout (tty) or a file; output
-// to a console that went away is dropped.
-std::function<void(std::span<const uint8_t>)> fd_writer(int fd);
-
-// Installs the no-op signal handler used to kick vCPU threads out of KVM_RUN.
-void install_vcpu_kick_handler();
 
 // The signals that stop the VM cleanly (exit status 128+N, terminal
 // restored, sockets removed): SIGINT, SIGTERM, SIGHUP, and SIGQUIT,

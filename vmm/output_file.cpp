@@ -83,4 +83,18 @@ Fd open_output(const std::string& path, const std::string& what, const VmConfig&
     return fd;
 }
 
+std::function<void(std::span<const uint8_t>)> fd_writer(int fd) {
+    return [fd](std::span<const uint8_t> bytes) {
+        const uint8_t* p = bytes.data();
+        size_t n = bytes.size();
+        while (fd >= 0 && n > 0) {
+            ssize_t r = ::write(fd, p, n);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) return;  // console gone (EPIPE etc.): drop output, keep the VM
+            p += r;
+            n -= static_cast<size_t>(r);
+        }
+    };
+}
+
 }  // namespace vmm

@@ -16,6 +16,9 @@
 // written as they are, without truncation or lock.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -46,5 +49,9 @@ void check_inputs_distinct(const VmConfig& cfg);
 // Opens `path` for writing; `what` names the option in messages
 // ("--serial file"). Throws vmm::Error with a user-facing message.
 Fd open_output(const std::string& path, const std::string& what, const VmConfig& cfg, OutputMode mode);
+
+// An output sink for a console: the VMM's stdout (tty) or a file; output
+// to a console that went away (EPIPE) is dropped, the VM keeps running.
+std::function<void(std::span<const uint8_t>)> fd_writer(int fd);
 
 }  // namespace vmm

@@ -1,5 +1,5 @@
 // The fixed legacy platform this VMM presents (PC compatible). These numbers
-// are shared by the device wiring (vmm/machine.cpp) and the firmware tables (ACPI
+// are shared by the device wiring (vmm/chipset.cpp) and the firmware tables (ACPI
 // FADT/DSDT, MP table), so they live in one place.
 #pragma once
 

@@ -18,8 +18,8 @@
 #include "vmm/console_socket.h"
 #include "vmm/core/error.h"
 #include "vmm/core/log.h"
+#include "vmm/device_manager.h"
 #include "vmm/input_file.h"
-#include "vmm/machine.h"
 #include "vmm/output_file.h"
 #include "vmm/serial_ports.h"
 
@@ -64,17 +64,17 @@ std::shared_ptr<const std::vector<uint8_t>> net_rom(const NetConfig& n, bool fir
 
 }  // namespace
 
-// A friend of Machine, so the table may name its private factories.
+// A friend of DeviceManager, so the table may name its private factories.
 std::span<const VirtioKind> virtio_kinds() {
     // Disks first, so they take the low slots in command-line order and the
     // guest names them vda, vdb, ... in that order (Linux probes by slot).
     static const VirtioKind kinds[] = {
-        {"virtio-blk", virtio::kDeviceBlock, kClassStorageScsi, &Machine::attach_disks},
-        {"virtio-console", virtio::kDeviceConsole, kClassCommOther, &Machine::attach_console},
-        {"virtio-net", virtio::kDeviceNet, kClassEthernet, &Machine::attach_nets},
-        {"virtio-rng", virtio::kDeviceRng, kClassOther, &Machine::attach_rng},
-        {"virtio-balloon", virtio::kDeviceBalloon, kClassOther, &Machine::attach_balloon},
-        {"virtio-scsi", virtio::kDeviceScsi, kClassStorageScsi, &Machine::attach_scsi},
+        {"virtio-blk", virtio::kDeviceBlock, kClassStorageScsi, &DeviceManager::attach_disks},
+        {"virtio-console", virtio::kDeviceConsole, kClassCommOther, &DeviceManager::attach_console},
+        {"virtio-net", virtio::kDeviceNet, kClassEthernet, &DeviceManager::attach_nets},
+        {"virtio-rng", virtio::kDeviceRng, kClassOther, &DeviceManager::attach_rng},
+        {"virtio-balloon", virtio::kDeviceBalloon, kClassOther, &DeviceManager::attach_balloon},
+        {"virtio-scsi", virtio::kDeviceScsi, kClassStorageScsi, &DeviceManager::attach_scsi},
     };
     return kinds;
 }
@@ -86,7 +86,7 @@ const VirtioKind* virtio_kind(uint32_t device_id) {
 }
 
 // Disks with an explicit slot are placed before the others pick theirs.
-void Machine::attach_disks(const VirtioKind& kind) {
+void DeviceManager::attach_disks(const VirtioKind& kind) {
     for (int pass = 0; pass < 2; ++pass) {
         for (size_t i = 0; i < cfg_.disks.size(); ++i) {
             const DiskConfig& d = cfg_.disks[i];
@@ -107,7 +107,7 @@ void Machine::attach_disks(const VirtioKind& kind) {
 
 // Named serial ports live on the console device too: it exists when either
 // is asked for (port 0 then goes nowhere if --console is off).
-void Machine::attach_console(const VirtioKind& kind) {
+void DeviceManager::attach_console(const VirtioKind& kind) {
     if (cfg_.console == SerialMode::Off && cfg_.serial_ports.empty()) return;
     virtio::ConsoleConfig cc;
     cc.name = fmt::format("{}0", kind.name);
@@ -128,7 +128,7 @@ void Machine::attach_console(const VirtioKind& kind) {
     if (!cfg_.serial_ports.empty()) serial_ports_ = std::make_unique<SerialPortHost>(console_, cfg_.serial_ports, cfg_);
 }
 
-void Machine::attach_nets(const VirtioKind& kind) {
+void DeviceManager::attach_nets(const VirtioKind& kind) {
     for (size_t i = 0; i < cfg_.nets.size(); ++i) {
         const NetConfig& n = cfg_.nets[i];
         auto tap = std::make_shared<virtio::Tap>(n.tap, n.num_queues, "--net tap=" + n.tap);
@@ -141,14 +141,14 @@ void Machine::attach_nets(const VirtioKind& kind) {
     }
 }
 
-void Machine::attach_rng(const VirtioKind& kind) {
+void DeviceManager::attach_rng(const VirtioKind& kind) {
     if (!cfg_.rng) return;
     virtio::RngConfig rc;
     rc.name = fmt::format("{}0", kind.name);
     add_virtio(kind, std::make_shared<virtio::RngDevice>(std::move(rc)), -1);
 }
 
-void Machine::attach_balloon(const VirtioKind& kind) {
+void DeviceManager::attach_balloon(const VirtioKind& kind) {
     if (!cfg_.balloon) return;
     virtio::BalloonConfig bc;
     bc.name = fmt::format("{}0", kind.name);
@@ -161,7 +161,7 @@ void Machine::attach_balloon(const VirtioKind& kind) {
 }
 
 // One virtio-scsi controller holds every --scsi-disk and --cdrom.
-void Machine::attach_scsi(const VirtioKind& kind) {
+void DeviceManager::attach_scsi(const VirtioKind& kind) {
     if (cfg_.scsi.empty()) return;
     std::vector<uint32_t> luns = check::scsi_luns(cfg_.scsi, "--scsi-disk/--cdrom");
     virtio::ScsiConfig sc;
