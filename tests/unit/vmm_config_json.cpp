@@ -88,6 +88,10 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
            std::equal(a.fw_cfg.begin(), a.fw_cfg.end(), b.fw_cfg.begin(), b.fw_cfg.end(),
                       [](auto& x, auto& y) { return x.name == y.name && x.file == y.file && x.text == y.text; }) &&
            a.uuid == b.uuid && a.rtc_localtime == b.rtc_localtime &&
+           a.cloud_init.has_value() == b.cloud_init.has_value() &&
+           (!a.cloud_init || (a.cloud_init->user_data == b.cloud_init->user_data &&
+                              a.cloud_init->meta_data == b.cloud_init->meta_data &&
+                              a.cloud_init->network_config == b.cloud_init->network_config)) &&
            std::equal(a.smbios.begin(), a.smbios.end(), b.smbios.begin(), b.smbios.end(),
                       [](auto& x, auto& y) {
                           return x.type == y.type && x.vendor == y.vendor && x.version == y.version &&
