@@ -39,7 +39,7 @@ struct DiskOptions {
     // An image the VMM made itself (the cloud-init seed, a sealed memfd):
     // DiskImage uses its own duplicate of this descriptor instead of opening
     // `path`, which then only names the image in messages. Not with direct.
-    std::shared_ptr<const Fd> file;
+    std::shared_ptr<const Fd> file{};
 };
 
 class DiskImage {

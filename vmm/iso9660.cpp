@@ -71,42 +71,68 @@ void put_text(uint8_t* p, size_t width, std::string_view s) {
     std::copy_n(s.begin(), std::min(width, s.size()), p);
 }
 
-// SUSP entries: signature, length, version 1, then the fields.
+// SUSP entries: signature, length, version 1, then the fields. Built with
+// push_back only: GCC 12 at -O2 reports bogus out-of-bounds copies for
+// vector::insert after a braced initialiser (-Warray-bounds, -Wrestrict).
+void append(Bytes& b, std::string_view s) {
+    for (char c : s) b.push_back(static_cast<uint8_t>(c));
+}
 void append_both32(Bytes& b, uint32_t v) {
     uint8_t f[8];
     put_both32(f, v);
-    b.insert(b.end(), f, f + 8);
+    for (uint8_t x : f) b.push_back(x);
 }
-Bytes susp_sp() { return {'S', 'P', 7, 1, 0xbe, 0xef, 0}; }
-Bytes susp_ce(uint32_t sector, uint32_t offset, uint32_t length) {
-    Bytes b{'C', 'E', 28, 1};
-    append_both32(b, sector);
-    append_both32(b, offset);
-    append_both32(b, length);
+// An entry's header; its length byte is filled in by finish().
+Bytes entry(std::string_view sig) {
+    Bytes b;
+    append(b, sig);
+    b.push_back(0);
+    b.push_back(1);
     return b;
 }
-Bytes susp_er() {
-    Bytes b{'E', 'R', 0, 1, static_cast<uint8_t>(kErId.size()), static_cast<uint8_t>(kErDescriptor.size()),
-            static_cast<uint8_t>(kErSource.size()), 1};
-    b.insert(b.end(), kErId.begin(), kErId.end());
-    b.insert(b.end(), kErDescriptor.begin(), kErDescriptor.end());
-    b.insert(b.end(), kErSource.begin(), kErSource.end());
+Bytes finish(Bytes b) {
     b[2] = static_cast<uint8_t>(b.size());
     return b;
 }
-Bytes rrip_rr() { return {'R', 'R', 5, 1, 0x01 | 0x08}; }  // this record has PX and NM
+Bytes susp_sp() {
+    Bytes b = entry("SP");
+    for (uint8_t x : {0xbe, 0xef, 0x00}) b.push_back(x);  // check bytes, no bytes skipped
+    return finish(std::move(b));
+}
+Bytes susp_ce(uint32_t sector, uint32_t offset, uint32_t length) {
+    Bytes b = entry("CE");
+    append_both32(b, sector);
+    append_both32(b, offset);
+    append_both32(b, length);
+    return finish(std::move(b));
+}
+Bytes susp_er() {
+    Bytes b = entry("ER");
+    for (size_t n : {kErId.size(), kErDescriptor.size(), kErSource.size()}) b.push_back(static_cast<uint8_t>(n));
+    b.push_back(1);  // extension version
+    append(b, kErId);
+    append(b, kErDescriptor);
+    append(b, kErSource);
+    return finish(std::move(b));
+}
+Bytes rrip_rr() {
+    Bytes b = entry("RR");
+    b.push_back(0x01 | 0x08);  // this record has PX and NM
+    return finish(std::move(b));
+}
 Bytes rrip_px(uint32_t mode, uint32_t nlink) {
-    Bytes b{'P', 'X', 36, 1};
+    Bytes b = entry("PX");
     append_both32(b, mode);
     append_both32(b, nlink);
     append_both32(b, 0);  // uid
     append_both32(b, 0);  // gid
-    return b;
+    return finish(std::move(b));
 }
 Bytes rrip_nm(const std::string& name) {
-    Bytes b{'N', 'M', static_cast<uint8_t>(5 + name.size()), 1, 0};
-    b.insert(b.end(), name.begin(), name.end());
-    return b;
+    Bytes b = entry("NM");
+    b.push_back(0);  // flags
+    append(b, name);
+    return finish(std::move(b));
 }
 
 // The 7-byte date of a directory record (9.1.5): UTC, offset 0.
@@ -161,17 +187,18 @@ bool d_char(char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 std::pair<std::string, std::string> level1_parts(const std::string& name) {
     size_t dot = name.rfind('.');
     if (dot == 0) dot = std::string::npos;  // ".profile": all name, no extension
-    std::string base = name.substr(0, dot), ext = dot == std::string::npos ? "" : name.substr(dot + 1);
-    auto clean = [](std::string s, size_t max) {
-        for (char& c : s) {
+    const std::string_view n = name;
+    auto clean = [](std::string_view s, size_t max) {
+        std::string out;
+        for (char c : s.substr(0, max)) {
             c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-            if (!d_char(c)) c = '_';
+            out.push_back(d_char(c) ? c : '_');
         }
-        return s.substr(0, max);
+        return out;
     };
-    base = clean(base, 8);
-    if (base.empty()) base = "_";
-    return {base, clean(ext, 3)};
+    std::string base = clean(n.substr(0, dot), 8);
+    if (base.empty()) base.push_back('_');  // not base = "_": GCC 12 -Wrestrict false positive
+    return {base, dot == std::string::npos ? std::string() : clean(n.substr(dot + 1), 3)};
 }
 
 void check_file(const File& f) {
