@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <ctime>
+#include <memory>
 #include <optional>
 
 #include "vmm/config_check.h"
@@ -117,6 +118,17 @@ Fd make_cloud_init_seed(const VmConfig& cfg) {
     if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
         throw_errno("--cloud-init: sealing the seed");
     return fd;
+}
+
+virtio::ScsiLunSpec cloud_init_lun(const VmConfig& cfg, uint32_t lun) {
+    virtio::ScsiLunSpec spec;
+    spec.disk.path = "(cloud-init seed)";  // names it in messages
+    spec.disk.option = "--cloud-init";
+    spec.disk.readonly = true;
+    spec.disk.file = std::make_shared<const Fd>(make_cloud_init_seed(cfg));
+    spec.lun = lun;
+    spec.cdrom = true;
+    return spec;
 }
 
 }  // namespace vmm

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "virtio/scsi.h"
 #include "vmm/config.h"
 #include "vmm/core/fd.h"
 
@@ -38,5 +39,12 @@ std::vector<uint8_t> make_cloud_init_image(const VmConfig& cfg);
 // virtio::DiskOptions::file: the guest reads it as a CD-ROM, nothing lands
 // on the host's disk.
 Fd make_cloud_init_seed(const VmConfig& cfg);
+
+// The seed as a LUN of the virtio-scsi controller: a read-only CD-ROM at
+// `lun` backed by make_cloud_init_seed(cfg). To give it the lowest free LUN
+// after the configured ones, append kCloudInitLunConfig to a copy of
+// cfg.scsi for check::scsi_luns and take the last LUN it returns.
+virtio::ScsiLunSpec cloud_init_lun(const VmConfig& cfg, uint32_t lun);
+inline const ScsiLunConfig kCloudInitLunConfig{.path = "", .lun = -1, .readonly = true, .cdrom = true};
 
 }  // namespace vmm

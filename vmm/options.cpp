@@ -1463,7 +1463,7 @@ std::vector<std::unique_ptr<Node>> make_table() {
                        "`network-config` from these host files (at most 16 MiB each, read when the VM starts) and "
                        "attaches it as a read-only CD-ROM on the virtio-scsi controller, after the `--cdrom` LUNs "
                        "and never a boot device. Without `meta-data=`, the VMM writes `instance-id: iid-UUID` "
-                       "(`--uuid`) or `iid-` and a hash of the user-data, and `local-hostname: vmm`. `off` removes a "
+                       "(`--uuid`) or `iid-` and a hash of the user-data and network-config, and `local-hostname: vmm`. `off` removes a "
                        "`--config` seed (see [cloud-init](../README.md#cloud-init))"},
         "cloud-init NoCloud seed CD-ROM; `null`: none"));
     return t;

@@ -21,8 +21,10 @@
 
 #include "test_util.h"
 #include "virtio/disk.h"
+#include "virtio/scsi.h"
 #include "vmm/cli.h"
 #include "vmm/cloud_init.h"
+#include "vmm/config_check.h"
 #include "vmm/config_json.h"
 #include "vmm/core/error.h"
 #include "vmm/iso9660.h"
@@ -308,6 +310,23 @@ TEST_CASE("cloud-init: the seed image and its sealed memfd", "[vmm][cloud-init]"
     CHECK(disk.fd() != o.file->get());
     o.direct = true;
     CHECK_THROWS_WITH(vmm::virtio::DiskImage(o), Contains("direct=on needs an image opened by path"));
+
+    // The LUN the machine adds: the lowest free one after the configured
+    // LUNs, a read-only CD-ROM of the image's size.
+    std::vector<vmm::ScsiLunConfig> luns = {vmm::ScsiLunConfig{.path = "/d", .lun = 0}};
+    luns.push_back(vmm::kCloudInitLunConfig);
+    auto assigned = vmm::check::scsi_luns(luns, "test");
+    CHECK(assigned.back() == 1);
+    vmm::virtio::ScsiConfig sc;
+    sc.luns.push_back(vmm::cloud_init_lun(cfg, assigned.back()));
+    CHECK(sc.luns[0].cdrom);
+    CHECK(sc.luns[0].disk.readonly);
+    vmm::virtio::ScsiDevice dev(std::move(sc));
+    const auto* lun = dev.target().find(1);
+    REQUIRE(lun != nullptr);
+    CHECK(lun->info().kind == vmm::virtio::scsi::Kind::Cdrom);
+    CHECK(lun->info().readonly);
+    CHECK(lun->info().blocks * kS == img.size());
 
     // Files that went away meanwhile: the message names the option.
     cfg.cloud_init->network_config = dir / "gone";
