@@ -1,12 +1,14 @@
 // ISO 9660 writer (see iso9660.h). Layout, in 2048-byte sectors:
 //   0-15  system area (zeros)
 //   16    primary volume descriptor
-//   17    volume descriptor set terminator
-//   18    type L path table (little-endian)
-//   19    type M path table (big-endian)
-//   20    SUSP continuation area: the Rock Ridge ER entry (too long for the
+//   17    Joliet supplementary volume descriptor
+//   18    volume descriptor set terminator
+//   19-20 type L (little-endian) and M (big-endian) path tables
+//   21-22 the same for the Joliet tree
+//   23    SUSP continuation area: the Rock Ridge ER entry (too long for the
 //         root's "." record, which points here with CE)
-//   21..  root directory
+//   24..  root directory (level-1 names with Rock Ridge entries)
+//   then  the Joliet root directory (UCS-2 names) over the same files
 //   then  each file's data, from a sector boundary, in directory order
 // Multi-byte fields are "both-byte orders" (little- then big-endian) where
 // ECMA-119 says so (7.2.3, 7.3.3).
@@ -15,6 +17,8 @@
 #include <algorithm>
 #include <cctype>
 #include <set>
+#include <string_view>
+#include <tuple>
 
 #include "vmm/core/error.h"
 
@@ -23,11 +27,15 @@ namespace vmm::iso9660 {
 namespace {
 
 constexpr uint32_t kPvdSector = 16;
-constexpr uint32_t kTerminatorSector = 17;
-constexpr uint32_t kLPathSector = 18;
-constexpr uint32_t kMPathSector = 19;
-constexpr uint32_t kContinuationSector = 20;
-constexpr uint32_t kRootSector = 21;
+constexpr uint32_t kSvdSector = 17;
+constexpr uint32_t kTerminatorSector = 18;
+constexpr uint32_t kLPathSector = 19;
+constexpr uint32_t kMPathSector = 20;
+constexpr uint32_t kJolietLPathSector = 21;
+constexpr uint32_t kJolietMPathSector = 22;
+constexpr uint32_t kContinuationSector = 23;
+constexpr uint32_t kRootSector = 24;
+constexpr size_t kJolietMaxName = 64;  // UCS-2 characters (Joliet's limit)
 
 constexpr uint32_t kFileMode = 0100444;  // S_IFREG | r--r--r--
 constexpr uint32_t kDirMode = 040555;    // S_IFDIR | r-xr-xr-x
@@ -201,6 +209,48 @@ std::pair<std::string, std::string> level1_parts(const std::string& name) {
     return {base, dot == std::string::npos ? std::string() : clean(n.substr(dot + 1), 3)};
 }
 
+// A Joliet name: the UTF-8 name as UCS-2, with characters Joliet forbids
+// (controls, * / : ; ? \\), invalid UTF-8 and characters outside the BMP
+// as '_', cut to kJolietMaxName.
+std::u16string joliet_name(const std::string& name) {
+    std::u16string out;
+    for (size_t i = 0; i < name.size() && out.size() < kJolietMaxName;) {
+        const auto c = static_cast<unsigned char>(name[i]);
+        size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        char32_t cp = n == 1 ? c : n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
+        bool ok = n != 0 && n != 4 && i + n <= name.size();
+        for (size_t k = 1; ok && k < n; ++k) {
+            const auto b = static_cast<unsigned char>(name[i + k]);
+            ok = (b & 0xc0) == 0x80;
+            cp = cp << 6 | (b & 0x3f);
+        }
+        if (!ok || cp < 0x20 || (cp >= 0xd800 && cp <= 0xdfff) ||
+            std::u32string_view(U"*/:;?\\").find(cp) != std::u32string_view::npos)
+            cp = '_';
+        out.push_back(static_cast<char16_t>(cp));
+        i += n == 0 || (i + n > name.size()) ? 1 : n;
+    }
+    return out;
+}
+
+// UCS-2 big-endian bytes.
+std::string ucs2be(std::u16string_view s) {
+    std::string out;
+    for (char16_t c : s) {
+        out.push_back(static_cast<char>(c >> 8));
+        out.push_back(static_cast<char>(c & 0xff));
+    }
+    return out;
+}
+// A text field of a Joliet descriptor: UCS-2 padded with UCS-2 spaces.
+void put_ucs2_text(uint8_t* p, size_t width, std::string_view ascii) {
+    std::fill(p, p + width, 0);
+    for (size_t i = 0; i + 1 < width; i += 2) {
+        p[i] = 0;
+        p[i + 1] = i / 2 < ascii.size() ? static_cast<uint8_t>(ascii[i / 2]) : ' ';
+    }
+}
+
 void check_file(const File& f) {
     const std::string& n = f.name;
     if (n.empty() || n.size() > kMaxNameLength)
@@ -255,37 +305,67 @@ std::vector<uint8_t> build(const std::string& label, const std::vector<File>& fi
     std::sort(entries.begin(), entries.end(),
               [](const Entry& a, const Entry& b) { return std::tie(a.base, a.ext) < std::tie(b.base, b.ext); });
 
-    // The root directory's records; a record never crosses a sector (6.8.1.1).
+    // Joliet names, unique too ("name~1" when cutting made two alike), in
+    // UCS-2 order (that of their big-endian bytes).
+    struct JolietEntry {
+        std::u16string name;
+        const Entry* entry;
+    };
+    std::vector<JolietEntry> joliet;
+    std::set<std::u16string> joliet_taken;
+    for (auto& e : entries) {
+        std::u16string name = joliet_name(e.file->name);
+        for (unsigned n = 1; joliet_taken.count(name); ++n) {
+            std::string suffix = "~" + std::to_string(n);
+            name = joliet_name(e.file->name).substr(0, kJolietMaxName - suffix.size());
+            for (char c : suffix) name.push_back(static_cast<char16_t>(c));
+        }
+        joliet_taken.insert(name);
+        joliet.push_back({name, &e});
+    }
+    std::sort(joliet.begin(), joliet.end(), [](const JolietEntry& a, const JolietEntry& b) { return a.name < b.name; });
+
+    // The two root directories' records, for given extents and sizes (the
+    // sizes of the records do not depend on them).
     const Bytes er = susp_er();
-    auto dot = [&](uint32_t root_size) {
-        return record(std::string(1, '\0'), kRootSector, root_size, true, t,
-                      concat({susp_sp(), susp_ce(kContinuationSector, 0, static_cast<uint32_t>(er.size())),
-                              rrip_px(kDirMode, 2)}));
+    auto rr_records = [&](uint32_t root_size) {
+        std::vector<Bytes> r;
+        r.push_back(record(std::string(1, '\0'), kRootSector, root_size, true, t,
+                           concat({susp_sp(), susp_ce(kContinuationSector, 0, static_cast<uint32_t>(er.size())),
+                                   rrip_px(kDirMode, 2)})));
+        r.push_back(record(std::string(1, '\1'), kRootSector, root_size, true, t, rrip_px(kDirMode, 2)));
+        for (auto& e : entries)
+            r.push_back(record(e.base + "." + e.ext + ";1", e.extent, static_cast<uint32_t>(e.file->data.size()), false,
+                               t, concat({rrip_rr(), rrip_px(kFileMode, 1), rrip_nm(e.file->name)})));
+        return r;
     };
-    auto dotdot = [&](uint32_t root_size) {
-        return record(std::string(1, '\1'), kRootSector, root_size, true, t, rrip_px(kDirMode, 2));
+    auto joliet_records = [&](uint32_t root, uint32_t root_size) {
+        std::vector<Bytes> r;
+        r.push_back(record(std::string(1, '\0'), root, root_size, true, t, {}));
+        r.push_back(record(std::string(1, '\1'), root, root_size, true, t, {}));
+        for (auto& j : joliet)
+            r.push_back(record(ucs2be(j.name + u";1"), j.entry->extent,
+                               static_cast<uint32_t>(j.entry->file->data.size()), false, t, {}));
+        return r;
     };
-    auto file_record = [&](const Entry& e) {
-        return record(e.base + "." + e.ext + ";1", e.extent, static_cast<uint32_t>(e.file->data.size()), false, t,
-                      concat({rrip_rr(), rrip_px(kFileMode, 1), rrip_nm(e.file->name)}));
-    };
-    // Sizes do not depend on extents, so lay out once to count the sectors.
-    auto layout = [&](uint32_t root_size, Bytes* out) {
-        uint64_t used = 0;  // bytes of the directory so far
-        auto add = [&](const Bytes& r) {
+    // Lays records out in sectors (a record never crosses one, 6.8.1.1);
+    // returns the sector count and, given `out`, writes them there.
+    auto layout = [](const std::vector<Bytes>& records, uint8_t* out) {
+        uint64_t used = 0;
+        for (auto& r : records) {
             if (used % kSectorSize + r.size() > kSectorSize) used = sectors_for(used) * kSectorSize;
-            if (out) std::copy(r.begin(), r.end(), out->begin() + static_cast<long>(used));
+            if (out) std::copy(r.begin(), r.end(), out + used);
             used += r.size();
-        };
-        add(dot(root_size));
-        add(dotdot(root_size));
-        for (auto& e : entries) add(file_record(e));
+        }
         return sectors_for(used);
     };
-    const uint64_t root_sectors = layout(0, nullptr);
+    const uint64_t root_sectors = layout(rr_records(0), nullptr);
     const uint32_t root_size = static_cast<uint32_t>(root_sectors * kSectorSize);
+    const uint32_t joliet_root = static_cast<uint32_t>(kRootSector + root_sectors);
+    const uint64_t joliet_sectors = layout(joliet_records(0, 0), nullptr);
+    const uint32_t joliet_size = static_cast<uint32_t>(joliet_sectors * kSectorSize);
 
-    uint64_t next = kRootSector + root_sectors;
+    uint64_t next = joliet_root + joliet_sectors;
     for (auto& e : entries) {
         // Empty files own no sector; their extent is 0, as data length 0 allows.
         if (e.file->data.empty()) continue;
@@ -298,37 +378,42 @@ std::vector<uint8_t> build(const std::string& label, const std::vector<File>& fi
     Bytes img(total_sectors * kSectorSize, 0);
     auto sector = [&](uint32_t s) { return img.data() + static_cast<size_t>(s) * kSectorSize; };
 
-    // Primary volume descriptor (8.4).
-    uint8_t* pvd = sector(kPvdSector);
-    pvd[0] = 1;
-    std::copy_n("CD001", 5, pvd + 1);
-    pvd[6] = 1;
-    put_text(pvd + 8, 32, "LINUX");  // system identifier
-    put_text(pvd + 40, 32, label);
-    put_both32(pvd + 80, static_cast<uint32_t>(total_sectors));
-    put_both16(pvd + 120, 1);  // volume set size
-    put_both16(pvd + 124, 1);  // volume sequence number
-    put_both16(pvd + 128, kSectorSize);
-    put_both32(pvd + 132, 10);  // path table size: the root's entry
-    put_le32(pvd + 140, kLPathSector);
-    put_be32(pvd + 148, kMPathSector);
-    Bytes root = dot(root_size);
-    // The PVD's copy of the root record has a 1-byte identifier and no system use area.
-    root.resize(34);
-    root[0] = 34;
-    std::copy(root.begin(), root.end(), pvd + 156);
-    put_text(pvd + 190, 128, "");  // volume set
-    put_text(pvd + 318, 128, "");  // publisher
-    put_text(pvd + 446, 128, "");  // data preparer
-    put_text(pvd + 574, 128, "");  // application
-    put_text(pvd + 702, 37, "");   // copyright file
-    put_text(pvd + 739, 37, "");   // abstract file
-    put_text(pvd + 776, 37, "");   // bibliographic file
-    put_volume_date(pvd + 813, &t);      // creation
-    put_volume_date(pvd + 830, &t);      // modification
-    put_volume_date(pvd + 847, nullptr);  // expiration
-    put_volume_date(pvd + 864, &t);      // effective
-    pvd[881] = 1;                         // file structure version
+    // Primary volume descriptor (8.4); the Joliet one (8.5) differs in type,
+    // escape sequences, UCS-2 texts and where its tree is.
+    auto descriptor = [&](uint8_t* d, bool joliet_tree) {
+        d[0] = joliet_tree ? 2 : 1;
+        std::copy_n("CD001", 5, d + 1);
+        d[6] = 1;
+        auto text = joliet_tree ? put_ucs2_text : put_text;
+        text(d + 8, 32, "LINUX");  // system identifier
+        text(d + 40, 32, label);
+        put_both32(d + 80, static_cast<uint32_t>(total_sectors));
+        if (joliet_tree) std::copy_n("%/E", 3, d + 88);  // UCS-2 level 3
+        put_both16(d + 120, 1);  // volume set size
+        put_both16(d + 124, 1);  // volume sequence number
+        put_both16(d + 128, kSectorSize);
+        put_both32(d + 132, 10);  // path table size: the root's entry
+        put_le32(d + 140, joliet_tree ? kJolietLPathSector : kLPathSector);
+        put_be32(d + 148, joliet_tree ? kJolietMPathSector : kMPathSector);
+        // The descriptor's copy of the root record: no system use area.
+        Bytes root = record(std::string(1, '\0'), joliet_tree ? joliet_root : kRootSector,
+                            joliet_tree ? joliet_size : root_size, true, t, {});
+        std::copy(root.begin(), root.end(), d + 156);
+        text(d + 190, 128, "");  // volume set
+        text(d + 318, 128, "");  // publisher
+        text(d + 446, 128, "");  // data preparer
+        text(d + 574, 128, "");  // application
+        text(d + 702, 37, "");   // copyright file
+        text(d + 739, 37, "");   // abstract file
+        text(d + 776, 37, "");   // bibliographic file
+        put_volume_date(d + 813, &t);        // creation
+        put_volume_date(d + 830, &t);        // modification
+        put_volume_date(d + 847, nullptr);  // expiration
+        put_volume_date(d + 864, &t);        // effective
+        d[881] = 1;                          // file structure version
+    };
+    descriptor(sector(kPvdSector), false);
+    descriptor(sector(kSvdSector), true);
 
     uint8_t* term = sector(kTerminatorSector);
     term[0] = 255;
@@ -336,20 +421,19 @@ std::vector<uint8_t> build(const std::string& label, const std::vector<File>& fi
     term[6] = 1;
 
     // Path tables (9.4): the root only, its parent itself (directory 1).
-    uint8_t* lpath = sector(kLPathSector);
-    lpath[0] = 1;
-    put_le32(lpath + 2, kRootSector);
-    put_le16(lpath + 6, 1);
-    uint8_t* mpath = sector(kMPathSector);
-    mpath[0] = 1;
-    put_be32(mpath + 2, kRootSector);
-    put_be16(mpath + 6, 1);
+    for (auto [l, m, root] : {std::tuple{kLPathSector, kMPathSector, kRootSector},
+                              std::tuple{kJolietLPathSector, kJolietMPathSector, joliet_root}}) {
+        sector(l)[0] = 1;
+        put_le32(sector(l) + 2, root);
+        put_le16(sector(l) + 6, 1);
+        sector(m)[0] = 1;
+        put_be32(sector(m) + 2, root);
+        put_be16(sector(m) + 6, 1);
+    }
 
     std::copy(er.begin(), er.end(), sector(kContinuationSector));
-
-    Bytes dir(root_size, 0);
-    layout(root_size, &dir);
-    std::copy(dir.begin(), dir.end(), sector(kRootSector));
+    layout(rr_records(root_size), sector(kRootSector));
+    layout(joliet_records(joliet_root, joliet_size), sector(joliet_root));
     for (auto& e : entries) std::copy(e.file->data.begin(), e.file->data.end(), sector(e.extent));
     return img;
 }

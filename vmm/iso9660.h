@@ -5,9 +5,11 @@
 // Names: ISO 9660 level 1 only allows 8.3 upper-case names ("USER_DAT.;1"),
 // so every file also carries Rock Ridge entries (SUSP 1.10 / RRIP 1.10: SP
 // and a CE-referenced ER in the root's ".", PX and NM on files), which is
-// how Linux, xorriso and libblkid see the real, lower-case name. No Joliet.
-// The output depends only on the arguments (dates come from `mtime`), so
-// the same inputs give the same bytes.
+// how Linux, xorriso and libblkid see the real, lower-case name. A Joliet
+// tree over the same files (UCS-2 names, at most 64 characters) serves
+// readers without Rock Ridge (Windows, Linux with norock), as genisoimage
+// -joliet -rock seeds have both. The output depends only on the arguments
+// (dates come from `mtime`), so the same inputs give the same bytes.
 #pragma once
 
 #include <cstddef>

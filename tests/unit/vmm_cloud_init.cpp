@@ -1,5 +1,5 @@
 // The cloud-init NoCloud seed: the ISO 9660 writer (structure read back
-// from the bytes, and xorriso's view when it is installed), the default
+// from the bytes, both trees, and xorriso's view when it is installed), the default
 // meta-data, the sealed memfd, and --cloud-init / "cloud_init" in the
 // configuration.
 #include <catch2/catch.hpp>
@@ -61,9 +61,11 @@ struct Record {
 };
 
 // The root directory as records, read the way a reader does: records up
-// to a zero length byte, then the next sector.
-std::vector<Record> root_records(const std::vector<uint8_t>& img) {
-    const size_t pvd = 16 * kS;
+// to a zero length byte, then the next sector. `descriptor`: 16 for the
+// primary tree, 17 for the Joliet one (its names decoded from UCS-2 into
+// rr_name, for ASCII names).
+std::vector<Record> root_records(const std::vector<uint8_t>& img, size_t descriptor = 16) {
+    const size_t pvd = descriptor * kS;
     const uint32_t extent = both32(img, pvd + 156 + 2), size = both32(img, pvd + 156 + 10);
     REQUIRE(size % kS == 0);
     REQUIRE((extent + size / kS) * kS <= img.size());
@@ -81,6 +83,16 @@ std::vector<Record> root_records(const std::vector<uint8_t>& img) {
             r.dir = img[off + 25] & 2;
             const size_t idlen = img[off + 32];
             r.id = text(img, off + 33, idlen);
+            if (descriptor == 17 && idlen > 1) {
+                REQUIRE(idlen % 2 == 0);
+                for (size_t i = 0; i < idlen; i += 2) {
+                    CHECK(r.id[i] == 0);
+                    r.rr_name.push_back(r.id[i + 1]);
+                }
+                REQUIRE(r.rr_name.size() > 2);
+                CHECK(r.rr_name.substr(r.rr_name.size() - 2) == ";1");
+                r.rr_name.resize(r.rr_name.size() - 2);
+            }
             size_t su = off + 33 + idlen + (idlen % 2 == 0 ? 1 : 0);
             while (su + 4 <= off + len) {
                 const std::string sig = text(img, su, 2);
@@ -153,8 +165,16 @@ TEST_CASE("iso9660: volume descriptors, path tables and root directory", "[vmm][
     CHECK(test::rd(img, pvd + 128, 2) == kS);           // logical block size
     CHECK(text(img, pvd + 813, 16) == "2023111422132000");
     CHECK(img[pvd + 881] == 1);
-    CHECK(img[17 * kS] == 255);
-    CHECK(text(img, 17 * kS + 1, 5) == "CD001");
+    // The Joliet descriptor: UCS-2 level 3, UCS-2 label, the same size.
+    const size_t svd = 17 * kS;
+    CHECK(img[svd] == 2);
+    CHECK(text(img, svd + 1, 5) == "CD001");
+    CHECK(text(img, svd + 88, 3) == "%/E");
+    CHECK(text(img, svd + 40, 12) == std::string("\0c\0i\0d\0a\0t\0a", 12));
+    CHECK(text(img, svd + 52, 2) == std::string("\0 ", 2));
+    CHECK(both32(img, svd + 80) * kS == img.size());
+    CHECK(img[18 * kS] == 255);
+    CHECK(text(img, 18 * kS + 1, 5) == "CD001");
     // Path tables: one entry, the root, in both byte orders.
     const uint32_t root = both32(img, pvd + 156 + 2);
     CHECK(both32(img, pvd + 132) == 10);
@@ -193,6 +213,23 @@ TEST_CASE("iso9660: volume descriptors, path tables and root directory", "[vmm][
         REQUIRE(static_cast<size_t>(r.extent) * kS + data.size() <= img.size());
         CHECK(std::equal(data.begin(), data.end(), img.begin() + static_cast<long>(r.extent * kS)));
     }
+    // The Joliet tree: its own root and path tables, the same files.
+    const uint32_t jroot = both32(img, svd + 156 + 2);
+    CHECK(jroot != root);
+    CHECK(le32(img, le32(img, svd + 140) * kS + 2) == jroot);
+    CHECK(be32(img, be32(img, svd + 148) * kS + 2) == jroot);
+    auto jrecs = root_records(img, 17);
+    REQUIRE(jrecs.size() == recs.size());
+    std::vector<std::string> jnames;
+    for (size_t i = 2; i < jrecs.size(); ++i) {
+        jnames.push_back(jrecs[i].rr_name);
+        for (size_t k = 2; k < recs.size(); ++k)
+            if (recs[k].rr_name == jrecs[i].rr_name) {
+                CHECK(recs[k].extent == jrecs[i].extent);
+                CHECK(recs[k].size == jrecs[i].size);
+            }
+    }
+    CHECK(jnames == std::vector<std::string>{"meta-data", "network-config", "user-data", "vendor-data"});
 }
 
 TEST_CASE("iso9660: same input, same bytes; names and limits", "[vmm][iso9660]") {
@@ -208,6 +245,17 @@ TEST_CASE("iso9660: same input, same bytes; names and limits", "[vmm][iso9660]")
     CHECK(recs[2].id != recs[3].id);
     std::set<std::string> names{recs[2].rr_name, recs[3].rr_name};
     CHECK(names == std::set<std::string>{"user-data-1", "user-data-2"});
+    // Joliet keeps 64 characters and what it may hold; cut names stay distinct.
+    const std::string long_a = std::string(70, 'a') + "1", long_b = std::string(70, 'a') + "2";
+    img = iso::build("cidata", {{long_a, bytes("a")}, {long_b, bytes("b")}, {"a:b*c", bytes("c")}}, 0);
+    std::set<std::string> joliet;
+    for (auto& r : root_records(img, 17))
+        if (!r.rr_name.empty()) joliet.insert(r.rr_name);
+    CHECK(joliet == std::set<std::string>{"a_b_c", std::string(64, 'a'), std::string(62, 'a') + "~1"});
+    std::set<std::string> rock;
+    for (auto& r : root_records(img))
+        if (!r.rr_name.empty()) rock.insert(r.rr_name);
+    CHECK(rock == std::set<std::string>{"a:b*c", long_a, long_b});
     // Many files spill into more directory sectors, no record across one.
     std::vector<iso::File> many;
     for (size_t i = 0; i < iso::kMaxFiles; ++i) many.push_back({fmt::format("file-with-a-long-name-{}", i), bytes("x")});
@@ -246,9 +294,20 @@ TEST_CASE("iso9660: xorriso reads the names and bytes back", "[vmm][iso9660]") {
         INFO(f.name);
         CHECK(slurp(dir / ("out/" + f.name)) == std::string(f.data.begin(), f.data.end()));
     }
-    const std::string pvd = fmt::format("xorriso -indev {} -pvd_info >{} 2>&1", dir / "seed.iso", dir / "log");
+    // And the Joliet tree alone (Rock Ridge ignored).
+    const std::string joliet = fmt::format("xorriso -read_fs norock -osirrox on -indev {} -extract / {} >{} 2>&1",
+                                           dir / "seed.iso", dir / "joliet", dir / "log");
+    REQUIRE(std::system(joliet.c_str()) == 0);
+    for (auto& f : files) {
+        INFO(f.name);
+        CHECK(slurp(dir / ("joliet/" + f.name)) == std::string(f.data.begin(), f.data.end()));
+    }
+    const std::string pvd = fmt::format("xorriso -indev {} -pvd_info -toc >{} 2>&1", dir / "seed.iso", dir / "log");
     REQUIRE(std::system(pvd.c_str()) == 0);
-    CHECK_THAT(slurp(dir / "log"), Contains("Volume Id    : cidata"));
+    const std::string log = slurp(dir / "log");
+    CHECK_THAT(log, Contains("Volume Id    : cidata"));
+    CHECK_THAT(log, Contains("ISO offers   : Rock_Ridge Joliet"));
+    CHECK_THAT(log, Contains("ISO loaded   : Rock_Ridge"));
 }
 
 TEST_CASE("cloud-init: default meta-data", "[vmm][cloud-init]") {
