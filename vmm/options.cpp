@@ -1459,7 +1459,7 @@ std::vector<std::unique_ptr<Node>> make_table() {
                 .help = "cloud-init NoCloud seed: an ISO 9660 volume labelled cidata made of these files, attached "
                         "as a read-only virtio-scsi CD-ROM (off removes a --config one)",
                 .doc = "give the guest a cloud-init NoCloud seed: the VMM builds an ISO 9660 volume labelled "
-                       "`cidata` (Rock Ridge names) holding `user-data`, `meta-data` and, when given, "
+                       "`cidata` (Rock Ridge and Joliet names) holding `user-data`, `meta-data` and, when given, "
                        "`network-config` from these host files (at most 16 MiB each, read when the VM starts) and "
                        "attaches it as a read-only CD-ROM on the virtio-scsi controller, after the `--cdrom` LUNs "
                        "and never a boot device. Without `meta-data=`, the VMM writes `instance-id: iid-UUID` "
