@@ -95,9 +95,18 @@ DiskImage::DiskImage(const DiskOptions& o) : path_(o.path), readonly_(o.readonly
     if (o.path.empty()) fail("{}: path= is empty", o.option);
     // O_NONBLOCK so that a FIFO given by mistake cannot block the open; it is
     // cleared below and has no effect on regular files and block devices.
-    int flags = O_CLOEXEC | O_NONBLOCK | (o.readonly ? O_RDONLY : O_RDWR) | (o.direct ? O_DIRECT : 0);
-    int fd = ::open(o.path.c_str(), flags);
-    if (fd < 0) throw Error(open_error(o, errno));
+    int fd;
+    if (o.file) {
+        // The same open file description (its lock too), so a duplicate is
+        // all it takes; the rest of the checks apply as for a path.
+        if (o.direct) fail("{}: direct=on needs an image opened by path", label(o));
+        fd = ::fcntl(o.file->get(), F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) throw_errno(fmt::format("{}: dup", label(o)));
+    } else {
+        int flags = O_CLOEXEC | O_NONBLOCK | (o.readonly ? O_RDONLY : O_RDWR) | (o.direct ? O_DIRECT : 0);
+        fd = ::open(o.path.c_str(), flags);
+        if (fd < 0) throw Error(open_error(o, errno));
+    }
     fd_ = Fd(fd);
 
     struct stat st {};

@@ -36,11 +36,16 @@ struct DiskOptions {
     bool readonly = false;
     bool direct = false;            // O_DIRECT: bypass the host page cache
     std::string option = "--disk";  // the option it came from, for messages ("--scsi-disk", "--cdrom")
+    // An image the VMM made itself (the cloud-init seed, a sealed memfd):
+    // DiskImage uses its own duplicate of this descriptor instead of opening
+    // `path`, which then only names the image in messages. Not with direct.
+    std::shared_ptr<const Fd> file{};
 };
 
 class DiskImage {
 public:
-    // Opens, sizes and locks the image. Throws vmm::Error("<option> path=...: ...").
+    // Opens (or duplicates opts.file), sizes and locks the image. Throws
+    // vmm::Error("<option> path=...: ...").
     explicit DiskImage(const DiskOptions& opts);
     DiskImage(DiskImage&&) noexcept = default;
     DiskImage& operator=(DiskImage&&) noexcept = default;

@@ -134,6 +134,7 @@ std::variant<VmConfig, CliHelp, PrintConfig> parse_cli(const std::vector<std::st
         check::balloon_size(cfg.balloon->size, cfg.memory,
                             given("--balloon") ? "--balloon size" : config_path + ": balloon.size");
     check::boot_source(cfg);
+    if (cfg.cloud_init) check::cloud_init_files(*cfg.cloud_init, given("--cloud-init") ? "" : config_path);
     check::boot_indexes(cfg, "");
     check::apply_boot_order(cfg);
     if (flags["--print-config"]) return PrintConfig{config_to_text(cfg)};

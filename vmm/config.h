@@ -93,6 +93,15 @@ struct SmbiosTypeConfig {
     std::string manufacturer, product, serial, sku, family, asset;  // 1 and 3
 };
 
+// A cloud-init NoCloud seed (--cloud-init): the VMM builds an ISO 9660
+// volume labelled "cidata" from these host files and attaches it as a
+// read-only CD-ROM (vmm/cloud_init.h). Paths; empty: not given.
+struct CloudInitConfig {
+    std::string user_data;       // required
+    std::string meta_data;       // empty: instance-id and local-hostname made up by the VMM
+    std::string network_config;  // empty: none (cloud-init's default, DHCP on the first NIC)
+};
+
 struct VmConfig {
     // How the guest starts: "" boots `kernel` directly (no firmware);
     // "bios" runs Debian's SeaBIOS and "uefi" Debian's OVMF (both found at
@@ -136,6 +145,7 @@ struct VmConfig {
     // device along even with console off).
     std::vector<SerialPortConfig> serial_ports;
     std::vector<FwCfgItemConfig> fw_cfg;  // extra fw_cfg files (firmware boot only)
+    std::optional<CloudInitConfig> cloud_init;  // NoCloud seed CD-ROM; none unless asked for
     // --boot order=: device kinds ("cdrom", "disk", "net") in the order the
     // firmware tries them; check::apply_boot_order turns it into bootindex
     // values for the devices that have none.

@@ -2,6 +2,9 @@
 // implementation each, called by the CLI and the JSON loader.
 #include "vmm/config_check.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <map>
 #include <set>
@@ -14,6 +17,7 @@
 
 #include "arch/x86_64/smbios.h"
 #include "vmm/core/error.h"
+#include "vmm/core/fd.h"
 #include "vmm/seccomp.h"
 
 namespace vmm::check {
@@ -236,6 +240,33 @@ void fw_cfg_items(const std::vector<FwCfgItemConfig>& items, const std::string& 
             if (c < 0x21 || c > 0x7e) fail("{}: name \"{}\" must be printable ASCII without spaces", what, i.name);
         if (!names.insert(i.name).second) fail("{}: name \"{}\" is given twice", what, i.name);
         if (!i.file.empty()) path(i.file, what + " file");
+    }
+}
+
+std::string cloud_init_label(const std::string& key, const std::string& path, const std::string& where) {
+    if (!where.empty()) return fmt::format("{}: cloud_init.{} {}", where, key, path);
+    std::string opt = key;
+    std::replace(opt.begin(), opt.end(), '_', '-');
+    return fmt::format("--cloud-init {}={}", opt, path);
+}
+
+void cloud_init_files(const CloudInitConfig& ci, const std::string& where) {
+    if (ci.user_data.empty())
+        fail("{}: user-data is required", where.empty() ? "--cloud-init" : where + ": cloud_init");
+    for (auto [key, p] : {std::pair{"user_data", &ci.user_data}, {"meta_data", &ci.meta_data},
+                          {"network_config", &ci.network_config}}) {
+        if (p->empty()) continue;
+        const std::string what = cloud_init_label(key, *p, where);
+        // Opened, not stat()ed, so that "readable" is what the VMM will find
+        // (O_NONBLOCK: a FIFO fails the regular-file check instead of blocking).
+        Fd fd(::open(p->c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+        if (!fd) throw_errno(what);
+        struct stat st {};
+        if (::fstat(fd.get(), &st) != 0) throw_errno(what);
+        if (!S_ISREG(st.st_mode)) fail("{}: not a regular file", what);
+        if (static_cast<uint64_t>(st.st_size) > kMaxCloudInitFile)
+            fail("{}: {} is too large for a cloud-init file (at most {})", what, exact_size(static_cast<uint64_t>(st.st_size)),
+                 exact_size(kMaxCloudInitFile));
     }
 }
 

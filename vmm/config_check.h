@@ -64,6 +64,18 @@ void apply_boot_order(VmConfig& cfg);
 inline constexpr size_t kMaxFwCfgItems = 32;
 void fw_cfg_items(const std::vector<FwCfgItemConfig>& items, const std::string& what);
 
+// --cloud-init: every file given exists and is a readable regular file of
+// at most kMaxCloudInitFile bytes (user-data is required by the option's
+// SPEC). `where` is "" for the command line, whose messages name
+// "--cloud-init user-data=PATH", else the --config file, whose messages name
+// "<file>: cloud_init.user_data PATH". Run on the merged configuration; the
+// seed builder reads the files again when the VM starts.
+inline constexpr uint64_t kMaxCloudInitFile = 16 << 20;
+void cloud_init_files(const CloudInitConfig& ci, const std::string& where);
+// How messages name one of its files: "--cloud-init user-data=PATH" or
+// "<where>: cloud_init.user_data PATH". `key` is the JSON key ("user_data").
+std::string cloud_init_label(const std::string& key, const std::string& path, const std::string& where);
+
 // --rtc base=: "utc" (false) or "localtime" (true).
 bool rtc_base(const std::string& s, const std::string& what);
 // --uuid: the 8-4-4-4-12 hex form.

@@ -742,6 +742,52 @@ private:
     NodeCli cli_;
 };
 
+// An optional object ("cloud_init": {...}): absent unless given; null removes
+// it and is what --print-config writes when absent. Its option takes the
+// SPEC, or "off" to remove a --config one.
+template <class T>
+class OptionalObject : public Node {
+public:
+    OptionalObject(std::string key, std::optional<T> VmConfig::*member, Spec<T> spec, NodeCli cli, const char* doc)
+        : Node(std::move(key)), member_(member), spec_(std::move(spec)), cli_(cli), doc_(doc) {}
+
+    // A given object replaces the whole of a --config one: its keys are
+    // files that belong together.
+    void read(VmConfig& cfg, const json& v, const Loc& at) const override {
+        if (v.is_null()) (cfg.*member_).reset();
+        else cfg.*member_ = spec_.read(v, at, T{});
+    }
+    json emit(const VmConfig& cfg) const override { return cfg.*member_ ? spec_.emit(*(cfg.*member_)) : json(); }
+    void rows(std::vector<Row>& out) const override {
+        out.push_back({key(), "object or `null`", "`null`", with_option(doc_, cli_.name)});
+        spec_.rows(key() + ".", T{}, out);
+    }
+    void keys(std::vector<std::string>& out) const override {
+        out.push_back(key());
+        for (auto& k : spec_.keys()) out.push_back(key() + "." + k);
+    }
+    void options(std::vector<Option>& out) const override {
+        std::string syn = spec_.synopsis();
+        Option o;
+        o.opt = {cli_.name, "SPEC", fmt::format("{}; SPEC: {}", cli_.help, syn), "", false, false};
+        o.synopsis = fmt::format("{} {}|off", cli_.name, syn);
+        o.doc = cli_.doc;
+        o.def = cli_.def;
+        o.apply = [this](VmConfig& cfg, const std::vector<std::string>& values) {
+            const std::string& v = values.back();
+            if (v == "off") (cfg.*member_).reset();
+            else cfg.*member_ = spec_.parse(v, cli_.name, T{});
+        };
+        out.push_back(std::move(o));
+    }
+
+private:
+    std::optional<T> VmConfig::*member_;
+    Spec<T> spec_;
+    NodeCli cli_;
+    const char* doc_;
+};
+
 // "scsi": {"disks": [...], "cdroms": [...]}: two lists in VmConfig::scsi,
 // disks first; each list given (or option: --scsi-disk, --cdrom) replaces
 // only its kind.
@@ -1392,6 +1438,34 @@ std::vector<std::unique_ptr<Node>> make_table() {
                        "characters each. Repeatable, each type once; given at all, replaces the `--config` "
                        "file's `smbios`"},
         "array of SMBIOS objects", "SMBIOS string overrides, one object per type"));
+
+    Spec<CloudInitConfig> ci;
+    ci.required = "user_data";
+    using CI = CloudInitConfig;
+    ci.fields = {
+        {.key = "user_data", .codec = string_codec(&CI::user_data, check::path), .type = "string, required",
+         .doc = "host file that becomes `user-data` (`#cloud-config` YAML, a script, ...)", .def = "",
+         .cli = {.name = "user-data", .metavar = "FILE"}},
+        {.key = "meta_data", .codec = optional_path_codec(&CI::meta_data), .type = "string",
+         .doc = "host file that becomes `meta-data`", .def = ": `instance-id` and `local-hostname` made up by the VMM",
+         .cli = {.name = "meta-data", .metavar = "FILE"}},
+        {.key = "network_config", .codec = optional_path_codec(&CI::network_config), .type = "string",
+         .doc = "host file that becomes `network-config` (network configuration v1 or v2)", .def = ": none",
+         .cli = {.name = "network-config", .metavar = "FILE"}},
+    };
+    t.push_back(std::make_unique<OptionalObject<CloudInitConfig>>(
+        "cloud_init", &C::cloud_init, std::move(ci),
+        NodeCli{.name = "--cloud-init", .metavar = nullptr,
+                .help = "cloud-init NoCloud seed: an ISO 9660 volume labelled cidata made of these files, attached "
+                        "as a read-only virtio-scsi CD-ROM (off removes a --config one)",
+                .doc = "give the guest a cloud-init NoCloud seed: the VMM builds an ISO 9660 volume labelled "
+                       "`cidata` (Rock Ridge and Joliet names) holding `user-data`, `meta-data` and, when given, "
+                       "`network-config` from these host files (at most 16 MiB each, read when the VM starts) and "
+                       "attaches it as a read-only CD-ROM on the virtio-scsi controller, after the `--cdrom` LUNs "
+                       "and never a boot device. Without `meta-data=`, the VMM writes `instance-id: iid-UUID` "
+                       "(`--uuid`) or `iid-` and a hash of the user-data and network-config, and `local-hostname: vmm`. `off` removes a "
+                       "`--config` seed (see [cloud-init](../README.md#cloud-init))"},
+        "cloud-init NoCloud seed CD-ROM; `null`: none"));
     return t;
 }
 

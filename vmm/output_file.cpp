@@ -27,6 +27,11 @@ std::vector<InputPath> input_paths(const VmConfig& cfg) {
     for (const auto& s : cfg.scsi)
         add(s.cdrom ? "--cdrom path=" : "--scsi-disk path=", s.path, !s.readonly && !s.cdrom);
     for (const auto& f : cfg.fw_cfg) add("--fw-cfg name=" + f.name + ",file=", f.file);
+    if (cfg.cloud_init) {
+        add("--cloud-init user-data=", cfg.cloud_init->user_data);
+        add("--cloud-init meta-data=", cfg.cloud_init->meta_data);
+        add("--cloud-init network-config=", cfg.cloud_init->network_config);
+    }
     return in;
 }
 

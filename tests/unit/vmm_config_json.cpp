@@ -88,6 +88,10 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
            std::equal(a.fw_cfg.begin(), a.fw_cfg.end(), b.fw_cfg.begin(), b.fw_cfg.end(),
                       [](auto& x, auto& y) { return x.name == y.name && x.file == y.file && x.text == y.text; }) &&
            a.uuid == b.uuid && a.rtc_localtime == b.rtc_localtime &&
+           a.cloud_init.has_value() == b.cloud_init.has_value() &&
+           (!a.cloud_init || (a.cloud_init->user_data == b.cloud_init->user_data &&
+                              a.cloud_init->meta_data == b.cloud_init->meta_data &&
+                              a.cloud_init->network_config == b.cloud_init->network_config)) &&
            std::equal(a.smbios.begin(), a.smbios.end(), b.smbios.begin(), b.smbios.end(),
                       [](auto& x, auto& y) {
                           return x.type == y.type && x.vendor == y.vendor && x.version == y.version &&
@@ -361,7 +365,7 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     CHECK_THAT(error_of_json(R"({"run": {"timeout": 5}})"), Contains(R"(run.timeout: unknown key (did you mean "timeout_s"?))"));
     CHECK_THAT(error_of_json(R"({"frobnicate": 1})"),
                Equals("vm.json: frobnicate: unknown key (expected one of machine, boot, disks, serial, console, api, "
-                      "logging, security, run, devices, rng, balloon, net, scsi, serial_ports, fw_cfg, smbios)"));
+                      "logging, security, run, devices, rng, balloon, net, scsi, serial_ports, fw_cfg, smbios, cloud_init)"));
     CHECK_THAT(error_of_json(R"({"serial": {"x": 1}})"), Contains("serial.x: unknown key (expected one of mode, path)"));
     CHECK_THAT(error_of_json(R"({"vsock": {}})"), Equals("vm.json: vsock: virtio-vsock is not supported yet"));
     CHECK_THAT(error_of_json(R"({"net": {"tap": "tap0"}})"), Contains("net: expected an array of interfaces"));

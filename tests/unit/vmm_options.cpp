@@ -69,6 +69,7 @@ vmm::VmConfig every_key() {
     t3.asset = "a";
     t3.sku = "k3";
     c.smbios = {t0, t1, t3};
+    c.cloud_init = vmm::CloudInitConfig{"/u", "/m", "/n"};
     return c;
 }
 
