@@ -47,6 +47,7 @@ constexpr uint64_t kMaxL1Bytes = 32u << 20;
 constexpr uint64_t kMaxRefTableBytes = 8u << 20;
 constexpr uint64_t kMaxVirtualSize = 1ull << 56;
 constexpr size_t kMaxBackingName = 1023;
+constexpr uint64_t kMaxLeakedPastEnd = 65536;  // clusters
 
 uint64_t div_up(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
 
@@ -503,10 +504,13 @@ int Qcow2Image::refcount_add(uint64_t cluster, int delta) {
 }
 
 // First cluster with refcount 0 (never cluster 0, the header); its refcount
-// is 1 on return.
+// is 1 on return. Clusters past the end of the file can be counted only
+// when a crash came between raising a refcount and writing the cluster, so
+// a few are skipped; a hostile image with many ends the search early.
 int Qcow2Image::alloc_cluster(uint64_t& host) {
-    uint64_t limit = std::min<uint64_t>(refcount_table_.size() * refcount_block_entries_,
-                                        kOffsetMask >> cluster_bits_);
+    uint64_t eof = div_up(file_.size(), cluster_size_);
+    uint64_t limit = std::min({refcount_table_.size() * refcount_block_entries_, kOffsetMask >> cluster_bits_,
+                               eof + kMaxLeakedPastEnd});
     for (uint64_t c = std::max<uint64_t>(free_hint_, 1); c < limit; ++c) {
         uint64_t v = 0;
         if (int r = refcount_get(c, v); r != 0) return r;
@@ -768,7 +772,13 @@ int Qcow2Image::zero_range(uint64_t offset, uint64_t length, bool discard) {
         uint64_t target = backing ? kZeroFlag : 0;
         Mapping m;
         if (int r = lookup(pos, target != 0, m); r != 0) return r;
-        if (m.l2_off != 0 && m.l2e != target) pending.push_back({m.l2_off, m.l2_index, target, m.l2e});
+        if (m.l2_off == 0) {
+            // No L2 table: the whole range it would map is already unallocated.
+            uint64_t span = uint64_t{cluster_size_} << (cluster_bits_ - 3);
+            pos = std::min(end, (pos & ~(span - 1)) + span);
+            continue;
+        }
+        if (m.l2e != target) pending.push_back({m.l2_off, m.l2_index, target, m.l2e});
         if (pending.size() >= 4096) {
             if (int r = commit(); r != 0) return r;
         }
