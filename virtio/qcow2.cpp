@@ -13,6 +13,7 @@
 
 #include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
+#include "vmm/core/log.h"
 
 namespace vmm::virtio {
 
@@ -472,7 +473,14 @@ int Qcow2Image::refcount_get(uint64_t cluster, uint64_t& value) {
 int Qcow2Image::refcount_add(uint64_t cluster, int delta) {
     uint64_t t = cluster / refcount_block_entries_;
     size_t i = cluster % refcount_block_entries_;
-    if (t >= refcount_table_.size()) return -ENOSPC;
+    if (t >= refcount_table_.size()) {
+        // Growing the refcount table is not implemented (docs/qcow2.md).
+        if (!warned_table_full_)
+            log::warn("qcow2 image {}: refcount table full, the file cannot grow past {} bytes", path_,
+                      (refcount_table_.size() * refcount_block_entries_) << cluster_bits_);
+        warned_table_full_ = true;
+        return -ENOSPC;
+    }
     uint64_t block = refcount_table_[t];
     if (block & kRefTableReserved) return -EIO;
     if (block == 0) {
@@ -529,6 +537,7 @@ int Qcow2Image::free_entry(uint64_t l2e) {
         uint64_t off = l2e & ((1ull << x) - 1);
         uint64_t sectors = (l2e >> x) & ((1ull << (cluster_bits_ - 8)) - 1);
         uint64_t len = (sectors + 1) * 512 - (off & 511);
+        inflated_l2e_ = 0;  // its bytes may be reused from now on
         for (uint64_t c = off >> cluster_bits_; c <= (off + len - 1) >> cluster_bits_; ++c)
             if (int r = refcount_add(c, -1); r != 0) return r;
         return 0;

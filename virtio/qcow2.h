@@ -179,6 +179,7 @@ private:
     uint64_t refcount_table_offset_ = 0;
     std::vector<uint64_t> refcount_table_;
     uint64_t free_hint_ = 1;
+    bool warned_table_full_ = false;
 
     struct CacheEntry {
         std::vector<uint8_t> data;

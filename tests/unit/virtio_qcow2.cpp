@@ -449,6 +449,21 @@ TEST_CASE("qcow2: damaged tables fail I/O with -EIO", "[qcow2]") {
     }
 }
 
+TEST_CASE("qcow2: a full refcount table fails writes with -ENOSPC", "[qcow2]") {
+    // One 512-byte table cluster covers 64 blocks of 256 clusters: 8 MiB of file.
+    MemoryImageFile f = make(16 * M, 9);
+    put_be(f, 56, 4, 1);
+    auto img = open(f);
+    auto chunk = pattern(1 * M, 4);
+    int r = 0;
+    uint64_t off = 0;
+    for (; off < 16 * M && r == 0; off += 1 * M) r = wr(*img, off, chunk);
+    CHECK(r == -ENOSPC);
+    CHECK(off > 4 * M);
+    CHECK(off <= 9 * M);
+    CHECK(rd(*img, 0, 1 * M) == chunk);
+}
+
 // ---- with qemu-img ----
 
 namespace {
