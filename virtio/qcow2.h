@@ -125,12 +125,12 @@ public:
     // -EROFS (read-only), -EIO (damaged image), -ENOSPC, or the file's -errno.
     int read(uint64_t offset, std::span<const iovec> iov);
     int write(uint64_t offset, std::span<const iovec> iov);
-    // Whole clusters in the range become zero clusters (v3) or unallocated
-    // (v2 without a backing file) and are freed; the rest is written with
-    // zeros. v2 with a backing file writes zeros everywhere.
+    // Whole clusters in the range are freed and become zero clusters (v3
+    // over a backing file) or unallocated (no backing file); the rest is
+    // written with zeros. v2 over a backing file writes zeros everywhere.
     int write_zeroes(uint64_t offset, uint64_t length);
     // Whole clusters are dropped as by write_zeroes (they read as zeros
-    // afterwards); partial ones and v2 clusters over a backing file stay.
+    // afterwards); partial ones, and all in v2 over a backing file, stay.
     int discard(uint64_t offset, uint64_t length);
     // Makes every completed write durable.
     int flush();
