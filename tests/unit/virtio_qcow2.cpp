@@ -492,8 +492,7 @@ int sh(const std::string& cmd, std::string* out = nullptr) {
     size_t n;
     while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) s.append(buf, n);
     int st = ::pclose(p);
-    if (out) *out = s;
-    INFO(cmd << "\n" << s);
+    if (out) *out = cmd + "\n" + s;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -549,10 +548,15 @@ void scribble(Qcow2Image& img, std::vector<uint8_t>& model, bool backing) {
 
 void check_clean(const std::string& image, const std::string& format, const std::string& expected_raw) {
     std::string out;
-    CHECK(sh("qemu-img check -f " + format + " " + image, &out) == 0);
+    int rc = sh("qemu-img check -f " + format + " " + image, &out);
+    INFO(out);
+    CHECK(rc == 0);
     CHECK(out.find("No errors were found") != std::string::npos);
     CHECK(out.find("leaked") == std::string::npos);
-    CHECK(sh("qemu-img compare -f " + format + " -F raw " + image + " " + expected_raw, &out) == 0);
+    std::string cmp;
+    rc = sh("qemu-img compare -f " + format + " -F raw " + image + " " + expected_raw, &cmp);
+    INFO(cmp);
+    CHECK(rc == 0);
 }
 
 }  // namespace
@@ -582,7 +586,10 @@ TEST_CASE("qcow2: images made by qemu-img read and write back cleanly", "[qcow2]
     };
     for (const auto& v : variants) {
         INFO(v.name);
-        REQUIRE(sh("cd " + dir.path + " && " + v.cmd) == 0);
+        std::string out;
+        int rc = sh("cd " + dir.path + " && " + v.cmd, &out);
+        INFO(out);
+        REQUIRE(rc == 0);
         std::string p = dir / v.name;
         auto model = base;
         {
