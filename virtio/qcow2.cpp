@@ -636,7 +636,7 @@ int Qcow2Image::read_backing(uint64_t off, uint8_t* buf, size_t len) {
     return 0;
 }
 
-// `len` bytes at `off`, all inside one cluster whose mapping is `m`.
+// `len` bytes at `off`, all inside one cluster.
 int Qcow2Image::read_chunk(uint64_t off, uint8_t* buf, size_t len) {
     Mapping m;
     if (int r = lookup(off, false, m); r != 0) return r;
