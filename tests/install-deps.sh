@@ -7,7 +7,9 @@ set -euo pipefail
 PACKAGES=(
   # build
   g++ cmake ninja-build ccache pkg-config
-  linux-libc-dev libfmt-dev nlohmann-json3-dev catch2 libfdt-dev libcli11-dev liburing-dev libseccomp-dev
+  linux-libc-dev libfmt-dev nlohmann-json3-dev catch2 libfdt-dev libcli11-dev liburing-dev libseccomp-dev zlib1g-dev
+  # the qcow2 unit tests make and check images with qemu-img
+  qemu-utils
   # guests and the software-emulated test host (see tests/guest/README.md)
   qemu-system-x86 linux-image-amd64 busybox-static cpio gzip e2fsprogs xz-utils zstd kmod
   # the virtio-scsi guest case's CD-ROM image (ISO 9660)
