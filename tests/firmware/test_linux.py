@@ -265,11 +265,12 @@ def test_seabios_syslinux_mbr_linux(run_vm, seabios, tmp_path):
     assert b"SYSLINUX 6" in r.serial
 
 
-def test_seabios_pxe_linux(run_vm, seabios, tap, tmp_path):
-    # Network boot: SeaBIOS runs iPXE from virtio-net's expansion ROM BAR
-    # (--net ...,bootindex=0); iPXE drives our virtio-net through its own
-    # driver, gets an address and a boot file name from dnsmasq's DHCP on the
-    # tap, fetches the script over TFTP and then the kernel and initramfs.
+def pxe_boot(run_vm, tap, tmp_path, firmware, extra=""):
+    """Network boot through iPXE: the firmware runs iPXE from virtio-net's
+    expansion ROM BAR (--net ...,bootindex=0; SeaBIOS the ROM's BIOS image,
+    OVMF its EFI image); iPXE drives our virtio-net, gets an address and a
+    boot file name from dnsmasq's DHCP on the tap, fetches the script over
+    TFTP and then the kernel and initramfs. Returns (run, token)."""
     kernel, initramfs = linux_files()
     dnsmasq = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.access("/usr/sbin/dnsmasq", os.X_OK) else None)
     if not dnsmasq:
@@ -282,10 +283,12 @@ def test_seabios_pxe_linux(run_vm, seabios, tap, tmp_path):
     shutil.copy(kernel, root / "vmlinuz")
     shutil.copy(initramfs, root / "initrd.img")
     token = secrets.token_hex(6)
-    cmdline = f"console=ttyS0 panic=1 vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} vmmtest.token={token}"
+    cmdline = f"console=ttyS0 panic=1 {extra} vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} vmmtest.token={token}"
+    # initrd= names the image for a kernel that iPXE starts through its EFI
+    # stub (the stub loads it itself); a BIOS boot ignores it.
     (root / "boot.ipxe").write_text("#!ipxe\n"
                                     "echo IPXE: loading the kernel\n"
-                                    f"kernel tftp://{host}/vmlinuz {cmdline}\n"
+                                    f"kernel tftp://{host}/vmlinuz initrd=initrd.img {cmdline}\n"
                                     f"initrd tftp://{host}/initrd.img\n"
                                     "boot\n")
     server = subprocess.Popen([dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--user=root",
@@ -294,14 +297,28 @@ def test_seabios_pxe_linux(run_vm, seabios, tap, tmp_path):
                                f"--tftp-root={root}", "--dhcp-boot=boot.ipxe", "--log-dhcp",
                                f"--log-facility={tmp_path / 'dnsmasq.log'}"])
     try:
-        r = run_vm(["--firmware", "bios", "--memory", f"{MEM_MB}M", "--cpus", str(CPUS),
+        r = run_vm(["--firmware", firmware, "--memory", f"{MEM_MB}M", "--cpus", str(CPUS),
                     "--net", f"tap={name},bootindex=0"], timeout=400)
     finally:
         server.terminate()
         server.wait(10)
     log = (tmp_path / "dnsmasq.log").read_text(errors="replace") if (tmp_path / "dnsmasq.log").exists() else ""
-    assert "sent" in log and "boot.ipxe" in log, log[-3000:]
+    assert "sent" in log and "boot.ipxe" in log, log[-3000:] + r.serial.decode(errors="replace")[-3000:]
+    return r, token
+
+
+def test_seabios_pxe_linux(run_vm, seabios, tap, tmp_path):
+    r, token = pxe_boot(run_vm, tap, tmp_path, "bios")
     check_linux_booted(r, token, bootloader="IPXE: loading the kernel")
+    console = r.serial.decode(errors="replace")
+    assert "iPXE" in console[:console.index("IPXE: loading the kernel")]
+
+
+def test_ovmf_pxe_linux(run_vm, ovmf, tap, tmp_path):
+    # The same under OVMF: its bootorder entry for the NIC starts the ROM's
+    # EFI driver (iPXE), which boots the kernel through its EFI stub.
+    r, token = pxe_boot(run_vm, tap, tmp_path, "uefi", UEFI_TIMER)
+    check_linux_booted(r, token, bootloader="IPXE: loading the kernel", firmware_banner=None)
     console = r.serial.decode(errors="replace")
     assert "iPXE" in console[:console.index("IPXE: loading the kernel")]
 
