@@ -14,6 +14,7 @@
 #include "virtio/net.h"
 #include "virtio/rng.h"
 #include "virtio/scsi.h"
+#include "vmm/cloud_init.h"
 #include "vmm/config_check.h"
 #include "vmm/console_socket.h"
 #include "vmm/core/error.h"
@@ -160,10 +161,14 @@ void DeviceManager::attach_balloon(const VirtioKind& kind) {
     add_virtio(kind, balloon_, -1);
 }
 
-// One virtio-scsi controller holds every --scsi-disk and --cdrom.
+// One virtio-scsi controller holds every --scsi-disk and --cdrom, and the
+// cloud-init seed (a read-only CD-ROM at the lowest LUN left free, never a
+// boot device).
 void DeviceManager::attach_scsi(const VirtioKind& kind) {
-    if (cfg_.scsi.empty()) return;
-    std::vector<uint32_t> luns = check::scsi_luns(cfg_.scsi, "--scsi-disk/--cdrom");
+    if (cfg_.scsi.empty() && !cfg_.cloud_init) return;
+    std::vector<ScsiLunConfig> all = cfg_.scsi;
+    if (cfg_.cloud_init) all.push_back(kCloudInitLunConfig);
+    std::vector<uint32_t> luns = check::scsi_luns(all, "--scsi-disk/--cdrom/--cloud-init");
     virtio::ScsiConfig sc;
     sc.name = fmt::format("{}0", kind.name);
     for (size_t i = 0; i < cfg_.scsi.size(); ++i) {
@@ -175,6 +180,7 @@ void DeviceManager::attach_scsi(const VirtioKind& kind) {
         l.cdrom = cfg_.scsi[i].cdrom;
         sc.luns.push_back(std::move(l));
     }
+    if (cfg_.cloud_init) sc.luns.push_back(cloud_init_lun(cfg_, luns.back()));
     // Each LUN keeps its image open and, per request queue once used, a
     // disk engine (io_uring + eventfd): raise the soft fd limit to fit.
     rlimit nofile{};

@@ -71,6 +71,12 @@
 #                discard and blkdiscards its first vmmtest.discard_mib MiB;
 #                LUN 3 is a CD-ROM (type 5) whose iso9660 /vmmtest.txt holds
 #                vmmtest.token
+#     cidata     the cloud-init seed (--cloud-init) is the one SCSI LUN: an
+#                ISO 9660 volume "cidata" (read from its primary volume
+#                descriptor); mounted, its Rock Ridge
+#                names user-data and network-config have the md5 sums
+#                vmmtest.ud_md5 and vmmtest.nc_md5, and meta-data says
+#                "instance-id: iid-vmmtest.uuid" and "local-hostname: vmm"
 #     scsi-many  vmmtest.scsi_luns sd disks appear (LUNs 0..N-1 of target 0)
 #                and the last one reads
 #     net-ping   the root checks, then net's first half: eth0 on virtio_net,
@@ -700,6 +706,41 @@ case $blk in
                 fail "enospc-read-$d" "reading 4 MiB of /dev/$d failed after the write errors"
             fi
         done
+        ;;
+    cidata)
+        ud_md5="" nc_md5="" uuid=""
+        for w in $(cat /proc/cmdline); do
+            case $w in
+                vmmtest.ud_md5=*) ud_md5=${w#vmmtest.ud_md5=} ;;
+                vmmtest.nc_md5=*) nc_md5=${w#vmmtest.nc_md5=} ;;
+                vmmtest.uuid=*) uuid=${w#vmmtest.uuid=} ;;
+            esac
+        done
+        wait_scsi 60
+        dev=$(scsi_blk 0)
+        # The primary volume descriptor (sector 16): "CD001" at byte 1, the
+        # volume identifier at bytes 40..71 (busybox's blkid knows no iso9660).
+        pvd() { dd if="/dev/$dev" bs=2048 skip=16 count=1 2>/dev/null | dd bs=1 skip="$1" count="$2" 2>/dev/null; }
+        sig=$(pvd 1 5) label=$(pvd 40 32 | tr -d ' ')
+        [ "$sig" = CD001 ] && [ "$label" = cidata ] && pass cidata-label "$dev: ISO 9660 volume '$label'" ||
+            fail cidata-label "LUN 0 is '$dev': signature '$sig', volume identifier '$label'"
+        if mount -t iso9660 -o ro "/dev/$dev" /mnt; then
+            info "cidata files: $(ls /mnt | tr '\n' ' ')"
+            got=$(md5sum /mnt/user-data 2>&1 | cut -d' ' -f1)
+            [ "$got" = "$ud_md5" ] && pass cidata-user-data "md5 $got" ||
+                fail cidata-user-data "user-data md5 '$got', expected $ud_md5"
+            got=$(md5sum /mnt/network-config 2>&1 | cut -d' ' -f1)
+            [ "$got" = "$nc_md5" ] && pass cidata-network-config "md5 $got" ||
+                fail cidata-network-config "network-config md5 '$got', expected $nc_md5"
+            if grep -qx "instance-id: iid-$uuid" /mnt/meta-data && grep -qx "local-hostname: vmm" /mnt/meta-data; then
+                pass cidata-meta-data "instance-id iid-$uuid, local-hostname vmm"
+            else
+                fail cidata-meta-data "meta-data is '$(cat /mnt/meta-data 2>&1 | tr '\n' ' ')'"
+            fi
+            umount /mnt
+        else
+            fail cidata-user-data "mount -t iso9660 /dev/$dev failed"
+        fi
         ;;
     scsi-many)
         wait_scsi 240

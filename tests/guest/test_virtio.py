@@ -5,6 +5,7 @@ runs the checks vmmtest.blk= names and prints VMMTEST lines. The host side
 checks images byte for byte (blkbench), the control API's counters, the
 VMM's RSS and its sockets. Disk images live in the suite's live directory (a
 tmpfs in the test host, which also supports hole punching)."""
+import hashlib
 import os
 import random
 import re
@@ -460,6 +461,28 @@ def test_scsi(suite, case):
         # unsupported commands Linux probes with, and the forced write, got CHECK CONDITION
         found = re.findall(r"virtio-scsi0: [0-9]+ requests.* ([0-9]+) check conditions", Log(case.path("stderr")).text())
         case.check(found and int(found[-1]) > 0, "no 'virtio-scsi0: ... N check conditions' line with N > 0 in stderr")
+    case.finish()
+
+
+def test_cloud_init(suite, case):
+    """--cloud-init: the seed is a read-only virtio-scsi CD-ROM labelled
+    cidata; the guest mounts it and finds user-data and network-config
+    byte-identical and the default meta-data derived from --uuid."""
+    case.blk_prepare()
+    case.require_vmm("--cloud-init")
+    case.require_qemu_has("--cloud-init")
+    seed = case.img / "seed"
+    seed.mkdir(exist_ok=True)
+    user = seed / "user-data.yaml"
+    user.write_text(f"#cloud-config\n# {harness.token()}\nruncmd:\n  - [echo, hello]\n")
+    net = seed / "network.yaml"
+    net.write_text("version: 2\nethernets:\n  eth0:\n    dhcp4: true\n")
+    uuid = "5e1f0c9a-7d2b-4c61-9a3e-0b8f6d4c2a11"
+    md5 = lambda p: hashlib.md5(p.read_bytes()).hexdigest()  # noqa: E731
+    st = case.blk_boot(1, f"vmmtest.blk=cidata vmmtest.scsi_luns=1 vmmtest.ud_md5={md5(user)} "
+                          f"vmmtest.nc_md5={md5(net)} vmmtest.uuid={uuid}",
+                       "--uuid", uuid, "--cloud-init", f"user-data={user},network-config={net}")
+    case.blk_common(st, "cidata-label", "cidata-user-data", "cidata-network-config", "cidata-meta-data")
     case.finish()
 
 
