@@ -21,6 +21,7 @@
 #include <mutex>
 #include <thread>
 
+#include "virtio/qcow2.h"
 #include "vmm/core/error.h"
 #include "vmm/core/eventfd.h"
 #include "vmm/core/thread_role.h"
@@ -91,6 +92,62 @@ uint32_t probe_direct_alignment(int fd, const std::string& what) {
 
 }  // namespace
 
+// ---------------------------------------------------------------------------
+// Formatted images: qcow2, and snapshot=on overlays.
+
+struct DiskFormatLayer {
+    std::mutex mu;  // one request at a time, from any of the disk's queues
+    std::vector<std::unique_ptr<ImageFile>> files;  // outlive the images made on them
+    std::unique_ptr<Qcow2Image> base;               // a qcow2 image under an overlay
+    std::unique_ptr<Qcow2Image> image;              // what the guest sees
+};
+
+namespace {
+
+// Whether the image starts with "QFI\xfb". One aligned 4 KiB read, so that
+// it also works on an O_DIRECT descriptor; a read error is an error (guessing
+// "raw" could let a guest overwrite a qcow2 image's metadata).
+bool has_qcow2_magic(int fd, const std::string& what) {
+    void* buf = std::aligned_alloc(4096, 4096);
+    if (!buf) fail("{}: out of memory", what);
+    ssize_t r;
+    do {
+        r = ::pread(fd, buf, 4096, 0);
+    } while (r < 0 && errno == EINTR);
+    int e = errno;
+    const auto* m = static_cast<const uint8_t*>(buf);
+    bool magic = r >= 4 && m[0] == 'Q' && m[1] == 'F' && m[2] == 'I' && m[3] == 0xfb;
+    std::free(buf);
+    if (r < 0) fail("{}: cannot read the first block: {}", what, std::strerror(e));
+    return magic;
+}
+
+// A backing file of a qcow2 image: opened read-only, and read-locked, so a
+// VM that has it open writable (or opens it so later) is refused.
+std::unique_ptr<ImageFile> open_backing_file(const std::string& path, const std::string& what) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail("{}: backing file {}: {}", what, path, std::strerror(errno));
+    Fd owned(fd);
+    struct stat st {};
+    if (::fstat(fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)))
+        fail("{}: backing file {}: not a regular file or block device", what, path);
+    struct flock lk {};
+    lk.l_type = F_RDLCK;
+    lk.l_whence = SEEK_SET;
+    if (::fcntl(fd, F_OFD_SETLK, &lk) < 0 && (errno == EAGAIN || errno == EACCES))
+        fail("{}: backing file {} is locked by another process (a VM writing it?)", what, path);
+    return std::make_unique<FdImageFile>(std::move(owned));
+}
+
+// A directory for snapshot overlays: big images' overlays can grow large,
+// so not /tmp (often RAM) unless TMPDIR says so.
+std::string overlay_dir() {
+    const char* t = std::getenv("TMPDIR");
+    return t && *t ? t : "/var/tmp";
+}
+
+}  // namespace
+
 DiskImage::DiskImage(const DiskOptions& o) : path_(o.path), readonly_(o.readonly), direct_(o.direct) {
     if (o.path.empty()) fail("{}: path= is empty", o.option);
     // O_NONBLOCK so that a FIFO given by mistake cannot block the open; it is
@@ -103,7 +160,11 @@ DiskImage::DiskImage(const DiskOptions& o) : path_(o.path), readonly_(o.readonly
         fd = ::fcntl(o.file->get(), F_DUPFD_CLOEXEC, 0);
         if (fd < 0) throw_errno(fmt::format("{}: dup", label(o)));
     } else {
-        int flags = O_CLOEXEC | O_NONBLOCK | (o.readonly ? O_RDONLY : O_RDWR) | (o.direct ? O_DIRECT : 0);
+        if (o.direct && (o.snapshot || o.format == DiskFormat::Qcow2))
+            fail("{}: direct=on works with raw images only, not with {}", label(o),
+                 o.snapshot ? "snapshot=on" : "format=qcow2");
+        const bool ro = o.readonly || o.snapshot;  // snapshot=on: the base is never written
+        int flags = O_CLOEXEC | O_NONBLOCK | (ro ? O_RDONLY : O_RDWR) | (o.direct ? O_DIRECT : 0);
         fd = ::open(o.path.c_str(), flags);
         if (fd < 0) throw Error(open_error(o, errno));
     }
@@ -148,7 +209,7 @@ DiskImage::DiskImage(const DiskOptions& o) : path_(o.path), readonly_(o.readonly
     // An OFD lock belongs to this open file description, so it also keeps a
     // second open in the same process out, and it goes away with the fd.
     struct flock lk {};
-    lk.l_type = o.readonly ? F_RDLCK : F_WRLCK;
+    lk.l_type = o.readonly || o.snapshot ? F_RDLCK : F_WRLCK;
     lk.l_whence = SEEK_SET;
     if (::fcntl(fd, F_OFD_SETLK, &lk) < 0) {
         if (errno == EAGAIN || errno == EACCES)
@@ -157,7 +218,80 @@ DiskImage::DiskImage(const DiskOptions& o) : path_(o.path), readonly_(o.readonly
                   std::strerror(errno));
     }
     static_assert(kSector == 512);
+
+    const bool magic = has_qcow2_magic(fd, label(o));
+    if (o.format == DiskFormat::Qcow2 && !magic)
+        fail("{}: format=qcow2, but the file does not start with the qcow2 magic", label(o));
+    const bool qcow2 = o.format == DiskFormat::Qcow2 || (o.format == DiskFormat::Auto && magic);
+    if (qcow2 && o.direct) fail("{}: direct=on works with raw images only, and this is a qcow2 image", label(o));
+    if (qcow2 || o.snapshot) open_format(o, qcow2);
 }
+
+void DiskImage::open_format(const DiskOptions& o, bool qcow2) {
+    auto layer = std::make_shared<DiskFormatLayer>();
+    const std::string what = label(o);
+    auto dup_fd = [&] {
+        int d = ::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0);
+        if (d < 0) throw_errno(fmt::format("{}: dup", what));
+        return Fd(d);
+    };
+    BackingOpener open_backing = [what](const std::string& path, const std::string&) {
+        return open_backing_file(path, what);
+    };
+    if (qcow2) {
+        layer->files.push_back(std::make_unique<FdImageFile>(dup_fd()));
+        Qcow2Options qo;
+        qo.path = o.path;
+        qo.readonly = o.readonly || o.snapshot;
+        qo.open_backing = open_backing;
+        layer->base = Qcow2Image::open(*layer->files.back(), qo);
+        size_ = layer->base->size() - layer->base->size() % logical_block_;
+        if (size_ == 0) fail("{}: the qcow2 image's virtual size is less than one {}-byte block", what, logical_block_);
+        discard_granularity_ = layer->base->cluster_size();
+        format_name_ = "qcow2";
+    }
+    if (o.snapshot) {
+        layer->base.reset();  // only its size was needed: the overlay opens it as its backing file
+        const std::string dir = overlay_dir();
+        // Absolute, so that the overlay's backing name needs no resolving.
+        std::string base_path = o.path;
+        if (base_path[0] != '/') {
+            char cwd[PATH_MAX];
+            if (!::getcwd(cwd, sizeof cwd)) throw_errno(fmt::format("{}: getcwd", what));
+            base_path = std::string(cwd) + "/" + base_path;
+        }
+        int t = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (t < 0) fail("{}: snapshot=on: cannot make an overlay file in {}: {}", what, dir, std::strerror(errno));
+        auto overlay = std::make_unique<FdImageFile>(Fd(t));
+        // The overlay names its base by the path given; opening it hands over
+        // the file already open (and locked) instead.
+        Qcow2CreateOptions co;
+        co.size = size_;
+        co.backing_path = base_path;
+        co.backing_format = qcow2 ? "qcow2" : "raw";
+        Qcow2Image::create(*overlay, co);
+        auto base_fd = std::make_shared<Fd>(dup_fd());
+        Qcow2Options qo;
+        qo.path = fmt::format("{} (snapshot overlay in {})", base_path, dir);
+        qo.readonly = o.readonly;
+        qo.barriers = false;  // nothing of it survives the VMM, a host crash included
+        qo.open_backing = [base_fd, base = base_path, what](const std::string& path, const std::string&) {
+            if (path != base) return open_backing_file(path, what);
+            int d = ::fcntl(base_fd->get(), F_DUPFD_CLOEXEC, 0);
+            if (d < 0) throw_errno(fmt::format("{}: dup", what));
+            return std::unique_ptr<ImageFile>(std::make_unique<FdImageFile>(Fd(d)));
+        };
+        layer->files.push_back(std::move(overlay));
+        layer->image = Qcow2Image::open(*layer->files.back(), qo);
+        format_name_ += "+overlay";
+        log::info("{}: snapshot=on: writes go to an unnamed overlay in {}", what, dir);
+    } else {
+        layer->image = std::move(layer->base);
+    }
+    format_ = std::move(layer);
+}
+
+std::string DiskImage::format_name() const { return format_name_; }
 
 // ---------------------------------------------------------------------------
 // Shared request state and the synchronous implementation of every op.
@@ -279,6 +413,25 @@ int run_discard(int fd, bool blockdev, uint64_t off, uint64_t len) {
     return (r < 0 && unsupported(-r)) ? 0 : r;
 }
 
+// Runs one prepared op through the format layer (qcow2, overlays).
+int run_format(DiskFormatLayer& f, Op& op) {
+    std::lock_guard lk(f.mu);
+    Qcow2Image& q = *f.image;
+    switch (op.req.op) {
+    case DiskOp::Read:
+        return q.read(op.req.offset, op.cur);
+    case DiskOp::Write:
+        return q.write(op.req.offset, op.cur);
+    case DiskOp::Flush:
+        return q.flush();
+    case DiskOp::Discard:
+        return q.discard(op.req.offset, op.req.length);
+    case DiskOp::WriteZeroes:
+        return q.write_zeroes(op.req.offset, op.req.length);
+    }
+    return -EINVAL;
+}
+
 // Runs one prepared op to completion on the calling thread.
 int run_sync(int fd, bool blockdev, Op& op) {
     switch (op.req.op) {
@@ -312,7 +465,7 @@ class ThreadEngine final : public DiskEngine {
 public:
     ThreadEngine(const DiskImage& disk, unsigned threads, std::shared_ptr<EventFd> efd = nullptr)
         : fd_(disk.fd()), blockdev_(disk.is_block_device()), align_(disk.direct_alignment()),
-          efd_(efd ? std::move(efd) : std::make_shared<EventFd>()) {
+          format_(disk.format_layer()), efd_(efd ? std::move(efd) : std::make_shared<EventFd>()) {
         for (unsigned i = 0; i < std::max(1u, threads); ++i)
             workers_.emplace_back([this] {
                 on_thread_start(ThreadRole::Io);
@@ -328,7 +481,7 @@ public:
         for (auto& t : workers_) t.join();
     }
 
-    const char* name() const override { return "threads"; }
+    const char* name() const override { return format_ ? "format" : "threads"; }
     int event_fd() const override { return efd_->fd(); }
 
     void submit(std::span<DiskRequest> batch) override {
@@ -396,7 +549,7 @@ private:
             auto op = std::move(queue_.front());
             queue_.pop_front();
             lk.unlock();
-            int res = run_sync(fd_, blockdev_, *op);
+            int res = format_ ? run_format(*format_, *op) : run_sync(fd_, blockdev_, *op);
             DiskCompletion c = finish(*op, res);
             op.reset();
             lk.lock();
@@ -409,6 +562,7 @@ private:
     int fd_;
     bool blockdev_;
     uint32_t align_;
+    std::shared_ptr<DiskFormatLayer> format_;  // set: requests go through it
     std::shared_ptr<EventFd> efd_;
     mutable std::mutex mu_;
     std::condition_variable work_cv_, idle_cv_;
@@ -659,6 +813,8 @@ private:
 }  // namespace
 
 std::unique_ptr<DiskEngine> make_disk_engine(const DiskImage& disk, unsigned depth, DiskEngineKind kind) {
+    // The format layer is synchronous and serialised: one worker per queue.
+    if (disk.format_layer()) return std::make_unique<ThreadEngine>(disk, 1);
     if (kind == DiskEngineKind::Auto) {
         const char* env = std::getenv("VMM_DISK_ENGINE");
         if (env && std::string_view(env) == "threads") kind = DiskEngineKind::Threads;

@@ -1,5 +1,6 @@
-// Host backend of virtio-blk: a raw disk image (regular file or host block
-// device) and the asynchronous engines that run I/O on it.
+// Host backend of virtio-blk and virtio-scsi: a disk image (raw regular file
+// or host block device, or qcow2 through virtio/qcow2.h) and the
+// asynchronous engines that run I/O on it.
 //
 // DiskImage opens and validates the image once (at VM setup, so a bad
 // --disk option fails with a clear message before the guest starts) and
@@ -14,7 +15,11 @@
 //     io_uring is unavailable (seccomp, old kernel) or forced with
 //     VMM_DISK_ENGINE=threads.
 // Operations io_uring cannot express (BLKDISCARD, fallocate fallbacks) go to a
-// one-thread pool that shares the engine's eventfd.
+// one-thread pool that shares the engine's eventfd. A qcow2 image (and any
+// image with snapshot=on) always gets a one-thread pool whose worker runs
+// requests through the format layer, which maps guest offsets to clusters
+// and allocates them; the layer is shared by all queues of the disk and
+// serialised by a mutex.
 //
 // An engine is used from one thread only (its queue's I/O thread).
 #pragma once
@@ -31,6 +36,9 @@
 
 namespace vmm::virtio {
 
+// How the image file is laid out: Auto looks for the qcow2 magic.
+enum class DiskFormat : uint8_t { Auto, Raw, Qcow2 };
+
 struct DiskOptions {
     std::string path;
     bool readonly = false;
@@ -40,7 +48,16 @@ struct DiskOptions {
     // DiskImage uses its own duplicate of this descriptor instead of opening
     // `path`, which then only names the image in messages. Not with direct.
     std::shared_ptr<const Fd> file{};
+    DiskFormat format = DiskFormat::Auto;
+    // Throwaway overlay: the image is opened read-only and the guest's
+    // writes go to a qcow2 overlay in $TMPDIR (or /var/tmp) that has no
+    // name from the start, so nothing is left behind, even after SIGKILL.
+    bool snapshot = false;
 };
+
+// A formatted image (qcow2, or any image under snapshot=on): the format
+// layer that engines run requests through (virtio/disk.cpp).
+struct DiskFormatLayer;
 
 class DiskImage {
 public:
@@ -62,8 +79,14 @@ public:
     uint32_t discard_granularity() const { return discard_granularity_; }
     // With direct=on: the alignment buffers and offsets need (else 1).
     uint32_t direct_alignment() const { return direct_ ? logical_block_ : 1; }
+    // "raw", "qcow2", or "raw+overlay"/"qcow2+overlay" under snapshot=on.
+    std::string format_name() const;
+    // Null for a raw image used as it is: engines then use fd() directly.
+    const std::shared_ptr<DiskFormatLayer>& format_layer() const { return format_; }
 
 private:
+    void open_format(const DiskOptions& o, bool qcow2);
+
     Fd fd_;
     std::string path_;
     bool readonly_ = false;
@@ -73,6 +96,8 @@ private:
     uint32_t logical_block_ = 512;
     uint32_t physical_block_ = 512;
     uint32_t discard_granularity_ = 512;
+    std::shared_ptr<DiskFormatLayer> format_;
+    std::string format_name_ = "raw";
 };
 
 enum class DiskOp : uint8_t { Read, Write, Flush, Discard, WriteZeroes };

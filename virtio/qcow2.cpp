@@ -3,6 +3,8 @@
 #include "virtio/qcow2.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -121,6 +123,9 @@ int FdImageFile::pwrite(const void* buf, size_t len, uint64_t off) {
 uint64_t FdImageFile::size() const {
     struct stat st {};
     if (::fstat(fd_.get(), &st) != 0) return 0;
+    uint64_t bytes = 0;
+    // A raw base on a host block device (the backing file of an overlay).
+    if (S_ISBLK(st.st_mode)) return ::ioctl(fd_.get(), BLKGETSIZE64, &bytes) == 0 ? bytes : 0;
     return static_cast<uint64_t>(st.st_size);
 }
 

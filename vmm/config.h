@@ -33,6 +33,8 @@ struct DiskConfig {
     bool packed = true;   // offer the packed virtqueue layout (off: drivers use the split ring)
     int bootindex = -1;   // firmware boot order, lower first; -1: none (see kMaxBootIndex)
     uint32_t poll_us = kDefaultPollUs;  // I/O thread busy polling before sleeping; 0: off
+    std::string format = "auto";  // "auto" (qcow2 if the file says so, else raw), "raw", "qcow2"
+    bool snapshot = false;        // writes go to a throwaway overlay; the image stays untouched
 };
 
 // One virtio-net interface on a host tap (--net).
@@ -64,6 +66,8 @@ struct ScsiLunConfig {
     bool cdrom = false;     // CD-ROM: 2048-byte blocks, MMC commands
     int bootindex = -1;     // firmware boot order; -1: none
     bool direct = false;    // O_DIRECT: bypass the host page cache (disks only)
+    std::string format = "auto";  // as DiskConfig::format
+    bool snapshot = false;        // as DiskConfig::snapshot (disks only)
 };
 
 // One named virtio-serial port (--serial-port): the guest's

@@ -343,6 +343,12 @@ const std::string& disk_serial(const std::string& serial, const std::string& wha
     return serial;
 }
 
+const std::string& disk_format(const std::string& format, const std::string& what) {
+    if (format != "auto" && format != "raw" && format != "qcow2")
+        fail("{}: \"{}\" is not an image format (auto, raw or qcow2)", what, format);
+    return format;
+}
+
 uint16_t disk_num_queues(uint64_t n, const std::string& what) {
     return static_cast<uint16_t>(in_range(n, what, 1, kMaxDiskQueues));
 }

@@ -93,6 +93,8 @@ void boot_source(const VmConfig& cfg);
 
 // Disk fields.
 const std::string& disk_serial(const std::string& serial, const std::string& what);
+// format=: "auto", "raw" or "qcow2".
+const std::string& disk_format(const std::string& format, const std::string& what);
 uint16_t disk_num_queues(uint64_t n, const std::string& what);
 int disk_slot(uint64_t n, const std::string& what);
 // The list as a whole: how many fit, no PCI slot twice.

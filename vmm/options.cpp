@@ -1065,6 +1065,12 @@ std::vector<std::unique_ptr<Node>> make_table() {
          .codec = uint_codec(&DiskConfig::poll_us, 0, check::kMaxPollUs, in_range(0, check::kMaxPollUs)),
          .type = "integer 0–1000", .doc = "I/O thread busy polling before it sleeps, µs; 0: off",
          .cli = {.name = "poll_us", .metavar = "US"}},
+        {.key = "format", .codec = string_codec(&DiskConfig::format, check::disk_format),
+         .type = "`\"auto\"`, `\"raw\"`, `\"qcow2\"`", .doc = "image format; `auto`: qcow2 if the file starts with "
+         "the qcow2 magic, else raw", .def = "`\"auto\"`", .cli = {.name = "format", .metavar = "auto|raw|qcow2"}},
+        {.key = "snapshot", .codec = boolean_codec(&DiskConfig::snapshot), .type = "bool",
+         .doc = "writes go to a throwaway overlay, deleted at exit; the image stays untouched",
+         .cli = {.name = "snapshot", .metavar = "on"}},
         {.key = "slot", .codec = auto_codec(&DiskConfig::slot, check::kMinSlot, check::kMaxSlot, check::disk_slot, true),
          .type = "integer 1–31 or `\"auto\"`", .doc = "PCI slot; no slot twice", .cli = {.name = "slot", .metavar = "N"}},
         {.key = "packed", .codec = boolean_codec(&DiskConfig::packed), .type = "bool",
@@ -1075,10 +1081,14 @@ std::vector<std::unique_ptr<Node>> make_table() {
         "disks", &C::disks, "disks", std::move(disk), check::disk_list,
         NodeCli{.name = "--disk", .metavar = nullptr,
                 .help = "virtio-blk disk (repeatable; /dev/vda, vdb, ... in order; replaces the --config disks)",
-                .doc = "a virtio-blk disk from a raw image or a host block device; repeatable, the guest sees "
+                .doc = "a virtio-blk disk from a raw or qcow2 image or a host block device; repeatable, the guest sees "
                        "`/dev/vda`, `vdb`, ... in order. `readonly=on` opens it read-only (writes fail in the guest); "
                        "`serial` (up to 20 printable characters) is what `/sys/block/vdX/serial` shows; `num_queues` "
-                       "(1–64) gives one I/O thread per queue; `direct=on` bypasses the host page cache (O_DIRECT); "
+                       "(1–64) gives one I/O thread per queue; `direct=on` bypasses the host page cache (O_DIRECT, raw "
+                       "images only); `format` is `raw`, `qcow2` or `auto` (the default: qcow2 when the file starts "
+                       "with the qcow2 magic, so a qcow2 image is never written as raw); `snapshot=on` leaves the image "
+                       "untouched and sends the guest's writes to an unnamed overlay in `$TMPDIR` (default `/var/tmp`) "
+                       "that disappears at exit, also after SIGKILL (see [Disk images](../README.md#disk-images)); "
                        "`poll_us` is how long each I/O thread busy-polls the queue and the host's completions "
                        "before it sleeps (default 32, as QEMU's iothreads; 0 turns polling off, see "
                        "[docs/benchmarks.md](benchmarks.md)); `slot` picks the PCI slot (1–31, or `auto`); `packed=off` stops offering the packed virtqueue "
@@ -1298,10 +1308,15 @@ std::vector<std::unique_ptr<Node>> make_table() {
         bootindex_field(&L::bootindex),
         {.key = "direct", .codec = boolean_codec(&L::direct), .type = "bool",
          .doc = "O_DIRECT: bypass the host page cache, as `disks[].direct`", .cli = {.name = "direct", .metavar = "on"}},
+        {.key = "format", .codec = string_codec(&L::format, check::disk_format),
+         .type = "`\"auto\"`, `\"raw\"`, `\"qcow2\"`", .doc = "image format, as `disks[].format`",
+         .def = "`\"auto\"`", .cli = {.name = "format", .metavar = "auto|raw|qcow2"}},
+        {.key = "snapshot", .codec = boolean_codec(&L::snapshot), .type = "bool",
+         .doc = "throwaway overlay, as `disks[].snapshot`", .cli = {.name = "snapshot", .metavar = "on"}},
     };
     Spec<L> cdrom;
     cdrom.required = "path";
-    cdrom.fields = {scsi_disk.fields[0], scsi_disk.fields[1], scsi_disk.fields[3]};
+    cdrom.fields = {scsi_disk.fields[0], scsi_disk.fields[1], scsi_disk.fields[3], scsi_disk.fields[5]};
     cdrom.fields[0].doc = "ISO image";
     cdrom.fields[1].doc = "as `scsi.disks[].lun`; no LUN twice across both lists";
     t.push_back(std::make_unique<Scsi>(
@@ -1309,11 +1324,11 @@ std::vector<std::unique_ptr<Node>> make_table() {
                    NodeCli{.name = "--scsi-disk", .metavar = nullptr,
                            .help = "virtio-scsi disk (repeatable; one controller, target 0; LUNs in order when not "
                                    "given; replaces the --config scsi.disks)",
-                           .doc = "a disk on the virtio-scsi controller (raw image or host block device, 512-byte "
+                           .doc = "a disk on the virtio-scsi controller (raw or qcow2 image or host block device, 512-byte "
                                   "blocks); repeatable. All `--scsi-disk` and `--cdrom` LUNs share one controller (one "
                                   "PCI slot), target 0; without `lun=` (0–16383) each takes the lowest free LUN, disks "
                                   "first, then CD-ROMs; a LUN given twice is an error; `direct=on` bypasses the host "
-                                  "page cache (O_DIRECT). At most 1024 LUNs. The guest sees `/dev/sdX` (`virtio_scsi`, `sd_mod`). Given at all, replaces the `--config` "
+                                  "page cache (O_DIRECT); `format` and `snapshot` as for `--disk`. At most 1024 LUNs. The guest sees `/dev/sdX` (`virtio_scsi`, `sd_mod`). Given at all, replaces the `--config` "
                                   "file's `scsi.disks` (see [SCSI disks and CD-ROMs](../README.md#scsi-disks-and-cd-roms))"},
                    "array of SCSI disk objects", "disks on the virtio-scsi controller"},
         Scsi::Kind{"cdroms", std::move(cdrom),
@@ -1321,7 +1336,7 @@ std::vector<std::unique_ptr<Node>> make_table() {
                            .help = "virtio-scsi CD-ROM (read-only, 2048-byte blocks; repeatable; replaces the "
                                    "--config scsi.cdroms)",
                            .doc = "a read-only CD-ROM on the virtio-scsi controller: `FILE` (an ISO image) or "
-                                  "`path=FILE[,lun=N][,bootindex=N]`; 2048-byte blocks, medium always present; the "
+                                  "`path=FILE[,lun=N][,bootindex=N][,format=F]`; 2048-byte blocks, medium always present; the "
                                   "guest sees `/dev/srN` (`sr_mod`). Repeatable; replaces the `--config` file's "
                                   "`scsi.cdroms`"},
                    "array of CD-ROM objects", "read-only CD-ROMs on the same controller"}));

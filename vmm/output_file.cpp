@@ -23,9 +23,10 @@ std::vector<InputPath> input_paths(const VmConfig& cfg) {
     add(cfg.initramfs_what, cfg.initramfs);
     if (cfg.firmware != "bios" && cfg.firmware != "uefi") add("--firmware", cfg.firmware);
     add("--firmware vars=", cfg.firmware_vars, true);
-    for (const auto& d : cfg.disks) add("--disk path=", d.path, !d.readonly);
+    // snapshot=on never writes the image (its overlay has no name).
+    for (const auto& d : cfg.disks) add("--disk path=", d.path, !d.readonly && !d.snapshot);
     for (const auto& s : cfg.scsi)
-        add(s.cdrom ? "--cdrom path=" : "--scsi-disk path=", s.path, !s.readonly && !s.cdrom);
+        add(s.cdrom ? "--cdrom path=" : "--scsi-disk path=", s.path, !s.readonly && !s.cdrom && !s.snapshot);
     for (const auto& f : cfg.fw_cfg) add("--fw-cfg name=" + f.name + ",file=", f.file);
     if (cfg.cloud_init) {
         add("--cloud-init user-data=", cfg.cloud_init->user_data);

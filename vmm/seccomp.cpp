@@ -84,7 +84,8 @@ constexpr unsigned long kIoctlInterrupts[] = {KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS,
 constexpr unsigned long kIoctlVcpu[] = {KVM_RUN,         KVM_GET_REGS,          KVM_GET_SREGS,          KVM_GET_FPU,
                                         KVM_GET_LAPIC,   KVM_GET_MP_STATE,      KVM_IRQFD,
                                         KVM_IOEVENTFD,   KVM_SET_USER_MEMORY_REGION};
-constexpr unsigned long kIoctlIo[] = {BLKDISCARD, TUNSETOFFLOAD, TUNSETQUEUE};  // tap: the control queue
+// BLKGETSIZE64: a qcow2 overlay's raw base on a block device (its size).
+constexpr unsigned long kIoctlIo[] = {BLKDISCARD, BLKGETSIZE64, TUNSETOFFLOAD, TUNSETQUEUE};  // tap: the control queue
 constexpr unsigned long kIoctlMain[] = {KVM_GET_REGS,   KVM_GET_SREGS,  KVM_GET_FPU,   KVM_GET_LAPIC,
                                         KVM_GET_MP_STATE, KVM_IRQFD, KVM_IOEVENTFD,
                                         KVM_SET_USER_MEMORY_REGION, TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUNSETQUEUE,

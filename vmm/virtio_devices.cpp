@@ -63,6 +63,11 @@ std::shared_ptr<const std::vector<uint8_t>> net_rom(const NetConfig& n, bool fir
     return rom;
 }
 
+// format= as checked by check::disk_format.
+virtio::DiskFormat disk_format(const std::string& f) {
+    return f == "raw" ? virtio::DiskFormat::Raw : f == "qcow2" ? virtio::DiskFormat::Qcow2 : virtio::DiskFormat::Auto;
+}
+
 }  // namespace
 
 // A friend of DeviceManager, so the table may name its private factories.
@@ -96,6 +101,8 @@ void DeviceManager::attach_disks(const VirtioKind& kind) {
             bc.disk.path = d.path;
             bc.disk.readonly = d.readonly;
             bc.disk.direct = d.direct;
+            bc.disk.format = disk_format(d.format);
+            bc.disk.snapshot = d.snapshot;
             bc.serial = d.serial;
             bc.num_queues = d.num_queues;
             bc.poll_us = d.poll_us;
@@ -176,6 +183,8 @@ void DeviceManager::attach_scsi(const VirtioKind& kind) {
         l.disk.path = cfg_.scsi[i].path;
         l.disk.readonly = cfg_.scsi[i].readonly || cfg_.scsi[i].cdrom;
         l.disk.direct = cfg_.scsi[i].direct;
+        l.disk.format = disk_format(cfg_.scsi[i].format);
+        l.disk.snapshot = cfg_.scsi[i].snapshot && !cfg_.scsi[i].cdrom;
         l.lun = luns[i];
         l.cdrom = cfg_.scsi[i].cdrom;
         sc.luns.push_back(std::move(l));

@@ -32,6 +32,11 @@
 #                vmmtest.count); /dev/vdc is read-only (sysfs ro=1), holds
 #                the host's pattern (pattern-verify SEED_R COUNT) and a write
 #                to it fails
+#     images     disk image formats: /dev/vdb (a qcow2 overlay on a raw base)
+#                holds the host's pattern SEED_R and gets pattern-write
+#                SEED_W; /dev/vdc (a compressed qcow2) holds SEED_R;
+#                /dev/vdd (snapshot=on over zeros) gets pattern-write SEED_W
+#                and reads it back
 #     discard    /dev/vdb advertises discard; blkdiscard of its first
 #                vmmtest.discard_mib MiB
 #     mq         /sys/block/vda/mq and vdb/mq have vmmtest.queues hardware
@@ -498,6 +503,18 @@ case $blk in
             fi
             blockdev --setro /dev/vdc 2>/dev/null
         fi
+        ;;
+    images)
+        out=$(blkbench pattern-verify /dev/vdb "$seed_r" "$count" 2>&1) && pass img-overlay-read "$out" ||
+            fail img-overlay-read "$out"
+        out=$(blkbench pattern-write /dev/vdb "$seed_w" "$count" 2>&1) && pass img-overlay-write "$out" ||
+            fail img-overlay-write "$out"
+        out=$(blkbench pattern-verify /dev/vdc "$seed_r" "$count" 2>&1) && pass img-compressed-read "$out" ||
+            fail img-compressed-read "$out"
+        out=$(blkbench pattern-write /dev/vdd "$seed_w" "$count" 2>&1) &&
+            out=$(blkbench pattern-verify /dev/vdd "$seed_w" "$count" 2>&1) && pass img-snapshot "$out" ||
+            fail img-snapshot "$out"
+        sync
         ;;
     discard)
         dmax=$(cat /sys/block/vdb/queue/discard_max_bytes 2>/dev/null || echo 0)

@@ -10,6 +10,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -81,6 +82,95 @@ def test_blk_integrity(suite, case, ring):
     case.check(ok, f"host check of vdb.img (guest-written pattern): {out}")
     ok, out = case.blkbench_run("pattern-verify", vdc, seed_r, count)
     case.check(ok, f"the read-only vdc.img changed: {out}")
+    case.finish()
+
+
+def qemu_img(case, *args):
+    """Runs qemu-img; fails the case with its output if it fails."""
+    p = subprocess.run(["qemu-img", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        pytest.fail(f"qemu-img {' '.join(map(str, args))}: {p.stdout.decode(errors='replace')}", pytrace=False)
+    return p.stdout.decode(errors="replace")
+
+
+def test_blk_images(suite, case):
+    """qcow2 and throwaway overlays with Debian's qemu-img on the host side.
+    First boot: the guest reads our pattern through a qcow2 overlay (-b a raw
+    base) and writes its own, reads a compressed qcow2, and writes and reads
+    back a snapshot=on disk. Afterwards qemu-img check finds the overlay
+    clean, qemu-img compare finds exactly the guest's writes, and both bases
+    are unchanged. Second boot: the guest writes and flushes a fresh qcow2
+    and a snapshot=on disk, and the VMM is killed with SIGKILL: the qcow2
+    holds the flushed pattern and passes qemu-img check, the snapshot's base
+    is still zero, and no overlay file is left in TMPDIR."""
+    case.blk_prepare()
+    case.require_qemu_has("snapshot=on")
+    if not shutil.which("qemu-img"):
+        pytest.skip("qemu-img is missing (Debian package qemu-utils, tests/install-deps.sh)")
+    img, size = case.img, 16 << 20
+    seed_w, seed_r, count = seed(), seed(), 64
+    base, zero = img / "base.raw", img / "zero.raw"
+    truncate(base, size)
+    truncate(zero, size)
+    ok, out = case.blkbench_run("pattern-write", base, seed_r, count)
+    if not ok:
+        pytest.fail(f"host-side pattern-write to base.raw failed: {out}", pytrace=False)
+    qemu_img(case, "create", "-q", "-f", "qcow2", "-b", base.name, "-F", "raw", img / "ov.qcow2")
+    qemu_img(case, "convert", "-c", "-O", "qcow2", base, img / "comp.qcow2")
+    # What the overlay must read as afterwards: the base plus the guest's slots.
+    expect = img / "expect.raw"
+    shutil.copy(base, expect)
+    ok, out = case.blkbench_run("pattern-write", expect, seed_w, count)
+    if not ok:
+        pytest.fail(f"host-side pattern-write to expect.raw failed: {out}", pytrace=False)
+    tmp = img / "tmp"
+    tmp.mkdir(exist_ok=True)
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(tmp)  # where snapshot=on puts its (unnamed) overlays
+    try:
+        st = case.blk_boot(1, f"vmmtest.blk=images vmmtest.seed_w={seed_w} vmmtest.seed_r={seed_r} "
+                              f"vmmtest.count={count}",
+                           "--disk", f"path={img / 'ov.qcow2'}", "--disk", f"path={img / 'comp.qcow2'},readonly=on",
+                           "--disk", f"path={zero},snapshot=on")
+        case.blk_common(st, "img-overlay-read", "img-overlay-write", "img-compressed-read", "img-snapshot")
+        out = qemu_img(case, "check", img / "ov.qcow2")
+        case.check("No errors were found" in out and "leaked" not in out, f"qemu-img check ov.qcow2: {out}")
+        out = qemu_img(case, "compare", "-f", "qcow2", "-F", "raw", img / "ov.qcow2", expect)
+        case.check("Images are identical" in out, f"qemu-img compare ov.qcow2 expect.raw: {out}")
+        ok, out = case.blkbench_run("pattern-verify", base, seed_r, count)
+        case.check(ok, f"the overlay's base changed: {out}")
+        ok, out = case.blkbench_run("pattern-verify", zero, seed_w, 0)
+        case.check(ok, f"the snapshot=on image changed: {out}")
+        case.check(not any(tmp.iterdir()), f"files left in TMPDIR: {list(tmp.iterdir())}")
+
+        # SIGKILL after a flush: the "durable" guest mode on vdb and vdc.
+        fresh = img / "fresh.qcow2"
+        qemu_img(case, "create", "-q", "-f", "qcow2", fresh, str(size))
+        vm = case.start(*case.blk_args(1, f"vmmtest.blk=durable vmmtest.durable=vdb,vdc vmmtest.seed_w={seed_w} "
+                                          f"vmmtest.count={count}",
+                                       "--disk", f"path={fresh}", "--disk", f"path={zero},snapshot=on"),
+                        stdout=case.path("stdout"))
+        if not vm.wait_console(r"^VMMTEST: flushed", suite.case_timeout):
+            vm.kill()
+            case.fail(f"no 'VMMTEST: flushed' within {suite.case_timeout} s")
+            case.finish()
+        vm.proc.send_signal(signal.SIGKILL)
+        vm.wait_exit(30)
+        for name in ("vdb", "vdc"):
+            case.check(case.console.has(rf"^VMMTEST: PASS durable-{name} "), f"no 'VMMTEST: PASS durable-{name}'")
+        out = qemu_img(case, "check", fresh)
+        case.check("No errors were found" in out, f"qemu-img check after SIGKILL: {out}")
+        qemu_img(case, "convert", "-O", "raw", fresh, img / "fresh.raw")
+        ok, out = case.blkbench_run("pattern-verify", img / "fresh.raw", seed_w, count)
+        case.check(ok, f"the flushed pattern is not in the qcow2 image after SIGKILL: {out}")
+        ok, out = case.blkbench_run("pattern-verify", zero, seed_w, 0)
+        case.check(ok, f"the snapshot=on image changed (SIGKILL): {out}")
+        case.check(not any(tmp.iterdir()), f"files left in TMPDIR after SIGKILL: {list(tmp.iterdir())}")
+    finally:
+        if saved is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved
     case.finish()
 
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "virtio/disk.h"
+#include "virtio/qcow2.h"
 #include "vmm/core/error.h"
 
 using namespace vmm::virtio;
@@ -326,4 +327,179 @@ TEST_CASE("Disk engines: read-only image refuses writes", "[disk]") {
     CHECK(res[1] == -EBADF);
     CHECK(res[2] == 0);
     CHECK(buf[0] == 0);
+}
+
+// ---------------------------------------------------------------------------
+// Formats: qcow2 detected and run through its format layer; snapshot=on.
+
+namespace {
+
+// A qcow2 image of `size` bytes at `path` (optionally over a backing file).
+void make_qcow2(const std::string& path, uint64_t size, const std::string& backing = "",
+                const std::string& backing_format = "") {
+    int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0644);
+    REQUIRE(fd >= 0);
+    FdImageFile f{vmm::Fd(fd)};
+    Qcow2CreateOptions co;
+    co.size = size;
+    co.backing_path = backing;
+    co.backing_format = backing_format;
+    Qcow2Image::create(f, co);
+}
+
+std::vector<uint8_t> file_bytes(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    struct stat st {};
+    REQUIRE(::fstat(fd, &st) == 0);
+    std::vector<uint8_t> v(static_cast<size_t>(st.st_size));
+    REQUIRE(::pread(fd, v.data(), v.size(), 0) == static_cast<ssize_t>(v.size()));
+    ::close(fd);
+    return v;
+}
+
+// Writes `data` at `off` through an engine of `disk`, flushes, reads it back.
+std::vector<uint8_t> write_read(const DiskImage& disk, uint64_t off, std::vector<uint8_t> data) {
+    auto e = make_disk_engine(disk, 8);
+    std::vector<uint8_t> back(data.size());
+    auto w = run(*e, {rw(DiskOp::Write, off, {{data.data(), data.size()}}, 1)});
+    CHECK(w[1] == 0);
+    CHECK(run(*e, {range(DiskOp::Flush, 0, 0, 2)})[2] == 0);
+    CHECK(run(*e, {rw(DiskOp::Read, off, {{back.data(), back.size()}}, 3)})[3] == 0);
+    return back;
+}
+
+}  // namespace
+
+TEST_CASE("DiskImage: a qcow2 image is detected and served through its format layer", "[disk][qcow2]") {
+    TempDir dir;
+    std::string q = dir.path + "/a.qcow2";
+    make_qcow2(q, 8 << 20);
+    auto kept = pattern(8192, 77);
+    {
+    DiskImage d({q});
+    CHECK(d.format_name() == "qcow2");
+    REQUIRE(d.format_layer());
+    CHECK(d.size_bytes() == 8u << 20);  // the virtual size, not the file's
+    auto data = pattern(3 * 4096 + 512, 5);
+    CHECK(write_read(d, (1 << 20) + 512, data) == data);
+    CHECK(write_read(d, 3 << 20, kept) == kept);
+    // Reading unallocated space gives zeros; a discard of a written range too.
+    auto e = make_disk_engine(d, 4);
+    std::vector<uint8_t> z(4096, 0xaa);
+    CHECK(run(*e, {rw(DiskOp::Read, 6 << 20, {{z.data(), z.size()}}, 1)})[1] == 0);
+    CHECK(z == std::vector<uint8_t>(4096, 0));
+    CHECK(run(*e, {range(DiskOp::WriteZeroes, 1 << 20, 64 << 10, 2, true)})[2] == 0);
+    std::vector<uint8_t> back(512);
+    CHECK(run(*e, {rw(DiskOp::Read, (1 << 20) + 512, {{back.data(), back.size()}}, 3)})[3] == 0);
+    CHECK(back == std::vector<uint8_t>(512, 0));
+    // Out of range is the layer's -EINVAL, not a write past the image.
+    CHECK(run(*e, {rw(DiskOp::Read, 8 << 20, {{back.data(), back.size()}}, 4)})[4] == -EINVAL);
+
+    }
+    // Reopened: the data is in the file.
+    DiskImage again({q, true});
+    auto e2 = make_disk_engine(again, 1);
+    std::vector<uint8_t> got(kept.size());
+    CHECK(run(*e2, {rw(DiskOp::Read, 3 << 20, {{got.data(), got.size()}}, 1)})[1] == 0);
+    CHECK(got == kept);
+    CHECK(run(*e2, {rw(DiskOp::Write, 0, {{got.data(), 512}}, 2)})[2] == -EROFS);
+}
+
+TEST_CASE("DiskImage: format= is checked against the file", "[disk][qcow2]") {
+    TempDir dir;
+    std::string raw = dir.file("r.img", 1 << 20);
+    std::string q = dir.path + "/q.qcow2";
+    make_qcow2(q, 4 << 20);
+    DiskOptions o{raw};
+    o.format = DiskFormat::Qcow2;
+    CHECK_THAT(open_error(o), Catch::Contains("format=qcow2, but the file does not start with the qcow2 magic"));
+    // format=raw on a qcow2 file is the user's explicit choice: the file as it is.
+    DiskOptions r{q, true};
+    r.format = DiskFormat::Raw;
+    DiskImage asraw(r);
+    CHECK(asraw.format_name() == "raw");
+    CHECK_FALSE(asraw.format_layer());
+    CHECK(asraw.size_bytes() < (4u << 20));
+    DiskOptions direct{q, true};
+    direct.direct = true;
+    CHECK_THAT(open_error(direct), Catch::Contains("direct=on works with raw images only"));
+    // A damaged header is refused at open, naming the image.
+    auto bytes = file_bytes(q);
+    bytes[20] = 30;  // cluster_bits
+    std::string bad = dir.path + "/bad.qcow2";
+    int fd = ::open(bad.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    REQUIRE(::pwrite(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
+    ::close(fd);
+    CHECK_THAT(open_error({bad}), Catch::Contains("qcow2 image " + bad));
+}
+
+TEST_CASE("DiskImage: qcow2 over a backing file, which is read-locked", "[disk][qcow2]") {
+    TempDir dir;
+    std::string base = dir.file("base.img", 2 << 20);
+    auto pat = pattern(2 << 20, 9);
+    int fd = ::open(base.c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(::pwrite(fd, pat.data(), pat.size(), 0) == static_cast<ssize_t>(pat.size()));
+    ::close(fd);
+    std::string ov = dir.path + "/ov.qcow2";
+    make_qcow2(ov, 2 << 20, "base.img", "raw");  // relative: next to the overlay
+    {
+        DiskImage d({ov});
+        auto e = make_disk_engine(d, 2);
+        std::vector<uint8_t> got(8192);
+        CHECK(run(*e, {rw(DiskOp::Read, 65536, {{got.data(), got.size()}}, 1)})[1] == 0);
+        CHECK(std::equal(got.begin(), got.end(), pat.begin() + 65536));
+        auto data = pattern(512, 1);
+        CHECK(write_read(d, 70000 - 70000 % 512, data) == data);
+        // A VM that wants the base writable is refused while the overlay uses it.
+        CHECK_THAT(open_error({base}), Catch::Contains("locked by another process"));
+    }
+    CHECK(file_bytes(base) == pat);  // copy-on-write: the base never changes
+    // And the other way round: an overlay whose base a VM holds writable.
+    DiskImage writer({base});
+    CHECK_THAT(open_error({ov}), Catch::Contains("backing file " + dir.path + "/base.img is locked"));
+}
+
+TEST_CASE("DiskImage: snapshot=on leaves the image untouched and no file behind", "[disk][qcow2]") {
+    TempDir dir, tmp;
+    const char* old_tmp = std::getenv("TMPDIR");
+    std::string saved = old_tmp ? old_tmp : "";
+    ::setenv("TMPDIR", tmp.path.c_str(), 1);
+    std::string base = dir.file("base.img", 1 << 20);
+    std::string q = dir.path + "/q.qcow2";
+    make_qcow2(q, 1 << 20);
+    auto q_before = file_bytes(q);
+    for (const std::string& img : {base, q}) {
+        INFO(img);
+        auto before = file_bytes(img);
+        DiskOptions o{img};
+        o.snapshot = true;
+        {
+            DiskImage d(o);
+            CHECK(d.format_name() == (img == q ? "qcow2+overlay" : "raw+overlay"));
+            CHECK_FALSE(d.readonly());
+            CHECK(d.size_bytes() == 1u << 20);
+            auto data = pattern(64 * 1024, 3);
+            CHECK(write_read(d, 4096, data) == data);
+            // The overlay exists only as an unnamed file.
+            CHECK(std::filesystem::is_empty(tmp.path));
+            // snapshot=on takes a read lock: another snapshot may share the image.
+            DiskImage second(o);
+        }
+        CHECK(file_bytes(img) == before);
+        CHECK(std::filesystem::is_empty(tmp.path));
+    }
+    DiskOptions direct{base};
+    direct.snapshot = true;
+    direct.direct = true;
+    CHECK_THAT(open_error(direct), Catch::Contains("direct=on works with raw images only, not with snapshot=on"));
+    ::setenv("TMPDIR", (tmp.path + "/missing").c_str(), 1);
+    DiskOptions nodir{base};
+    nodir.snapshot = true;
+    CHECK_THAT(open_error(nodir), Catch::Contains("snapshot=on: cannot make an overlay file in"));
+    if (old_tmp)
+        ::setenv("TMPDIR", saved.c_str(), 1);
+    else
+        ::unsetenv("TMPDIR");
+    CHECK(file_bytes(q) == q_before);
 }

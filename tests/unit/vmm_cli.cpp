@@ -181,6 +181,15 @@ TEST_CASE("cli: --disk and --console") {
     CHECK_FALSE(c.disks[1].packed);
     CHECK(c.disks[0].poll_us == vmm::kDefaultPollUs);
     CHECK(c.disks[1].poll_us == 0);
+    CHECK(c.disks[0].format == "auto");
+    CHECK_FALSE(c.disks[0].snapshot);
+    auto f = parse({"--kernel", "k", "--disk", "path=/a.qcow2,format=qcow2,snapshot=on", "--scsi-disk",
+                    "path=/b.img,format=raw,snapshot=on", "--cdrom", "path=/c.iso,format=raw"});
+    CHECK(f.disks[0].format == "qcow2");
+    CHECK(f.disks[0].snapshot);
+    CHECK(f.scsi[0].format == "raw");
+    CHECK(f.scsi[0].snapshot);
+    CHECK(f.scsi[1].format == "raw");
     CHECK(c.console == vmm::SerialMode::File);
     CHECK(c.console_path == "/tmp/c.log");
     CHECK(parse({"--kernel", "k", "--console", "tty"}).console == vmm::SerialMode::Tty);
@@ -235,6 +244,12 @@ TEST_CASE("cli: bad --disk and --console values name what is wrong") {
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,poll_us=1001"}),
                       Contains("--disk poll_us") && Contains("out of range (0..1000)"));
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,poll_us=-1"}), Contains("not a number"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,format=vmdk"}),
+                      Contains("--disk format") && Contains("not an image format (auto, raw or qcow2)"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,snapshot=yes"}),
+                      Contains("--disk snapshot") && Contains("not on or off"));
+    CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--cdrom", "path=/c,snapshot=on"}),
+                      Contains("unknown key \"snapshot\""));
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,slot=3", "--disk", "path=/b,slot=3"}),
                       Contains("slot 3 is given twice"));
     CHECK_THROWS_WITH(vmm::parse_cli({"--kernel", "k", "--disk", "path=/a,,readonly=on"}), Contains("key=value"));

@@ -63,7 +63,8 @@ vmm::VmConfig cli(const std::vector<std::string>& args) {
 bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
     auto disk_eq = [](const vmm::DiskConfig& x, const vmm::DiskConfig& y) {
         return x.path == y.path && x.readonly == y.readonly && x.serial == y.serial && x.num_queues == y.num_queues &&
-               x.direct == y.direct && x.slot == y.slot && x.packed == y.packed && x.bootindex == y.bootindex;
+               x.direct == y.direct && x.slot == y.slot && x.packed == y.packed && x.bootindex == y.bootindex &&
+               x.poll_us == y.poll_us && x.format == y.format && x.snapshot == y.snapshot;
     };
     auto balloon_eq = [](const std::optional<vmm::BalloonConfig>& x, const std::optional<vmm::BalloonConfig>& y) {
         if (!x || !y) return x.has_value() == y.has_value();
@@ -83,7 +84,8 @@ bool same(const vmm::VmConfig& a, const vmm::VmConfig& b) {
            std::equal(a.disks.begin(), a.disks.end(), b.disks.begin(), b.disks.end(), disk_eq) &&
            std::equal(a.scsi.begin(), a.scsi.end(), b.scsi.begin(), b.scsi.end(), [](auto& x, auto& y) {
                return x.path == y.path && x.lun == y.lun && x.readonly == y.readonly && x.cdrom == y.cdrom &&
-                      x.bootindex == y.bootindex;
+                      x.bootindex == y.bootindex && x.direct == y.direct && x.format == y.format &&
+                      x.snapshot == y.snapshot;
            }) &&
            std::equal(a.fw_cfg.begin(), a.fw_cfg.end(), b.fw_cfg.begin(), b.fw_cfg.end(),
                       [](auto& x, auto& y) { return x.name == y.name && x.file == y.file && x.text == y.text; }) &&
@@ -571,7 +573,7 @@ TEST_CASE("config json: --print-config prints what would run, and it parses back
         CHECK(j.contains(s));
     CHECK(j["machine"].size() == 5);
     CHECK(j["boot"].size() == 6);
-    CHECK(j["disks"][0].size() == 9);
+    CHECK(j["disks"][0].size() == 11);
     CHECK(j["run"].size() == 3);
     // Still validated: no kernel, no printout.
     CHECK_THAT(error_of_cli({"--print-config"}), Contains("--kernel"));
