@@ -16,10 +16,10 @@
 //     VMM_DISK_ENGINE=threads.
 // Operations io_uring cannot express (BLKDISCARD, fallocate fallbacks) go to a
 // one-thread pool that shares the engine's eventfd. A qcow2 image (and any
-// image with snapshot=on) always gets a one-thread pool whose worker runs
-// requests through the format layer, which maps guest offsets to clusters
-// and allocates them; the layer is shared by all queues of the disk and
-// serialised by a mutex.
+// image with snapshot=on) gets a third kind, the format engine: it runs each
+// request synchronously on the queue's I/O thread through the format layer,
+// which maps guest offsets to clusters and allocates them; the layer is
+// shared by all queues of the disk and serialised by a mutex.
 //
 // An engine is used from one thread only (its queue's I/O thread).
 #pragma once

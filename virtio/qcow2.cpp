@@ -117,20 +117,27 @@ int FdImageFile::pwrite(const void* buf, size_t len, uint64_t off) {
         if (r == 0) return -EIO;
         done += static_cast<size_t>(r);
     }
+    size_ = std::max(size_, off + len);
     return 0;
 }
 
-uint64_t FdImageFile::size() const {
+FdImageFile::FdImageFile(Fd fd) : fd_(std::move(fd)) {
     struct stat st {};
-    if (::fstat(fd_.get(), &st) != 0) return 0;
+    if (::fstat(fd_.get(), &st) != 0) return;
     uint64_t bytes = 0;
     // A raw base on a host block device (the backing file of an overlay).
-    if (S_ISBLK(st.st_mode)) return ::ioctl(fd_.get(), BLKGETSIZE64, &bytes) == 0 ? bytes : 0;
-    return static_cast<uint64_t>(st.st_size);
+    if (S_ISBLK(st.st_mode))
+        size_ = ::ioctl(fd_.get(), BLKGETSIZE64, &bytes) == 0 ? bytes : 0;
+    else
+        size_ = static_cast<uint64_t>(st.st_size);
 }
 
+uint64_t FdImageFile::size() const { return size_; }
+
 int FdImageFile::set_size(uint64_t size) {
-    return ::ftruncate(fd_.get(), static_cast<off_t>(size)) == 0 ? 0 : -errno;
+    if (::ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) return -errno;
+    size_ = size;
+    return 0;
 }
 
 int FdImageFile::flush() { return ::fdatasync(fd_.get()) == 0 ? 0 : -errno; }

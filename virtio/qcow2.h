@@ -40,9 +40,12 @@ public:
     virtual std::string identity() const = 0;
 };
 
+// A host file or block device. Its size is read once and then kept up to
+// date by pwrite and set_size: the layer asks for it on every metadata
+// access, and the image is locked, so nobody else changes it.
 class FdImageFile : public ImageFile {
 public:
-    explicit FdImageFile(Fd fd) : fd_(std::move(fd)) {}
+    explicit FdImageFile(Fd fd);
     // Throws vmm::Error("<path>: ...").
     static std::unique_ptr<FdImageFile> open(const std::string& path, bool readonly);
     int64_t pread(void* buf, size_t len, uint64_t off) override;
@@ -54,6 +57,7 @@ public:
 
 private:
     Fd fd_;
+    uint64_t size_ = 0;
 };
 
 // An image in memory (tests, fuzzing). Copies share the same bytes; a write

@@ -84,8 +84,7 @@ constexpr unsigned long kIoctlInterrupts[] = {KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS,
 constexpr unsigned long kIoctlVcpu[] = {KVM_RUN,         KVM_GET_REGS,          KVM_GET_SREGS,          KVM_GET_FPU,
                                         KVM_GET_LAPIC,   KVM_GET_MP_STATE,      KVM_IRQFD,
                                         KVM_IOEVENTFD,   KVM_SET_USER_MEMORY_REGION};
-// BLKGETSIZE64: a qcow2 overlay's raw base on a block device (its size).
-constexpr unsigned long kIoctlIo[] = {BLKDISCARD, BLKGETSIZE64, TUNSETOFFLOAD, TUNSETQUEUE};  // tap: the control queue
+constexpr unsigned long kIoctlIo[] = {BLKDISCARD, TUNSETOFFLOAD, TUNSETQUEUE};  // tap: the control queue
 constexpr unsigned long kIoctlMain[] = {KVM_GET_REGS,   KVM_GET_SREGS,  KVM_GET_FPU,   KVM_GET_LAPIC,
                                         KVM_GET_MP_STATE, KVM_IRQFD, KVM_IOEVENTFD,
                                         KVM_SET_USER_MEMORY_REGION, TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUNSETQUEUE,
@@ -333,6 +332,12 @@ void enable(Mode mode) {
     // limit when a thread needs a new arena, unless the limit is set. The
     // value is glibc's own default.
     mallopt(M_ARENA_MAX, 8 * std::max(1, get_nprocs()));
+    // Shrinking a thread arena's heap makes glibc read
+    // /proc/sys/vm/overcommit_memory (once per process). That happened on
+    // the main thread at exit, freeing a qcow2 cache an I/O thread had
+    // filled. A thread heap is at most 64 MiB, so with this threshold it is
+    // never trimmed; the main arena then trims only above 64 MiB too.
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     for (ThreadRole r : {ThreadRole::Main, ThreadRole::Vcpu, ThreadRole::Io, ThreadRole::Api}) (void)program(r, mode);
     for (int nr = 0; nr < kMaxNamed; ++nr) g_names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
     struct sigaction sa {};

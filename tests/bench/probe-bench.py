@@ -100,11 +100,22 @@ def cpu_ticks(pid):
 VMMS = {"vmm": "", "vmm-poll0": ",poll_us=0"}
 
 
-def command(vmm, build, image, cmdline, net, memory_mib=256):
+# --format: the image both contenders get, and how each opens it.
+#   raw         the raw image, O_DIRECT (ours direct=on, QEMU cache=none)
+#   raw-cached  the raw image through the host page cache (QEMU cache=writeback)
+#   qcow2       a fully allocated qcow2 copy of it (qemu-img convert), page cache
+#   overlay     a fresh qcow2 overlay on the raw image before every run (so
+#               writes are first writes that allocate), page cache
+FORMATS = {"raw": ("raw", ",direct=on", "none"), "raw-cached": ("raw", "", "writeback"),
+           "qcow2": ("qcow2", ",format=qcow2", "writeback"), "overlay": ("qcow2", ",format=qcow2", "writeback")}
+
+
+def command(vmm, build, image, cmdline, net, memory_mib=256, fmt_name="raw"):
     packed = ",packed=on" if "probe.packed=1" in cmdline else ""
     probe = os.path.join(build, "probe.elf")
+    qemu_format, ours, cache = FORMATS[fmt_name]
     if vmm in VMMS:
-        dev = ["--net", f"tap={TAP}"] if net else ["--disk", f"path={image},direct=on{VMMS[vmm]}"]
+        dev = ["--net", f"tap={TAP}"] if net else ["--disk", f"path={image}{ours}{VMMS[vmm]}"]
         return [os.path.join(build, "vmm"), "--kernel", probe, "--memory", f"{memory_mib}M", "--cpus", "1",
                 "--serial", "tty", "--cmdline", cmdline] + dev
     if net:
@@ -112,7 +123,7 @@ def command(vmm, build, image, cmdline, net, memory_mib=256):
                "-device", f"virtio-net-pci,netdev=n0{packed}"]
     else:
         dev = ["-object", "iothread,id=io0",
-               "-drive", f"if=none,id=d0,file={image},format=raw,aio=io_uring,cache=none",
+               "-drive", f"if=none,id=d0,file={image},format={qemu_format},aio=io_uring,cache={cache}",
                "-device", f"virtio-blk-pci,drive=d0,iothread=io0,num-queues=1{packed}"]
     return ["qemu-system-x86_64", "-accel", "kvm", "-M", "q35", "-m", str(memory_mib), "-smp", "1",
             "-nodefaults", "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
@@ -151,9 +162,21 @@ def parse_kv(line):
     return out
 
 
-def run_once(vmm, build, image, cmdline, timeout, name=""):
+def disk_image(fmt_name, raw, out_dir):
+    """The image file --format names, made from the raw image as needed."""
+    if fmt_name.startswith("raw"):
+        return raw
+    path = os.path.join(out_dir, f"disk-{fmt_name}.qcow2")
+    if fmt_name == "qcow2" and not (os.path.exists(path) and os.path.getmtime(path) >= os.path.getmtime(raw)):
+        subprocess.run(["qemu-img", "convert", "-O", "qcow2", raw, path], check=True)
+    return path
+
+
+def run_once(vmm, build, image, cmdline, timeout, name="", fmt_name="raw", raw=None):
     """Boots the probe once; returns a dict of measurements or raises."""
-    argv = command(vmm, build, image, cmdline, is_net(name))
+    if fmt_name == "overlay" and not is_net(name):
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", raw, "-F", "raw", image], check=True)
+    argv = command(vmm, build, image, cmdline, is_net(name), fmt_name=fmt_name)
     blaster = None
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -219,7 +242,7 @@ def smoke(args, image, tap_ok):
                   if not is_net(n) or tap_ok is None]
         for name, cmdline in cases:
             try:
-                r = run_once(vmm, args.build, image, cmdline, args.timeout, name)
+                r = run_once(vmm, args.build, disk, cmdline, args.timeout, name, args.format, image)
                 ok = name == "boot" or (r.get("ops", 0) > 0 or r.get("mismatches") == 0)
                 ok = ok and (name != "verify" or r.get("mismatches") == 0 and r.get("bytes") == 16 << 20)
                 print(f"{'PASS' if ok else 'FAIL'} {vmm} {name}: "
@@ -296,6 +319,9 @@ def main():
     ap.add_argument("--vmms", default="vmm,qemu",
                     help="what runs, compared with qemu: vmm (defaults), vmm-poll0 (poll_us=0), qemu")
     ap.add_argument("--image-mib", type=int, default=256)
+    ap.add_argument("--format", default="raw", choices=list(FORMATS),
+                    help="the disk image both VMMs get: raw (O_DIRECT), raw-cached, qcow2 (fully allocated copy), "
+                         "overlay (a fresh qcow2 overlay on the raw image for every run)")
     ap.add_argument("--dir", help="where the image and results go (default BUILD/probe-bench)")
     ap.add_argument("--plot", help="PNG to draw (gnuplot); default DIR/probe-bench.png")
     ap.add_argument("--timeout", type=int, default=120)
@@ -321,6 +347,9 @@ def main():
         sys.exit(smoke(args, image, tap_ok))
     if not shutil.which("qemu-system-x86_64"):
         die("qemu-system-x86_64 is needed as the reference (apt install qemu-system-x86)")
+    if args.format != "raw" and not shutil.which("qemu-img"):
+        die(f"--format {args.format} needs qemu-img (apt install qemu-utils)")
+    disk = disk_image(args.format, image, out_dir)
     names = args.workloads.split(",")
     vmms = args.vmms.split(",")
     if "qemu" not in vmms or any(v not in VMMS and v != "qemu" for v in vmms):
@@ -340,7 +369,7 @@ def main():
                 if is_net(name) and vmm == "vmm-poll0":
                     continue  # poll_us is a disk option
                 cmdline = f"{WORKLOADS[name][0]} probe.seconds={args.seconds} probe.region_mib={args.image_mib}"
-                r = run_once(vmm, args.build, image, cmdline, args.timeout, name)
+                r = run_once(vmm, args.build, disk, cmdline, args.timeout, name, args.format, image)
                 rows.append((rnd, name, vmm, r))
                 metric = WORKLOADS[name][1]
                 print(f"round {rnd + 1}/{args.rounds} {name:22} {vmm:9} {metric}={fmt(r.get(metric))}", flush=True)
