@@ -118,6 +118,18 @@ def test_seabios_kernel_boot(run_vm, seabios):
     check_linux_booted(r, token, bootloader=None)
 
 
+def test_ovmf_kernel_boot(run_vm, ovmf):
+    # --firmware uefi --kernel: OVMF finds the kernel, initramfs and command
+    # line in fw_cfg and starts the kernel's EFI stub itself.
+    kernel, initramfs = linux_files()
+    token = secrets.token_hex(6)
+    cmdline = (f"console=ttyS0 panic=1 {UEFI_TIMER} vmmtest.cpus={CPUS} vmmtest.mem_mb={MEM_MB} "
+               f"vmmtest.token={token}")
+    r = run_vm(["--firmware", "uefi", "--kernel", kernel, "--initramfs", initramfs, "--cmdline", cmdline,
+                "--memory", f"{MEM_MB}M", "--cpus", str(CPUS)], timeout=300)
+    check_linux_booted(r, token, bootloader=None, firmware_banner=None)
+
+
 # SMBIOS through fw_cfg: the firmware places our tables (adding its own
 # type 0), and the guest reads --uuid and --smbios back.
 SMBIOS_UUID = "6d6d7674-0002-4e61-8c72-766d6d746573"
