@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_util.h"
 #include "test_util.h"
 #include "vmm/cli.h"
 #include "vmm/config_check.h"
@@ -16,15 +17,6 @@ vmm::VmConfig parse(std::vector<std::string> args) {
     auto r = vmm::parse_cli(args);
     REQUIRE(std::holds_alternative<vmm::VmConfig>(r));
     return std::get<vmm::VmConfig>(r);
-}
-std::string error_of(std::vector<std::string> args) {
-    try {
-        vmm::parse_cli(args);
-    } catch (const vmm::Error& e) {
-        return e.what();
-    }
-    FAIL("no error for the given arguments");
-    return {};
 }
 }  // namespace
 
@@ -84,16 +76,16 @@ TEST_CASE("cli: --balloon") {
     CHECK(c.balloon->free_page_reporting);
     CHECK(c.balloon->stats_interval_s == 0);
     CHECK_FALSE(parse({"--kernel", "/k", "--balloon", "size=1M", "--balloon", "off"}).balloon);
-    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=512M"}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--balloon", "size=512M"}),
                Contains("--balloon size: a balloon of 512 MiB leaves the guest less than 32 MiB of its 512 MiB"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=481M"}), Contains("leaves the guest less than 32 MiB"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--balloon", "size=481M"}), Contains("leaves the guest less than 32 MiB"));
     CHECK(parse({"--kernel", "/k", "--balloon", "size=480M"}).balloon->size == 480ull << 20);
-    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=1001K"}), Contains("not a whole number of 4 KiB pages"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=big"}), Contains("--balloon size"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=1M,color=red"}), Contains("--balloon: unknown key \"color\""));
-    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=1M,deflate_on_oom=maybe"}), Contains("is not on or off"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "size=1M,stats_interval=3601"}), Contains("--balloon stats_interval"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--balloon", "256M"}), Contains("is not key=value"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--balloon", "size=1001K"}), Contains("not a whole number of 4 KiB pages"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--balloon", "size=big"}), Contains("--balloon size"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--balloon", "size=1M,color=red"}), Contains("--balloon: unknown key \"color\""));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--balloon", "size=1M,deflate_on_oom=maybe"}), Contains("is not on or off"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--balloon", "size=1M,stats_interval=3601"}), Contains("--balloon stats_interval"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--balloon", "256M"}), Contains("is not key=value"));
 }
 
 TEST_CASE("cli: --net") {
@@ -115,16 +107,16 @@ TEST_CASE("cli: --net") {
     CHECK(m0 != vmm::check::effective_mac(tap2));
     CHECK((m0[0] == 0x52 && m0[1] == 0x54 && m0[2] == 0x00));
     CHECK(vmm::check::effective_mac(c.nets[1]) == std::array<uint8_t, 6>{0x52, 0x54, 0, 0, 0, 9});
-    CHECK_THAT(error_of({"--kernel", "/k", "--net", "mac=52:54:00:00:00:09"}), Contains("tap=NAME is required"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=abcdefghijklmnop"}), Contains("1-15 characters"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,mac=52:54:00:00:00"}), Contains("is not a MAC address"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,mac=52-54-00-00-00-01"}), Contains("is not a MAC address"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,mac=00:00:00:00:00:00"}), Contains("all-zero"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,num_queues=0"}), Contains("--net num_queues"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,vhost=on"}), Contains("unknown key \"vhost\""));
-    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t,packed=maybe"}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--net", "mac=52:54:00:00:00:09"}), Contains("tap=NAME is required"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--net", "tap=abcdefghijklmnop"}), Contains("1-15 characters"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--net", "tap=t,mac=52:54:00:00:00"}), Contains("is not a MAC address"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--net", "tap=t,mac=52-54-00-00-00-01"}), Contains("is not a MAC address"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--net", "tap=t,mac=00:00:00:00:00:00"}), Contains("all-zero"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--net", "tap=t,num_queues=0"}), Contains("--net num_queues"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--net", "tap=t,vhost=on"}), Contains("unknown key \"vhost\""));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--net", "tap=t,packed=maybe"}),
                Contains("--net packed: \"maybe\" is not on or off"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=a,mac=52:54:00:00:00:01", "--net", "tap=b,mac=52:54:00:00:00:01"}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--net", "tap=a,mac=52:54:00:00:00:01", "--net", "tap=b,mac=52:54:00:00:00:01"}),
                Contains("same MAC address"));
 }
 
@@ -138,23 +130,23 @@ TEST_CASE("cli: help documents every option") {
 }
 
 TEST_CASE("cli: bad input gets a one-line message naming the option") {
-    CHECK_THAT(error_of({}), Contains("--kernel"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--cpus", "0"}), Contains("--cpus"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--cpus", "255"}), Contains("--cpus") && Contains("out of range"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--cpus", "four"}), Contains("--cpus"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "12Q"}), Contains("--memory: \"12Q\" is not a size"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "16M"}), Contains("16 MiB is too little"));
+    CHECK_THAT(test::cli_error({}), Contains("--kernel"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--cpus", "0"}), Contains("--cpus"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--cpus", "255"}), Contains("--cpus") && Contains("out of range"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--cpus", "four"}), Contains("--cpus"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--memory", "12Q"}), Contains("--memory: \"12Q\" is not a size"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--memory", "16M"}), Contains("16 MiB is too little"));
     // Exact sizes: no rounding onto the limit, no "0 MiB".
-    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "512K"}), Contains("512 KiB is too little"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "1048577"}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--memory", "512K"}), Contains("512 KiB is too little"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--memory", "1048577"}),
                Contains("1048577 MiB is more than the supported 1 TiB"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "2048G"}), Contains("--memory"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--memory", "1000K"}), Contains("--memory"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--serial", "pty"}), Contains("--serial"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--serial", "file="}), Contains("--serial"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--log-level", "loud"}), Contains("--log-level"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--bogus"}), Contains("--bogus"));
-    auto msg = error_of({"--kernel", "/k", "--cpus", "0"});
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--memory", "2048G"}), Contains("--memory"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--memory", "1000K"}), Contains("--memory"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--serial", "pty"}), Contains("--serial"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--serial", "file="}), Contains("--serial"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--log-level", "loud"}), Contains("--log-level"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--bogus"}), Contains("--bogus"));
+    auto msg = test::cli_error({"--kernel", "/k", "--cpus", "0"});
     CHECK(msg.find('\n') == std::string::npos);
 }
 
@@ -273,10 +265,10 @@ TEST_CASE("cli: a kernel or initramfs from --config is named by its key there") 
 }
 
 TEST_CASE("cli: a key twice in one option and two config files are errors; a repeated option keeps its last value") {
-    CHECK_THAT(error_of({"--kernel", "/k", "--disk", "path=/a,path=/b"}), Contains("path= is given twice"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--net", "tap=t0,mac=52:54:00:00:00:01,mac=52:54:00:00:00:02"}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--disk", "path=/a,path=/b"}), Contains("path= is given twice"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--net", "tap=t0,mac=52:54:00:00:00:01,mac=52:54:00:00:00:02"}),
                Contains("mac= is given twice"));
-    CHECK_THAT(error_of({"--config", "/a.json", "--config", "/b.json"}), Contains("--config is given 2 times"));
+    CHECK_THAT(test::cli_error({"--config", "/a.json", "--config", "/b.json"}), Contains("--config is given 2 times"));
     // Scripts append overrides: the last value counts (with a warning).
     CHECK(parse({"--kernel", "/k", "--cpus", "1", "--cpus", "2"}).cpus == 2);
 }
@@ -291,26 +283,26 @@ TEST_CASE("cli: --uuid and --smbios take what SMBIOS can say and name what is wr
     CHECK(c.smbios[0].product == "CI box");
     CHECK(c.smbios[1].vendor == "Acme");
 
-    CHECK_THAT(error_of({"--kernel", "/k", "--uuid", "4f1c2d3e-0a1b-4c5d-8e9f"}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--uuid", "4f1c2d3e-0a1b-4c5d-8e9f"}),
                Contains("--uuid: \"4f1c2d3e-0a1b-4c5d-8e9f\" is not a UUID"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--uuid", "4f1c2d3e-0a1b-4c5d-8e9f-0123456789xy"}), Contains("not a UUID"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=2,serial=x"}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--uuid", "4f1c2d3e-0a1b-4c5d-8e9f-0123456789xy"}), Contains("not a UUID"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--smbios", "type=2,serial=x"}),
                Contains("--smbios: type=2 is not supported (0 BIOS, 1 system, 3 chassis)"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "serial=x"}), Contains("type=0|1|3 is required"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=1,serial=a", "--smbios", "type=1,sku=b"}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--smbios", "serial=x"}), Contains("type=0|1|3 is required"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--smbios", "type=1,serial=a", "--smbios", "type=1,sku=b"}),
                Contains("--smbios: type=1 is given twice"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=0,serial=x"}), Contains("--smbios: type=0 has no serial="));
-    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=3,family=x"}), Contains("type=3 has no family="));
-    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=1,colour=red"}), Contains("unknown key \"colour\""));
-    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=1,serial=" + std::string(65, 'x')}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--smbios", "type=0,serial=x"}), Contains("--smbios: type=0 has no serial="));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--smbios", "type=3,family=x"}), Contains("type=3 has no family="));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--smbios", "type=1,colour=red"}), Contains("unknown key \"colour\""));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--smbios", "type=1,serial=" + std::string(65, 'x')}),
                Contains("--smbios serial") && Contains("longer than 64 characters"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--smbios", "type=1,serial=a\tb"}), Contains("must be printable ASCII"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--smbios", "type=1,serial=a\tb"}), Contains("must be printable ASCII"));
 }
 
 TEST_CASE("cli: --rtc base=utc|localtime") {
     CHECK_FALSE(parse({"--kernel", "/k"}).rtc_localtime);
     CHECK(parse({"--kernel", "/k", "--rtc", "base=localtime"}).rtc_localtime);
     CHECK_FALSE(parse({"--kernel", "/k", "--rtc", "base=utc"}).rtc_localtime);
-    CHECK_THAT(error_of({"--kernel", "/k", "--rtc", "base=mars"}), Contains("--rtc base: \"mars\" is not utc or localtime"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--rtc", "localtime"}), Contains("--rtc: expected base=utc or base=localtime"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--rtc", "base=mars"}), Contains("--rtc base: \"mars\" is not utc or localtime"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--rtc", "localtime"}), Contains("--rtc: expected base=utc or base=localtime"));
 }

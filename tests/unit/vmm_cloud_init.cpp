@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_util.h"
 #include "test_util.h"
 #include "virtio/disk.h"
 #include "virtio/scsi.h"
@@ -133,20 +134,6 @@ std::string slurp(const std::string& path) {
     return ss.str();
 }
 
-std::string error_of(const std::vector<std::string>& args) {
-    try {
-        vmm::parse_cli(args);
-    } catch (const vmm::Error& e) {
-        return e.what();
-    }
-    FAIL("no error for the given arguments");
-    return {};
-}
-vmm::VmConfig cli(const std::vector<std::string>& args) {
-    auto r = vmm::parse_cli(args);
-    REQUIRE(std::holds_alternative<vmm::VmConfig>(r));
-    return std::get<vmm::VmConfig>(r);
-}
 
 }  // namespace
 
@@ -398,13 +385,13 @@ TEST_CASE("cloud-init: --cloud-init and the cloud_init key", "[vmm][cloud-init][
     const std::string u = write_file(dir / "user-data.yaml", "#cloud-config\n");
     const std::string m = write_file(dir / "meta", "instance-id: x\n");
     const std::string n = write_file(dir / "net", "version: 2\n");
-    auto c = cli({"--kernel", "/k", "--cloud-init", "user-data=" + u});
+    auto c = test::cli_config({"--kernel", "/k", "--cloud-init", "user-data=" + u});
     REQUIRE(c.cloud_init);
     CHECK(c.cloud_init->user_data == u);
     CHECK(c.cloud_init->meta_data.empty());
     CHECK(c.cloud_init->network_config.empty());
-    CHECK_FALSE(cli({"--kernel", "/k"}).cloud_init);
-    c = cli({"--kernel", "/k", "--cloud-init", "network-config=" + n + ",user-data=" + u + ",meta-data=" + m});
+    CHECK_FALSE(test::cli_config({"--kernel", "/k"}).cloud_init);
+    c = test::cli_config({"--kernel", "/k", "--cloud-init", "network-config=" + n + ",user-data=" + u + ",meta-data=" + m});
     REQUIRE(c.cloud_init);
     CHECK(c.cloud_init->meta_data == m);
     CHECK(c.cloud_init->network_config == n);
@@ -425,37 +412,37 @@ TEST_CASE("cloud-init: --cloud-init and the cloud_init key", "[vmm][cloud-init][
     CHECK(back.cloud_init->meta_data == m);
     CHECK(vmm::config_to_json(vmm::VmConfig{})["cloud_init"].is_null());
     const std::string cfg = write_file(dir / "vm.json", j.dump());
-    CHECK(cli({"--config", cfg}).cloud_init);
-    CHECK_FALSE(cli({"--config", cfg, "--cloud-init", "off"}).cloud_init);
+    CHECK(test::cli_config({"--config", cfg}).cloud_init);
+    CHECK_FALSE(test::cli_config({"--config", cfg, "--cloud-init", "off"}).cloud_init);
     j["cloud_init"] = nullptr;
     vmm::apply_json(back, j, "print");
     CHECK_FALSE(back.cloud_init);
 
     // Errors name the option or the key.
-    CHECK_THAT(error_of({"--kernel", "/k", "--cloud-init", "meta-data=" + m}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--cloud-init", "meta-data=" + m}),
                Contains("--cloud-init \"meta-data=" + m + "\": user-data=FILE is required"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--cloud-init", "user-data=" + u + ",vendor-data=" + m}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--cloud-init", "user-data=" + u + ",vendor-data=" + m}),
                Contains("--cloud-init: unknown key \"vendor-data\" (expected user-data, meta-data, network-config)"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--cloud-init", "user-data="}), Contains("--cloud-init user-data: empty path"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--cloud-init", "user-data=" + dir / "missing"}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--cloud-init", "user-data="}), Contains("--cloud-init user-data: empty path"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--cloud-init", "user-data=" + dir / "missing"}),
                Equals("--cloud-init user-data=" + dir / "missing" + ": No such file or directory"));
-    CHECK_THAT(error_of({"--kernel", "/k", "--cloud-init", "user-data=" + u + ",network-config=" + dir.path}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--cloud-init", "user-data=" + u + ",network-config=" + dir.path}),
                Equals("--cloud-init network-config=" + dir.path + ": not a regular file"));
     {
         std::ofstream big(dir / "big", std::ios::binary);
         big.seekp(static_cast<std::streamoff>(vmm::check::kMaxCloudInitFile));
         big.put('x');
     }
-    CHECK_THAT(error_of({"--kernel", "/k", "--cloud-init", "user-data=" + dir / "big"}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--cloud-init", "user-data=" + dir / "big"}),
                Contains("is too large for a cloud-init file (at most 16 MiB)"));
     const std::string no_user = write_file(dir / "no-user.json", R"({"boot": {"kernel": "/k"}, "cloud_init": {"meta_data": "/m"}})");
-    CHECK_THAT(error_of({"--config", no_user}), Contains(no_user + ": cloud_init: missing \"user_data\""));
+    CHECK_THAT(test::cli_error({"--config", no_user}), Contains(no_user + ": cloud_init: missing \"user_data\""));
     const std::string typo = write_file(dir / "typo.json", R"({"boot": {"kernel": "/k"}, "cloud_init": {"user_dat": "/u"}})");
-    CHECK_THAT(error_of({"--config", typo}), Contains(typo + ": cloud_init.user_dat: unknown key (did you mean \"user_data\"?)"));
+    CHECK_THAT(test::cli_error({"--config", typo}), Contains(typo + ": cloud_init.user_dat: unknown key (did you mean \"user_data\"?)"));
     const std::string missing =
         write_file(dir / "missing.json", R"({"boot": {"kernel": "/k"}, "cloud_init": {"user_data": "/nonexistent/u"}})");
-    CHECK_THAT(error_of({"--config", missing}),
+    CHECK_THAT(test::cli_error({"--config", missing}),
                Equals(missing + ": cloud_init.user_data /nonexistent/u: No such file or directory"));
     const std::string wrong = write_file(dir / "wrong.json", R"({"boot": {"kernel": "/k"}, "cloud_init": "u.yaml"})");
-    CHECK_THAT(error_of({"--config", wrong}), Contains(wrong + ": cloud_init: expected an object"));
+    CHECK_THAT(test::cli_error({"--config", wrong}), Contains(wrong + ": cloud_init: expected an object"));
 }

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_util.h"
 #include "vmm/cli.h"
 #include "vmm/config_check.h"
 #include "vmm/config_json.h"
@@ -42,21 +43,7 @@ std::string error_of_json(const std::string& text) {
     return {};
 }
 
-std::string error_of_cli(const std::vector<std::string>& args) {
-    try {
-        vmm::parse_cli(args);
-    } catch (const vmm::Error& e) {
-        return e.what();
-    }
-    FAIL("no error for the given arguments");
-    return {};
-}
 
-vmm::VmConfig cli(const std::vector<std::string>& args) {
-    auto r = vmm::parse_cli(args);
-    REQUIRE(std::holds_alternative<vmm::VmConfig>(r));
-    return std::get<vmm::VmConfig>(r);
-}
 
 // Field-by-field equality; a new VmConfig field must be added here and to
 // config_to_json (the round-trip tests then cover it).
@@ -227,7 +214,7 @@ TEST_CASE("config json: every section is read", "[vmm][config]") {
 TEST_CASE("config json: absent keys keep the defaults, as absent options do", "[vmm][config]") {
     CHECK(same(load("{}"), vmm::VmConfig{}));
     // The same defaults through the CLI (kernel aside, which is required there).
-    auto from_cli = cli({"--kernel", "/k"});
+    auto from_cli = test::cli_config({"--kernel", "/k"});
     auto from_json = load(R"({"boot": {"kernel": "/k"}})");
     CHECK(same(from_cli, from_json));
     vmm::VmConfig expect;
@@ -376,7 +363,7 @@ TEST_CASE("config json: unknown keys get a suggestion, future devices a clear no
     // '%' would let the kernel choose the name; "." and ".." are no names.
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "tap%d"}]})"), Contains("may not contain '%'"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": ".."}]})"), Contains("tap name \"..\" is not a valid interface name"));
-    CHECK_THAT(error_of_cli({"--kernel", "/k", "--net", "tap=."}), Contains("tap name \".\" is not a valid"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--net", "tap=."}), Contains("tap name \".\" is not a valid"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "mac": "01:00:00:00:00:01"}]})"), Contains("multicast"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "num_queues": 17}]})"), Contains("net[0].num_queues"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "t"}, {"tap": "t"}]})"), Contains("tap t is given twice"));
@@ -461,21 +448,21 @@ TEST_CASE("config json: config_to_json is complete and round-trips", "[vmm][conf
 
 TEST_CASE("config json: --config files and their errors", "[vmm][config]") {
     TempDir dir;
-    CHECK_THAT(error_of_cli({"--config", dir.path + "/missing.json"}),
+    CHECK_THAT(test::cli_error({"--config", dir.path + "/missing.json"}),
                Equals(dir.path + "/missing.json: No such file or directory"));
-    CHECK_THAT(error_of_cli({"--config", dir.path}), Equals(dir.path + ": not a regular file"));
-    CHECK_THAT(error_of_cli({"--config", ""}), Contains("--config: empty path"));
+    CHECK_THAT(test::cli_error({"--config", dir.path}), Equals(dir.path + ": not a regular file"));
+    CHECK_THAT(test::cli_error({"--config", ""}), Contains("--config: empty path"));
     auto bad = dir.write("bad.json", "{\n  \"machine\": {\"cpus\": \"four\"}\n}\n");
-    CHECK_THAT(error_of_cli({"--config", bad}),
+    CHECK_THAT(test::cli_error({"--config", bad}),
                Equals(bad + R"(: machine.cpus: expected an integer in 1..254, got "four")"));
     auto broken = dir.write("broken.json", "{\n  \"machine\": {\n    \"cpus\": 2,\n  }\n}\n");
-    CHECK_THAT(error_of_cli({"--config", broken}), Contains(broken + ": line 4, column 3: "));
+    CHECK_THAT(test::cli_error({"--config", broken}), Contains(broken + ": line 4, column 3: "));
     // No kernel in the file or on the command line.
     auto nokernel = dir.write("nokernel.json", R"({"machine": {"cpus": 2}})");
-    CHECK_THAT(error_of_cli({"--config", nokernel}), Contains("--kernel: a path is required"));
+    CHECK_THAT(test::cli_error({"--config", nokernel}), Contains("--kernel: a path is required"));
     // The kernel from the file satisfies the requirement.
     auto k = dir.write("k.json", R"({"boot": {"kernel": "/from/file"}, "machine": {"cpus": 2}})");
-    auto c = cli({"--config", k});
+    auto c = test::cli_config({"--config", k});
     CHECK(c.kernel == "/from/file");
     CHECK(c.cpus == 2);
     CHECK(same(vmm::config_from_file(k), load(R"({"boot": {"kernel": "/from/file"}, "machine": {"cpus": 2}})")));
@@ -497,15 +484,15 @@ TEST_CASE("config json: options on the command line override the file", "[vmm][c
     auto from_file = vmm::config_from_file(file);
 
     // Nothing given: the file as it is.
-    CHECK(same(cli({"--config", file}), from_file));
+    CHECK(same(test::cli_config({"--config", file}), from_file));
 
     // One option at a time changes exactly that field.
-    auto c = cli({"--config", file, "--cpus", "2"});
+    auto c = test::cli_config({"--config", file, "--cpus", "2"});
     auto expect = from_file;
     expect.cpus = 2;
     CHECK(same(c, expect));
 
-    c = cli({"--config", file, "--kernel", "/cli/k", "--initramfs", "/cli/i", "--cmdline", "from-cli", "--memory",
+    c = test::cli_config({"--config", file, "--kernel", "/cli/k", "--initramfs", "/cli/i", "--cmdline", "from-cli", "--memory",
              "1G", "--serial", "tty", "--console", "file=/cli/hvc.log", "--api-socket", "/cli/api.sock", "--log-level",
              "error", "--log-file", "/cli/vmm.log", "--timeout", "0"});
     CHECK(c.kernel == "/cli/k");
@@ -524,28 +511,28 @@ TEST_CASE("config json: options on the command line override the file", "[vmm][c
     CHECK(c.disks.size() == 2);  // --disk not given: the file's list stays
 
     // A given --disk replaces the file's whole list (slot 5 is free again).
-    c = cli({"--config", file, "--disk", "path=/cli/x.img,slot=6"});
+    c = test::cli_config({"--config", file, "--disk", "path=/cli/x.img,slot=6"});
     REQUIRE(c.disks.size() == 1);
     CHECK(c.disks[0].path == "/cli/x.img");
     CHECK(c.disks[0].slot == 6);
 
     // Flags: given sets them, =false undoes the file's setting.
-    c = cli({"--config", file, "--reboot=false", "--boot-report=false", "--hugepages=false", "--no-pvpanic=false"});
+    c = test::cli_config({"--config", file, "--reboot=false", "--boot-report=false", "--hugepages=false", "--no-pvpanic=false"});
     CHECK_FALSE(c.allow_reboot);
     CHECK_FALSE(c.boot_report);
     CHECK_FALSE(c.hugepages);
     CHECK(c.pvpanic);
-    CHECK_FALSE(cli({"--kernel", "/k", "--no-pvpanic"}).pvpanic);
-    CHECK(cli({"--kernel", "/k", "--hugepages"}).hugepages);
+    CHECK_FALSE(test::cli_config({"--kernel", "/k", "--no-pvpanic"}).pvpanic);
+    CHECK(test::cli_config({"--kernel", "/k", "--hugepages"}).hugepages);
 
     // Order on the command line does not matter: the file is always the base.
-    CHECK(cli({"--cpus", "3", "--config", file}).cpus == 3);
+    CHECK(test::cli_config({"--cpus", "3", "--config", file}).cpus == 3);
 
     // The merge is checked as a whole: the CLI's console over the file's API socket.
-    CHECK_THAT(error_of_cli({"--config", file, "--serial", "socket=/file/api.sock"}),
+    CHECK_THAT(test::cli_error({"--config", file, "--serial", "socket=/file/api.sock"}),
                Equals(R"(--serial and --api-socket are the same path "/file/api.sock")"));
     // A bad CLI value is reported as the option even with a file.
-    CHECK_THAT(error_of_cli({"--config", file, "--cpus", "0"}), Equals("--cpus: 0 is out of range (1..254)"));
+    CHECK_THAT(test::cli_error({"--config", file, "--cpus", "0"}), Equals("--cpus: 0 is out of range (1..254)"));
 }
 
 TEST_CASE("config json: --print-config prints what would run, and it parses back", "[vmm][config]") {
@@ -558,7 +545,7 @@ TEST_CASE("config json: --print-config prints what would run, and it parses back
     const std::string& text = std::get<vmm::PrintConfig>(r).json;
     CHECK(text.back() == '\n');
     auto printed = load(text);
-    auto running = cli({"--config", file, "--memory", "1G", "--serial", "socket=/tmp/s.sock", "--timeout", "9"});
+    auto running = test::cli_config({"--config", file, "--memory", "1G", "--serial", "socket=/tmp/s.sock", "--timeout", "9"});
     CHECK(same(printed, running));
     CHECK(printed.cpus == 4);
     CHECK(printed.memory == 1ull << 30);
@@ -566,7 +553,7 @@ TEST_CASE("config json: --print-config prints what would run, and it parses back
     CHECK(printed.disks.at(0).serial == "A");
     // The printed text is itself a --config file that gives the same configuration.
     auto again = dir.write("printed.json", text);
-    CHECK(same(cli({"--config", again}), running));
+    CHECK(same(test::cli_config({"--config", again}), running));
     // Every field, every section.
     auto j = json::parse(text);
     for (const char* s : {"machine", "boot", "disks", "serial", "console", "api", "logging", "run", "devices"})
@@ -576,11 +563,11 @@ TEST_CASE("config json: --print-config prints what would run, and it parses back
     CHECK(j["disks"][0].size() == 11);
     CHECK(j["run"].size() == 3);
     // Still validated: no kernel, no printout.
-    CHECK_THAT(error_of_cli({"--print-config"}), Contains("--kernel"));
+    CHECK_THAT(test::cli_error({"--print-config"}), Contains("--kernel"));
 }
 
 TEST_CASE("config json: the new command-line options", "[vmm][config]") {
-    auto c = cli({"--kernel", "/k", "--timeout", "30", "--log-file", "/l", "--api-socket", "/a", "--serial",
+    auto c = test::cli_config({"--kernel", "/k", "--timeout", "30", "--log-file", "/l", "--api-socket", "/a", "--serial",
                   "socket=/s", "--console", "socket=/c"});
     CHECK(c.timeout_s == 30);
     CHECK(c.log_file == "/l");
@@ -589,13 +576,13 @@ TEST_CASE("config json: the new command-line options", "[vmm][config]") {
     CHECK(c.serial_path == "/s");
     CHECK(c.console == vmm::SerialMode::Socket);
     CHECK(c.console_path == "/c");
-    CHECK(cli({"--kernel", "/k", "--disk", "path=/a,slot=auto"}).disks.at(0).slot == -1);
-    CHECK_THAT(error_of_cli({"--kernel", "/k", "--timeout", "-1"}), Contains("--timeout"));
-    CHECK_THAT(error_of_cli({"--kernel", "/k", "--timeout", "5s"}), Contains("--timeout: \"5s\" is not a number"));
-    CHECK_THAT(error_of_cli({"--kernel", "/k", "--serial", "socket="}), Contains("--serial") && Contains("needs a path"));
-    CHECK_THAT(error_of_cli({"--kernel", "/k", "--console", "tty=/x"}), Contains("--console") && Contains("takes no path"));
-    CHECK_THAT(error_of_cli({"--kernel", "/k", "--log-file", ""}), Equals("--log-file: empty path"));
-    CHECK_THAT(error_of_cli({"--kernel", "/k", "--serial", "file=/o", "--console", "file=/o"}),
+    CHECK(test::cli_config({"--kernel", "/k", "--disk", "path=/a,slot=auto"}).disks.at(0).slot == -1);
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--timeout", "-1"}), Contains("--timeout"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--timeout", "5s"}), Contains("--timeout: \"5s\" is not a number"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--serial", "socket="}), Contains("--serial") && Contains("needs a path"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--console", "tty=/x"}), Contains("--console") && Contains("takes no path"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--log-file", ""}), Equals("--log-file: empty path"));
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--serial", "file=/o", "--console", "file=/o"}),
                Equals(R"(--serial and --console are the same path "/o")"));
     auto r = vmm::parse_cli({"--help"});
     REQUIRE(std::holds_alternative<vmm::CliHelp>(r));
@@ -605,31 +592,31 @@ TEST_CASE("config json: the new command-line options", "[vmm][config]") {
 }
 
 TEST_CASE("config json: firmware boot instead of a kernel", "[vmm][config]") {
-    auto c = cli({"--firmware", "bios", "--disk", "path=/d.img"});
+    auto c = test::cli_config({"--firmware", "bios", "--disk", "path=/d.img"});
     CHECK(c.firmware == "bios");
     CHECK(c.kernel.empty());
-    CHECK(cli({"--firmware", "/usr/share/seabios/bios.bin"}).firmware == "/usr/share/seabios/bios.bin");
+    CHECK(test::cli_config({"--firmware", "/usr/share/seabios/bios.bin"}).firmware == "/usr/share/seabios/bios.bin");
     CHECK(load(R"({"boot": {"firmware": "bios"}})").firmware == "bios");
     CHECK(load(R"({"boot": {"firmware": ""}})").firmware.empty());
     // Neither a kernel nor firmware: the kernel is asked for, and firmware named.
-    CHECK_THAT(error_of_cli({"--memory", "1G"}), Contains("--kernel: a path is required") && Contains("--firmware"));
+    CHECK_THAT(test::cli_error({"--memory", "1G"}), Contains("--kernel: a path is required") && Contains("--firmware"));
     // Both: the firmware boots the kernel; an initramfs needs a kernel.
-    auto kf = cli({"--firmware", "bios", "--kernel", "/k", "--initramfs", "/i"});
+    auto kf = test::cli_config({"--firmware", "bios", "--kernel", "/k", "--initramfs", "/i"});
     CHECK(kf.firmware == "bios");
     CHECK(kf.kernel == "/k");
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--initramfs", "/i"}), Contains("needs --kernel"));
-    auto u = cli({"--firmware", "uefi,vars=/v/vm.vars"});
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--initramfs", "/i"}), Contains("needs --kernel"));
+    auto u = test::cli_config({"--firmware", "uefi,vars=/v/vm.vars"});
     CHECK(u.firmware == "uefi");
     CHECK(u.firmware_vars == "/v/vm.vars");
     CHECK(same(load(vmm::config_to_text(u)), u));
-    CHECK(cli({"--firmware", "uefi"}).firmware_vars.empty());
-    CHECK_THAT(error_of_cli({"--firmware", "bios,vars=/v"}), Contains("only UEFI firmware keeps variables"));
-    CHECK_THAT(error_of_cli({"--firmware", "uefi,vars"}), Contains("key=value"));
-    CHECK_THAT(error_of_cli({"--firmware", "uefi,size=4"}), Contains("unknown key \"size\""));
+    CHECK(test::cli_config({"--firmware", "uefi"}).firmware_vars.empty());
+    CHECK_THAT(test::cli_error({"--firmware", "bios,vars=/v"}), Contains("only UEFI firmware keeps variables"));
+    CHECK_THAT(test::cli_error({"--firmware", "uefi,vars"}), Contains("key=value"));
+    CHECK_THAT(test::cli_error({"--firmware", "uefi,size=4"}), Contains("unknown key \"size\""));
     CHECK_THAT(error_of_json(R"({"boot": {"firmware": 1}})"), Contains("boot.firmware: expected a string"));
     CHECK(load(R"({"boot": {"firmware": "uefi", "firmware_vars": "/v"}})").firmware_vars == "/v");
     // bootindex on every bootable device, each value once.
-    auto b = cli({"--firmware", "bios", "--disk", "path=/d,bootindex=2", "--scsi-disk", "path=/s,bootindex=1",
+    auto b = test::cli_config({"--firmware", "bios", "--disk", "path=/d,bootindex=2", "--scsi-disk", "path=/s,bootindex=1",
                   "--cdrom", "path=/c.iso,bootindex=0", "--net", "tap=t0,bootindex=3"});
     CHECK(b.disks.at(0).bootindex == 2);
     CHECK(b.nets.at(0).bootindex == 3);
@@ -637,27 +624,27 @@ TEST_CASE("config json: firmware boot instead of a kernel", "[vmm][config]") {
     CHECK(b.scsi[0].bootindex == 1);
     CHECK(b.scsi[1].bootindex == 0);
     CHECK(same(load(vmm::config_to_text(b)), b));
-    CHECK(cli({"--firmware", "bios", "--disk", "path=/d"}).disks.at(0).bootindex == -1);
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--disk", "path=/d,bootindex=1", "--cdrom", "path=/c,bootindex=1"}),
+    CHECK(test::cli_config({"--firmware", "bios", "--disk", "path=/d"}).disks.at(0).bootindex == -1);
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--disk", "path=/d,bootindex=1", "--cdrom", "path=/c,bootindex=1"}),
                Contains("bootindex 1 is given twice") && Contains("disk /d") && Contains("CD-ROM /c"));
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--disk", "path=/d,bootindex=10000"}), Contains("bootindex"));
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--disk", "path=/d,bootindex=x"}), Contains("bootindex"));
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--disk", "path=/d,bootindex=10000"}), Contains("bootindex"));
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--disk", "path=/d,bootindex=x"}), Contains("bootindex"));
     CHECK(load(R"({"disks": [{"path": "/d", "bootindex": "none"}]})").disks.at(0).bootindex == -1);
     CHECK(load(R"({"scsi": {"cdroms": [{"path": "/c", "bootindex": 4}]}})").scsi.at(0).bootindex == 4);
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "bootindex": -1}]})"), Contains("net[0].bootindex"));
     // --net rom=: auto (""), off or a path; JSON the same.
-    CHECK(cli({"--firmware", "bios", "--net", "tap=t0"}).nets.at(0).rom.empty());
-    CHECK(cli({"--firmware", "bios", "--net", "tap=t0,rom=auto"}).nets.at(0).rom.empty());
-    CHECK(cli({"--firmware", "bios", "--net", "tap=t0,rom=off"}).nets.at(0).rom == "off");
-    auto r = cli({"--firmware", "bios", "--net", "tap=t0,rom=/r.rom", "--net", "tap=t1,rom=off", "--net", "tap=t2"});
+    CHECK(test::cli_config({"--firmware", "bios", "--net", "tap=t0"}).nets.at(0).rom.empty());
+    CHECK(test::cli_config({"--firmware", "bios", "--net", "tap=t0,rom=auto"}).nets.at(0).rom.empty());
+    CHECK(test::cli_config({"--firmware", "bios", "--net", "tap=t0,rom=off"}).nets.at(0).rom == "off");
+    auto r = test::cli_config({"--firmware", "bios", "--net", "tap=t0,rom=/r.rom", "--net", "tap=t1,rom=off", "--net", "tap=t2"});
     CHECK(r.nets.at(0).rom == "/r.rom");
     CHECK(same(load(vmm::config_to_text(r)), r));
     CHECK(load(R"({"net": [{"tap": "t", "rom": "off"}]})").nets.at(0).rom == "off");
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--net", "tap=t0,rom="}), Contains("empty path"));
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--net", "tap=t0,rom="}), Contains("empty path"));
     CHECK_THAT(error_of_json(R"({"net": [{"tap": "t", "rom": 1}]})"), Contains("net[0].rom"));
     // --boot order=: devices without bootindex get one, kind by kind, above
     // the explicit values; explicit values stay; kinds not listed get none.
-    auto o = cli({"--firmware", "bios", "--disk", "path=/d0", "--disk", "path=/d1,bootindex=5", "--scsi-disk", "path=/s",
+    auto o = test::cli_config({"--firmware", "bios", "--disk", "path=/d0", "--disk", "path=/d1,bootindex=5", "--scsi-disk", "path=/s",
                   "--cdrom", "path=/c", "--net", "tap=t0", "--boot", "order=cdrom,disk"});
     CHECK(o.boot_order == std::vector<std::string>{"cdrom", "disk"});
     CHECK(o.scsi.at(1).bootindex == 6);   // the CD-ROM first
@@ -669,42 +656,42 @@ TEST_CASE("config json: firmware boot instead of a kernel", "[vmm][config]") {
     auto again = load(vmm::config_to_text(o));
     vmm::check::apply_boot_order(again);  // idempotent
     CHECK(same(again, o));
-    auto n = cli({"--firmware", "bios", "--disk", "path=/d", "--net", "tap=t0", "--boot", "order=net,disk"});
+    auto n = test::cli_config({"--firmware", "bios", "--disk", "path=/d", "--net", "tap=t0", "--boot", "order=net,disk"});
     CHECK(n.nets.at(0).bootindex == 0);
     CHECK(n.disks.at(0).bootindex == 1);
     CHECK(load(R"({"boot": {"firmware": "bios", "order": ["disk"]}, "disks": [{"path": "/d"}]})").boot_order ==
           std::vector<std::string>{"disk"});
     CHECK(load(R"({"boot": {"order": []}})").boot_order.empty());
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--boot", "order=disk,floppy"}), Contains("unknown device kind \"floppy\""));
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--boot", "order=disk,disk"}), Contains("\"disk\" is given twice"));
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--boot", "cdrom"}), Contains("expected order="));
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--boot", "order="}), Contains("unknown device kind \"\""));
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--boot", "order=disk,floppy"}), Contains("unknown device kind \"floppy\""));
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--boot", "order=disk,disk"}), Contains("\"disk\" is given twice"));
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--boot", "cdrom"}), Contains("expected order="));
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--boot", "order="}), Contains("unknown device kind \"\""));
     CHECK_THAT(error_of_json(R"({"boot": {"order": "disk"}})"), Contains("boot.order: expected an array"));
     CHECK_THAT(error_of_json(R"({"boot": {"order": ["disk", 1]}})"), Contains("boot.order[1]"));
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--disk", "path=/d,bootindex=9999", "--cdrom", "/c", "--boot",
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--disk", "path=/d,bootindex=9999", "--cdrom", "/c", "--boot",
                              "order=cdrom"}),
                Contains("no bootindex left"));
     // --fw-cfg: opt/ names, a file or a string, each name once.
-    auto fc = cli({"--firmware", "bios", "--fw-cfg", "name=opt/a,string=hello", "--fw-cfg", "name=opt/b,file=/f"});
+    auto fc = test::cli_config({"--firmware", "bios", "--fw-cfg", "name=opt/a,string=hello", "--fw-cfg", "name=opt/b,file=/f"});
     REQUIRE(fc.fw_cfg.size() == 2);
     CHECK(fc.fw_cfg[0].text == "hello");
     CHECK(fc.fw_cfg[1].file == "/f");
     CHECK(same(load(vmm::config_to_text(fc)), fc));
     CHECK(load(vmm::config_to_text(fc)).fw_cfg.at(1).file == "/f");
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--fw-cfg", "name=etc/e820,string=x"}), Contains("must start with opt/"));
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--fw-cfg", "name=opt/a,string=x", "--fw-cfg", "name=opt/a,file=/y"}),
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--fw-cfg", "name=etc/e820,string=x"}), Contains("must start with opt/"));
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--fw-cfg", "name=opt/a,string=x", "--fw-cfg", "name=opt/a,file=/y"}),
                Contains("given twice"));
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--fw-cfg", "name=opt/a,string=x,file=/y"}), Contains("one of"));
-    CHECK_THAT(error_of_cli({"--firmware", "bios", "--fw-cfg", "name=opt/" + std::string(60, 'x') + ",string=x"}),
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--fw-cfg", "name=opt/a,string=x,file=/y"}), Contains("one of"));
+    CHECK_THAT(test::cli_error({"--firmware", "bios", "--fw-cfg", "name=opt/" + std::string(60, 'x') + ",string=x"}),
                Contains("longer than 55"));
     CHECK_THAT(error_of_json(R"({"fw_cfg": [{"name": "opt/a"}]})"), Contains("fw_cfg[0]: give exactly one"));
     // --firmware off drops a --config file's firmware, so its kernel boots.
     TempDir dir;
     auto f = dir.write("fw.json", R"({"boot": {"firmware": "bios"}})");
-    CHECK(cli({"--config", f, "--firmware", "off", "--kernel", "/k"}).firmware.empty());
-    CHECK(cli({"--config", f}).firmware == "bios");
+    CHECK(test::cli_config({"--config", f, "--firmware", "off", "--kernel", "/k"}).firmware.empty());
+    CHECK(test::cli_config({"--config", f}).firmware == "bios");
     auto nofw = dir.write("nofw.json", R"({"boot": {"kernel": "/k", "firmware_vars": "/v"}})");
-    CHECK_THAT(error_of_cli({"--config", nofw}), Contains("no --firmware"));
+    CHECK_THAT(test::cli_error({"--config", nofw}), Contains("no --firmware"));
 }
 
 TEST_CASE("config json: every examples/*.json loads and round-trips", "[vmm][config]") {
@@ -728,7 +715,7 @@ TEST_CASE("config json: every examples/*.json loads and round-trips", "[vmm][con
         auto back = load(vmm::config_to_text(c));
         CHECK(same(back, c));
         // Bootable elsewhere: the test suite overrides the host paths on the command line.
-        auto run = cli({"--config", path, "--kernel", "/t/k", "--initramfs", "/t/i", "--disk", "path=/t/d.img"});
+        auto run = test::cli_config({"--config", path, "--kernel", "/t/k", "--initramfs", "/t/i", "--disk", "path=/t/d.img"});
         CHECK(run.kernel == "/t/k");
         CHECK(run.initramfs == "/t/i");
         REQUIRE(run.disks.size() == 1);
@@ -783,10 +770,10 @@ TEST_CASE("config: no raw library errors and no silently cut strings", "[vmm][co
                Catch::Contains("disks[0].path: contains a NUL character"));
     // A command-line value that is not UTF-8 fails with the option's name
     // (it would end as a raw type_error.316 in --print-config).
-    CHECK_THAT(error_of_cli({"--kernel", "/k", "--cmdline", "console=ttyS0 \xff\xfe"}),
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--cmdline", "console=ttyS0 \xff\xfe"}),
                Catch::Contains("--cmdline: the value is not valid UTF-8 (byte 14 is 0xff)"));
-    CHECK_THAT(error_of_cli({"--kernel", "/k", "--cmdline", "\xc0\xaf"}), Catch::Contains("not valid UTF-8"));  // overlong
-    CHECK_THAT(error_of_cli({"--kernel", "/k", "--cmdline", "\xed\xa0\x80"}), Catch::Contains("not valid UTF-8"));  // surrogate
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--cmdline", "\xc0\xaf"}), Catch::Contains("not valid UTF-8"));  // overlong
+    CHECK_THAT(test::cli_error({"--kernel", "/k", "--cmdline", "\xed\xa0\x80"}), Catch::Contains("not valid UTF-8"));  // surrogate
     CHECK_NOTHROW(vmm::parse_cli({"--kernel", "/k", "--cmdline", "grüße \xf0\x9f\x90\xa7"}));
 }
 
