@@ -242,7 +242,7 @@ def smoke(args, image, tap_ok):
                   if not is_net(n) or tap_ok is None]
         for name, cmdline in cases:
             try:
-                r = run_once(vmm, args.build, disk, cmdline, args.timeout, name, args.format, image)
+                r = run_once(vmm, args.build, image, cmdline, args.timeout, name)
                 ok = name == "boot" or (r.get("ops", 0) > 0 or r.get("mismatches") == 0)
                 ok = ok and (name != "verify" or r.get("mismatches") == 0 and r.get("bytes") == 16 << 20)
                 print(f"{'PASS' if ok else 'FAIL'} {vmm} {name}: "
