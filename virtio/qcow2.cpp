@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <list>
 #include <cstring>
 
 #include "vmm/core/bytes.h"
@@ -70,6 +72,57 @@ int zero_tail_read(ImageFile& f, uint8_t* buf, size_t len, uint64_t off) {
     return 0;
 }
 
+// Total length of a list of buffers.
+uint64_t iov_bytes(std::span<const iovec> iov) {
+    uint64_t n = 0;
+    for (const auto& v : iov) n += v.iov_len;
+    return n;
+}
+
+// Zeros the bytes of `iov` from byte `from` on.
+void iov_zero_from(std::span<const iovec> iov, uint64_t from) {
+    for (const auto& v : iov) {
+        if (from >= v.iov_len) {
+            from -= v.iov_len;
+            continue;
+        }
+        std::memset(static_cast<uint8_t*>(v.iov_base) + from, 0, v.iov_len - from);
+        from = 0;
+    }
+}
+
+// The first `len` bytes of `iov` (a shortened copy).
+std::vector<iovec> iov_head(std::span<const iovec> iov, uint64_t len) {
+    std::vector<iovec> out;
+    for (const auto& v : iov) {
+        if (len == 0) break;
+        size_t k = static_cast<size_t>(std::min<uint64_t>(len, v.iov_len));
+        out.push_back({v.iov_base, k});
+        len -= k;
+    }
+    return out;
+}
+
+// Drops the first `n` bytes of v[i..]: moves i past used-up buffers.
+void iov_advance(std::vector<iovec>& v, size_t& i, size_t n) {
+    while (n && i < v.size()) {
+        size_t k = std::min(n, v[i].iov_len);
+        v[i].iov_base = static_cast<uint8_t*>(v[i].iov_base) + k;
+        v[i].iov_len -= k;
+        n -= k;
+        if (v[i].iov_len == 0) ++i;
+    }
+    while (i < v.size() && v[i].iov_len == 0) ++i;
+}
+
+// Like zero_tail_read, into a list of buffers.
+int zero_tail_readv(ImageFile& f, std::span<const iovec> iov, uint64_t off) {
+    int64_t r = f.preadv(iov.data(), iov.size(), off);
+    if (r < 0) return static_cast<int>(r);
+    iov_zero_from(iov, static_cast<uint64_t>(r));
+    return 0;
+}
+
 int write_be64(ImageFile& f, uint64_t off, uint64_t v) {
     uint8_t b[8];
     store_be64(b, 0, v);
@@ -118,6 +171,65 @@ int FdImageFile::pwrite(const void* buf, size_t len, uint64_t off) {
         done += static_cast<size_t>(r);
     }
     size_ = std::max(size_, off + len);
+    return 0;
+}
+
+int64_t ImageFile::preadv(const iovec* iov, size_t count, uint64_t off) {
+    uint64_t done = 0;
+    for (size_t i = 0; i < count; ++i) {
+        int64_t r = pread(iov[i].iov_base, iov[i].iov_len, off + done);
+        if (r < 0) return r;
+        done += static_cast<uint64_t>(r);
+        if (static_cast<size_t>(r) < iov[i].iov_len) break;
+    }
+    return static_cast<int64_t>(done);
+}
+
+int ImageFile::pwritev(const iovec* iov, size_t count, uint64_t off) {
+    for (size_t i = 0; i < count; ++i) {
+        if (int r = pwrite(iov[i].iov_base, iov[i].iov_len, off); r != 0) return r;
+        off += iov[i].iov_len;
+    }
+    return 0;
+}
+
+namespace {
+
+// preadv/pwritev until all of `iov` is done, EOF (reads) or an error:
+// the bytes done or -errno; a write that makes no progress is -EIO.
+int64_t fd_vectored(int fd, const iovec* iov, size_t count, uint64_t off, bool write) {
+    std::vector<iovec> v(iov, iov + count);
+    size_t i = 0;
+    uint64_t done = 0;
+    iov_advance(v, i, 0);
+    while (i < v.size()) {
+        int n = static_cast<int>(std::min<size_t>(v.size() - i, IOV_MAX));
+        auto at = static_cast<off_t>(off + done);
+        ssize_t r = write ? ::pwritev(fd, v.data() + i, n, at) : ::preadv(fd, v.data() + i, n, at);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (r == 0) {
+            if (write) return -EIO;
+            break;
+        }
+        done += static_cast<uint64_t>(r);
+        iov_advance(v, i, static_cast<size_t>(r));
+    }
+    return static_cast<int64_t>(done);
+}
+
+}  // namespace
+
+int64_t FdImageFile::preadv(const iovec* iov, size_t count, uint64_t off) {
+    return fd_vectored(fd_.get(), iov, count, off, false);
+}
+
+int FdImageFile::pwritev(const iovec* iov, size_t count, uint64_t off) {
+    int64_t r = fd_vectored(fd_.get(), iov, count, off, true);
+    if (r < 0) return static_cast<int>(r);
+    size_ = std::max(size_, off + static_cast<uint64_t>(r));
     return 0;
 }
 
@@ -197,12 +309,40 @@ struct Qcow2Image::Pending {
 class Qcow2Image::Cursor {
 public:
     explicit Cursor(std::span<const iovec> iov) : iov_(iov) {}
+    // Copies the next n bytes out of the buffers.
     void copy_out(uint8_t* dst, size_t n) {
+        walk(n, [&](uint8_t* p, size_t k) {
+            std::memcpy(dst, p, k);
+            dst += k;
+        });
+    }
+    // Copies n bytes into the next n bytes of the buffers.
+    void copy_in(const uint8_t* src, size_t n) {
+        walk(n, [&](uint8_t* p, size_t k) {
+            std::memcpy(p, src, k);
+            src += k;
+        });
+    }
+    void zero(size_t n) {
+        walk(n, [](uint8_t* p, size_t k) { std::memset(p, 0, k); });
+    }
+    // Appends the next n bytes of the buffers to `out`, as buffers.
+    void take(size_t n, std::vector<iovec>& out) {
+        walk(n, [&](uint8_t* p, size_t k) {
+            if (!out.empty() && static_cast<uint8_t*>(out.back().iov_base) + out.back().iov_len == p)
+                out.back().iov_len += k;
+            else
+                out.push_back({p, k});
+        });
+    }
+
+private:
+    template <typename F>
+    void walk(size_t n, F&& f) {
         while (n) {
             const iovec& v = iov_[i_];
             size_t k = std::min(n, v.iov_len - off_);
-            std::memcpy(dst, static_cast<const uint8_t*>(v.iov_base) + off_, k);
-            dst += k;
+            f(static_cast<uint8_t*>(v.iov_base) + off_, k);
             n -= k;
             off_ += k;
             if (off_ == v.iov_len) {
@@ -212,7 +352,6 @@ public:
         }
     }
 
-private:
     std::span<const iovec> iov_;
     size_t i_ = 0;
     size_t off_ = 0;
@@ -458,12 +597,14 @@ int Qcow2Image::table_get(uint64_t table_off, size_t index, unsigned width, uint
     return 0;
 }
 
-// Write-through: the cache never holds anything the file does not.
-int Qcow2Image::table_set(uint64_t table_off, size_t index, unsigned width, uint64_t value) {
+// Sets consecutive entries from `index` on, with one write. Write-through:
+// the cache never holds anything the file does not.
+int Qcow2Image::table_set(uint64_t table_off, size_t index, unsigned width, std::span<const uint64_t> values) {
     std::vector<uint8_t>* d = nullptr;
     if (int r = cached_table(table_off, d); r != 0) return r;
-    store_be(*d, index * width, width, value);
-    return file_.pwrite(d->data() + index * width, width, table_off + index * width);
+    if ((index + values.size()) * width > d->size()) return -EIO;
+    for (size_t k = 0; k < values.size(); ++k) store_be(*d, (index + k) * width, width, values[k]);
+    return file_.pwrite(d->data() + index * width, values.size() * width, table_off + index * width);
 }
 
 int Qcow2Image::write_l1(size_t index, uint64_t value) {
@@ -485,14 +626,9 @@ int Qcow2Image::refcount_get(uint64_t cluster, uint64_t& value) {
 int Qcow2Image::refcount_add(uint64_t cluster, int delta) {
     uint64_t t = cluster / refcount_block_entries_;
     size_t i = cluster % refcount_block_entries_;
-    if (t >= refcount_table_.size()) {
-        // Growing the refcount table is not implemented (docs/qcow2.md).
-        if (!warned_table_full_)
-            log::warn("qcow2 image {}: refcount table full, the file cannot grow past {} bytes", path_,
-                      (refcount_table_.size() * refcount_block_entries_) << cluster_bits_);
-        warned_table_full_ = true;
-        return -ENOSPC;
-    }
+    // alloc_cluster grows the table before counting past it; anything else
+    // out there is a damaged image (an entry pointing past what is counted).
+    if (t >= refcount_table_.size()) return -EIO;
     uint64_t block = refcount_table_[t];
     if (block & kRefTableReserved) return -EIO;
     if (block == 0) {
@@ -528,10 +664,12 @@ int Qcow2Image::refcount_add(uint64_t cluster, int delta) {
 // when a crash came between raising a refcount and writing the cluster, so
 // a few are skipped; a hostile image with many ends the search early.
 int Qcow2Image::alloc_cluster(uint64_t& host) {
-    uint64_t eof = div_up(file_.size(), cluster_size_);
-    uint64_t limit = std::min({refcount_table_.size() * refcount_block_entries_, kOffsetMask >> cluster_bits_,
-                               eof + kMaxLeakedPastEnd});
-    for (uint64_t c = std::max<uint64_t>(free_hint_, 1); c < limit; ++c) {
+    for (uint64_t c = std::max<uint64_t>(free_hint_, 1);; ++c) {
+        uint64_t eof = div_up(file_.size(), cluster_size_);
+        if (c >= std::min(kOffsetMask >> cluster_bits_, eof + kMaxLeakedPastEnd)) return -ENOSPC;
+        if (c >= refcount_table_.size() * refcount_block_entries_) {
+            if (int r = grow_refcount_table(c); r != 0) return r;
+        }
         uint64_t v = 0;
         if (int r = refcount_get(c, v); r != 0) return r;
         if (v != 0) continue;
@@ -540,7 +678,63 @@ int Qcow2Image::alloc_cluster(uint64_t& host) {
         host = c << cluster_bits_;
         return 0;
     }
-    return -ENOSPC;
+}
+
+// Makes the refcount table count cluster `c`, the first one past what it
+// counts now. Nothing from `c` on is in use (it is not counted), so the new
+// refcount blocks and the new, larger table go there: blocks first, each
+// counting the new clusters in its range, then the table (the old entries
+// plus the new blocks), made durable, then the header switched to the new
+// table in one 12-byte write (offset and size are adjacent), made durable,
+// and only then the old table freed. A crash before the header write leaves
+// uncounted clusters past the old table's reach, after it at most the old
+// table leaked.
+int Qcow2Image::grow_refcount_table(uint64_t c) {
+    const uint64_t cs = cluster_size_, per_block = refcount_block_entries_;
+    const uint64_t old_clusters = refcount_table_.size() * 8 / cs;
+    uint64_t tables = std::max<uint64_t>(1, old_clusters * 2), blocks = 0;
+    for (;;) {
+        uint64_t last = c + blocks + tables - 1;
+        uint64_t nb = last / per_block - c / per_block + 1;
+        uint64_t nt = std::max(tables, div_up((last / per_block + 1) * 8, cs));
+        if (nb == blocks && nt == tables) break;
+        blocks = nb;
+        tables = nt;
+    }
+    uint64_t end = c + blocks + tables;
+    if (tables * cs > kMaxRefTableBytes || end >= (kOffsetMask >> cluster_bits_)) {
+        if (!warned_table_full_)
+            log::warn("qcow2 image {}: the refcount table cannot grow past {} bytes; the image is full", path_,
+                      kMaxRefTableBytes);
+        warned_table_full_ = true;
+        return -ENOSPC;
+    }
+    std::vector<uint8_t> data(blocks * cs, 0);
+    for (uint64_t k = c; k < end; ++k) {
+        uint64_t b = k / per_block - c / per_block;
+        store_be(data, b * cs + (k % per_block) * refcount_bytes_, refcount_bytes_, 1);
+    }
+    if (int r = file_.pwrite(data.data(), data.size(), c * cs); r != 0) return r;
+    std::vector<uint64_t> table = refcount_table_;
+    table.resize(tables * cs / 8, 0);
+    for (uint64_t b = 0; b < blocks; ++b) table[c / per_block + b] = (c + b) * cs;
+    data.assign(tables * cs, 0);
+    for (size_t i = 0; i < table.size(); ++i) store_be64(data, i * 8, table[i]);
+    uint64_t table_off = (c + blocks) * cs;
+    if (int r = file_.pwrite(data.data(), data.size(), table_off); r != 0) return r;
+    if (int r = barrier(); r != 0) return r;
+    uint8_t hdr[12];
+    store_be64(hdr, 0, table_off);
+    store_be32(hdr, 8, static_cast<uint32_t>(tables));
+    if (int r = file_.pwrite(hdr, sizeof hdr, 48); r != 0) return r;
+    if (int r = barrier(); r != 0) return r;
+    uint64_t old_off = refcount_table_offset_;
+    refcount_table_offset_ = table_off;
+    refcount_table_ = std::move(table);
+    for (uint64_t k = c; k < end; ++k) cache_.erase(k * cs);
+    for (uint64_t k = 0; k < old_clusters; ++k)
+        if (int r = refcount_add(old_off / cs + k, -1); r != 0) return r;
+    return 0;
 }
 
 int Qcow2Image::free_entry(uint64_t l2e) {
@@ -638,57 +832,78 @@ int Qcow2Image::inflate_cluster(uint64_t l2e) {
 }
 
 int Qcow2Image::read_backing(uint64_t off, uint8_t* buf, size_t len) {
-    uint64_t bsize = !backing_file_ ? 0 : backing_qcow2_ ? backing_qcow2_->size() : backing_file_->size();
-    size_t n = off >= bsize ? 0 : static_cast<size_t>(std::min<uint64_t>(len, bsize - off));
-    if (n) {
-        int r = backing_qcow2_ ? backing_qcow2_->read_buf(off, buf, n) : zero_tail_read(*backing_file_, buf, n, off);
-        if (r != 0) return r;
-    }
-    std::memset(buf + n, 0, len - n);
-    return 0;
+    std::vector<iovec> v{{buf, len}};
+    return read_backing(off, v, len);
 }
 
-// `len` bytes at `off`, all inside one cluster.
-int Qcow2Image::read_chunk(uint64_t off, uint8_t* buf, size_t len) {
-    Mapping m;
-    if (int r = lookup(off, false, m); r != 0) return r;
-    uint64_t in = off & (cluster_size_ - 1);
-    switch (m.kind) {
-    case Mapping::Unallocated:
-        return read_backing(off, buf, len);
-    case Mapping::Zero:
-        std::memset(buf, 0, len);
-        return 0;
-    case Mapping::Data:
-        return zero_tail_read(file_, buf, len, m.host + in);
-    case Mapping::Compressed:
-        if (int r = inflate_cluster(m.l2e); r != 0) return r;
-        std::memcpy(buf, inflated_.data() + in, len);
-        return 0;
+// `len` bytes of the backing file at `off` into `iov`; zeros past its end.
+int Qcow2Image::read_backing(uint64_t off, std::vector<iovec>& iov, uint64_t len) {
+    uint64_t bsize = !backing_file_ ? 0 : backing_qcow2_ ? backing_qcow2_->size() : backing_file_->size();
+    uint64_t n = off >= bsize ? 0 : std::min<uint64_t>(len, bsize - off);
+    iov_zero_from(iov, n);
+    if (n == 0) return 0;
+    std::vector<iovec> head;
+    std::span<const iovec> part(iov);
+    if (n < len) {
+        head = iov_head(iov, n);
+        part = head;
     }
-    return -EIO;
+    if (backing_qcow2_) return backing_qcow2_->read_iov(off, part, n);
+    return zero_tail_readv(*backing_file_, part, off);
 }
 
 int Qcow2Image::read_buf(uint64_t off, uint8_t* buf, size_t len) {
-    while (len) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(len, cluster_size_ - (off & (cluster_size_ - 1))));
-        if (int r = read_chunk(off, buf, n); r != 0) return r;
-        off += n;
-        buf += n;
-        len -= n;
+    iovec v{buf, len};
+    return read_iov(off, {&v, 1}, len);
+}
+
+// Reads [off, off + len) into `iov` (bounds already checked). Runs of
+// clusters that are contiguous in the image file (or all unallocated, so
+// contiguous in the backing file) are read with one vectored call each.
+int Qcow2Image::read_iov(uint64_t off, std::span<const iovec> iov, uint64_t len) {
+    Cursor cur(iov);
+    enum class Src { None, File, Backing } src = Src::None;
+    uint64_t run_start = 0, run_end = 0;  // in the file, or guest offsets for the backing file
+    std::vector<iovec> run;
+    auto finish = [&]() -> int {
+        int r = 0;
+        if (src == Src::File) r = zero_tail_readv(file_, run, run_start);
+        else if (src == Src::Backing) r = read_backing(run_start, run, run_end - run_start);
+        src = Src::None;
+        run.clear();
+        return r;
+    };
+    for (uint64_t pos = off, end = off + len; pos < end;) {
+        uint64_t in = pos & (cluster_size_ - 1);
+        size_t n = static_cast<size_t>(std::min<uint64_t>(cluster_size_ - in, end - pos));
+        Mapping m;
+        if (int r = lookup(pos, false, m); r != 0) return r;
+        Src s = Src::None;
+        uint64_t at = 0;
+        if (m.kind == Mapping::Data) s = Src::File, at = m.host + in;
+        else if (m.kind == Mapping::Unallocated) s = Src::Backing, at = pos;
+        if (src != Src::None && (s != src || at != run_end)) {
+            if (int r = finish(); r != 0) return r;
+        }
+        if (s != Src::None) {
+            if (src == Src::None) src = s, run_start = at;
+            cur.take(n, run);
+            run_end = at + n;
+        } else if (m.kind == Mapping::Zero) {
+            cur.zero(n);
+        } else {
+            if (int r = inflate_cluster(m.l2e); r != 0) return r;
+            cur.copy_in(inflated_.data() + in, n);
+        }
+        pos += n;
     }
-    return 0;
+    return finish();
 }
 
 int Qcow2Image::read(uint64_t offset, std::span<const iovec> iov) {
-    uint64_t total = 0;
-    for (const auto& v : iov) total += v.iov_len;
+    uint64_t total = iov_bytes(iov);
     if (offset > size_ || total > size_ - offset) return -EINVAL;
-    for (const auto& v : iov) {
-        if (int r = read_buf(offset, static_cast<uint8_t*>(v.iov_base), v.iov_len); r != 0) return r;
-        offset += v.iov_len;
-    }
-    return 0;
+    return read_iov(offset, iov, total);
 }
 
 // ---- writing ----
@@ -715,41 +930,71 @@ int Qcow2Image::old_cluster(uint64_t vstart, const Mapping& m, uint8_t* cluster)
 
 int Qcow2Image::write(uint64_t offset, std::span<const iovec> iov) {
     if (readonly_) return -EROFS;
-    uint64_t total = 0;
-    for (const auto& v : iov) total += v.iov_len;
+    uint64_t total = iov_bytes(iov);
     if (offset > size_ || total > size_ - offset) return -EINVAL;
     Cursor cur(iov);
-    std::vector<uint8_t> buf(cluster_size_);
+    std::list<std::vector<uint8_t>> partial;  // new clusters only partly written by the guest
     std::vector<Pending> pending;
+    // Data goes out in runs that are contiguous in the file (clusters
+    // written in place, and new clusters, which are usually allocated one
+    // after the other): one vectored write per run.
+    std::vector<iovec> run;
+    uint64_t run_start = 0, run_end = 0;
+    auto finish = [&]() -> int {
+        int r = run.empty() ? 0 : file_.pwritev(run.data(), run.size(), run_start);
+        run.clear();
+        return r;
+    };
     for (uint64_t pos = offset, end = offset + total; pos < end;) {
         uint64_t vstart = pos & ~uint64_t{cluster_size_ - 1};
         size_t in = static_cast<size_t>(pos - vstart);
         size_t n = static_cast<size_t>(std::min<uint64_t>(cluster_size_ - in, end - pos));
         Mapping m;
         if (int r = lookup(pos, true, m); r != 0) return r;
+        uint64_t at = 0;
+        std::vector<iovec> piece;
         if (m.kind == Mapping::Data && (m.l2e & kCopied)) {
-            cur.copy_out(buf.data(), n);
-            if (int r = file_.pwrite(buf.data(), n, m.host + in); r != 0) return r;
+            at = m.host + in;
+            cur.take(n, piece);
         } else {
             // A new cluster: old content around the new bytes, written before
             // anything points at it.
             if (n < cluster_size_) {
+                auto& buf = partial.emplace_back(cluster_size_);
                 if (int r = old_cluster(vstart, m, buf.data()); r != 0) return r;
+                cur.copy_out(buf.data() + in, n);
+                piece.push_back({buf.data(), cluster_size_});
+            } else {
+                cur.take(n, piece);
             }
-            cur.copy_out(buf.data() + in, n);
-            uint64_t host = 0;
-            if (int r = alloc_cluster(host); r != 0) return r;
-            if (int r = file_.pwrite(buf.data(), cluster_size_, host); r != 0) return r;
-            pending.push_back({m.l2_off, m.l2_index, host | kCopied, m.l2e});
+            if (int r = alloc_cluster(at); r != 0) return r;
+            pending.push_back({m.l2_off, m.l2_index, at | kCopied, m.l2e});
         }
+        if (!run.empty() && at != run_end) {
+            if (int r = finish(); r != 0) return r;
+        }
+        if (run.empty()) run_start = at;
+        run.insert(run.end(), piece.begin(), piece.end());
+        run_end = at + iov_bytes(piece);
         pos += n;
     }
+    if (int r = finish(); r != 0) return r;
     if (pending.empty()) return 0;
     if (int r = barrier(); r != 0) return r;
     bool frees = false;
-    for (const auto& p : pending) {
-        if (int r = table_set(p.l2_off, p.l2_index, 8, p.entry); r != 0) return r;
-        frees |= (p.old & (kCompressed | kOffsetMask)) != 0;
+    std::vector<uint64_t> entries;
+    // Entries of one table that follow each other are written together.
+    for (size_t i = 0; i < pending.size();) {
+        size_t j = i;
+        entries.clear();
+        do {
+            entries.push_back(pending[j].entry);
+            frees |= (pending[j].old & (kCompressed | kOffsetMask)) != 0;
+            ++j;
+        } while (j < pending.size() && pending[j].l2_off == pending[i].l2_off &&
+                 pending[j].l2_index == pending[j - 1].l2_index + 1);
+        if (int r = table_set(pending[i].l2_off, pending[i].l2_index, 8, entries); r != 0) return r;
+        i = j;
     }
     if (!frees) return 0;
     // Only once no L2 entry can point at them may the old clusters be reused.
@@ -829,10 +1074,11 @@ void Qcow2Image::create(ImageFile& file, const Qcow2CreateOptions& o) {
     if (l1_size * 8 > kMaxL1Bytes) fail("qcow2 create: virtual size {} is too large for {}-byte clusters", o.size, cs);
     uint64_t l1_clusters = std::max<uint64_t>(1, div_up(l1_size * 8, cs));
 
-    // The refcount table is sized for the image fully allocated, since
-    // opening does not grow it.
-    uint64_t rt = 1;
-    for (int i = 0; i < 8; ++i) {
+    // The refcount table is sized for the image fully allocated, so that it
+    // never has to grow (growing works, but costs a pause and leaves the
+    // old table to be reused).
+    uint64_t rt = std::max(1u, o.refcount_table_clusters);
+    for (int i = 0; i < 8 && o.refcount_table_clusters == 0; ++i) {
         uint64_t total = 1 + rt + l1_clusters + l1_size + div_up(o.size, cs);
         uint64_t blocks = div_up(total, block_entries - 1);
         rt = std::max(rt, div_up(blocks * 8, cs));
@@ -841,6 +1087,7 @@ void Qcow2Image::create(ImageFile& file, const Qcow2CreateOptions& o) {
     uint64_t blocks = 1;
     while (div_up(1 + rt + blocks + l1_clusters, block_entries) > blocks) ++blocks;
     uint64_t used = 1 + rt + blocks + l1_clusters;
+    if (blocks > rt * cs / 8) fail("qcow2 create: a refcount table of {} clusters is too small", rt);
 
     std::vector<uint8_t> hdr(cs, 0);
     store_be32(hdr, 0, kMagic);

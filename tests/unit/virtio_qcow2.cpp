@@ -449,19 +449,48 @@ TEST_CASE("qcow2: damaged tables fail I/O with -EIO", "[qcow2]") {
     }
 }
 
-TEST_CASE("qcow2: a full refcount table fails writes with -ENOSPC", "[qcow2]") {
-    // One 512-byte table cluster covers 64 blocks of 256 clusters: 8 MiB of file.
-    MemoryImageFile f = make(16 * M, 9);
-    put_be(f, 56, 4, 1);
+TEST_CASE("qcow2: the refcount table grows as the file does", "[qcow2]") {
+    // One 512-byte table cluster covers 64 blocks of 256 clusters: 8 MiB of
+    // file, half of what filling the 16 MiB disk needs.
+    MemoryImageFile f;
+    {
+        Qcow2CreateOptions o;
+        o.size = 16 * M;
+        o.cluster_bits = 9;
+        o.refcount_table_clusters = 1;
+        Qcow2Image::create(f, o);
+    }
+    REQUIRE(vmm::load_be32(f.bytes(), 56) == 1);
+    uint64_t old_table = be64(f, 48);
+    auto data = pattern(16 * M, 4);
+    {
+        auto img = open(f);
+        for (uint64_t off = 0; off < 16 * M; off += 1 * M) REQUIRE(wr(*img, off, slice(data, off, 1 * M)) == 0);
+        CHECK(rd(*img, 0, 16 * M) == data);
+    }
+    CHECK(vmm::load_be32(f.bytes(), 56) > 1);
+    CHECK(be64(f, 48) != old_table);
+    CHECK(f.size() > 16 * M);
     auto img = open(f);
-    auto chunk = pattern(1 * M, 4);
+    CHECK(rd(*img, 0, 16 * M) == data);
+
+    // A file that cannot grow far enough: the writes that do not fit fail,
+    // the others stay readable.
+    MemoryImageFile small(std::vector<uint8_t>{}, 10 * M);
+    {
+        Qcow2CreateOptions o;
+        o.size = 16 * M;
+        o.cluster_bits = 9;
+        o.refcount_table_clusters = 1;
+        Qcow2Image::create(small, o);
+    }
+    auto s = open(small);
     int r = 0;
     uint64_t off = 0;
-    for (; off < 16 * M && r == 0; off += 1 * M) r = wr(*img, off, chunk);
+    for (; off < 16 * M && r == 0; off += 1 * M) r = wr(*s, off, slice(data, off, 1 * M));
     CHECK(r == -ENOSPC);
-    CHECK(off > 4 * M);
-    CHECK(off <= 9 * M);
-    CHECK(rd(*img, 0, 1 * M) == chunk);
+    CHECK(off > 8 * M);
+    CHECK(rd(*s, 0, 1 * M) == slice(data, 0, 1 * M));
 }
 
 // ---- with qemu-img ----
@@ -669,6 +698,31 @@ TEST_CASE("qcow2: images made by create() pass qemu-img check", "[qcow2]") {
     }
 }
 
+TEST_CASE("qcow2: a qemu-img image outgrows its refcount table and stays clean", "[qcow2]") {
+    if (!have_qemu_img()) {
+        WARN("SKIP: qemu-img not installed");
+        return;
+    }
+    ScratchDir dir;
+    // qemu-img starts with one refcount table cluster: with 512-byte
+    // clusters it counts 8 MiB of file.
+    std::string p = dir / "grow.qcow2", out;
+    int rc = sh("qemu-img create -q -f qcow2 -o cluster_size=512 " + p + " 12M", &out);
+    INFO(out);
+    REQUIRE(rc == 0);
+    auto data = pattern(12 * M, 31);
+    {
+        auto f = FdImageFile::open(p, false);
+        auto img = open_path(*f, p, false, true);
+        REQUIRE(wr(*img, 0, data) == 0);
+        REQUIRE(img->flush() == 0);
+        CHECK(rd(*img, 0, 12 * M) == data);
+    }
+    CHECK(vmm::load_be32(read_file(p), 56) > 1);
+    write_file(dir / "expected.raw", data);
+    check_clean(p, "qcow2", dir / "expected.raw");
+}
+
 TEST_CASE("qcow2: refcount widths below 8 bits are refused", "[qcow2]") {
     if (!have_qemu_img()) {
         WARN("SKIP: qemu-img not installed");
@@ -821,4 +875,43 @@ TEST_CASE("qcow2: a host crash at any point leaves at most leaked clusters", "[q
         crash_workload(*img);
     }
     CHECK(check_crash_states(loose, dir, true).corrupt);
+}
+
+TEST_CASE("qcow2: a host crash while the refcount table grows leaves at most leaked clusters", "[qcow2]") {
+    if (!have_qemu_img()) {
+        WARN("SKIP: qemu-img not installed");
+        return;
+    }
+    ScratchDir dir;
+    // Filled up to just below what one 512-byte table cluster counts (8 MiB
+    // of file), then recorded while a write crosses that line.
+    MemoryImageFile f;
+    Qcow2CreateOptions co;
+    co.size = 16 * M;
+    co.cluster_bits = 9;
+    co.refcount_table_clusters = 1;
+    Qcow2Image::create(f, co);
+    uint64_t off = 0;
+    {
+        Qcow2Options o;
+        o.path = dir / "grow.qcow2";
+        o.barriers = false;
+        auto img = Qcow2Image::open(f, o);
+        for (; f.size() < 8 * M - 32 * K; off += 64 * K) REQUIRE(wr(*img, off, pattern(64 * K, 5)) == 0);
+    }
+    REQUIRE(vmm::load_be32(f.bytes(), 56) == 1);
+    RecordingFile rec(f.bytes());
+    {
+        Qcow2Options o;
+        o.path = dir / "grow.qcow2";
+        auto img = Qcow2Image::open(rec, o);
+        REQUIRE(wr(*img, off, pattern(64 * K, 6)) == 0);
+        REQUIRE(img->flush() == 0);
+        CHECK(rd(*img, off, 64 * K) == pattern(64 * K, 6));
+    }
+    REQUIRE(vmm::load_be32(rec.bytes(), 56) > 1);
+    CrashVerdict v = check_crash_states(rec, dir);
+    INFO(v.first_bad);
+    CHECK_FALSE(v.corrupt);
+    CHECK(v.states > 10);
 }
