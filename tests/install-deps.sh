@@ -8,6 +8,8 @@ PACKAGES=(
   # build
   g++ cmake ninja-build ccache pkg-config
   linux-libc-dev libfmt-dev nlohmann-json3-dev catch2 libfdt-dev libcli11-dev liburing-dev libseccomp-dev zlib1g-dev
+  # zstd-compressed clusters in qcow2 images (zlib1g-dev above for zlib ones)
+  libzstd-dev
   # the qcow2 unit tests make and check images with qemu-img
   qemu-utils
   # guests and the software-emulated test host (see tests/guest/README.md)

@@ -8,12 +8,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <list>
 #include <cstring>
+#include <new>
 
 #include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
@@ -33,6 +35,15 @@ constexpr uint64_t kIncompatDataFile = 1u << 2;
 constexpr uint64_t kIncompatCompression = 1u << 3;
 constexpr uint64_t kIncompatExtendedL2 = 1u << 4;
 constexpr uint64_t kIncompatKnown = 0x1f;
+
+// Header byte 104 (v3, header length above 104): how compressed clusters
+// are compressed.
+constexpr unsigned kCompressionZlib = 0;
+constexpr unsigned kCompressionZstd = 1;
+// QEMU writes each cluster as one frame whose window is at most the
+// cluster; frames from other writers may declare more. Refusing windows
+// above 8 MiB bounds what a hostile frame makes libzstd allocate.
+constexpr int kZstdWindowLogMax = 23;
 
 constexpr uint32_t kExtEnd = 0;
 constexpr uint32_t kExtBackingFormat = 0xe2792aca;
@@ -127,6 +138,27 @@ int write_be64(ImageFile& f, uint64_t off, uint64_t v) {
     uint8_t b[8];
     store_be64(b, 0, v);
     return f.pwrite(b, sizeof b, off);
+}
+
+// Decompresses the zstd frame at the front of `in` into exactly `out_len`
+// bytes. What follows the frame (the rest of its last sector, maybe the
+// next compressed cluster) is ignored. Fails on any zstd error, on a frame
+// that ends before `out` is full, and on one that would make more: libzstd
+// never writes past `out_len`, and a frame that wants to is stuck with
+// nowhere to put its bytes.
+bool unzstd_cluster(ZSTD_DCtx* d, const uint8_t* in, size_t len, uint8_t* out, size_t out_len) {
+    if (ZSTD_isError(ZSTD_DCtx_reset(d, ZSTD_reset_session_only))) return false;
+    ZSTD_inBuffer src{in, len, 0};
+    ZSTD_outBuffer dst{out, out_len, 0};
+    for (;;) {
+        size_t in_pos = src.pos, out_pos = dst.pos;
+        size_t r = ZSTD_decompressStream(d, &dst, &src);
+        if (ZSTD_isError(r)) return false;
+        if (r == 0) return dst.pos == out_len;  // the frame is complete
+        // More of the frame to come: with no progress the input is used up
+        // (cut short) or the output full (more than a cluster).
+        if (src.pos == in_pos && dst.pos == out_pos) return false;
+    }
 }
 
 }  // namespace
@@ -368,6 +400,8 @@ Qcow2Image::Qcow2Image(ImageFile& file, const Qcow2Options& opts)
 
 Qcow2Image::~Qcow2Image() = default;
 
+void Qcow2Image::ZstdFree::operator()(ZSTD_DCtx_s* d) const { ZSTD_freeDCtx(d); }
+
 std::unique_ptr<Qcow2Image> Qcow2Image::open(ImageFile& file, const Qcow2Options& opts) {
     std::unique_ptr<Qcow2Image> img(new Qcow2Image(file, opts));
     std::vector<std::string> chain{file.identity()};
@@ -417,9 +451,11 @@ void Qcow2Image::load(std::vector<std::string>& chain) {
     unsigned compression = header_len > kV3HeaderLength ? h[104] : 0;
     if (compression != 0 && !(incompat & kIncompatCompression))
         fail("qcow2 image {}: compression type {} without its feature bit", p, compression);
-    if (compression != 0)
-        fail("qcow2 image {}: compression type {} ({}) is not supported, only zlib", p, compression,
-             compression == 1 ? "zstd" : "unknown");
+    if (compression == 0 && (incompat & kIncompatCompression))
+        fail("qcow2 image {}: compression type feature bit set without a compression type", p);
+    if (compression != kCompressionZlib && compression != kCompressionZstd)
+        fail("qcow2 image {}: compression type {} is unknown (supported: 0 zlib, 1 zstd)", p, compression);
+    compression_type_ = compression;
     if ((incompat & kIncompatDirty) && !readonly_)
         fail("qcow2 image {}: image was not closed cleanly (dirty bit): open it read-only or repair it "
              "(qemu-img check -r all)", p);
@@ -801,8 +837,9 @@ int Qcow2Image::lookup(uint64_t off, bool allocate_l2, Mapping& m) {
 
 // ---- reading ----
 
-// Inflates the compressed cluster into inflated_, which keeps the last one
-// (sequential reads of a compressed image hit it once per request chunk).
+// Inflates the compressed cluster (zlib or zstd, as the header says) into
+// inflated_, which keeps the last one (sequential reads of a compressed
+// image hit it once per request chunk).
 int Qcow2Image::inflate_cluster(uint64_t l2e) {
     if (l2e == inflated_l2e_ && l2e != 0) return 0;
     unsigned x = 62 - (cluster_bits_ - 8);
@@ -814,6 +851,17 @@ int Qcow2Image::inflate_cluster(uint64_t l2e) {
     len = std::min(len, fs - off);  // the last compressed cluster may end before its last sector
     std::vector<uint8_t> in(len);
     if (int r = full_read(file_, in.data(), len, off); r != 0) return r;
+    if (compression_type_ == kCompressionZstd) {
+        if (!zstd_) {
+            std::unique_ptr<ZSTD_DCtx_s, ZstdFree> d(ZSTD_createDCtx());
+            if (!d) throw std::bad_alloc();  // as a failed vector allocation would
+            if (ZSTD_isError(ZSTD_DCtx_setParameter(d.get(), ZSTD_d_windowLogMax, kZstdWindowLogMax))) return -EIO;
+            zstd_ = std::move(d);
+        }
+        bool ok = unzstd_cluster(zstd_.get(), in.data(), in.size(), inflated_.data(), cluster_size_);
+        inflated_l2e_ = ok ? l2e : 0;
+        return ok ? 0 : -EIO;
+    }
     z_stream z{};
     if (inflateInit2(&z, -15) != Z_OK) return -EIO;
     z.next_in = in.data();

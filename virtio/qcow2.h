@@ -20,6 +20,8 @@
 
 #include "vmm/core/fd.h"
 
+struct ZSTD_DCtx_s;  // libzstd's decompression context (zstd.h: ZSTD_DCtx)
+
 namespace vmm::virtio {
 
 // Random access to the bytes of an image file.
@@ -208,6 +210,11 @@ private:
     uint64_t cache_clock_ = 0;
     uint64_t inflated_l2e_ = 0;  // the compressed cluster in `inflated_`
     std::vector<uint8_t> inflated_;
+    unsigned compression_type_ = 0;  // header byte 104: 0 zlib, 1 zstd
+    struct ZstdFree {
+        void operator()(ZSTD_DCtx_s* d) const;
+    };
+    std::unique_ptr<ZSTD_DCtx_s, ZstdFree> zstd_;  // made on the first zstd cluster, reused
 
     std::string backing_path_;
     std::unique_ptr<ImageFile> backing_file_;

@@ -6,12 +6,14 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <zstd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -101,6 +103,14 @@ void put_be(MemoryImageFile& f, uint64_t off, size_t width, uint64_t v) { vmm::s
 
 // Host offset of the first L2 table (the image must have one).
 uint64_t first_l2(MemoryImageFile& f) { return be64(f, be64(f, 40)) & 0x00fffffffffffe00ull; }
+
+// Marks an image made by create() as zstd-compressed: incompatible bit 3,
+// a 112-byte header and compression type 1 in byte 104.
+void make_zstd(MemoryImageFile& f) {
+    put_be(f, 72, 8, be64(f, 72) | (1u << 3));
+    put_be(f, 100, 4, 112);
+    put_be(f, 104, 1, 1);
+}
 
 }  // namespace
 
@@ -303,13 +313,25 @@ TEST_CASE("qcow2: hostile headers are refused with a clear message", "[qcow2]") 
         {"unknown incompatible bit", [](auto& f) { put_be(f, 72, 8, 1u << 10); }, "unknown incompatible feature bits 0x400"},
         {"extended L2", [](auto& f) { put_be(f, 72, 8, 1u << 4); }, "extended L2 entries"},
         {"external data file", [](auto& f) { put_be(f, 72, 8, 1u << 2); }, "external data files"},
-        {"zstd",
+        {"zstd without the compression type bit",
          [](auto& f) {
-             put_be(f, 72, 8, 1u << 3);
              put_be(f, 100, 4, 112);
              put_be(f, 104, 1, 1);
          },
-         "compression type 1 (zstd) is not supported"},
+         "compression type 1 without its feature bit"},
+        {"compression type 2",
+         [](auto& f) {
+             put_be(f, 72, 8, 1u << 3);
+             put_be(f, 100, 4, 112);
+             put_be(f, 104, 1, 2);
+         },
+         "compression type 2 is unknown"},
+        {"compression type bit, zlib",
+         [](auto& f) {
+             put_be(f, 72, 8, 1u << 3);
+             put_be(f, 100, 4, 112);
+         },
+         "compression type feature bit set without a compression type"},
         {"encryption", [](auto& f) { put_be(f, 32, 4, 1); }, "encrypted images are not supported"},
         {"crypto extension",
          [](auto& f) {
@@ -362,6 +384,10 @@ TEST_CASE("qcow2: hostile headers are refused with a clear message", "[qcow2]") 
         put_be(f, 72, 8, bit);
         CHECK(open_error(f, nullptr, true).empty());
     }
+    // zstd with its feature bit opens.
+    MemoryImageFile f = make(1 * M);
+    make_zstd(f);
+    CHECK(open_error(f).empty());
 }
 
 TEST_CASE("qcow2: autoclear bits are cleared when opened writable", "[qcow2]") {
@@ -446,6 +472,140 @@ TEST_CASE("qcow2: damaged tables fail I/O with -EIO", "[qcow2]") {
         MemoryImageFile g(f.bytes(), f.size());
         auto img = open(g);
         CHECK(wr(*img, 512 * K, std::vector<uint8_t>(512, 1)) == -ENOSPC);
+    }
+}
+
+namespace {
+
+// `data` as one zstd frame: with its size in the frame header, as QEMU
+// writes it, or streamed with the size unknown (libzstd then decodes
+// through its own buffers).
+std::vector<uint8_t> zstd_frame(const std::vector<uint8_t>& data, bool known_size = true, bool checksum = false,
+                                int window_log = 0) {
+    std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> c(ZSTD_createCCtx(), ZSTD_freeCCtx);
+    REQUIRE(c);
+    REQUIRE(!ZSTD_isError(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_checksumFlag, checksum)));
+    if (window_log) REQUIRE(!ZSTD_isError(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_windowLog, window_log)));
+    std::vector<uint8_t> out(ZSTD_compressBound(data.size()));
+    ZSTD_inBuffer in{data.data(), data.size(), 0};
+    ZSTD_outBuffer o{out.data(), out.size(), 0};
+    if (!known_size) REQUIRE(!ZSTD_isError(ZSTD_compressStream2(c.get(), &o, &in, ZSTD_e_continue)));
+    size_t r = 0;
+    do {
+        r = ZSTD_compressStream2(c.get(), &o, &in, ZSTD_e_end);
+        REQUIRE(!ZSTD_isError(r));
+    } while (r != 0);
+    out.resize(o.pos);
+    CHECK(ZSTD_getFrameContentSize(out.data(), out.size()) == (known_size ? data.size() : ZSTD_CONTENTSIZE_UNKNOWN));
+    return out;
+}
+
+std::vector<uint8_t> noise(size_t n, unsigned seed) {
+    std::mt19937 g(seed);
+    std::vector<uint8_t> v(n);
+    for (auto& b : v) b = static_cast<uint8_t>(g());
+    return v;
+}
+
+std::vector<uint8_t> cat(std::vector<uint8_t> a, const std::vector<uint8_t>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+}
+
+}  // namespace
+
+TEST_CASE("qcow2: zstd clusters: exactly one cluster or -EIO", "[qcow2]") {
+    const size_t cs = 4 * K;  // 12 cluster bits: descriptors have 58 offset bits, 4 sector bits
+    MemoryImageFile base = make(1 * M, 12);
+    make_zstd(base);
+    REQUIRE(wr(*open(base), 0, pattern(cs, 3)) == 0);  // an L2 table
+    const uint64_t l2 = first_l2(base);
+    const auto good = pattern(cs, 5), data = pattern(cs, 9), rnd = noise(cs, 1);
+
+    // Guest cluster 2 holds `good`, cluster 1 `blob`, `skew` bytes into a
+    // sector, with `extra` sectors more or fewer than it needs; the rest of
+    // the last sector is junk.
+    auto image = [&](const std::vector<uint8_t>& blob, uint64_t skew = 100, int extra = 0) {
+        MemoryImageFile g(base.bytes());
+        auto place = [&](size_t index, const std::vector<uint8_t>& b, uint64_t sk, int ex) {
+            uint64_t off = g.size() + sk;
+            auto padded = b;
+            padded.resize((sk + b.size() + 511) / 512 * 512 - sk, 0xa5);
+            REQUIRE(g.pwrite(padded.data(), padded.size(), off) == 0);
+            uint64_t sectors = static_cast<uint64_t>(static_cast<int64_t>((sk + b.size() - 1) / 512) + ex);
+            REQUIRE(sectors < 16);
+            put_be(g, l2 + index * 8, 8, (1ull << 62) | (sectors << 58) | off);
+        };
+        place(2, zstd_frame(good), 7, 0);
+        place(1, blob, skew, extra);
+        return g;
+    };
+    auto reads = [&](MemoryImageFile g, const std::vector<uint8_t>& want) {
+        auto img = open(g);
+        if (want.empty()) {
+            CHECK(rd_result(*img, cs, cs) == -EIO);
+            CHECK(rd_result(*img, cs + 10, 10) == -EIO);
+            CHECK(wr(*img, cs + 100, pattern(100, 1)) == -EIO);  // copy-on-write needs the old data
+        } else {
+            CHECK(rd(*img, cs, cs) == want);
+            CHECK(rd(*img, cs + 10, 10) == slice(want, 10, 10));
+        }
+        // A failed frame leaves nothing behind for the next one.
+        CHECK(rd(*img, 2 * cs, cs) == good);
+        CHECK(rd_result(*img, cs, cs) == (want.empty() ? -EIO : 0));
+    };
+
+    SECTION("good frames") {
+        reads(image(zstd_frame(data)), data);
+        reads(image(zstd_frame(data), 0), data);
+        reads(image(zstd_frame(data), 511), data);
+        reads(image(zstd_frame(data, true, true)), data);
+        reads(image(zstd_frame(data, false)), data);
+        reads(image(zstd_frame(data, false, true)), data);
+        reads(image(zstd_frame(rnd, false, true)), rnd);
+        reads(image(zstd_frame(rnd)), rnd);
+        reads(image(zstd_frame(data), 100, 2), data);  // a descriptor running past the end of the file
+        reads(image(zstd_frame(data, false, false, 23)), data);
+    }
+    SECTION("frames of the wrong size") {
+        for (bool known : {true, false}) {
+            INFO(known);
+            reads(image(zstd_frame(pattern(cs / 2, 9), known)), {});
+            reads(image(zstd_frame(pattern(cs - 1, 9), known)), {});
+            reads(image(zstd_frame(pattern(cs + 1, 9), known)), {});
+            reads(image(zstd_frame(pattern(2 * cs, 9), known)), {});
+            reads(image(zstd_frame(pattern(64 * K, 9), known)), {});
+            reads(image(zstd_frame({}, known)), {});
+        }
+        // One frame per cluster, as QEMU writes: a second one is not read.
+        reads(image(cat(zstd_frame(pattern(cs / 2, 9)), zstd_frame(pattern(cs / 2, 9)))), {});
+    }
+    SECTION("frames cut short") {
+        auto f = zstd_frame(rnd, true, true);
+        REQUIRE(f.size() > cs);  // stored, about 9 sectors
+        reads(image(f, 100, -1), {});
+        reads(image(f, 100, -8), {});
+        reads(image(std::vector<uint8_t>(f.begin(), f.begin() + 600)), {});
+        MemoryImageFile g = image(f, 0);
+        REQUIRE(g.set_size(g.size() - 512 - 1) == 0);  // the file ends inside the frame
+        reads(g, {});
+    }
+    SECTION("damaged frames") {
+        auto f = zstd_frame(rnd, true, true);
+        f[f.size() / 2] ^= 1;  // stored bytes: only the checksum notices
+        reads(image(f), {});
+        f = zstd_frame(data);
+        f[0] ^= 0xff;  // magic
+        reads(image(f), {});
+        reads(image(std::vector<uint8_t>(600, 0)), {});
+        reads(image(std::vector<uint8_t>(600, 0xff)), {});
+        reads(image(noise(1500, 3)), {});
+        // A skippable frame makes no data.
+        reads(image({0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0}), {});
+        reads(image(cat({0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0}, zstd_frame(data))), {});
+    }
+    SECTION("windows above 8 MiB are refused") {
+        reads(image(zstd_frame(data, false, false, 24)), {});
     }
 }
 
@@ -575,6 +735,17 @@ void scribble(Qcow2Image& img, std::vector<uint8_t>& model, bool backing) {
     CHECK(rd(img, 0, model.size()) == model);
 }
 
+// Compressed L2 entries in an image file.
+size_t compressed_clusters(const std::vector<uint8_t>& f) {
+    const uint64_t cs = 1ull << vmm::load_be32(f, 20), l1 = vmm::load_be64(f, 40);
+    size_t n = 0;
+    for (uint64_t i = 0; i < vmm::load_be32(f, 36); ++i) {
+        uint64_t l2 = vmm::load_be64(f, l1 + i * 8) & 0x00fffffffffffe00ull;
+        for (uint64_t j = 0; l2 && j < cs / 8; ++j) n += (vmm::load_be64(f, l2 + j * 8) >> 62) == 1;
+    }
+    return n;
+}
+
 void check_clean(const std::string& image, const std::string& format, const std::string& expected_raw) {
     std::string out;
     int rc = sh("qemu-img check -f " + format + " " + image, &out);
@@ -609,6 +780,7 @@ TEST_CASE("qcow2: images made by qemu-img read and write back cleanly", "[qcow2]
         {"ov.qcow2", "qemu-img create -q -f qcow2 -b base.raw -F raw ov.qcow2 2M", true},
         {"ov-v2.qcow2", "qemu-img create -q -f qcow2 -o compat=0.10 -b base.raw -F raw ov-v2.qcow2 2M", true},
         {"comp.qcow2", "qemu-img convert -c -O qcow2 base.raw comp.qcow2", false},
+        {"zstd.qcow2", "qemu-img convert -c -O qcow2 -o compression_type=zstd base.raw zstd.qcow2", false},
         {"v2.qcow2", "qemu-img convert -O qcow2 -o compat=0.10 base.raw v2.qcow2", false},
         {"v3.qcow2", "qemu-img convert -O qcow2 -o compat=1.1 base.raw v3.qcow2", false},
         {"small.qcow2", "qemu-img convert -O qcow2 -o cluster_size=4096 base.raw small.qcow2", false},
@@ -622,6 +794,11 @@ TEST_CASE("qcow2: images made by qemu-img read and write back cleanly", "[qcow2]
         INFO(out);
         REQUIRE(rc == 0);
         std::string p = dir / v.name;
+        if (v.cmd.find(" -c ") != std::string::npos) {
+            auto bytes = read_file(p);
+            CHECK(compressed_clusters(bytes) > 16);
+            CHECK(bytes[104] == (v.cmd.find("zstd") != std::string::npos ? 1 : 0));
+        }
         auto model = base;
         {
             auto f = FdImageFile::open(p, false);
@@ -639,6 +816,66 @@ TEST_CASE("qcow2: images made by qemu-img read and write back cleanly", "[qcow2]
         check_clean(p, "qcow2", dir / "expected.raw");
         CHECK(read_file(dir / "base.raw") == base);
     }
+}
+
+TEST_CASE("qcow2: damaged zstd clusters from qemu-img fail reads with -EIO", "[qcow2]") {
+    if (!have_qemu_img()) {
+        WARN("SKIP: qemu-img not installed");
+        return;
+    }
+    ScratchDir dir;
+    const uint64_t cs = 64 * K;
+    auto base = pattern(4 * cs, 41);
+    write_file(dir / "base.raw", base);
+    std::string out, p = dir / "zstd.qcow2";
+    int rc = sh("cd " + dir.path + " && qemu-img convert -c -O qcow2 -o compression_type=zstd base.raw zstd.qcow2", &out);
+    INFO(out);
+    REQUIRE(rc == 0);
+    const auto bytes = read_file(p);
+    // Guest cluster 1's frame.
+    MemoryImageFile whole(bytes);
+    uint64_t e = be64(whole, first_l2(whole) + 8);
+    REQUIRE((e >> 62) == 1);
+    const uint64_t off = e & ((1ull << 54) - 1);  // 16 cluster bits: 54 offset bits
+    const size_t frame = ZSTD_findFrameCompressedSize(bytes.data() + off, bytes.size() - off);
+    REQUIRE(!ZSTD_isError(frame));
+    REQUIRE(frame > 16);
+    CHECK(rd(*open(whole, nullptr, true), 0, 4 * cs) == base);
+
+    // In the file: the magic, then the first block's header made a reserved
+    // block type (the frame header is 7 bytes: magic, descriptor, 2-byte size).
+    REQUIRE(bytes[off + 4] == 0x60);
+    for (uint64_t at : {off, off + 7}) {
+        INFO(at - off);
+        write_file(p, bytes);
+        {
+            std::fstream io(p, std::ios::binary | std::ios::in | std::ios::out);
+            io.seekp(static_cast<std::streamoff>(at));
+            const char ff[3] = {'\xff', '\xff', '\xff'};
+            io.write(ff, 3);
+            REQUIRE(io.good());
+        }
+        auto f = FdImageFile::open(p, false);
+        auto img = open_path(*f, p);
+        CHECK(rd_result(*img, cs, cs) == -EIO);
+        CHECK(rd_result(*img, cs + 512, 512) == -EIO);
+        CHECK(wr(*img, cs + 512, pattern(512, 1)) == -EIO);
+        CHECK(rd(*img, 0, cs) == slice(base, 0, cs));
+        CHECK(rd(*img, 2 * cs, 2 * cs) == slice(base, 2 * cs, 2 * cs));
+    }
+    // Every byte of the frame flipped in turn: a read fails with -EIO or
+    // succeeds (the frame has no checksum), never anything else.
+    size_t eio = 0;
+    for (size_t i = 0; i < frame; ++i) {
+        MemoryImageFile g(bytes);
+        g.bytes()[off + i] ^= 0xff;
+        auto img = open(g, nullptr, true);
+        int r = rd_result(*img, cs, cs);
+        CHECK((r == 0 || r == -EIO));
+        eio += r == -EIO;
+    }
+    INFO(eio << " of " << frame);
+    CHECK(eio > frame / 4);
 }
 
 TEST_CASE("qcow2: images made by create() pass qemu-img check", "[qcow2]") {
