@@ -511,6 +511,8 @@ case $blk in
             fail img-overlay-write "$out"
         out=$(blkbench pattern-verify /dev/vdc "$seed_r" "$count" 2>&1) && pass img-compressed-read "$out" ||
             fail img-compressed-read "$out"
+        out=$(blkbench pattern-verify /dev/vde "$seed_r" "$count" 2>&1) && pass img-zstd-read "$out" ||
+            fail img-zstd-read "$out"
         out=$(blkbench pattern-write /dev/vdd "$seed_w" "$count" 2>&1) &&
             out=$(blkbench pattern-verify /dev/vdd "$seed_w" "$count" 2>&1) && pass img-snapshot "$out" ||
             fail img-snapshot "$out"

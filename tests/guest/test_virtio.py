@@ -96,10 +96,10 @@ def qemu_img(case, *args):
 def test_blk_images(suite, case):
     """qcow2 and throwaway overlays with Debian's qemu-img on the host side.
     First boot: the guest reads our pattern through a qcow2 overlay (-b a raw
-    base) and writes its own, reads a compressed qcow2, and writes and reads
-    back a snapshot=on disk. Afterwards qemu-img check finds the overlay
-    clean, qemu-img compare finds exactly the guest's writes, and both bases
-    are unchanged. Second boot: the guest writes and flushes a fresh qcow2
+    base) and writes its own, reads a zlib- and a zstd-compressed qcow2, and
+    writes and reads back a snapshot=on disk. Afterwards qemu-img check finds
+    the overlay clean, qemu-img compare finds exactly the guest's writes, and
+    both bases are unchanged. Second boot: the guest writes and flushes a fresh qcow2
     and a snapshot=on disk, and the VMM is killed with SIGKILL: the qcow2
     holds the flushed pattern and passes qemu-img check, the snapshot's base
     is still zero, and no overlay file is left in TMPDIR."""
@@ -117,6 +117,7 @@ def test_blk_images(suite, case):
         pytest.fail(f"host-side pattern-write to base.raw failed: {out}", pytrace=False)
     qemu_img(case, "create", "-q", "-f", "qcow2", "-b", base.name, "-F", "raw", img / "ov.qcow2")
     qemu_img(case, "convert", "-c", "-O", "qcow2", base, img / "comp.qcow2")
+    qemu_img(case, "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", base, img / "zstd.qcow2")
     # What the overlay must read as afterwards: the base plus the guest's slots.
     expect = img / "expect.raw"
     shutil.copy(base, expect)
@@ -131,8 +132,9 @@ def test_blk_images(suite, case):
         st = case.blk_boot(1, f"vmmtest.blk=images vmmtest.seed_w={seed_w} vmmtest.seed_r={seed_r} "
                               f"vmmtest.count={count}",
                            "--disk", f"path={img / 'ov.qcow2'}", "--disk", f"path={img / 'comp.qcow2'},readonly=on",
-                           "--disk", f"path={zero},snapshot=on")
-        case.blk_common(st, "img-overlay-read", "img-overlay-write", "img-compressed-read", "img-snapshot")
+                           "--disk", f"path={zero},snapshot=on", "--disk", f"path={img / 'zstd.qcow2'},readonly=on")
+        case.blk_common(st, "img-overlay-read", "img-overlay-write", "img-compressed-read", "img-zstd-read",
+                        "img-snapshot")
         out = qemu_img(case, "check", img / "ov.qcow2")
         case.check("No errors were found" in out and "leaked" not in out, f"qemu-img check ov.qcow2: {out}")
         out = qemu_img(case, "compare", "-f", "qcow2", "-F", "raw", img / "ov.qcow2", expect)
