@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -99,6 +100,26 @@ std::string slurp(const std::string& p) {
     return ss.str();
 }
 
+// Waits up to `seconds` for `pid` to exit, polling; with `on_tick`, calls
+// it on every poll with the time waited so far. On timeout the process is
+// killed and reaped and false returned.
+bool wait_exit(pid_t pid, int& st, int seconds,
+               const std::function<void(std::chrono::steady_clock::duration)>& on_tick = {}) {
+    auto start = std::chrono::steady_clock::now();
+    auto end = start + std::chrono::seconds(seconds);
+    for (;;) {
+        if (waitpid(pid, &st, WNOHANG) == pid) return true;
+        auto now = std::chrono::steady_clock::now();
+        if (now > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return false;
+        }
+        if (on_tick) on_tick(now - start);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
 // Runs build/vmm on `kernel`; with term_after_s > 0, sends SIGTERM after
 // that many seconds (for guests that never stop by themselves).
 Result run_vmm(const Bytes& kernel, std::vector<std::string> extra, int timeout_s = 60, int term_after_s = 0) {
@@ -128,24 +149,16 @@ Result run_vmm(const Bytes& kernel, std::vector<std::string> extra, int timeout_
     }
     Result r;
     int st = 0;
-    auto start = std::chrono::steady_clock::now();
-    auto end = start + std::chrono::seconds(timeout_s);
     bool termed = false;
-    for (;;) {
-        pid_t w = waitpid(pid, &st, WNOHANG);
-        if (w == pid) break;
-        if (term_after_s > 0 && !termed && std::chrono::steady_clock::now() > start + std::chrono::seconds(term_after_s)) {
+    bool exited = wait_exit(pid, st, timeout_s, [&](std::chrono::steady_clock::duration waited) {
+        if (term_after_s > 0 && !termed && waited > std::chrono::seconds(term_after_s)) {
             kill(pid, SIGTERM);
             termed = true;
         }
-        if (std::chrono::steady_clock::now() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            r.out = slurp(o);
-            r.err = slurp(e);
-            FAIL("vmm did not exit within " << timeout_s << " s; stderr: " << r.err);
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    });
+    if (!exited) {
+        r.err = slurp(e);
+        FAIL("vmm did not exit within " << timeout_s << " s; stderr: " << r.err);
     }
     r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     r.out = slurp(o);
@@ -287,15 +300,7 @@ TEST_CASE("vmm: stop signals tear the VM down with status 128+N; inherited fds a
     CHECK(::access(api.c_str(), F_OK) == 0);
     kill(pid, sig);
     int st = 0;
-    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    pid_t w = 0;
-    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && std::chrono::steady_clock::now() < end)
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (w == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
-        FAIL("vmm ignored signal " << sig);
-    }
+    if (!wait_exit(pid, st, 20)) FAIL("vmm ignored signal " << sig);
     CHECK(WIFEXITED(st));
     CHECK(WEXITSTATUS(st) == 128 + sig);
     CHECK(::access(api.c_str(), F_OK) != 0);  // the socket was removed
@@ -333,15 +338,7 @@ TEST_CASE("vmm: a descriptor the options name as /dev/fd/N stays open (bash's <(
     }
     ::close(kfd);
     int st = 0;
-    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    pid_t w = 0;
-    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && std::chrono::steady_clock::now() < end)
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (w == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
-    }
-    REQUIRE(w == pid);
+    REQUIRE(wait_exit(pid, st, 60));
     CHECK(WIFEXITED(st));
     CHECK(WEXITSTATUS(st) == 0);
     CHECK(slurp(o) == "FD\n");
