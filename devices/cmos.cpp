@@ -23,10 +23,32 @@ constexpr uint8_t kRegC = 0x0c;
 constexpr uint8_t kRegD = 0x0d;
 constexpr uint8_t kCentury = 0x32;
 
+constexpr uint8_t kAlarmSec = 0x01;
+constexpr uint8_t kAlarmMin = 0x03;
+constexpr uint8_t kAlarmHour = 0x05;
+
+constexpr uint8_t kRegASelect = 0x0f;  // RS: periodic rate
+constexpr uint8_t kRegADivider = 0x70; // DV
+constexpr uint8_t kRegADividerOn = 0x20;
 constexpr uint8_t kRegBSet = 0x80;  // freeze updates while the guest sets the time
+constexpr uint8_t kRegBPie = 0x40;
+constexpr uint8_t kRegBAie = 0x20;
+constexpr uint8_t kRegBUie = 0x10;
 constexpr uint8_t kRegBDm = 0x04;   // data mode: 1 = binary, 0 = BCD
 constexpr uint8_t kRegB24h = 0x02;  // 1 = 24-hour mode
 constexpr uint8_t kRegDVrt = 0x80;  // valid RAM and time
+constexpr uint8_t kRegCIrqf = 0x80;
+constexpr uint8_t kRegCPf = 0x40;
+constexpr uint8_t kRegCAf = 0x20;
+constexpr uint8_t kRegCUf = 0x10;
+
+constexpr int64_t kNsPerSec = 1'000'000'000;
+// How far past a second's start the update is looked at, so that a timer
+// that fires right on the boundary sees the new second.
+constexpr int64_t kUpdateSlackNs = 1'000;
+// The alarm is checked against at most this many missed seconds (a day:
+// every time of day once).
+constexpr int64_t kMaxAlarmScan = 86400;
 
 constexpr uint64_t KiB = 1024;
 constexpr uint64_t MiB = 1024 * KiB;
@@ -81,26 +103,38 @@ bool from_civil(const Civil& c, int64_t& out) {
     return true;
 }
 
-int64_t realtime_seconds() {
-    using namespace std::chrono;
-    return duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
+int64_t realtime_ns() {
+    struct timespec ts {};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    return int64_t(ts.tv_sec) * kNsPerSec + ts.tv_nsec;
 }
+
+int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
 
 }  // namespace
 
 std::function<int64_t()> Cmos::host_clock(bool localtime) {
-    if (!localtime) return realtime_seconds;
+    if (!localtime) return realtime_ns;
     ::tzset();
     return [] {
-        const time_t t = static_cast<time_t>(realtime_seconds());
+        const int64_t ns = realtime_ns();
+        const time_t t = static_cast<time_t>(floor_div(ns, kNsPerSec));
         struct tm tm {};
-        if (!::localtime_r(&t, &tm)) return static_cast<int64_t>(t);
-        return static_cast<int64_t>(t) + tm.tm_gmtoff;  // seconds east of UTC, DST included
+        if (!::localtime_r(&t, &tm)) return ns;
+        return ns + int64_t(tm.tm_gmtoff) * kNsPerSec;  // seconds east of UTC, DST included
     };
 }
 
-Cmos::Cmos(uint64_t mem_below_4g, uint64_t mem_above_4g, std::function<int64_t()> now_unix_seconds)
-    : now_(now_unix_seconds ? std::move(now_unix_seconds) : realtime_seconds) {
+int64_t Cmos::monotonic_ns() {
+    struct timespec ts {};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * kNsPerSec + ts.tv_nsec;
+}
+
+Cmos::Cmos(uint64_t mem_below_4g, uint64_t mem_above_4g, Clock clock, std::shared_ptr<vmm::IrqLine> irq)
+    : clock_(std::move(clock)), irq_(std::move(irq)) {
+    if (!clock_.wall_ns) clock_.wall_ns = realtime_ns;
+    if (!clock_.mono_ns) clock_.mono_ns = monotonic_ns;
     ram_[kRegA] = 0x26;      // 32.768 kHz time base, 1024 Hz periodic rate
     ram_[kRegB] = kRegB24h;  // BCD, 24-hour, no interrupts
     ram_[kRegD] = kRegDVrt;
@@ -120,6 +154,9 @@ Cmos::Cmos(uint64_t mem_below_4g, uint64_t mem_above_4g, std::function<int64_t()
     uint64_t high = std::min<uint64_t>(mem_above_4g / (64 * KiB), 0xffffff);
     store_le(ram_, 0x5b, 3, high);
     set_byte(0x10, ram_[0x10]);  // computes the standard checksum
+    std::lock_guard lk(mu_);
+    restart_periodic(clock_.mono_ns());
+    resync_updates();
 }
 
 void Cmos::set_byte(uint8_t index, uint8_t value) {
@@ -160,7 +197,15 @@ void Cmos::write(uint64_t offset, std::span<const uint8_t> data) {
     }
 }
 
-int64_t Cmos::rtc_now() const { return std::clamp(now_() + offset_, kMinTime, kMaxTime); }
+int64_t Cmos::rtc_now() const { return floor_div(rtc_now_ns(), kNsPerSec); }
+
+int64_t Cmos::rtc_now_ns() const {
+    // Clamped to what the registers express; in nanoseconds that is well
+    // inside int64_t.
+    const int64_t host = clock_.wall_ns();
+    const int64_t s = std::clamp(floor_div(host, kNsPerSec) + offset_, kMinTime, kMaxTime);
+    return s * kNsPerSec + (host - floor_div(host, kNsPerSec) * kNsPerSec);
+}
 
 uint8_t Cmos::encode(unsigned v) const {
     if (ram_[kRegB] & kRegBDm) return uint8_t(v);
@@ -213,14 +258,24 @@ void Cmos::commit_from_ram() {
         if (log_limit_.allow()) vmm::log::debug("cmos: guest wrote an invalid RTC time; ignored");
         return;
     }
-    offset_ = t - now_();
+    offset_ = t - floor_div(clock_.wall_ns(), kNsPerSec);
+    resync_updates();  // a new time is no update: no UF or AF for the jump
 }
 
 uint8_t Cmos::read_data() {
     uint8_t idx = index_;
     switch (idx) {
         case kRegA: return ram_[kRegA] & 0x7f;  // UIP: never mid-update
-        case kRegC: return 0;                   // no interrupt flags
+        case kRegC: {
+            // Read-to-clear: every flag, and with IRQF the line.
+            const int64_t now = clock_.mono_ns();
+            advance(now);
+            const uint8_t v = flags_;
+            flags_ = 0;
+            update_irq();
+            rearm(now);
+            return v;
+        }
         case kRegD: return kRegDVrt;
         default: break;
     }
@@ -242,14 +297,28 @@ uint8_t Cmos::read_data() {
 void Cmos::write_data(uint8_t value) {
     uint8_t idx = index_;
     switch (idx) {
-        case kRegA:
+        case kRegA: {
+            const int64_t now = clock_.mono_ns();
+            advance(now);  // what happened at the old rate
+            const uint8_t old = ram_[kRegA];
             ram_[kRegA] = value & 0x7f;  // UIP is read-only
+            const bool was_running = (old & kRegADivider) == kRegADividerOn;
+            if ((old ^ value) & (kRegADivider | kRegASelect)) restart_periodic(now);
+            if (!was_running && running()) resync_updates();
+            rearm(now);
             return;
+        }
         case kRegB: {
+            const int64_t now = clock_.mono_ns();
+            advance(now);  // the flags up to now, under the old settings
             bool was_set = ram_[kRegB] & kRegBSet, set = value & kRegBSet;
+            if (set) value &= uint8_t(~kRegBUie);  // SET clears UIE (datasheet)
             if (!was_set && set) freeze_into_ram();  // fields stop updating
             ram_[kRegB] = value;
             if (was_set && !set) commit_from_ram();  // the written time takes effect
+            if (was_set != set) resync_updates();     // updates stop / restart from now
+            update_irq();  // an enable for a flag already set raises IRQF now
+            rearm(now);
             return;
         }
         case kRegC:
@@ -264,9 +333,133 @@ void Cmos::write_data(uint8_t value) {
         freeze_into_ram();
         ram_[idx] = value;
         commit_from_ram();
+        rearm(clock_.mono_ns());
         return;
     }
     ram_[idx] = value;
+}
+
+// ---------------------------------------------------------------------------
+// Interrupts
+
+bool Cmos::running() const { return (ram_[kRegA] & kRegADivider) == kRegADividerOn; }
+
+int64_t Cmos::periodic_ticks() const {
+    const unsigned rs = ram_[kRegA] & kRegASelect;
+    if (rs == 0) return 0;
+    if (rs <= 2) return int64_t{1} << (rs + 6);  // 1: 256 Hz = 128 ticks, 2: 128 Hz = 256 ticks
+    return int64_t{1} << (rs - 1);               // 3: 8192 Hz = 4 ticks ... 15: 2 Hz
+}
+
+int64_t Cmos::periodic_after(int64_t t) const {
+    // Edge k is at anchor + ceil(k * ticks * 1e9 / 32768): exact, no drift.
+    const __int128 per = __int128(periodic_ticks()) * kNsPerSec;  // ns * 32768
+    const __int128 since = t < periodic_anchor_ ? -1 : __int128(t - periodic_anchor_);
+    const __int128 k = since < 0 ? 1 : since * 32768 / per + 1;
+    return periodic_anchor_ + int64_t((k * per + 32767) / 32768);
+}
+
+void Cmos::restart_periodic(int64_t now) {
+    periodic_anchor_ = now;
+    periodic_next_ = periodic_ticks() ? periodic_after(now) : kNoDeadline;
+}
+
+void Cmos::resync_updates() { last_second_ = rtc_now(); }
+
+bool Cmos::alarm_matches(int64_t t) const {
+    const int64_t sod = t - floor_div(t, 86400) * 86400;
+    const unsigned h = unsigned(sod / 3600), m = unsigned(sod / 60 % 60), sec = unsigned(sod % 60);
+    auto match = [](uint8_t alarm, uint8_t now) { return (alarm & 0xc0) == 0xc0 || alarm == now; };
+    return match(ram_[kAlarmSec], encode(sec)) && match(ram_[kAlarmMin], encode(m)) &&
+           match(ram_[kAlarmHour], encode_hour(h));
+}
+
+void Cmos::advance(int64_t now) {
+    if (!running()) {
+        // The divider is held: no periodic edges, no updates.
+        update_irq();
+        return;
+    }
+    if (periodic_ticks() && now >= periodic_next_) {
+        flags_ |= kRegCPf;
+        periodic_next_ = periodic_after(now);  // late: one PF for all the edges missed
+    }
+    const int64_t sec = rtc_now();
+    if (ram_[kRegB] & kRegBSet) {
+        last_second_ = sec;  // no update cycles while SET
+    } else if (sec > last_second_) {
+        flags_ |= kRegCUf;
+        if (!(flags_ & kRegCAf)) {
+            // Every second the updates went through since the last look,
+            // at most a day of them (each time of day once).
+            for (int64_t s = std::max(last_second_ + 1, sec - kMaxAlarmScan + 1); s <= sec; ++s) {
+                if (alarm_matches(s)) {
+                    flags_ |= kRegCAf;
+                    break;
+                }
+            }
+        }
+        last_second_ = sec;
+    } else if (sec < last_second_) {
+        last_second_ = sec;  // the host clock went back: wait for the next second
+    }
+    update_irq();
+}
+
+void Cmos::update_irq() {
+    const bool irqf = flags_ & ram_[kRegB] & (kRegCPf | kRegCAf | kRegCUf);
+    if (irqf) flags_ |= kRegCIrqf;
+    else flags_ &= uint8_t(~kRegCIrqf);
+    if (irqf != line_) {
+        line_ = irqf;
+        if (irq_) irq_->set_level(irqf);
+    }
+}
+
+int64_t Cmos::deadline_locked(int64_t now) const {
+    // Nothing can change what the guest sees until it reads register C
+    // once IRQF is up, and flags it has not enabled are worked out when read.
+    if ((flags_ & kRegCIrqf) || !running()) return kNoDeadline;
+    const uint8_t b = ram_[kRegB];
+    int64_t d = kNoDeadline;
+    if ((b & kRegBPie) && periodic_ticks()) d = periodic_next_;
+    if ((b & (kRegBUie | kRegBAie)) && !(b & kRegBSet)) {
+        // The next update: the RTC's next second, in monotonic time.
+        const int64_t wall = rtc_now_ns();
+        const int64_t into = wall - floor_div(wall, kNsPerSec) * kNsPerSec;
+        d = std::min(d, now + (kNsPerSec - into) + kUpdateSlackNs);
+    }
+    return d;
+}
+
+void Cmos::rearm(int64_t now) {
+    const int64_t d = deadline_locked(now);
+    // A later deadline than the armed one may keep the armed one (the early
+    // tick finds nothing and re-arms): one syscall saved per register C
+    // read while the next second is computed afresh each time.
+    if (d == armed_ || (d != kNoDeadline && armed_ != kNoDeadline && d > armed_ && d - armed_ < 100'000)) return;
+    armed_ = d;
+    if (arm_) arm_(d);
+}
+
+void Cmos::set_timer(std::function<void(int64_t)> arm) {
+    std::lock_guard lk(mu_);
+    arm_ = std::move(arm);
+    armed_ = kNoDeadline;
+    rearm(clock_.mono_ns());
+}
+
+void Cmos::tick() {
+    std::lock_guard lk(mu_);
+    const int64_t now = clock_.mono_ns();
+    armed_ = kNoDeadline;  // the timer fired: nothing is armed any more
+    advance(now);
+    rearm(now);
+}
+
+int64_t Cmos::next_deadline_ns() const {
+    std::lock_guard lk(mu_);
+    return deadline_locked(clock_.mono_ns());
 }
 
 }  // namespace vmm::devices

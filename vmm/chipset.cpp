@@ -1,6 +1,12 @@
 #include "vmm/chipset.h"
 
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "devices/acpi_pm.h"
 #include "devices/boot_progress.h"
@@ -13,6 +19,7 @@
 #include "devices/serial.h"
 #include "vmm/boot_clock.h"
 #include "vmm/console_socket.h"
+#include "vmm/core/error.h"
 #include "vmm/core/log.h"
 #include "vmm/irq_routing.h"
 #include "vmm/platform.h"
@@ -36,7 +43,17 @@ Chipset::Chipset(const VmConfig& cfg, Vm& vm, const x86::PlatformLayout& layout,
     add_pci(vm, pio, mmio);
 }
 
-Chipset::~Chipset() = default;
+Chipset::~Chipset() {
+    // The bus may keep the device a little longer than the timerfd lives.
+    if (rtc_) rtc_->set_timer({});
+}
+
+void Chipset::rtc_timer_fired() {
+    uint64_t expirations = 0;
+    // Non-blocking: a re-arm from a vCPU may have consumed the expiry already.
+    [[maybe_unused]] ssize_t n = ::read(rtc_timer_.get(), &expirations, sizeof expirations);
+    rtc_->tick();
+}
 
 void Chipset::add_legacy_devices(const VmConfig& cfg, Vm& vm, Bus& pio, ExitControl& exit,
                                  std::function<void(std::span<const uint8_t>)> serial_out) {
@@ -51,8 +68,27 @@ void Chipset::add_legacy_devices(const VmConfig& cfg, Vm& vm, Bus& pio, ExitCont
                  exit.request(ExitReason::Reboot, "guest reset through the i8042 controller");
              }));
     uint64_t below = layout_.ram[0].size;
-    auto cmos = std::make_shared<devices::Cmos>(below, cfg.memory - below,
-                                                devices::Cmos::host_clock(cfg.rtc_localtime));
+    auto cmos = std::make_shared<devices::Cmos>(
+        below, cfg.memory - below,
+        devices::Cmos::Clock{devices::Cmos::host_clock(cfg.rtc_localtime), devices::Cmos::monotonic_ns},
+        std::make_shared<KvmIrqLine>(vm, platform::kRtcIrq));
+    // The RTC's interrupts: a timerfd on the main event loop, armed (from
+    // whichever thread changes the RTC's state) only while an enabled
+    // interrupt is due; Machine::event_loop() calls rtc_timer_fired().
+    rtc_timer_ = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+    if (!rtc_timer_) throw_errno("timerfd_create (RTC)");
+    cmos->set_timer([fd = rtc_timer_.get(), limit = std::make_shared<log::RateLimit>()](int64_t deadline) {
+        itimerspec its{};
+        if (deadline != devices::Cmos::kNoDeadline) {
+            // 0 would disarm: a deadline at or before the clock's start is due at once anyway.
+            const int64_t d = std::max<int64_t>(deadline, 1);
+            its.it_value.tv_sec = d / 1'000'000'000;
+            its.it_value.tv_nsec = d % 1'000'000'000;
+        }
+        if (::timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, nullptr) != 0 && limit->allow())
+            log::warn("cmos: timerfd_settime: {}", std::strerror(errno));
+    });
+    rtc_ = cmos;
     // SeaBIOS waits until it has seen this many APs (the CPU count - 1).
     cmos->set_byte(0x5f, static_cast<uint8_t>(cfg.cpus - 1));
     // SeaBIOS's default boot order on QEMU machines comes from CMOS: one
@@ -132,6 +168,8 @@ x86::AcpiConfig acpi_config(const VmConfig& cfg, const x86::PlatformLayout& layo
     acpi.pvpanic_port = cfg.pvpanic ? platform::kPvPanicPort : 0;
     acpi.serial_port = platform::kCom1Port;
     acpi.serial_irq = static_cast<uint8_t>(platform::kCom1Irq);
+    acpi.rtc_port = platform::kCmosPort;
+    acpi.rtc_irq = platform::kRtcIrq;
     acpi.pci_ecam_base = layout.ecam_base;
     acpi.pci_mmio32_start = layout.pci_mmio32.start;
     acpi.pci_mmio32_end = layout.pci_mmio32.end();

@@ -21,6 +21,7 @@
 #include "arch/x86_64/smbios.h"
 #include "vmm/config.h"
 #include "vmm/core/bus.h"
+#include "vmm/core/fd.h"
 #include "vmm/core/kvm.h"
 #include "vmm/exit_control.h"
 
@@ -29,6 +30,7 @@ namespace vmm {
 namespace devices {
 class Serial8250;
 class AcpiPm;
+class Cmos;
 namespace pci {
 class PciBus;
 }
@@ -55,6 +57,10 @@ public:
     devices::Serial8250& serial() { return *serial_; }
     ConsoleSocket* serial_socket() { return serial_sock_.get(); }  // --serial socket=, else null
     devices::AcpiPm& acpi_pm() { return *acpi_pm_; }
+    // The RTC's timer (a timerfd, readable when due) for the main event
+    // loop, and what the loop calls when it is.
+    int rtc_timer_fd() const { return rtc_timer_.get(); }
+    void rtc_timer_fired();
 
 private:
     void add_legacy_devices(const VmConfig& cfg, Vm& vm, Bus& pio, ExitControl& exit,
@@ -66,6 +72,8 @@ private:
     std::unique_ptr<ConsoleSocket> serial_sock_;
     std::shared_ptr<devices::Serial8250> serial_;
     std::shared_ptr<devices::AcpiPm> acpi_pm_;
+    std::shared_ptr<devices::Cmos> rtc_;
+    Fd rtc_timer_;
     std::shared_ptr<BusDevice> reset_;
     std::unique_ptr<MsiRouter> msi_;
     std::shared_ptr<devices::pci::PciBus> pci_;

@@ -158,14 +158,15 @@ void Machine::event_loop() {
     };
     while (!exit_.requested()) {
         bool waiting = !tty.pending.empty() || !serial_sock.pending.empty() || !console_sock.pending.empty();
-        pollfd fds[8] = {{exit_.fd(), POLLIN, 0},
+        pollfd fds[9] = {{exit_.fd(), POLLIN, 0},
                          {sfd.get(), POLLIN, 0},
                          {in_open && tty.pending.empty() ? console_in_ : -1, POLLIN, 0},
                          {tasks_ready_.fd(), POLLIN, 0},
                          {serial_host ? serial_host->listen_fd() : -1, POLLIN, 0},
                          {serial_host && serial_sock.pending.empty() ? serial_host->client_fd() : -1, POLLIN, 0},
                          {console_host ? console_host->listen_fd() : -1, POLLIN, 0},
-                         {console_host && console_sock.pending.empty() ? console_host->client_fd() : -1, POLLIN, 0}};
+                         {console_host && console_sock.pending.empty() ? console_host->client_fd() : -1, POLLIN, 0},
+                         {chipset_->rtc_timer_fd(), POLLIN, 0}};
         int wait_ms = waiting ? 10 : -1;
         if (cfg_.timeout_s) {
             // Counted from the VMM's start, not this boot's, so that it also
@@ -178,8 +179,9 @@ void Machine::event_loop() {
             int l = static_cast<int>(left) + 1;
             wait_ms = wait_ms < 0 ? l : std::min(wait_ms, l);
         }
-        int r = ::poll(fds, 8, wait_ms);
+        int r = ::poll(fds, 9, wait_ms);
         if (r < 0 && errno != EINTR) throw_errno("poll");
+        if (fds[8].revents & POLLIN) chipset_->rtc_timer_fired();
         if (fds[3].revents & POLLIN) run_deferred();
         if (fds[1].revents & POLLIN) {
             signalfd_siginfo si{};

@@ -5,7 +5,8 @@
 //   - the vCPUs (vmm/vcpus.h): one thread each, dispatching exits to the buses.
 // The Machine owns KVM, guest RAM and the two buses they share, builds the
 // pieces in that order from a VmConfig, and runs the main thread's event
-// loop (exit requests, signals, console input, deferred device work).
+// loop (exit requests, signals, console input, deferred device work, the
+// RTC's timer).
 // run() blocks until the guest powers off, reboots or fails, or a signal
 // ends it.
 #pragma once

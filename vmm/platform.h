@@ -10,7 +10,8 @@ namespace vmm::platform {
 constexpr uint16_t kCom1Port = 0x3f8;
 constexpr uint32_t kCom1Irq = 4;
 constexpr uint16_t kI8042Port = 0x60;  // 0x60..0x64 (0x61 is the PIT speaker, in KVM)
-constexpr uint16_t kCmosPort = 0x70;
+constexpr uint16_t kCmosPort = 0x70;  // 0x70..0x71, the RTC's interrupt on IRQ 8
+constexpr uint8_t kRtcIrq = 8;
 constexpr uint16_t kAcpiPmPort = 0x600;  // PM1a_EVT 0x600, PM1a_CNT 0x604, PM_TMR 0x608
 constexpr uint8_t kAcpiSciIrq = 9;
 constexpr uint8_t kAcpiS5SleepType = 5;

@@ -234,6 +234,15 @@ std::vector<uint8_t> build_dsdt(const AcpiConfig& cfg) {
     for (uint32_t i = 0; i < cfg.ncpus; ++i)
         cpus.push_back(Aml::device(fmt::format("C{:03X}", i), {Aml::name("_HID", Aml::string("ACPI0007")),
                                                              Aml::name("_UID", Aml::integer(i))}));
+    // The CMOS RTC, with the IRQ its alarm and periodic interrupts use;
+    // in the processors' scope to keep the PCI scope last.
+    if (cfg.rtc_port) {
+        ResourceTemplate rtc;
+        rtc.io(cfg.rtc_port, cfg.rtc_port, 1, 2);
+        rtc.irq_no_flags(cfg.rtc_irq);
+        cpus.push_back(Aml::device("RTC_", {Aml::name("_HID", Aml::eisa_id("PNP0B00")),
+                                            Aml::name("_CRS", rtc.to_aml())}));
+    }
     body.append(Aml::scope("\\_SB", cpus));
     if (cfg.pci) body.append(Aml(build_pci_aml(cfg)));
     if (cfg.pvpanic_port) {

@@ -28,6 +28,11 @@ struct AcpiConfig {
     uint8_t reset_value = 0x06;
     uint8_t s5_sleep_type = 5;  // SLP_TYP written to PM1a_CNT for soft-off
     uint8_t rtc_century_index = 0x32;
+    // The CMOS RTC (index/data ports at rtc_port, rtc_port + 1), described
+    // as PNP0B00 with its ISA IRQ, so the OS's driver binds with its
+    // interrupt (Linux: rtc_cmos with alarms). Port 0: not described.
+    uint16_t rtc_port = 0x70;
+    uint8_t rtc_irq = 8;
 
     // PCI host bridge (segment 0, bus 0 only). When `pci` is false neither
     // \_SB.PCI0 nor the MCFG is generated. The windows go into PCI0's _CRS

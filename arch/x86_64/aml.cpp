@@ -303,6 +303,13 @@ ResourceTemplate& ResourceTemplate::io(uint16_t min, uint16_t max, uint8_t align
     return *this;
 }
 
+ResourceTemplate& ResourceTemplate::irq_no_flags(uint8_t irq) {
+    if (irq > 15) fail("aml: ISA IRQ {} is not 0..15", irq);
+    bytes_.push_back(aml_rd::kIrqNoFlags);
+    append_le(bytes_, 2, uint64_t{1} << irq);  // the IRQ mask
+    return *this;
+}
+
 ResourceTemplate& ResourceTemplate::dword_memory(uint32_t min, uint32_t max, bool cacheable) {
     address_space(bytes_, aml_rd::kDWordAddress, 4, aml_rd::kTypeMemory,
                   static_cast<uint8_t>(kMemReadWrite | (cacheable ? kMemCacheable : 0)), min, max);

@@ -82,6 +82,8 @@ public:
     ResourceTemplate& word_io(uint16_t min, uint16_t max);
     // IO (Decode16): a small fixed I/O descriptor for a consumer.
     ResourceTemplate& io(uint16_t min, uint16_t max, uint8_t align, uint8_t length);
+    // IRQNoFlags: ISA IRQ `irq` (0..15), edge-triggered, active high.
+    ResourceTemplate& irq_no_flags(uint8_t irq);
     // DWordMemory / QWordMemory, ReadWrite; `cacheable` selects Cacheable
     // over NonCacheable (prefetchable windows are not offered: Linux will
     // not claim a non-prefetchable BAR inside a prefetchable window).
@@ -107,6 +109,7 @@ inline constexpr uint8_t kDWordAddress = 0x87;
 inline constexpr uint8_t kWordAddress = 0x88;
 inline constexpr uint8_t kQWordAddress = 0x8a;
 inline constexpr uint8_t kIoPort = 0x47;  // small item 0x08, length 7
+inline constexpr uint8_t kIrqNoFlags = 0x22;  // small item 0x04, length 2 (no flags byte)
 inline constexpr uint8_t kEndTag = 0x79;  // small item 0x0f, length 1
 // Resource Type byte of the address-space descriptors.
 inline constexpr uint8_t kTypeMemory = 0;

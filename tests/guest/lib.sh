@@ -192,6 +192,8 @@ watch_testhost() {
 guest_blkbench() { static_program blkbench blkbench.c; }
 # The hostile guest program (hostile.c).
 guest_hostile() { static_program vmmhostile hostile.c; }
+# The RTC interrupt test (rtctest.c).
+guest_rtctest() { static_program vmmrtc rtctest.c; }
 
 # static_program NAME SOURCE: tests/guest/SOURCE built with gcc -O2 -static
 # into the cache as NAME (rebuilt when the source or gcc changes); prints
@@ -219,12 +221,13 @@ guest_blk_initramfs() {
 }
 
 guest_blk_rootfs() {
-    local out key bb hp
+    local out key bb hp rt
     bb=$(guest_blkbench)
     hp=$(guest_hostile)
+    rt=$(guest_rtctest)
     out="$(cache_dir)/guest-blk-root.img"
-    key="$(cat "$GUEST_DIR/make-blk-guest.sh" "$GUEST_DIR/lib.sh" "$bb" "$hp" | sha256sum | cut -d' ' -f1)"
+    key="$(cat "$GUEST_DIR/make-blk-guest.sh" "$GUEST_DIR/lib.sh" "$bb" "$hp" "$rt" | sha256sum | cut -d' ' -f1)"
     key+=" $(stamp "$(find_busybox_static)")"
-    cached "$out" "$key" "$GUEST_DIR/make-blk-guest.sh" --blkbench "$bb" --hostile "$hp" --rootfs >&2
+    cached "$out" "$key" "$GUEST_DIR/make-blk-guest.sh" --blkbench "$bb" --hostile "$hp" --rtctest "$rt" --rootfs >&2
     echo "$out"
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make-blk-guest.sh --initramfs OUT.cpio.gz [--kver VERSION]
-# make-blk-guest.sh --rootfs OUT.img --blkbench BIN [--hostile BIN] [--size MIB]
+# make-blk-guest.sh --rootfs OUT.img --blkbench BIN [--hostile BIN] [--rtctest BIN] [--size MIB]
 #
 # The two halves of the virtio block/console guest (the suite's
 # blk-* and console cases, tests/bench/blk-bench.sh).  Neither needs root.
@@ -22,7 +22,8 @@
 #
 # --rootfs: an ext4 image (mke2fs -d from a staging dir, no loop mount) of
 #   SIZE MiB (default 48) holding busybox, BIN as /bin/blkbench, the --hostile
-#   BIN (hostile.c) as /bin/vmmhostile and the test script /sbin/vmmtest-blk.  That script reports to the console and, once it
+#   BIN (hostile.c) as /bin/vmmhostile, the --rtctest BIN (rtctest.c) as
+#   /bin/vmmrtc and the test script /sbin/vmmtest-blk.  That script reports to the console and, once it
 #   exists, /dev/hvc0 (virtio-console port 0), and runs what vmmtest.blk=
 #   says (the host side of each case is in tests/guest/test_virtio.py):
 #     root       / is ext4 on /dev/vda, read-write (a file written, synced,
@@ -100,6 +101,10 @@
 #     enospc     vdb and SCSI LUN 0 sit on a too-small host file system:
 #                blkbench fill of vmmtest.fill_mib MiB fails on each with an
 #                I/O error, then both still read
+#     rtc        the kernel's rtc_cmos lines ("VMMTEST: info rtc-dmesg ..."),
+#                then vmmrtc (rtctest.c) on /dev/rtc0: periodic, alarm and
+#                update interrupts, a set time read back, the chip's own
+#                periodic interrupt on IRQ 8; its lines as "VMMTEST: info RTC ..."
 #   then prints "VMMTEST: done" (and 0x02 to port 0x440) and powers off.
 #   Results are "VMMTEST: PASS|FAIL|SKIP <check> ..." lines.
 set -euo pipefail
@@ -112,13 +117,14 @@ usage() {
     exit 1
 }
 
-what="" out="" kver="" blkbench="" hostile="" size_mib=48
+what="" out="" kver="" blkbench="" hostile="" rtctest="" size_mib=48
 while [[ $# -gt 0 ]]; do
     case $1 in
         --initramfs|--rootfs) what=${1#--}; [[ $# -ge 2 ]] || usage; out=$2; shift 2 ;;
         --kver) [[ $# -ge 2 ]] || usage; kver=$2; shift 2 ;;
         --blkbench) [[ $# -ge 2 ]] || usage; blkbench=$2; shift 2 ;;
         --hostile) [[ $# -ge 2 ]] || usage; hostile=$2; shift 2 ;;
+        --rtctest) [[ $# -ge 2 ]] || usage; rtctest=$2; shift 2 ;;
         --size) [[ $# -ge 2 ]] || usage; size_mib=$2; shift 2 ;;
         *) # cached() appends the temporary output path
             [[ -n $what && $1 != -* ]] || usage; out=$1; shift ;;
@@ -249,6 +255,7 @@ build_rootfs() {
     busybox_tree
     cp "$blkbench" "$root/bin/blkbench"
     if [[ -n $hostile ]]; then cp "$hostile" "$root/bin/vmmhostile"; fi
+    if [[ -n $rtctest ]]; then cp "$rtctest" "$root/bin/vmmrtc"; fi
     mkdir -p "$root/var"
     echo "vmm blk test root" >"$root/etc/vmmtest-root"
 
@@ -848,6 +855,14 @@ case $blk in
             fi
             exec 4>&-
         fi
+        ;;
+    rtc)
+        # The CMOS RTC's interrupts (rtctest.c): did rtc_cmos bind with an IRQ?
+        dmesg | grep -i 'rtc_cmos\|rtc0' | while read -r l; do info "rtc-dmesg $l"; done
+        out=$(vmmrtc /dev/rtc0 2>&1)
+        rc=$?
+        echo "$out" | while read -r l; do info "$l"; done
+        if [ $rc = 0 ]; then pass rtc "$(echo "$out" | grep -c '^RTC ') lines"; else fail rtc "vmmrtc exit $rc"; fi
         ;;
     bench)
         blkbench bench /dev/vdb "$bench_mib" "$bench_s" 2>&1 | while read -r l; do say "$l"; done

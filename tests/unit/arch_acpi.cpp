@@ -603,6 +603,24 @@ TEST_CASE("arch: DSDT describes pvpanic as QEMU0001 only when asked", "[arch][ac
     CHECK(find(w.dsdt, {'P', 'E', 'V', 'T'}));
 }
 
+TEST_CASE("arch: DSDT describes the CMOS RTC as PNP0B00 on ports 0x70-0x71 and IRQ 8", "[arch][acpi]") {
+    auto find = [](const std::vector<uint8_t>& d, const std::vector<uint8_t>& pat) {
+        return std::search(d.begin(), d.end(), pat.begin(), pat.end()) != d.end();
+    };
+    const auto dsdt = build_dsdt({.ncpus = 1});
+    CHECK(find(dsdt, {'R', 'T', 'C', '_'}));
+    // _HID EisaId("PNP0B00"): DWordPrefix, 0x0b00d041.
+    CHECK(find(dsdt, {'_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0b, 0x00}));
+    // IO(Decode16, 0x70, 0x70, 1, 2), then IRQNoFlags() {8}, then the end tag.
+    CHECK(find(dsdt, {0x47, 0x01, 0x70, 0x00, 0x70, 0x00, 0x01, 0x02, 0x22, 0x00, 0x01, 0x79}));
+    AcpiConfig none{.ncpus = 1};
+    none.rtc_port = 0;
+    CHECK_FALSE(find(build_dsdt(none), {'R', 'T', 'C', '_'}));
+    none.rtc_port = 0x70;
+    none.rtc_irq = 16;  // not an ISA IRQ
+    CHECK_THROWS_AS(build_dsdt(none), vmm::Error);
+}
+
 namespace {
 std::string run_in(const std::string& dir, const std::string& cmd) {
     std::string out = dir + "/out.txt";

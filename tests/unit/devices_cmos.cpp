@@ -1,8 +1,10 @@
 // CMOS RTC/NVRAM, driven only through the PIO bus at 0x70/0x71.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdlib>
 #include <memory>
+#include <vector>
 
 #include "devices/cmos.h"
 #include "vmm/core/bus.h"
@@ -12,11 +14,14 @@ namespace {
 constexpr uint64_t MiB = 1024 * 1024, GiB = 1024 * MiB;
 constexpr int64_t k20261123_050607 = 1795410367;  // Monday 2026-11-23 05:06:07 UTC
 
+constexpr int64_t kSec = 1'000'000'000;
+
 struct Rig {
-    int64_t now = k20261123_050607;
+    int64_t now = k20261123_050607;  // the host clock's seconds
     vmm::Bus bus{"pio"};
     explicit Rig(uint64_t below = 512 * MiB, uint64_t above = 0) {
-        bus.add(0x70, 2, std::make_shared<vmm::devices::Cmos>(below, above, [this] { return now; }));
+        vmm::devices::Cmos::Clock clock{[this] { return now * kSec; }, [this] { return now * kSec; }};
+        bus.add(0x70, 2, std::make_shared<vmm::devices::Cmos>(below, above, clock));
     }
     uint8_t get(uint8_t index) {
         uint8_t b = 0;
@@ -166,9 +171,335 @@ TEST_CASE("cmos: base=localtime shows the host's local time, utc the UTC time", 
     ::setenv("TZ", "XYZ-02:30", 1);  // 2 h 30 min east of UTC, no DST
     auto local = vmm::devices::Cmos::host_clock(true);
     auto utc = vmm::devices::Cmos::host_clock(false);
-    int64_t a = utc(), d = local() - a;
+    int64_t a = utc() / kSec, d = local() / kSec - a;
     CHECK((d == 9000 || d == 9001));  // the two reads may straddle a second
     if (old) ::setenv("TZ", saved.c_str(), 1);
     else ::unsetenv("TZ");
     ::tzset();
+}
+
+// ---------------------------------------------------------------------------
+// Interrupts on IRQ 8, in simulated time: the rig plays the machine (the
+// timer: it calls tick() when the armed deadline comes) and, with `ack`,
+// the guest's interrupt handler (it reads register C on every interrupt).
+
+namespace {
+
+using vmm::devices::Cmos;
+
+struct FakeIrq : vmm::IrqLine {
+    bool level = false;
+    int raised = 0;
+    void set_level(bool high) override {
+        if (high && !level) ++raised;
+        level = high;
+    }
+};
+
+struct IrqRig {
+    int64_t t = 0;  // monotonic ns
+    int64_t wall0;  // the host clock (ns) at t = 0
+    std::shared_ptr<FakeIrq> irq = std::make_shared<FakeIrq>();
+    std::shared_ptr<Cmos> dev;
+    vmm::Bus bus{"pio"};
+    int64_t armed = Cmos::kNoDeadline;
+    int ticks = 0;
+    std::vector<int64_t> at;     // when each interrupt was taken
+    std::vector<uint8_t> flags;  // what register C said then
+
+    // phase_ns: how far into its second the host clock is at t = 0.
+    explicit IrqRig(int64_t phase_ns = 0) : wall0(k20261123_050607 * kSec + phase_ns) {
+        dev = std::make_shared<Cmos>(512 * MiB, 0, Cmos::Clock{[this] { return wall0 + t; }, [this] { return t; }},
+                                     irq);
+        dev->set_timer([this](int64_t d) { armed = d; });
+        bus.add(0x70, 2, dev);
+    }
+    uint8_t get(uint8_t index) {
+        uint8_t b = 0;
+        REQUIRE(bus.write(0x70, std::span<const uint8_t>(&index, 1)));
+        REQUIRE(bus.read(0x71, std::span<uint8_t>(&b, 1)));
+        return b;
+    }
+    void set(uint8_t index, uint8_t v) {
+        REQUIRE(bus.write(0x70, std::span<const uint8_t>(&index, 1)));
+        REQUIRE(bus.write(0x71, std::span<const uint8_t>(&v, 1)));
+    }
+    // The timer fires (one-shot, like the machine's timerfd) at the time now.
+    void fire() {
+        armed = Cmos::kNoDeadline;
+        ++ticks;
+        dev->tick();
+    }
+    // Runs to `until`; returns the interrupts raised meanwhile.
+    int run_until(int64_t until, bool ack = true) {
+        const int before = irq->raised;
+        while (armed != Cmos::kNoDeadline && armed <= until) {
+            t = std::max(t, armed);
+            fire();
+            // Never a deadline that is already due after a tick: no busy loop.
+            REQUIRE((armed == Cmos::kNoDeadline || armed > t));
+            if (irq->level) {
+                at.push_back(t);
+                if (ack) flags.push_back(get(0x0c));
+                if (ack) REQUIRE_FALSE(irq->level);
+            }
+        }
+        t = until;
+        return irq->raised - before;
+    }
+    int run_for(int64_t ns, bool ack = true) { return run_until(t + ns, ack); }
+};
+
+}  // namespace
+
+TEST_CASE("cmos: periodic interrupt at register A's rate", "[devices][cmos][rtc]") {
+    struct Case {
+        uint8_t rs;
+        int hz;
+    };
+    for (Case c : {Case{6, 1024}, Case{3, 8192}, Case{15, 2}, Case{1, 256}, Case{2, 128}, Case{10, 64}}) {
+        INFO("RS " << int(c.rs));
+        IrqRig r;
+        r.set(0x0a, uint8_t(0x20 | c.rs));
+        CHECK(r.armed == Cmos::kNoDeadline);  // PIE off: no timer
+        r.set(0x0b, 0x42);                    // PIE, 24-hour
+        CHECK(r.run_for(3 * kSec) == 3 * c.hz);
+        CHECK(r.ticks == 3 * c.hz);  // one wake-up per interrupt, no more
+        for (uint8_t f : r.flags) CHECK((f & 0xe0) == 0xc0);  // IRQF | PF, no AF
+        // The edges keep the rate's exact phase (no drift from rounding).
+        REQUIRE(r.at.size() >= 2);
+        const double period = 1e9 / c.hz;
+        CHECK(std::abs(double(r.at.back() - r.at.front()) - period * double(r.at.size() - 1)) < 2.0);
+    }
+    // RS 0: no periodic interrupt even with PIE.
+    IrqRig r;
+    r.set(0x0a, 0x20);
+    r.set(0x0b, 0x42);
+    CHECK(r.run_for(2 * kSec) == 0);
+    CHECK(r.ticks == 0);
+}
+
+TEST_CASE("cmos: a late timer sets PF once, no burst; an unread IRQF needs no timer", "[devices][cmos][rtc]") {
+    IrqRig r;
+    r.set(0x0a, 0x23);  // 8192 Hz
+    r.set(0x0b, 0x42);
+    REQUIRE(r.armed != Cmos::kNoDeadline);
+    r.t += 10'000'000;  // the host timer comes 10 ms (81 periods) late
+    r.fire();
+    CHECK(r.irq->raised == 1);
+    CHECK(r.armed == Cmos::kNoDeadline);  // IRQF is up: nothing to wake for
+    CHECK(r.get(0x0c) == 0xc0);
+    CHECK(r.get(0x0c) == 0x00);  // once
+    REQUIRE(r.armed != Cmos::kNoDeadline);
+    CHECK(r.armed > r.t);
+    CHECK(r.armed - r.t <= 122071);  // the next edge of the same phase
+
+    // A guest that never reads C: one interrupt, then the timer stays off.
+    IrqRig q;
+    q.set(0x0a, 0x23);
+    q.set(0x0b, 0x42);
+    CHECK(q.run_for(2 * kSec, false) == 1);
+    CHECK(q.ticks == 1);
+    CHECK(q.irq->level);
+    CHECK((q.get(0x0c) & 0xe0) == 0xc0);
+    CHECK_FALSE(q.irq->level);
+}
+
+TEST_CASE("cmos: update-ended interrupt once a second, at the second", "[devices][cmos][rtc]") {
+    IrqRig r(400'000'000);  // the host clock is 0.4 s into 05:06:07
+    r.set(0x0a, 0x20);      // no periodic rate: PF stays clear
+    r.set(0x0b, 0x12);      // UIE, 24-hour
+    CHECK(r.run_for(3 * kSec) == 3);
+    REQUIRE(r.at.size() == 3);
+    for (size_t i = 0; i < 3; ++i) {
+        CHECK(std::abs(r.at[i] - (600'000'000 + int64_t(i) * kSec)) < 100'000);
+        CHECK((r.flags[i] & 0xf0) == 0x90);  // IRQF | UF
+    }
+    CHECK(r.ticks <= 4);
+    CHECK(r.get(0x00) == 0x10);  // 05:06:10.4
+}
+
+TEST_CASE("cmos: alarm interrupt at the alarm time; 0xc0..0xff is don't care", "[devices][cmos][rtc]") {
+    SECTION("BCD: 05:06:10") {
+        IrqRig r;  // 05:06:07.0 at t = 0
+        r.set(0x01, 0x10);
+        r.set(0x03, 0x06);
+        r.set(0x05, 0x05);
+        r.set(0x0b, 0x22);  // AIE, 24-hour
+        CHECK(r.run_until(2'900'000'000) == 0);
+        CHECK(r.run_until(4 * kSec) == 1);
+        REQUIRE(r.at.size() == 1);
+        CHECK(std::abs(r.at[0] - 3 * kSec) < 100'000);
+        CHECK((r.flags[0] & 0xb0) == 0xb0);  // IRQF | AF | UF
+        CHECK(r.run_for(60 * kSec) == 0);    // not again within the day
+    }
+    SECTION("binary mode: 05:06:12") {
+        IrqRig r;
+        r.set(0x0b, 0x06);  // binary first, then the alarm in binary
+        r.set(0x01, 12);
+        r.set(0x03, 6);
+        r.set(0x05, 5);
+        r.set(0x0b, 0x26);
+        CHECK(r.run_until(5'500'000'000) == 1);
+        REQUIRE(r.at.size() == 1);
+        CHECK(std::abs(r.at[0] - 5 * kSec) < 100'000);
+    }
+    SECTION("12-hour mode: 5 PM is 0x85") {
+        IrqRig r;
+        r.wall0 += 12 * 3600 * kSec;  // 17:06:07
+        r.set(0x0b, 0x00);            // BCD, 12-hour
+        r.set(0x01, 0x09);
+        r.set(0x03, 0x06);
+        r.set(0x05, 0x85);
+        r.set(0x0b, 0x20);
+        CHECK(r.run_for(3 * kSec) == 1);
+    }
+    SECTION("every second: all three don't care") {
+        IrqRig r;
+        r.set(0x01, 0xc0);
+        r.set(0x03, 0xff);
+        r.set(0x05, 0xd5);
+        r.set(0x0b, 0x22);
+        CHECK(r.run_for(5'500'000'000) == 5);
+    }
+    SECTION("once a minute: seconds 30, minutes and hours don't care") {
+        IrqRig r;  // 05:06:07: :30 comes at 23 s and 83 s
+        r.set(0x01, 0x30);
+        r.set(0x03, 0xc0);
+        r.set(0x05, 0xc0);
+        r.set(0x0b, 0x22);
+        CHECK(r.run_for(125 * kSec) == 2);
+        REQUIRE(r.at.size() == 2);
+        CHECK(std::abs(r.at[0] - 23 * kSec) < 100'000);
+        CHECK(std::abs(r.at[1] - 83 * kSec) < 100'000);
+    }
+    SECTION("a timer late by seconds still sees the alarm second it skipped") {
+        IrqRig r;
+        r.set(0x01, 0x09);
+        r.set(0x03, 0x06);
+        r.set(0x05, 0x05);
+        r.set(0x0b, 0x22);
+        r.t = 4'500'000'000;  // 05:06:11.5: the timer for 05:06:08 comes this late
+        r.fire();
+        CHECK(r.irq->raised == 1);
+        CHECK((r.get(0x0c) & 0xa0) == 0xa0);
+    }
+}
+
+TEST_CASE("cmos: reading register C returns and clears the flags and lowers IRQ 8", "[devices][cmos][rtc]") {
+    IrqRig r;
+    r.set(0x0a, 0x20);
+    r.set(0x0b, 0x12);
+    r.run_for(1'500'000'000, false);
+    CHECK(r.irq->level);
+    CHECK(r.irq->raised == 1);
+    CHECK(r.get(0x0c) == 0x90);
+    CHECK_FALSE(r.irq->level);
+    CHECK(r.get(0x0c) == 0x00);
+    // An enable for a flag already set raises the line at once (as the chip
+    // does); reading C first (what Linux does) avoids that.
+    r.set(0x0b, 0x02);
+    r.t += 2 * kSec;
+    CHECK_FALSE(r.irq->level);
+    r.set(0x0b, 0x12);
+    CHECK(r.irq->level);
+    CHECK(r.get(0x0c) == 0x90);
+    CHECK_FALSE(r.irq->level);
+}
+
+TEST_CASE("cmos: with every interrupt off nothing is pending and no timer runs", "[devices][cmos][rtc]") {
+    IrqRig r;
+    r.set(0x0a, 0x23);  // 8192 Hz
+    r.set(0x01, 0xff);  // the alarm would match every second
+    r.set(0x03, 0xff);
+    r.set(0x05, 0xff);
+    r.set(0x0b, 0x02);
+    CHECK(r.armed == Cmos::kNoDeadline);
+    CHECK(r.dev->next_deadline_ns() == Cmos::kNoDeadline);
+    CHECK(r.run_for(10 * kSec) == 0);
+    CHECK(r.ticks == 0);
+    CHECK_FALSE(r.irq->level);
+    // The flags were still set (a guest may poll them), without IRQF.
+    CHECK(r.get(0x0c) == 0x70);
+    CHECK(r.get(0x0c) == 0x00);
+}
+
+TEST_CASE("cmos: SET stops updates and clears UIE; the divider stops everything", "[devices][cmos][rtc]") {
+    SECTION("SET") {
+        IrqRig r;
+        r.set(0x0b, 0x92);  // SET | UIE: UIE is cleared
+        CHECK(r.get(0x0b) == 0x82);
+        r.set(0x01, 0xff);
+        r.set(0x03, 0xff);
+        r.set(0x05, 0xff);
+        r.set(0x0b, 0xa2);  // SET | AIE
+        CHECK(r.run_for(5 * kSec) == 0);
+        CHECK(r.ticks == 0);
+        CHECK(r.get(0x0c) == 0x40);  // PF only (the divider runs): no update happened
+        // The periodic interrupt does not stop with SET.
+        r.set(0x0a, 0x2f);  // 2 Hz
+        r.set(0x0b, 0xc2);
+        CHECK(r.run_for(2 * kSec) == 4);
+        // Clearing SET: the updates go on from the time then, the next one
+        // a second later.
+        r.set(0x0b, 0x22);
+        r.flags.clear();
+        r.at.clear();
+        const int64_t t0 = r.t;
+        CHECK(r.run_for(3'500'000'000) == 3);
+        REQUIRE(r.at.size() == 3);
+        CHECK(std::abs(r.at[0] - t0 - kSec) < 100'000);
+        CHECK((r.flags[0] & 0xa0) == 0xa0);
+    }
+    SECTION("divider bits other than 010") {
+        IrqRig r;
+        r.set(0x0b, 0x72);  // PIE | AIE | UIE
+        r.get(0x0c);
+        r.set(0x0a, 0x76);  // divider chain reset (what some guests write around a time set)
+        r.get(0x0c);
+        CHECK(r.armed == Cmos::kNoDeadline);
+        CHECK(r.run_for(3 * kSec) == 0);
+        CHECK(r.get(0x0c) == 0x00);
+        r.set(0x0a, 0x06);  // oscillator off
+        CHECK(r.run_for(3 * kSec) == 0);
+        r.set(0x0a, 0x26);  // running again
+        CHECK(r.run_for(kSec) >= 1000);
+    }
+}
+
+TEST_CASE("cmos: hostile register values never crash, spin or storm", "[devices][cmos][rtc]") {
+    // Every register A value with every interrupt enabled and a guest that
+    // acknowledges at once: never more than 8192 Hz plus the updates.
+    for (unsigned a = 0; a < 256; ++a) {
+        INFO("register A " << a);
+        IrqRig r;
+        r.set(0x0a, uint8_t(a));
+        r.set(0x01, 0xff);
+        r.set(0x03, 0xff);
+        r.set(0x05, 0xff);
+        r.set(0x0b, 0x72);
+        const int n = r.run_for(kSec / 4);
+        CHECK(n <= 8192 / 4 + 2);
+        CHECK(r.ticks <= 8192 / 4 + 4);
+    }
+    // Random writes to every register (invalid BCD, impossible alarms, SET
+    // toggling, rates) in random simulated time, with the timer running.
+    IrqRig r;
+    uint32_t x = 12345;
+    auto rnd = [&x] {
+        x = x * 1103515245u + 12345u;
+        return x >> 8;
+    };
+    int64_t start = r.t;
+    const int ops = 20000;
+    for (int i = 0; i < ops; ++i) {
+        const uint8_t idx = uint8_t(rnd() % 16 == 0 ? rnd() & 0x7f : rnd() % 14);
+        if (rnd() % 4 == 0) r.get(idx);
+        else r.set(idx, uint8_t(rnd()));
+        r.run_for(int64_t(rnd() % 200'000));
+    }
+    // Each access may move the deadline (and cost one early wake-up).
+    const double secs = double(r.t - start) / 1e9;
+    CHECK(r.ticks <= int(secs * (8192 + 2)) + ops + 10);
+    CHECK(r.get(0x0d) == 0x80);
 }
