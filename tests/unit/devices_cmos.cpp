@@ -16,13 +16,9 @@ constexpr int64_t k20261123_050607 = 1795410367;  // Monday 2026-11-23 05:06:07 
 
 constexpr int64_t kSec = 1'000'000'000;
 
-struct Rig {
-    int64_t now = k20261123_050607;  // the host clock's seconds
+// A CMOS register by index, through the ports as a guest reaches it.
+struct Ports {
     vmm::Bus bus{"pio"};
-    explicit Rig(uint64_t below = 512 * MiB, uint64_t above = 0) {
-        vmm::devices::Cmos::Clock clock{[this] { return now * kSec; }, [this] { return now * kSec; }};
-        bus.add(0x70, 2, std::make_shared<vmm::devices::Cmos>(below, above, clock));
-    }
     uint8_t get(uint8_t index) {
         uint8_t b = 0;
         REQUIRE(bus.write(0x70, std::span<const uint8_t>(&index, 1)));
@@ -32,6 +28,14 @@ struct Rig {
     void set(uint8_t index, uint8_t v) {
         REQUIRE(bus.write(0x70, std::span<const uint8_t>(&index, 1)));
         REQUIRE(bus.write(0x71, std::span<const uint8_t>(&v, 1)));
+    }
+};
+
+struct Rig : Ports {
+    int64_t now = k20261123_050607;  // the host clock's seconds
+    explicit Rig(uint64_t below = 512 * MiB, uint64_t above = 0) {
+        vmm::devices::Cmos::Clock clock{[this] { return now * kSec; }, [this] { return now * kSec; }};
+        bus.add(0x70, 2, std::make_shared<vmm::devices::Cmos>(below, above, clock));
     }
 };
 
@@ -196,12 +200,11 @@ struct FakeIrq : vmm::IrqLine {
     }
 };
 
-struct IrqRig {
+struct IrqRig : Ports {
     int64_t t = 0;  // monotonic ns
     int64_t wall0;  // the host clock (ns) at t = 0
     std::shared_ptr<FakeIrq> irq = std::make_shared<FakeIrq>();
     std::shared_ptr<Cmos> dev;
-    vmm::Bus bus{"pio"};
     int64_t armed = Cmos::kNoDeadline;
     int ticks = 0;
     std::vector<int64_t> at;     // when each interrupt was taken
@@ -213,16 +216,6 @@ struct IrqRig {
                                      irq);
         dev->set_timer([this](int64_t d) { armed = d; });
         bus.add(0x70, 2, dev);
-    }
-    uint8_t get(uint8_t index) {
-        uint8_t b = 0;
-        REQUIRE(bus.write(0x70, std::span<const uint8_t>(&index, 1)));
-        REQUIRE(bus.read(0x71, std::span<uint8_t>(&b, 1)));
-        return b;
-    }
-    void set(uint8_t index, uint8_t v) {
-        REQUIRE(bus.write(0x70, std::span<const uint8_t>(&index, 1)));
-        REQUIRE(bus.write(0x71, std::span<const uint8_t>(&v, 1)));
     }
     // The timer fires (one-shot, like the machine's timerfd) at the time now.
     void fire() {

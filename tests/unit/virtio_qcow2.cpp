@@ -687,6 +687,23 @@ int sh(const std::string& cmd, std::string* out = nullptr) {
 
 bool have_qemu_img() { return sh("command -v qemu-img") == 0; }
 
+// Ends the test case with a SKIP note on machines without qemu-img.
+#define SKIP_WITHOUT_QEMU_IMG()                      \
+    do {                                             \
+        if (!have_qemu_img()) {                      \
+            WARN("SKIP: qemu-img not installed");    \
+            return;                                  \
+        }                                            \
+    } while (0)
+
+// Runs a shell command that must succeed (its output shown if not).
+void sh_ok(const std::string& cmd) {
+    std::string out;
+    int rc = sh(cmd, &out);
+    INFO(out);
+    REQUIRE(rc == 0);
+}
+
 void write_file(const std::string& p, const std::vector<uint8_t>& data) {
     std::ofstream o(p, std::ios::binary | std::ios::trunc);
     o.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
@@ -762,10 +779,7 @@ void check_clean(const std::string& image, const std::string& format, const std:
 }  // namespace
 
 TEST_CASE("qcow2: images made by qemu-img read and write back cleanly", "[qcow2]") {
-    if (!have_qemu_img()) {
-        WARN("SKIP: qemu-img not installed");
-        return;
-    }
+    SKIP_WITHOUT_QEMU_IMG();
     ScratchDir dir;
     const uint64_t size = 2 * M;
     auto base = pattern(size, 17);
@@ -789,10 +803,7 @@ TEST_CASE("qcow2: images made by qemu-img read and write back cleanly", "[qcow2]
     };
     for (const auto& v : variants) {
         INFO(v.name);
-        std::string out;
-        int rc = sh("cd " + dir.path + " && " + v.cmd, &out);
-        INFO(out);
-        REQUIRE(rc == 0);
+        sh_ok("cd " + dir.path + " && " + v.cmd);
         std::string p = dir / v.name;
         if (v.cmd.find(" -c ") != std::string::npos) {
             auto bytes = read_file(p);
@@ -819,18 +830,13 @@ TEST_CASE("qcow2: images made by qemu-img read and write back cleanly", "[qcow2]
 }
 
 TEST_CASE("qcow2: damaged zstd clusters from qemu-img fail reads with -EIO", "[qcow2]") {
-    if (!have_qemu_img()) {
-        WARN("SKIP: qemu-img not installed");
-        return;
-    }
+    SKIP_WITHOUT_QEMU_IMG();
     ScratchDir dir;
     const uint64_t cs = 64 * K;
     auto base = pattern(4 * cs, 41);
     write_file(dir / "base.raw", base);
-    std::string out, p = dir / "zstd.qcow2";
-    int rc = sh("cd " + dir.path + " && qemu-img convert -c -O qcow2 -o compression_type=zstd base.raw zstd.qcow2", &out);
-    INFO(out);
-    REQUIRE(rc == 0);
+    std::string p = dir / "zstd.qcow2";
+    sh_ok("cd " + dir.path + " && qemu-img convert -c -O qcow2 -o compression_type=zstd base.raw zstd.qcow2");
     const auto bytes = read_file(p);
     // Guest cluster 1's frame.
     MemoryImageFile whole(bytes);
@@ -879,10 +885,7 @@ TEST_CASE("qcow2: damaged zstd clusters from qemu-img fail reads with -EIO", "[q
 }
 
 TEST_CASE("qcow2: images made by create() pass qemu-img check", "[qcow2]") {
-    if (!have_qemu_img()) {
-        WARN("SKIP: qemu-img not installed");
-        return;
-    }
+    SKIP_WITHOUT_QEMU_IMG();
     ScratchDir dir;
     const uint64_t size = 2 * M;
     auto base = pattern(size, 23);
@@ -936,17 +939,12 @@ TEST_CASE("qcow2: images made by create() pass qemu-img check", "[qcow2]") {
 }
 
 TEST_CASE("qcow2: a qemu-img image outgrows its refcount table and stays clean", "[qcow2]") {
-    if (!have_qemu_img()) {
-        WARN("SKIP: qemu-img not installed");
-        return;
-    }
+    SKIP_WITHOUT_QEMU_IMG();
     ScratchDir dir;
     // qemu-img starts with one refcount table cluster: with 512-byte
     // clusters it counts 8 MiB of file.
-    std::string p = dir / "grow.qcow2", out;
-    int rc = sh("qemu-img create -q -f qcow2 -o cluster_size=512 " + p + " 12M", &out);
-    INFO(out);
-    REQUIRE(rc == 0);
+    std::string p = dir / "grow.qcow2";
+    sh_ok("qemu-img create -q -f qcow2 -o cluster_size=512 " + p + " 12M");
     auto data = pattern(12 * M, 31);
     {
         auto f = FdImageFile::open(p, false);
@@ -961,15 +959,10 @@ TEST_CASE("qcow2: a qemu-img image outgrows its refcount table and stays clean",
 }
 
 TEST_CASE("qcow2: refcount widths below 8 bits are refused", "[qcow2]") {
-    if (!have_qemu_img()) {
-        WARN("SKIP: qemu-img not installed");
-        return;
-    }
+    SKIP_WITHOUT_QEMU_IMG();
     ScratchDir dir;
-    std::string p = dir / "rc1.qcow2", out;
-    int rc = sh("qemu-img create -q -f qcow2 -o refcount_bits=1 " + p + " 1M", &out);
-    INFO(out);
-    REQUIRE(rc == 0);
+    std::string p = dir / "rc1.qcow2";
+    sh_ok("qemu-img create -q -f qcow2 -o refcount_bits=1 " + p + " 1M");
     auto f = FdImageFile::open(p, false);
     CHECK_THROWS_WITH(open_path(*f, p), "qcow2 image " + p + ": refcount_order 0 is not supported (8- to 64-bit refcounts)");
 }
@@ -1080,10 +1073,7 @@ CrashVerdict check_crash_states(const RecordingFile& rec, const ScratchDir& dir,
 }  // namespace
 
 TEST_CASE("qcow2: a host crash at any point leaves at most leaked clusters", "[qcow2]") {
-    if (!have_qemu_img()) {
-        WARN("SKIP: qemu-img not installed");
-        return;
-    }
+    SKIP_WITHOUT_QEMU_IMG();
     ScratchDir dir;
     write_file(dir / "base.raw", pattern(256 * K, 9));
     MemoryImageFile created = make(256 * K, 9, 3, dir / "base.raw", "raw");
@@ -1115,10 +1105,7 @@ TEST_CASE("qcow2: a host crash at any point leaves at most leaked clusters", "[q
 }
 
 TEST_CASE("qcow2: a host crash while the refcount table grows leaves at most leaked clusters", "[qcow2]") {
-    if (!have_qemu_img()) {
-        WARN("SKIP: qemu-img not installed");
-        return;
-    }
+    SKIP_WITHOUT_QEMU_IMG();
     ScratchDir dir;
     // Filled up to just below what one 512-byte table cluster counts (8 MiB
     // of file), then recorded while a write crosses that line.
