@@ -121,6 +121,12 @@ void check_pci(const AcpiConfig& cfg) {
 
 }  // namespace
 
+// _OSC's first dword (CDW1) error bits, and the control bits granted.
+constexpr uint32_t kOscUnknownUuid = 1u << 2;
+constexpr uint32_t kOscUnknownRevision = 1u << 3;
+constexpr uint32_t kOscMasked = 1u << 4;
+constexpr uint32_t kOscControlGranted = 0x1f;
+
 std::vector<uint8_t> build_pci_aml(const AcpiConfig& cfg) {
     check_pci(cfg);
     // The host bridge's decode: bus 0, all I/O ports except the
@@ -146,6 +152,30 @@ std::vector<uint8_t> build_pci_aml(const AcpiConfig& cfg) {
         }
     }
 
+    // _OSC (ACPI 6.2.11, PCI Firmware 4.5): the OS asks to control PCIe
+    // features. There is no firmware handler for any of them, so the OS
+    // gets all it asks for among native hotplug, SHPC hotplug, PME, AER
+    // and the capability structure (control bits 0-4); other bits are
+    // masked and CDW1 says so, as are an unknown revision or UUID.
+    const Aml cdw1 = Aml::name_string("CDW1"), cdw3 = Aml::name_string("CDW3");
+    Aml osc = Aml::method(
+        "_OSC", 4, false,
+        {
+            Aml::create_dword_field(Aml::arg(3), Aml::zero(), "CDW1"),
+            Aml::if_then(Aml::lequal(Aml::arg(0), Aml::uuid("33DB4D5B-1FF7-401C-9657-7441C03DD766")),
+                         {
+                             Aml::create_dword_field(Aml::arg(3), Aml::integer(8), "CDW3"),
+                             Aml::store(cdw3, Aml::local(0)),
+                             Aml::and_to(Aml::local(0), Aml::integer(kOscControlGranted), cdw3),
+                             Aml::if_then(Aml::lnot(Aml::lequal(Aml::arg(1), Aml::one())),
+                                          {Aml::or_to(cdw1, Aml::integer(kOscUnknownRevision), cdw1)}),
+                             Aml::if_then(Aml::lnot(Aml::lequal(cdw3, Aml::local(0))),
+                                          {Aml::or_to(cdw1, Aml::integer(kOscMasked), cdw1)}),
+                         }),
+            Aml::else_then({Aml::or_to(cdw1, Aml::integer(kOscUnknownUuid), cdw1)}),
+            Aml::return_value(Aml::arg(3)),
+        });
+
     Aml pci0 = Aml::device("PCI0", {
                                        Aml::name("_HID", Aml::eisa_id("PNP0A08")),  // PCI Express root
                                        Aml::name("_CID", Aml::eisa_id("PNP0A03")),  // PCI root
@@ -156,6 +186,7 @@ std::vector<uint8_t> build_pci_aml(const AcpiConfig& cfg) {
                                        Aml::name("_UID", Aml::zero()),
                                        Aml::name("_CRS", crs.to_aml()),
                                        Aml::name("_PRT", Aml::package(prt)),
+                                       osc,
                                    });
 
     // Motherboard resources: the configuration ports (outside PCI0's I/O

@@ -1,5 +1,8 @@
 #include "arch/x86_64/aml.h"
 
+#include <algorithm>
+#include <iterator>
+
 #include "vmm/core/bytes.h"
 #include "vmm/core/error.h"
 
@@ -27,6 +30,16 @@ constexpr uint8_t kDeviceOp = 0x82;  // after ExtOpPrefix
 constexpr uint8_t kRootChar = '\\';
 constexpr uint8_t kParentPrefixChar = '^';
 constexpr uint8_t kReturnOp = 0xa4;
+constexpr uint8_t kLocal0Op = 0x60;
+constexpr uint8_t kArg0Op = 0x68;
+constexpr uint8_t kStoreOp = 0x70;
+constexpr uint8_t kAndOp = 0x7b;
+constexpr uint8_t kOrOp = 0x7d;
+constexpr uint8_t kCreateDWordFieldOp = 0x8a;
+constexpr uint8_t kLNotOp = 0x92;
+constexpr uint8_t kLEqualOp = 0x93;
+constexpr uint8_t kIfOp = 0xa0;
+constexpr uint8_t kElseOp = 0xa1;
 constexpr uint8_t kOnesOp = 0xff;
 
 bool lead_char(char c) { return (c >= 'A' && c <= 'Z') || c == '_'; }
@@ -240,6 +253,77 @@ Aml Aml::return_value(const Aml& value) {
     std::vector<uint8_t> out{kReturnOp};
     out.insert(out.end(), value.bytes().begin(), value.bytes().end());
     return Aml(std::move(out));
+}
+
+namespace {
+
+// opcode followed by its operands, no PkgLength.
+Aml op_with(uint8_t op, std::initializer_list<const Aml*> operands) {
+    std::vector<uint8_t> out{op};
+    for (const Aml* a : operands) out.insert(out.end(), a->bytes().begin(), a->bytes().end());
+    return Aml(std::move(out));
+}
+
+}  // namespace
+
+Aml Aml::arg(unsigned n) {
+    if (n > 6) fail("aml: Arg{} does not exist (Arg0..Arg6)", n);
+    return Aml(std::vector<uint8_t>{static_cast<uint8_t>(kArg0Op + n)});
+}
+
+Aml Aml::local(unsigned n) {
+    if (n > 7) fail("aml: Local{} does not exist (Local0..Local7)", n);
+    return Aml(std::vector<uint8_t>{static_cast<uint8_t>(kLocal0Op + n)});
+}
+
+Aml Aml::null_target() { return Aml(std::vector<uint8_t>{0}); }
+
+Aml Aml::create_dword_field(const Aml& buffer, const Aml& byte_index, std::string_view name) {
+    const Aml n = name_string(name);
+    return op_with(kCreateDWordFieldOp, {&buffer, &byte_index, &n});
+}
+
+Aml Aml::if_then(const Aml& predicate, const std::vector<Aml>& body) {
+    return with_pkg_length({kIfOp}, concat({&predicate.bytes()}, body));
+}
+
+Aml Aml::else_then(const std::vector<Aml>& body) { return with_pkg_length({kElseOp}, concat({}, body)); }
+
+Aml Aml::lequal(const Aml& a, const Aml& b) { return op_with(kLEqualOp, {&a, &b}); }
+Aml Aml::lnot(const Aml& a) { return op_with(kLNotOp, {&a}); }
+Aml Aml::and_to(const Aml& a, const Aml& b, const Aml& target) { return op_with(kAndOp, {&a, &b, &target}); }
+Aml Aml::or_to(const Aml& a, const Aml& b, const Aml& target) { return op_with(kOrOp, {&a, &b, &target}); }
+Aml Aml::store(const Aml& value, const Aml& target) { return op_with(kStoreOp, {&value, &target}); }
+
+Aml Aml::uuid(std::string_view text) {
+    // 8-4-4-4-12 hex digits.
+    static constexpr size_t kDashes[] = {8, 13, 18, 23};
+    auto bad = [&] { fail("aml: invalid UUID \"{}\"", text); };
+    if (text.size() != 36) bad();
+    std::vector<uint8_t> digits;  // the 16 bytes in string order
+    for (size_t i = 0; i < text.size();) {
+        if (std::find(std::begin(kDashes), std::end(kDashes), i) != std::end(kDashes)) {
+            if (text[i] != '-') bad();
+            ++i;
+            continue;
+        }
+        auto nib = [&](char c) -> uint8_t {
+            if (c >= '0' && c <= '9') return static_cast<uint8_t>(c - '0');
+            if (c >= 'a' && c <= 'f') return static_cast<uint8_t>(c - 'a' + 10);
+            if (c >= 'A' && c <= 'F') return static_cast<uint8_t>(c - 'A' + 10);
+            bad();
+            return 0;
+        };
+        if (i + 1 >= text.size()) bad();
+        digits.push_back(static_cast<uint8_t>(nib(text[i]) << 4 | nib(text[i + 1])));
+        i += 2;
+    }
+    if (digits.size() != 16) bad();
+    // Fields 1-3 (4, 2 and 2 bytes) are stored little-endian.
+    std::reverse(digits.begin(), digits.begin() + 4);
+    std::reverse(digits.begin() + 4, digits.begin() + 6);
+    std::reverse(digits.begin() + 6, digits.begin() + 8);
+    return buffer(digits);
 }
 
 // ---- resource descriptors

@@ -65,6 +65,26 @@ public:
     // ReturnOp value.
     static Aml return_value(const Aml& value);
 
+    // ---- method bodies: arguments, locals, fields, control flow, operators.
+    // Operands are any terms (integers, names, Arg/Local, operator results);
+    // a `target` is a name, Arg or Local (or Aml::null_target()).
+    static Aml arg(unsigned n);    // Arg0..Arg6
+    static Aml local(unsigned n);  // Local0..Local7
+    static Aml null_target();      // NullName: the result is not stored
+    // CreateDWordField (buffer, byte_index, name).
+    static Aml create_dword_field(const Aml& buffer, const Aml& byte_index, std::string_view name);
+    // If (predicate) { body } and the Else that may follow it.
+    static Aml if_then(const Aml& predicate, const std::vector<Aml>& body);
+    static Aml else_then(const std::vector<Aml>& body);
+    static Aml lequal(const Aml& a, const Aml& b);
+    static Aml lnot(const Aml& a);
+    static Aml and_to(const Aml& a, const Aml& b, const Aml& target);
+    static Aml or_to(const Aml& a, const Aml& b, const Aml& target);
+    static Aml store(const Aml& value, const Aml& target);
+    // ToUUID ("xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"): a 16-byte buffer, the
+    // first three fields little-endian, the last two in string order.
+    static Aml uuid(std::string_view text);
+
 private:
     std::vector<uint8_t> bytes_;
 };

@@ -674,6 +674,41 @@ TEST_CASE("acpi: ACPICA's iasl and acpiexec read the tables without error or war
     }
 }
 
+// The PCI root's _OSC, run by ACPICA's interpreter the way an OS calls it:
+// Arg3 is the capabilities buffer (CDW1 status, CDW2 support, CDW3 control).
+TEST_CASE("acpi: _OSC grants PCIe control and reports masks, bad revisions and UUIDs", "[arch][acpi]") {
+    if (std::system("command -v acpiexec >/dev/null 2>&1") != 0) {
+        WARN("SKIP: acpiexec is not installed (Debian package acpica-tools; tests/install-deps.sh installs it)");
+        return;
+    }
+    test::TempDir dir;
+    auto dsdt = build_dsdt({.ncpus = 1, .pci_ecam_base = kQ35EcamBase});
+    std::ofstream(dir / "dsdt.dat", std::ios::binary)
+        .write(reinterpret_cast<const char*>(dsdt.data()), static_cast<std::streamsize>(dsdt.size()));
+    const std::string pci_uuid = "(5b 4d db 33 f7 1f 1c 40 96 57 74 41 c0 3d d7 66)";  // 33DB4D5B-1FF7-...
+    const std::string other_uuid = "(00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff)";
+    struct Case {
+        std::string uuid;
+        int revision;
+        std::string control;   // CDW3 asked for, as buffer bytes
+        std::string returned;  // the 12 bytes acpiexec prints
+    };
+    for (const Case& c : {
+             Case{pci_uuid, 1, "1f 00 00 00", "00 00 00 00 1F 00 00 00 1F 00 00 00"},  // all granted
+             Case{pci_uuid, 1, "ff 00 00 00", "10 00 00 00 1F 00 00 00 1F 00 00 00"},  // masked
+             Case{pci_uuid, 1, "05 00 00 00", "00 00 00 00 1F 00 00 00 05 00 00 00"},  // a subset
+             Case{pci_uuid, 2, "1f 00 00 00", "08 00 00 00 1F 00 00 00 1F 00 00 00"},  // unknown revision
+             Case{other_uuid, 1, "1f 00 00 00", "04 00 00 00 1F 00 00 00 1F 00 00 00"},  // unknown UUID
+         }) {
+        std::string cmd = "acpiexec -b \"execute \\_SB.PCI0._OSC " + c.uuid + " " + std::to_string(c.revision) +
+                          " 3 (00 00 00 00 1f 00 00 00 " + c.control + ")\" dsdt.dat";
+        std::string out = run_in(dir.path, cmd);
+        INFO(cmd << "\n" << out);
+        CHECK(out.find("[Buffer] Length 0C =     0000: " + c.returned) != std::string::npos);
+        for (const char* bad : {"Error", "Warning", "AE_"}) CHECK(out.find(bad) == std::string::npos);
+    }
+}
+
 TEST_CASE("acpi: WAET says RTC and PM timer are good; SPCR names COM1", "[arch][acpi]") {
     auto w = build_waet();
     REQUIRE(w.size() == 40);

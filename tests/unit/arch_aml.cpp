@@ -185,3 +185,30 @@ TEST_CASE("arch: AML resource templates", "[arch][aml]") {
     CHECK_THROWS_AS(ResourceTemplate().qword_memory(0, ~uint64_t{0}, false), vmm::Error);
     CHECK_THROWS_AS(ResourceTemplate().io(2, 1, 1, 1), vmm::Error);
 }
+
+TEST_CASE("arch: AML method bodies: args, locals, fields, If/Else, operators, ToUUID", "[arch][aml]") {
+    CHECK(Aml::arg(0).bytes() == Bytes{0x68});
+    CHECK(Aml::arg(6).bytes() == Bytes{0x6e});
+    CHECK(Aml::local(7).bytes() == Bytes{0x67});
+    CHECK_THROWS_AS(Aml::arg(7), vmm::Error);
+    CHECK_THROWS_AS(Aml::local(8), vmm::Error);
+    // CreateDWordField (Arg3, Zero, CDW1)
+    CHECK(Aml::create_dword_field(Aml::arg(3), Aml::zero(), "CDW1").bytes() ==
+          Bytes{0x8a, 0x6b, 0x00, 'C', 'D', 'W', '1'});
+    // If (LNot (LEqual (Arg1, One))) { Or (Local0, 8, Local0) } Else { Store (Zero, Local1) }
+    auto if_ = Aml::if_then(Aml::lnot(Aml::lequal(Aml::arg(1), Aml::one())),
+                            {Aml::or_to(Aml::local(0), Aml::integer(8), Aml::local(0))});
+    CHECK(if_.bytes() == Bytes{0xa0, 0x0a, 0x92, 0x93, 0x69, 0x01, 0x7d, 0x60, 0x0a, 0x08, 0x60});
+    CHECK(Aml::else_then({Aml::store(Aml::zero(), Aml::local(1))}).bytes() == Bytes{0xa1, 0x04, 0x70, 0x00, 0x61});
+    CHECK(Aml::and_to(Aml::arg(0), Aml::integer(0x1f), Aml::null_target()).bytes() ==
+          Bytes{0x7b, 0x68, 0x0a, 0x1f, 0x00});
+    // ToUUID: the first three fields little-endian, the rest in order.
+    CHECK(Aml::uuid("33DB4D5B-1FF7-401C-9657-7441C03DD766").bytes() ==
+          Bytes{0x11, 0x13, 0x0a, 0x10, 0x5b, 0x4d, 0xdb, 0x33, 0xf7, 0x1f, 0x1c, 0x40, 0x96, 0x57, 0x74, 0x41,
+                0xc0, 0x3d, 0xd7, 0x66});
+    CHECK(Aml::uuid("33db4d5b-1ff7-401c-9657-7441c03dd766").bytes() ==
+          Aml::uuid("33DB4D5B-1FF7-401C-9657-7441C03DD766").bytes());
+    for (const char* bad : {"", "33DB4D5B1FF7401C96577441C03DD766", "33DB4D5B-1FF7-401C-9657-7441C03DD76G",
+                            "33DB4D5B-1FF7-401C-9657_7441C03DD766", "33DB4D5B-1FF7-401C-9657-7441C03DD7666"})
+        CHECK_THROWS_AS(Aml::uuid(bad), vmm::Error);
+}
