@@ -63,6 +63,11 @@ def test_guest(suite, case, kind, cpus, end, expect):
         case.check(case.console.has(rf"^VMMTEST: info acpi-processors {cpus}$"),
                    f"not {cpus} ACPI0007 devices in /sys/bus/acpi/devices: "
                    f"{case.console.find(r'^VMMTEST: info (acpi-processors .*)$')}")
+        # The PCI root's _OSC hands the OS the PCIe features it asks for
+        # (LTR, bit 5, is not ours to give).
+        case.check(case.console.has(r"_OSC: OS now controls \[PCIeHotplug SHPCHotplug PME AER PCIeCapability\]"),
+                   "no '_OSC: OS now controls [PCIeHotplug SHPCHotplug PME AER PCIeCapability]' from the kernel: "
+                   f"{case.console.find(r'(_OSC: .*)$')}")
     if not suite.qemu_mode:
         err = case.path("stderr").read_text(errors="replace")
         case.check(re.search(r"^vmm: boot: first KVM_RUN at [0-9.]+ ms", err, re.M),
