@@ -197,14 +197,18 @@ void Cmos::write(uint64_t offset, std::span<const uint8_t> data) {
     }
 }
 
-int64_t Cmos::rtc_now() const { return floor_div(rtc_now_ns(), kNsPerSec); }
+// Clamped to what the registers express (years 1..9999). Seconds, not
+// nanoseconds: a guest may set year 9999, far past what int64_t holds in
+// nanoseconds (year 2262).
+int64_t Cmos::rtc_now() const {
+    return std::clamp(floor_div(clock_.wall_ns(), kNsPerSec) + offset_, kMinTime, kMaxTime);
+}
 
-int64_t Cmos::rtc_now_ns() const {
-    // Clamped to what the registers express; in nanoseconds that is well
-    // inside int64_t.
+// How far into its current second the RTC is: the guest's offset is whole
+// seconds, so that is the host clock's.
+int64_t Cmos::rtc_subsecond_ns() const {
     const int64_t host = clock_.wall_ns();
-    const int64_t s = std::clamp(floor_div(host, kNsPerSec) + offset_, kMinTime, kMaxTime);
-    return s * kNsPerSec + (host - floor_div(host, kNsPerSec) * kNsPerSec);
+    return host - floor_div(host, kNsPerSec) * kNsPerSec;
 }
 
 uint8_t Cmos::encode(unsigned v) const {
@@ -425,8 +429,7 @@ int64_t Cmos::deadline_locked(int64_t now) const {
     if ((b & kRegBPie) && periodic_ticks()) d = periodic_next_;
     if ((b & (kRegBUie | kRegBAie)) && !(b & kRegBSet)) {
         // The next update: the RTC's next second, in monotonic time.
-        const int64_t wall = rtc_now_ns();
-        const int64_t into = wall - floor_div(wall, kNsPerSec) * kNsPerSec;
+        const int64_t into = rtc_subsecond_ns();
         d = std::min(d, now + (kNsPerSec - into) + kUpdateSlackNs);
     }
     return d;

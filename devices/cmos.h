@@ -111,7 +111,7 @@ private:
     uint8_t read_data();            // lock held
     void write_data(uint8_t value);  // lock held
     int64_t rtc_now() const;         // guest-visible unix time
-    int64_t rtc_now_ns() const;
+    int64_t rtc_subsecond_ns() const;  // 0 .. 999999999
     void freeze_into_ram();          // time fields -> ram
     void commit_from_ram();          // ram -> offset, if valid
     uint8_t encode(unsigned v) const;
